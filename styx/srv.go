@@ -1,0 +1,424 @@
+package styx
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"cheshire/plan9"
+)
+
+// Defaults of Server's limits.
+const (
+	DefaultMsize        = 1<<20 + IOHdrSz // iounit of exactly 1 MiB
+	DefaultMaxInflight  = 256
+	DefaultConnMemory   = 16 << 20
+	DefaultFrameTimeout = 30 * time.Second
+	smallFrame          = 8 << 10
+	maxFlushes          = 64
+)
+
+// A Server serves 9P2000 on connections. Its zero value is not usable:
+// Attacher must be set. Limits left zero take the defaults above.
+//
+// Memory per connection is bounded by MaxInflight small frames (8 KiB each),
+// plus ConnMemory for large frames (Twrite) and Rread buffers, plus the
+// goroutines of MaxInflight requests and 64 flushes. When a bound is
+// reached the server stops reading the connection (backpressure); it never
+// queues without limit.
+type Server struct {
+	Attacher Attacher
+	Auth     Authenticator // optional: without it Tauth gets "authentication not required"
+
+	Msize        uint32        // largest msize offered
+	MaxInflight  int           // requests in flight per connection
+	ConnMemory   int64         // bytes of large frames and read buffers per connection
+	FrameTimeout time.Duration // longest wait for the rest of a started frame
+
+	Log   *slog.Logger
+	Trace func(conn string, in bool, f *Fcall) // protocol trace, if set
+
+	pool bufPool
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	lns   map[net.Listener]struct{}
+	done  bool
+}
+
+func (s *Server) msize() uint32 {
+	if s.Msize == 0 {
+		return DefaultMsize
+	}
+	return max(s.Msize, MinMsize)
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+// Serve accepts connections on l until ctx is done or Close is called.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	if s.lns == nil {
+		s.lns = make(map[net.Listener]struct{})
+	}
+	s.lns[l] = struct{}{}
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer func() {
+		s.mu.Lock()
+		delete(s.lns, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("styx: accept on %s: %w", l.Addr(), err)
+		}
+		delay = 0
+		go s.ServeConn(ctx, nc)
+	}
+}
+
+// Close stops all listeners and ends every connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.done = true
+	for l := range s.lns {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.cancel(errors.New("server closed"))
+		c.nc.Close()
+	}
+	return nil
+}
+
+// ConnInfo describes the connection a request arrived on.
+type ConnInfo struct {
+	Conn   net.Conn
+	Remote string
+}
+
+type connInfoKey struct{}
+
+// ConnInfoFrom returns the connection of a request's context, or nil.
+func ConnInfoFrom(ctx context.Context) *ConnInfo {
+	ci, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
+	return ci
+}
+
+// conn is the state of one client connection.
+//
+// Lock order: wmu before mu.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	name   string
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	log    *slog.Logger
+
+	slots   chan struct{}       // one per request in flight
+	flushes chan struct{}       // one per Tflush in flight
+	mem     *semaphore.Weighted // large frames and read buffers
+	memMax  int64
+	wg      sync.WaitGroup // requests in flight
+
+	wmu  sync.Mutex // serializes writes to nc
+	wbuf []byte     // guarded by wmu: small replies are built here
+
+	mu    sync.Mutex
+	msize uint32          // guarded by mu
+	fids  map[uint32]*fid // guarded by mu
+	tags  map[uint16]*req // guarded by mu
+}
+
+// ServeConn serves one connection until it fails, the client hangs up or
+// ctx is done. It closes nc.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	name := nc.RemoteAddr().String()
+	if name == "" || name == "@" {
+		name = "unix"
+	}
+	ci := &ConnInfo{Conn: nc, Remote: name}
+	cctx, cancel := context.WithCancelCause(context.WithValue(ctx, connInfoKey{}, ci))
+	inflight := s.MaxInflight
+	if inflight <= 0 {
+		inflight = DefaultMaxInflight
+	}
+	mem := s.ConnMemory
+	if mem <= 0 {
+		mem = DefaultConnMemory
+	}
+	mem = max(mem, 2*int64(s.msize()))
+	c := &conn{
+		srv: s, nc: nc, name: name, ctx: cctx, cancel: cancel,
+		log:     s.logger().With("conn", name),
+		slots:   make(chan struct{}, inflight),
+		flushes: make(chan struct{}, maxFlushes),
+		mem:     semaphore.NewWeighted(mem),
+		memMax:  mem,
+		msize:   s.msize(),
+		fids:    make(map[uint32]*fid),
+		tags:    make(map[uint16]*req),
+	}
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	stop := context.AfterFunc(cctx, func() { nc.Close() })
+	err := c.readLoop()
+	cancel(err)
+	stop()
+	nc.Close()
+	c.wg.Wait()
+	c.clunkAll()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+		c.log.Info("9p connection ended", "err", err)
+	}
+}
+
+func (c *conn) getMsize() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.msize
+}
+
+// readLoop reads frames and starts their handlers until the connection
+// fails. Backpressure: it blocks on a free request slot and on memory for
+// large frames, and does not read the socket meanwhile.
+func (c *conn) readLoop() error {
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	timeout := c.srv.FrameTimeout
+	if timeout <= 0 {
+		timeout = DefaultFrameTimeout
+	}
+	var hdr [4]byte
+	deadline := false
+	for {
+		if deadline {
+			c.nc.SetReadDeadline(time.Time{})
+			deadline = false
+		}
+		if _, err := br.ReadByte(); err != nil {
+			return err
+		}
+		br.UnreadByte()
+		if br.Buffered() < 4 {
+			c.nc.SetReadDeadline(time.Now().Add(timeout))
+			deadline = true
+		}
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("reading frame size: %w", err)
+		}
+		size := binary.LittleEndian.Uint32(hdr[:])
+		msize := c.getMsize()
+		if size < 7 {
+			return fmt.Errorf("bad frame: size %d below 7", size)
+		}
+		if size > msize {
+			return fmt.Errorf("bad frame: size %d above msize %d", size, msize)
+		}
+		var held int64
+		if size > smallFrame {
+			held = int64(size)
+			if err := c.mem.Acquire(c.ctx, held); err != nil {
+				return err
+			}
+		}
+		bp := c.srv.pool.get(int(size))
+		buf := *bp
+		copy(buf, hdr[:])
+		if !deadline && br.Buffered() < int(size)-4 {
+			c.nc.SetReadDeadline(time.Now().Add(timeout))
+			deadline = true
+		}
+		if _, err := io.ReadFull(br, buf[4:]); err != nil {
+			c.srv.pool.put(bp)
+			c.mem.Release(held)
+			return fmt.Errorf("reading frame of %d bytes: %w", size, err)
+		}
+		r := &req{c: c, buf: bp, held: held}
+		if err := r.fc.Unmarshal(buf); err != nil {
+			tag := binary.LittleEndian.Uint16(buf[5:])
+			typ := buf[4]
+			r.release()
+			c.writeError(tag, fmt.Sprintf("malformed %s: %v", typeName(typ), err))
+			continue
+		}
+		if c.srv.Trace != nil {
+			c.srv.Trace(c.name, true, &r.fc)
+		}
+		switch r.fc.Type {
+		case Tversion:
+			// Handled in line: it aborts everything in flight.
+			c.version(r)
+			continue
+		case Tflush:
+			select {
+			case c.flushes <- struct{}{}:
+			case <-c.ctx.Done():
+				r.release()
+				return context.Cause(c.ctx)
+			}
+			go c.flush(r)
+			continue
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.ctx.Done():
+			r.release()
+			return context.Cause(c.ctx)
+		}
+		r.slot = true
+		c.mu.Lock()
+		if _, dup := c.tags[r.fc.Tag]; dup || r.fc.Tag == NoTag {
+			c.mu.Unlock()
+			tag := r.fc.Tag
+			r.release()
+			c.writeError(tag, string(plan9.ErrDupTag))
+			continue
+		}
+		r.ctx, r.cancel = context.WithCancel(c.ctx)
+		r.done = make(chan struct{})
+		c.tags[r.fc.Tag] = r
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go c.handle(r)
+	}
+}
+
+// version handles Tversion: it aborts all requests, clunks all fids and
+// negotiates msize and version.
+func (c *conn) version(r *req) {
+	defer r.release()
+	tag, cmsize, cver := r.fc.Tag, r.fc.Msize, r.fc.Version
+	c.mu.Lock()
+	for _, o := range c.tags {
+		o.flushed = true
+		o.cancel()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.clunkAll()
+	if cmsize < MinMsize {
+		c.writeError(tag, fmt.Sprintf("msize %d too small (minimum %d)", cmsize, MinMsize))
+		return
+	}
+	msize := min(cmsize, c.srv.msize())
+	ver := "unknown"
+	if cver == Version || strings.HasPrefix(cver, Version+".") {
+		ver = Version
+		c.mu.Lock()
+		c.msize = msize
+		c.mu.Unlock()
+	}
+	c.send(&Fcall{Type: Rversion, Tag: tag, Msize: msize, Version: ver})
+}
+
+// flush handles Tflush: the flushed request's context is cancelled, its
+// reply suppressed, and the Rflush sent after it has finished.
+func (c *conn) flush(r *req) {
+	defer func() { <-c.flushes }()
+	defer r.release()
+	c.mu.Lock()
+	o := c.tags[r.fc.Oldtag]
+	if o != nil {
+		o.flushed = true
+		o.cancel()
+	}
+	c.mu.Unlock()
+	if o != nil {
+		<-o.done
+	}
+	c.send(&Fcall{Type: Rflush, Tag: r.fc.Tag})
+}
+
+func (c *conn) clunkAll() {
+	c.mu.Lock()
+	fids := c.fids
+	c.fids = make(map[uint32]*fid)
+	c.mu.Unlock()
+	for _, f := range fids {
+		f.decref()
+	}
+}
+
+// send writes a reply built in the connection's write buffer.
+func (c *conn) send(f *Fcall) {
+	if c.srv.Trace != nil {
+		c.srv.Trace(c.name, false, f)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b, err := f.Append(c.wbuf[:0])
+	if err != nil {
+		b, _ = (&Fcall{Type: Rerror, Tag: f.Tag, Ename: "reply too large"}).Append(c.wbuf[:0])
+	}
+	if cap(b) <= 64<<10 {
+		c.wbuf = b
+	}
+	c.writeLocked(b)
+}
+
+func (c *conn) writeLocked(b []byte) {
+	if _, err := c.nc.Write(b); err != nil {
+		c.cancel(fmt.Errorf("writing reply: %w", err))
+	}
+}
+
+func (c *conn) writeError(tag uint16, ename string) {
+	c.send(&Fcall{Type: Rerror, Tag: tag, Ename: trimErr(ename)})
+}
+
+func trimErr(s string) string {
+	if len(s) < plan9.ErrMax {
+		return s
+	}
+	return plan9.Errstr(errors.New(s))
+}
