@@ -3,3 +3,10 @@ module cheshire
 go 1.26.8
 
 require golang.org/x/sync v0.24.0
+
+require (
+	9fans.net/go v0.0.8-0.20250307142834-96bdba94b63f // indirect
+	github.com/fhs/mux9p v0.3.1 // indirect
+	github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
+	github.com/knusbaum/go9p v1.18.0 // indirect
+)

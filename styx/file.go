@@ -57,7 +57,10 @@ type File interface {
 	Remove(ctx context.Context) error
 
 	// Clunk releases the File. It is called exactly once, after the last
-	// request that uses the fid has finished.
+	// request that uses the fid has finished; when that is the Tclunk
+	// itself, an error is sent as its reply (the fid is gone all the same),
+	// so a file that commits what was written at clunk can refuse it. For an
+	// ORCLOSE fid, Remove comes just before Clunk.
 	Clunk() error
 }
 

@@ -112,21 +112,27 @@ func newFid(num uint32, f File) *fid {
 	return x
 }
 
-func (f *fid) decref() {
+// decref drops a reference; the last one clunks the File, and its error
+// (a commit-at-clunk file may refuse what was written) is returned.
+func (f *fid) decref() error {
 	if f.refs.Add(-1) != 0 {
-		return
+		return nil
 	}
 	f.mu.Lock()
 	file, rclose := f.file, f.opened && f.mode&ORCLOSE != 0 && !f.removed
 	f.file = nil
 	f.mu.Unlock()
 	if file == nil {
-		return
+		return nil
 	}
+	var err error
 	if rclose {
-		file.Remove(context.Background())
+		err = file.Remove(context.Background())
 	}
-	file.Clunk()
+	if cerr := file.Clunk(); cerr != nil {
+		err = cerr
+	}
+	return err
 }
 
 func (f *fid) get() (File, bool, uint8) {
@@ -209,7 +215,10 @@ func (c *conn) handle(r *req) {
 			r.error(plan9.ErrUnknownFid)
 			return
 		}
-		f.decref()
+		if err := f.decref(); err != nil {
+			r.error(err)
+			return
+		}
 		r.respond(&Fcall{Type: Rclunk})
 	case Tremove:
 		c.remove(r)
