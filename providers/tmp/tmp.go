@@ -1,0 +1,390 @@
+// Package tmp serves an in-memory file system, mounted at /tmp: files and
+// directories that users create, read, write, truncate, rename and remove,
+// with Plan 9 permission checks. Its contents do not survive a restart.
+package tmp
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"cheshire/plan9"
+	"cheshire/styx"
+)
+
+// DefaultMaxBytes bounds the data held by an FS made with New.
+const DefaultMaxBytes = 4 << 30
+
+// FS is an in-memory file tree; it implements styx.Attacher.
+type FS struct {
+	mu       sync.RWMutex
+	root     *node
+	nextPath uint64 // guarded by mu
+	used     int64  // guarded by mu: bytes of file data held
+	maxBytes int64
+	now      func() time.Time
+}
+
+type node struct {
+	name     string
+	parent   *node // root's parent is itself
+	qid      styx.Qid
+	mode     uint32
+	uid, gid string
+	muid     string
+	mtime    uint32
+	atime    uint32
+	data     []byte
+	children map[string]*node
+	removed  bool
+}
+
+// Option configures New.
+type Option func(*FS)
+
+// WithMaxBytes bounds the file data held (ENOSPC beyond).
+func WithMaxBytes(n int64) Option { return func(f *FS) { f.maxBytes = n } }
+
+// WithClock sets the clock used for modification times.
+func WithClock(now func() time.Time) Option { return func(f *FS) { f.now = now } }
+
+// New returns an empty tree whose root is owned by owner, mode 0777 with
+// the sticky-less Plan 9 semantics (anyone may create in it).
+func New(owner string, opts ...Option) *FS {
+	fs := &FS{maxBytes: DefaultMaxBytes, now: time.Now}
+	for _, o := range opts {
+		o(fs)
+	}
+	t := uint32(fs.now().Unix())
+	fs.root = &node{name: "/", qid: styx.Qid{Type: styx.QTDIR, Path: 0}, mode: styx.DMDIR | 0777,
+		uid: owner, gid: owner, muid: owner, mtime: t, atime: t, children: map[string]*node{}}
+	fs.root.parent = fs.root
+	fs.nextPath = 1
+	return fs
+}
+
+// Attach implements styx.Attacher.
+func (fs *FS) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
+	return &file{fs: fs, n: fs.root, user: uname}, nil
+}
+
+func member(user, group string) bool { return user == group }
+
+func (fs *FS) allowed(n *node, user string, want uint8) bool {
+	return plan9.Allowed(n.mode, n.uid, n.gid, user, member, want)
+}
+
+func (n *node) dir(now uint32) styx.Dir {
+	d := styx.Dir{Qid: n.qid, Mode: n.mode, Atime: n.atime, Mtime: n.mtime, Name: n.name,
+		Uid: n.uid, Gid: n.gid, Muid: n.muid}
+	if n.mode&styx.DMDIR == 0 {
+		d.Length = uint64(len(n.data))
+	}
+	return d
+}
+
+// file is one fid's view of a node.
+type file struct {
+	fs   *FS
+	n    *node
+	user string
+	mode uint8
+}
+
+var _ styx.File = (*file)(nil)
+
+func (f *file) Qid() styx.Qid {
+	f.fs.mu.RLock()
+	defer f.fs.mu.RUnlock()
+	return f.n.qid
+}
+
+func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
+	fs := f.fs
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	n := f.n
+	qids := make([]styx.Qid, 0, len(names))
+	for _, name := range names {
+		if n.mode&styx.DMDIR == 0 {
+			return qids, nil, plan9.ErrWalkNoDir
+		}
+		if !fs.allowed(n, f.user, plan9.OEXEC) {
+			return qids, nil, plan9.ErrPerm
+		}
+		var next *node
+		if name == ".." {
+			next = n.parent
+		} else if next = n.children[name]; next == nil {
+			return qids, nil, plan9.ErrNotFound
+		}
+		n = next
+		qids = append(qids, n.qid)
+	}
+	return qids, &file{fs: fs, n: n, user: f.user}, nil
+}
+
+func (f *file) Open(ctx context.Context, mode uint8) (uint32, error) {
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := f.n
+	if n.removed {
+		return 0, plan9.ErrNotFound
+	}
+	want := mode & 3
+	if mode&plan9.OTRUNC != 0 && want == plan9.OREAD {
+		want = plan9.OWRITE
+	}
+	if !fs.allowed(n, f.user, want) {
+		return 0, plan9.ErrPerm
+	}
+	if mode&plan9.ORCLOSE != 0 && !fs.allowed(n.parent, f.user, plan9.OWRITE) {
+		return 0, plan9.ErrPerm
+	}
+	if mode&plan9.OTRUNC != 0 && n.mode&(styx.DMDIR|styx.DMAPPEND) == 0 {
+		fs.used -= int64(len(n.data))
+		n.data = nil
+		n.touch(uint32(fs.now().Unix()), f.user)
+	}
+	f.mode = mode
+	return 0, nil
+}
+
+func (n *node) touch(t uint32, user string) {
+	n.mtime = t
+	n.muid = user
+	n.qid.Vers++
+}
+
+func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8) (styx.File, uint32, error) {
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	d := f.n
+	if d.removed {
+		return nil, 0, plan9.ErrNotFound
+	}
+	if !fs.allowed(d, f.user, plan9.OWRITE) {
+		return nil, 0, plan9.ErrPerm
+	}
+	if _, ok := d.children[name]; ok {
+		return nil, 0, plan9.ErrExist
+	}
+	if perm&(styx.DMAUTH|styx.DMMOUNT) != 0 {
+		return nil, 0, plan9.ErrCreate
+	}
+	t := uint32(fs.now().Unix())
+	n := &node{name: name, parent: d, uid: f.user, gid: d.gid, muid: f.user, mtime: t, atime: t}
+	if perm&styx.DMDIR != 0 {
+		if mode&3 != plan9.OREAD || mode&plan9.OTRUNC != 0 {
+			return nil, 0, plan9.ErrIsDir
+		}
+		n.mode = perm&^0777 | perm&(d.mode&0777)
+		n.children = map[string]*node{}
+		n.qid.Type = styx.QTDIR
+	} else {
+		n.mode = perm&^0777 | perm&(^uint32(0666)|d.mode&0666)
+		n.qid.Type = qidType(n.mode)
+	}
+	n.qid.Path = fs.nextPath
+	fs.nextPath++
+	d.children[name] = n
+	d.touch(t, f.user)
+	return &file{fs: fs, n: n, user: f.user, mode: mode}, 0, nil
+}
+
+func qidType(mode uint32) uint8 {
+	t := styx.QTFILE
+	if mode&styx.DMDIR != 0 {
+		t |= styx.QTDIR
+	}
+	if mode&styx.DMAPPEND != 0 {
+		t |= styx.QTAPPEND
+	}
+	if mode&styx.DMEXCL != 0 {
+		t |= styx.QTEXCL
+	}
+	return t
+}
+
+func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	f.fs.mu.RLock()
+	defer f.fs.mu.RUnlock()
+	if off >= int64(len(f.n.data)) {
+		return 0, nil
+	}
+	return copy(p, f.n.data[off:]), nil
+}
+
+func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
+	f.fs.mu.RLock()
+	defer f.fs.mu.RUnlock()
+	ds := make([]styx.Dir, 0, len(f.n.children))
+	for _, c := range f.n.children {
+		ds = append(ds, c.dir(0))
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
+	return ds, nil
+}
+
+func (f *file) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := f.n
+	if n.removed {
+		return 0, plan9.ErrNotFound
+	}
+	if n.mode&styx.DMAPPEND != 0 {
+		off = int64(len(n.data))
+	}
+	end := off + int64(len(p))
+	if grow := end - int64(len(n.data)); grow > 0 {
+		if fs.used+grow > fs.maxBytes {
+			return 0, plan9.ErrNoSpace
+		}
+		fs.used += grow
+		if end > int64(cap(n.data)) {
+			nd := make([]byte, end, max(end, 2*int64(cap(n.data))))
+			copy(nd, n.data)
+			n.data = nd
+		} else {
+			n.data = n.data[:end]
+		}
+	}
+	copy(n.data[off:], p)
+	n.touch(uint32(fs.now().Unix()), f.user)
+	return len(p), nil
+}
+
+func (f *file) Stat(ctx context.Context) (styx.Dir, error) {
+	f.fs.mu.RLock()
+	defer f.fs.mu.RUnlock()
+	return f.n.dir(0), nil
+}
+
+// Wstat implements rename (same directory), truncate, chmod, chgrp and
+// mtime. Don't-touch values are ignored, and so is muid (Linux v9fs sets it
+// on rename). All checks pass before anything changes.
+func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := f.n
+	if n.removed {
+		return plan9.ErrNotFound
+	}
+	owner := f.user == n.uid
+	if d.Type != ^uint16(0) && d.Type != 0 || d.Dev != ^uint32(0) && d.Dev != 0 {
+		return plan9.ErrWstat
+	}
+	if d.Qid.Type != ^uint8(0) && d.Qid.Type != n.qid.Type || d.Qid.Path != ^uint64(0) && d.Qid.Path != n.qid.Path {
+		return plan9.ErrWstat
+	}
+	if d.Uid != "" && d.Uid != n.uid {
+		return plan9.ErrPerm
+	}
+	rename := d.Name != "" && d.Name != n.name
+	if rename {
+		if n == fs.root {
+			return plan9.ErrPerm
+		}
+		if !fs.allowed(n.parent, f.user, plan9.OWRITE) {
+			return plan9.ErrPerm
+		}
+		if _, ok := n.parent.children[d.Name]; ok {
+			return plan9.ErrExist
+		}
+	}
+	if d.Length != ^uint64(0) {
+		if n.mode&styx.DMDIR != 0 {
+			if d.Length != 0 {
+				return plan9.ErrIsDir
+			}
+		} else if d.Length != uint64(len(n.data)) {
+			if !fs.allowed(n, f.user, plan9.OWRITE) {
+				return plan9.ErrPerm
+			}
+			if grow := int64(d.Length) - int64(len(n.data)); grow > 0 && fs.used+grow > fs.maxBytes {
+				return plan9.ErrNoSpace
+			}
+		}
+	}
+	if d.Mode != ^uint32(0) && d.Mode != n.mode {
+		if !owner {
+			return plan9.ErrPerm
+		}
+		if d.Mode&styx.DMDIR != n.mode&styx.DMDIR {
+			return plan9.ErrPerm
+		}
+	}
+	if d.Mtime != ^uint32(0) && d.Mtime != n.mtime && !owner {
+		return plan9.ErrPerm
+	}
+	if d.Gid != "" && d.Gid != n.gid && !owner {
+		return plan9.ErrPerm
+	}
+	// Apply.
+	if rename {
+		delete(n.parent.children, n.name)
+		n.name = d.Name
+		n.parent.children[n.name] = n
+		n.parent.touch(uint32(fs.now().Unix()), f.user)
+	}
+	if d.Length != ^uint64(0) && n.mode&styx.DMDIR == 0 && d.Length != uint64(len(n.data)) {
+		l := int64(d.Length)
+		fs.used += l - int64(len(n.data))
+		if l <= int64(cap(n.data)) {
+			old := len(n.data)
+			n.data = n.data[:l]
+			if l > int64(old) {
+				clear(n.data[old:])
+			}
+		} else {
+			nd := make([]byte, l)
+			copy(nd, n.data)
+			n.data = nd
+		}
+		n.touch(uint32(fs.now().Unix()), f.user)
+	}
+	if d.Mode != ^uint32(0) {
+		n.mode = d.Mode
+		n.qid.Type = qidType(n.mode)
+	}
+	if d.Mtime != ^uint32(0) {
+		n.mtime = d.Mtime
+	}
+	if d.Gid != "" {
+		n.gid = d.Gid
+	}
+	return nil
+}
+
+func (f *file) Remove(ctx context.Context) error {
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := f.n
+	if n == fs.root {
+		return plan9.ErrPerm
+	}
+	if n.removed {
+		return plan9.ErrNotFound
+	}
+	if !fs.allowed(n.parent, f.user, plan9.OWRITE) {
+		return plan9.ErrPerm
+	}
+	if len(n.children) > 0 {
+		return plan9.ErrNotEmpty
+	}
+	delete(n.parent.children, n.name)
+	n.parent.touch(uint32(fs.now().Unix()), f.user)
+	n.removed = true
+	fs.used -= int64(len(n.data))
+	n.data = nil
+	return nil
+}
+
+func (f *file) Clunk() error { return nil }
