@@ -314,7 +314,7 @@ func (c *conn) walk(r *req) {
 		}
 	}
 	if len(r.fc.Wname) > 0 && file.Qid().Type&QTDIR == 0 {
-		r.error(plan9.ErrWalkNoDir)
+		r.error(plan9.ErrNotDir)
 		return
 	}
 	for _, n := range r.fc.Wname {

@@ -1,0 +1,174 @@
+package ns
+
+import (
+	"context"
+	"path"
+
+	"cheshire/plan9"
+	"cheshire/styx"
+)
+
+// errNoCreate is Plan 9's answer to a create in a union with no -c member.
+const errNoCreate = plan9.Error("mounted directory forbids creation")
+
+// file is one fid's view of a namespace chan; it implements styx.File.
+type file struct {
+	ns     *Namespace
+	c      *chn
+	opened bool
+}
+
+var _ styx.File = (*file)(nil)
+
+// target is the chan that file I/O goes to: a non-union chan, or the
+// first member of a union.
+func (f *file) target() *chn {
+	c := f.c
+	for c.union != nil {
+		c = c.union[0].c
+	}
+	return c
+}
+
+func (f *file) Qid() styx.Qid { return f.c.Qid() }
+
+func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
+	qids, nc, err := f.ns.walk(ctx, f.c, names)
+	if nc == nil {
+		return qids, nil, err
+	}
+	return qids, &file{ns: f.ns, c: nc}, nil
+}
+
+func (f *file) Open(ctx context.Context, mode uint8) (uint32, error) {
+	if f.c.union != nil && f.c.isDir() {
+		// Members are opened when the directory is read.
+		f.opened = true
+		return 0, nil
+	}
+	iou, err := f.target().file.Open(ctx, mode)
+	if err == nil {
+		f.opened = true
+	}
+	return iou, err
+}
+
+func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8) (styx.File, uint32, error) {
+	dir := f.c
+	if dir.union != nil {
+		dir = nil
+		for _, m := range f.c.union {
+			if m.create {
+				dir = m.c
+				break
+			}
+		}
+		if dir == nil {
+			return nil, 0, errNoCreate
+		}
+		for dir.union != nil {
+			dir = dir.union[0].c
+		}
+	}
+	_, cl, err := dir.file.Walk(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	nf, iou, err := cl.Create(ctx, name, perm, mode)
+	cl.Clunk()
+	if err != nil {
+		return nil, 0, err
+	}
+	nc := &chn{dev: dir.dev, file: nf, qid: nf.Qid(), path: path.Join(f.c.path, name)}
+	return &file{ns: f.ns, c: nc, opened: true}, iou, nil
+}
+
+func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	return f.target().file.Read(ctx, p, off)
+}
+
+func (f *file) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	return f.target().file.Write(ctx, p, off)
+}
+
+func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
+	if f.c.union == nil {
+		ds, err := f.c.file.ReadDir(ctx)
+		for i := range ds {
+			ds[i].Qid = f.c.dev.qid(ds[i].Qid)
+		}
+		return ds, err
+	}
+	seen := map[string]bool{}
+	var out []styx.Dir
+	var firstErr error
+	for _, m := range f.c.union {
+		ds, err := readDirChan(ctx, m.c)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, d := range ds {
+			if !seen[d.Name] {
+				seen[d.Name] = true
+				out = append(out, d)
+			}
+		}
+	}
+	if out == nil && firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// readDirChan lists the directory c, opening a clone of it.
+func readDirChan(ctx context.Context, c *chn) ([]styx.Dir, error) {
+	if !c.isDir() {
+		return nil, nil
+	}
+	cl, err := c.clone(ctx, c.path)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.clunk()
+	f := &file{c: cl}
+	if _, err := f.Open(ctx, styx.OREAD); err != nil {
+		return nil, err
+	}
+	return f.ReadDir(ctx)
+}
+
+func (f *file) Stat(ctx context.Context) (styx.Dir, error) {
+	t := f.target()
+	d, err := t.file.Stat(ctx)
+	if err != nil {
+		return d, err
+	}
+	d.Qid = f.c.Qid()
+	if f.c.union != nil || f.c.path == "/" {
+		d.Name = path.Base(f.c.path)
+	}
+	return d, nil
+}
+
+func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
+	if d.Qid != (styx.Qid{Type: ^uint8(0), Vers: ^uint32(0), Path: ^uint64(0)}) {
+		// Clients see remapped qids; the device must not.
+		d.Qid = styx.NullDir().Qid
+	}
+	return f.target().file.Wstat(ctx, d)
+}
+
+func (f *file) Remove(ctx context.Context) error {
+	if f.c.union != nil {
+		return plan9.ErrPerm
+	}
+	return f.c.file.Remove(ctx)
+}
+
+func (f *file) Clunk() error {
+	f.c.clunk()
+	return nil
+}

@@ -1,0 +1,200 @@
+package ns
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"cheshire/plan9"
+	"cheshire/styx"
+)
+
+// A Manager gives each attaching user a namespace of their own, made from
+// the user's namespace file if there is one, else from the default
+// commands. It implements styx.Attacher.
+type Manager struct {
+	dir      string // namespace files live here, one per user; "" keeps none
+	defaults []plan9.NSCmd
+	dial     func(ctx context.Context, addr, user string) (styx.Attacher, error)
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	spaces  map[string]*Namespace                        // guarded by mu
+	servers map[string]styx.Attacher                     // guarded by mu
+	perNS   map[string]func(ns *Namespace) styx.Attacher // guarded by mu
+}
+
+// Option configures NewManager.
+type Option func(*Manager)
+
+// WithDir keeps each user's namespace file in dir/USER, read at the first
+// attach and rewritten after every change made through /ns/ctl.
+func WithDir(dir string) Option { return func(m *Manager) { m.dir = dir } }
+
+// WithDefaults sets the namespace of a user who has no namespace file.
+func WithDefaults(cmds []plan9.NSCmd) Option { return func(m *Manager) { m.defaults = cmds } }
+
+// WithDialer sets how mount reaches a 9P server given by a dial string.
+func WithDialer(d func(ctx context.Context, addr, user string) (styx.Attacher, error)) Option {
+	return func(m *Manager) { m.dial = d }
+}
+
+// WithLog sets the logger.
+func WithLog(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
+
+// NewManager returns a Manager with no servers registered.
+func NewManager(opts ...Option) *Manager {
+	m := &Manager{spaces: map[string]*Namespace{}, servers: map[string]styx.Attacher{},
+		perNS: map[string]func(*Namespace) styx.Attacher{}, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
+}
+
+// Register makes an in-process server mountable by spec (e.g. "#tmp").
+func (m *Manager) Register(spec string, a styx.Attacher) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.servers[spec] = a
+}
+
+// RegisterPerNS registers a server made anew for each namespace (such as
+// #ns, which shows the namespace it is mounted in).
+func (m *Manager) RegisterPerNS(spec string, mk func(ns *Namespace) styx.Attacher) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.perNS[spec] = mk
+}
+
+// Unregister removes spec; existing mounts of it keep their attachments.
+func (m *Manager) Unregister(spec string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.servers, spec)
+	delete(m.perNS, spec)
+}
+
+func (m *Manager) server(ctx context.Context, ns *Namespace, spec string) (styx.Attacher, error) {
+	m.mu.Lock()
+	a, ok := m.servers[spec]
+	mk := m.perNS[spec]
+	m.mu.Unlock()
+	switch {
+	case ok:
+		return a, nil
+	case mk != nil:
+		return mk(ns), nil
+	case strings.HasPrefix(spec, "#"):
+		return nil, fmt.Errorf("%s: no such server", spec)
+	case m.dial == nil:
+		return nil, fmt.Errorf("%s: no dialer for 9P servers", spec)
+	}
+	if _, err := plan9.ParseDial(spec); err != nil {
+		return nil, err
+	}
+	return m.dial(ctx, spec, ns.user)
+}
+
+// Namespace returns user's namespace, making it on first use.
+func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error) {
+	if user == "" || strings.ContainsAny(user, "/\x00") || user == "." || user == ".." {
+		return nil, fmt.Errorf("bad user name %q", user)
+	}
+	m.mu.Lock()
+	if ns := m.spaces[user]; ns != nil {
+		m.mu.Unlock()
+		return ns, nil
+	}
+	m.mu.Unlock()
+	ns, err := newNamespace(ctx, m, user)
+	if err != nil {
+		return nil, err
+	}
+	cmds := m.defaults
+	source := "defaults"
+	if m.dir != "" {
+		f := filepath.Join(m.dir, user)
+		data, err := os.ReadFile(f)
+		switch {
+		case err == nil:
+			parsed, perr := plan9.ParseNS(bytes.NewReader(data))
+			if perr != nil {
+				m.log.Error("namespace file unreadable; using defaults", "user", user, "file", f, "err", perr)
+			} else {
+				cmds, source = parsed, f
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			m.log.Error("namespace file unreadable; using defaults", "user", user, "file", f, "err", err)
+		}
+	}
+	for _, c := range cmds {
+		if err := ns.Apply(ctx, c); err != nil {
+			m.log.Warn("namespace command failed", "user", user, "from", source, "line", c.Line, "cmd", c.String(), "err", err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if other := m.spaces[user]; other != nil {
+		// Another attach made it first.
+		ns.Close()
+		return other, nil
+	}
+	m.spaces[user] = ns
+	return ns, nil
+}
+
+// Save writes ns to its user's namespace file, atomically.
+func (m *Manager) Save(ns *Namespace) error {
+	if m.dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(m.dir, 0700); err != nil {
+		return fmt.Errorf("saving namespace: %w", err)
+	}
+	f := filepath.Join(m.dir, ns.user)
+	tmp := f + ".new"
+	text := "# namespace of " + ns.user + ", rewritten by cheshire after each change through /ns/ctl\n" + ns.String()
+	if err := os.WriteFile(tmp, []byte(text), 0600); err != nil {
+		return fmt.Errorf("saving namespace: %w", err)
+	}
+	if err := os.Rename(tmp, f); err != nil {
+		return fmt.Errorf("saving namespace: %w", err)
+	}
+	return nil
+}
+
+// Attach implements styx.Attacher: the root of uname's namespace, or the
+// directory aname within it.
+func (m *Manager) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
+	ns, err := m.Namespace(ctx, uname)
+	if err != nil {
+		return nil, err
+	}
+	var c *chn
+	if aname == "" || aname == "/" {
+		c, err = ns.rootChan(ctx)
+	} else {
+		c, err = ns.resolve(ctx, aname, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &file{ns: ns, c: c}, nil
+}
+
+// Close closes every namespace.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ns := range m.spaces {
+		ns.Close()
+	}
+	m.spaces = map[string]*Namespace{}
+}

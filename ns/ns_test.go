@@ -1,0 +1,200 @@
+package ns_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"cheshire/ns"
+	"cheshire/plan9"
+	"cheshire/providers/tmp"
+	"cheshire/styx"
+)
+
+func cmds(t *testing.T, text string) []plan9.NSCmd {
+	t.Helper()
+	c, err := plan9.ParseNS(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// setup serves a manager over loopback and returns a client root fid.
+func setup(t *testing.T, m *ns.Manager, user string) *styx.Fid {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &styx.Server{Attacher: m}
+	ctx, cancel := context.WithCancel(context.Background())
+	go s.Serve(ctx, l)
+	t.Cleanup(func() { cancel(); s.Close() })
+	c, err := styx.Dial(ctx, "tcp!"+l.Addr().String()[:strings.LastIndex(l.Addr().String(), ":")]+"!"+l.Addr().String()[strings.LastIndex(l.Addr().String(), ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	root, err := c.Attach(ctx, nil, user, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func mkfile(t *testing.T, root *styx.Fid, dir, name, content string) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := root.WalkPath(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Create(ctx, name, 0644, styx.OWRITE); err != nil {
+		t.Fatalf("create %s/%s: %v", dir, name, err)
+	}
+	if _, err := d.WriteAt(ctx, []byte(content), 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Clunk(ctx)
+}
+
+func cat(t *testing.T, root *styx.Fid, p string) string {
+	t.Helper()
+	ctx := context.Background()
+	f, err := root.WalkPath(ctx, p)
+	if err != nil {
+		t.Fatalf("walk %s: %v", p, err)
+	}
+	defer f.Clunk(ctx)
+	if err := f.Open(ctx, styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.ReadAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func ls(t *testing.T, root *styx.Fid, p string) []string {
+	t.Helper()
+	ctx := context.Background()
+	f, err := root.WalkPath(ctx, p)
+	if err != nil {
+		t.Fatalf("walk %s: %v", p, err)
+	}
+	defer f.Clunk(ctx)
+	if err := f.Open(ctx, styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.ReadDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range ds {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestUnionAndDotDot(t *testing.T) {
+	ctx := context.Background()
+	m := ns.NewManager(ns.WithDefaults(cmds(t, "mount -c #a /a\nmount -c #b /b\n")))
+	m.Register("#a", tmp.New("glenda"))
+	m.Register("#b", tmp.New("glenda"))
+	root := setup(t, m, "glenda")
+	mkfile(t, root, "/a", "x", "from a")
+	mkfile(t, root, "/a", "both", "a's")
+	mkfile(t, root, "/b", "y", "from b")
+	mkfile(t, root, "/b", "both", "b's")
+
+	space, _ := m.Namespace(ctx, "glenda")
+	if err := space.Bind(ctx, "/b", "/a", ns.MAFTER); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ls(t, root, "/a"), " "); got != "both x y" {
+		t.Errorf("union listing %q", got)
+	}
+	if got := cat(t, root, "/a/both"); got != "a's" {
+		t.Errorf("union lookup order: got %q", got)
+	}
+	if got := cat(t, root, "/a/y"); got != "from b" {
+		t.Errorf("after member: got %q", got)
+	}
+	// .. crosses the mount back to the root of the namespace.
+	if got := cat(t, root, "/a/../b/y"); got != "from b" {
+		t.Errorf("dotdot: got %q", got)
+	}
+	// -b puts b first; create goes to the first -c member.
+	if err := space.Bind(ctx, "/b", "/a", ns.MBEFORE|ns.MCREATE); err != nil {
+		t.Fatal(err)
+	}
+	if got := cat(t, root, "/a/both"); got != "b's" {
+		t.Errorf("before member: got %q", got)
+	}
+	mkfile(t, root, "/a", "new", "n")
+	if got := cat(t, root, "/b/new"); got != "n" {
+		t.Errorf("create went elsewhere: %q", got)
+	}
+	want := "mount -c '#a' /a\nmount -c '#b' /b\nbind -a /b /a\nbind -bc /b /a\n"
+	if got := space.String(); got != want {
+		t.Errorf("ns output:\n%s\nwant:\n%s", got, want)
+	}
+	if err := space.Unmount(ctx, "/b", "/a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ls(t, root, "/a"), " "); got != "both x" {
+		t.Errorf("after unmount: %q", got)
+	}
+	// A union without -c members forbids creation.
+	if err := space.Bind(ctx, "/b", "/a", ns.MREPL); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := root.WalkPath(ctx, "/a")
+	if err := d.Create(ctx, "z", 0644, styx.OWRITE); err == nil || !strings.Contains(err.Error(), "forbids creation") {
+		t.Errorf("create in union without -c: %v", err)
+	}
+	if _, _, err := root.Walk(ctx, "a", "nonexistent"); !errors.Is(err, plan9.ErrNotFound) {
+		t.Errorf("walk missing: %v", err)
+	}
+}
+
+func TestNamespaceFilePersists(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	shared := tmp.New("glenda")
+	mk := func() *ns.Manager {
+		m := ns.NewManager(ns.WithDir(dir), ns.WithDefaults(cmds(t, "mount -c #t /tmp\n")))
+		m.Register("#t", shared)
+		return m
+	}
+	m := mk()
+	space, err := m.Namespace(ctx, "glenda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := space.Bind(ctx, "/tmp", "/n/t", ns.MREPL); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(space); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "glenda"))
+	if !strings.Contains(string(data), "bind /tmp /n/t") {
+		t.Fatalf("namespace file:\n%s", data)
+	}
+	m2 := mk()
+	root := setup(t, m2, "glenda")
+	mkfile(t, root, "/tmp", "f", "hello")
+	if got := cat(t, root, "/n/t/f"); got != "hello" {
+		t.Errorf("after restart: %q", got)
+	}
+}

@@ -1,0 +1,279 @@
+package plan9
+
+import (
+	"strings"
+	"sync"
+	"syscall"
+	"unicode/utf8"
+)
+
+// Error is a Plan 9 error string, as carried by an Rerror message.
+type Error string
+
+func (e Error) Error() string { return string(e) }
+
+// The standard error strings. Most use the wording of Plan 9's lib9p.
+// Where lib9p's text is not in the Linux kernel's table (net/9p/error.c)
+// and a file operation a v9fs user sees would return it, the C library's
+// text is used instead, so that v9fs gives the right errno rather than
+// ESERVERFAULT: ErrIsDir, ErrNoSpace, ErrTimedOut, ErrNotSupported,
+// ErrCrossDev, ErrReadOnly.
+const (
+	ErrNotFound      Error = "file not found"
+	ErrExist         Error = "file already exists"
+	ErrPerm          Error = "permission denied"
+	ErrNotDir        Error = "not a directory"
+	ErrIsDir         Error = "Is a directory"
+	ErrNotEmpty      Error = "directory is not empty"
+	ErrUnknownFid    Error = "unknown fid"
+	ErrDupFid        Error = "duplicate fid"
+	ErrDupTag        Error = "duplicate tag"
+	ErrBotch         Error = "protocol botch"
+	ErrWalkNoDir     Error = "walk in non-directory"
+	ErrFidOpen       Error = "fid already open"
+	ErrNotOpen       Error = "fid not open"
+	ErrBadOffset     Error = "bad offset"
+	ErrBadMode       Error = "bad open mode"
+	ErrBadUse        Error = "bad use of fid"
+	ErrCreate        Error = "create prohibited"
+	ErrRead          Error = "read prohibited"
+	ErrWrite         Error = "write prohibited"
+	ErrRemove        Error = "remove prohibited"
+	ErrWstat         Error = "wstat prohibited"
+	ErrIO            Error = "i/o error"
+	ErrInterrupted   Error = "interrupted"
+	ErrTooBig        Error = "file too big"
+	ErrBadName       Error = "bad character in file name"
+	ErrFileInUse     Error = "file in use"
+	ErrNoSpace       Error = "No space left on device"
+	ErrTimedOut      Error = "Connection timed out"
+	ErrUnreachable   Error = "remote node unreachable"
+	ErrModuleStopped Error = "module stopped"
+	ErrNotSupported  Error = "Operation not supported"
+	ErrCrossDev      Error = "Invalid cross-device link"
+	ErrReadOnly      Error = "Read-only file system"
+	ErrHungup        Error = "i/o on hungup channel"
+	ErrBadCtl        Error = "unknown control message"
+	ErrBadArgs       Error = "bad # args to command"
+	ErrEmptyCtl      Error = "empty control message"
+	ErrOverflow      Error = "event overflow"
+)
+
+// ErrMax is the size of a Plan 9 error buffer (ERRMAX), terminating
+// NUL included: an error string holds at most ErrMax-1 bytes.
+const ErrMax = 128
+
+// Errstr returns the text of err cut to at most ErrMax-1 bytes
+// without splitting a UTF-8 sequence. A nil err gives "".
+func Errstr(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	n := ErrMax - 1
+	if len(s) <= n {
+		return s
+	}
+	// Back up over the continuation bytes of a character that would
+	// straddle the limit, but no further than one character's worth,
+	// so that invalid UTF-8 is cut at the limit.
+	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i]
+		}
+	}
+	return s[:n]
+}
+
+// errnoEntry pairs an error string with the errno it stands for.
+type errnoEntry struct {
+	s string
+	e syscall.Errno
+}
+
+// ninepErrnos lists the 9P error strings that are not C library
+// strerror texts. The first part reproduces, in order, the fossil,
+// vacfs and u9fs entries of the Linux kernel's net/9p/error.c (less
+// the two "no authentication required" non-errors); the kernel's
+// strerror entries are covered by strerrorEntries. The rest are
+// lib9p's strings and cheshire's own.
+func ninepErrnos() []errnoEntry {
+	return []errnoEntry{
+		// Linux net/9p/error.c: errors from fossil, vacfs and u9fs.
+		{"fid unknown or out of range", syscall.EBADF},
+		{"permission denied", syscall.EACCES},
+		{"file does not exist", syscall.ENOENT},
+		{"authentication failed", syscall.ECONNREFUSED},
+		{"bad offset in directory read", syscall.ESPIPE},
+		{"bad use of fid", syscall.EBADF},
+		{"wstat can't convert between files and directories", syscall.EPERM},
+		{"directory is not empty", syscall.ENOTEMPTY},
+		{"file exists", syscall.EEXIST},
+		{"file already exists", syscall.EEXIST},
+		{"file or directory already exists", syscall.EEXIST},
+		{"fid already in use", syscall.EBADF},
+		{"file in use", syscall.ETXTBSY},
+		{"i/o error", syscall.EIO},
+		{"file already open for I/O", syscall.ETXTBSY},
+		{"illegal mode", syscall.EINVAL},
+		{"illegal name", syscall.ENAMETOOLONG},
+		{"not a directory", syscall.ENOTDIR},
+		{"not a member of proposed group", syscall.EPERM},
+		{"not owner", syscall.EACCES},
+		{"only owner can change group in wstat", syscall.EACCES},
+		{"read only file system", syscall.EROFS},
+		{"no access to special file", syscall.EPERM},
+		{"i/o count too large", syscall.EIO},
+		{"unknown group", syscall.EINVAL},
+		{"unknown user", syscall.EINVAL},
+		{"bogus wstat buffer", syscall.EPROTO},
+		{"exclusive use file already open", syscall.EAGAIN},
+		{"corrupted directory entry", syscall.EIO},
+		{"corrupted file entry", syscall.EIO},
+		{"corrupted block label", syscall.EIO},
+		{"corrupted meta data", syscall.EIO},
+		{"illegal offset", syscall.EINVAL},
+		{"illegal path element", syscall.ENOENT},
+		{"root of file system is corrupted", syscall.EIO},
+		{"corrupted super block", syscall.EIO},
+		{"protocol botch", syscall.EPROTO},
+		{"file system is full", syscall.ENOSPC},
+		{"file is in use", syscall.EAGAIN},
+		{"directory entry is not allocated", syscall.ENOENT},
+		{"file is read only", syscall.EROFS},
+		{"file has been removed", syscall.EIDRM},
+		{"only support truncation to zero length", syscall.EPERM},
+		{"cannot remove root", syscall.EPERM},
+		{"file too big", syscall.EFBIG},
+		{"venti i/o error", syscall.EIO},
+		// Linux net/9p/error.c, among its strerror entries.
+		{"wstat prohibited", syscall.EPERM},
+		{"directory entry not found", syscall.ENOENT},
+		{"file not found", syscall.ENOENT},
+
+		// Plan 9 lib9p.
+		{"unknown specifier in attach", syscall.EINVAL},
+		{"bad count", syscall.EINVAL},
+		{"9P protocol botch", syscall.EPROTO},
+		{"create in non-directory", syscall.ENOTDIR},
+		{"duplicate fid", syscall.EBADF},
+		{"duplicate tag", syscall.EPROTO},
+		{"is a directory", syscall.EISDIR},
+		{"create prohibited", syscall.EPERM},
+		{"out of memory", syscall.ENOMEM},
+		{"remove prohibited", syscall.EPERM},
+		{"stat prohibited", syscall.EPERM},
+		{"write prohibited", syscall.EPERM},
+		{"unknown fid", syscall.EBADF},
+		{"bad directory in wstat", syscall.EINVAL},
+		{"walk in non-directory", syscall.ENOTDIR},
+
+		// Plan 9 kernel and cheshire.
+		{"file is a directory", syscall.EISDIR},
+		{"fid already open", syscall.EBADF},
+		{"fid not open", syscall.EBADF},
+		{"bad offset", syscall.EINVAL},
+		{"bad open mode", syscall.EINVAL},
+		{"read prohibited", syscall.EPERM},
+		{"interrupted", syscall.EINTR},
+		{"bad character in file name", syscall.EINVAL},
+		{"connection timed out", syscall.ETIMEDOUT},
+		{"remote node unreachable", syscall.EHOSTUNREACH},
+		{"module stopped", syscall.ENXIO},
+		{"operation not supported", syscall.EOPNOTSUPP},
+		{"cross-device rename", syscall.EXDEV},
+		{"i/o on hungup channel", syscall.EPIPE},
+		{"unknown control message", syscall.EINVAL},
+		{"bad # args to command", syscall.EINVAL},
+		{"empty control message", syscall.EINVAL},
+		{"event overflow", syscall.EIO},
+		{"No space left on device", syscall.ENOSPC},
+		{"Read-only file system", syscall.EROFS},
+	}
+}
+
+// maxErrno bounds the errno values whose strerror texts are indexed.
+const maxErrno = 255
+
+// errnoTable maps lower-cased error strings to errno values: the 9P
+// strings of ninepErrnos, then the strerror text of every errno the
+// syscall package names. The first entry for a string wins.
+var errnoTable = sync.OnceValue(func() map[string]syscall.Errno {
+	entries := ninepErrnos()
+	m := make(map[string]syscall.Errno, len(entries)+maxErrno)
+	for _, x := range entries {
+		k := strings.ToLower(x.s)
+		if _, ok := m[k]; !ok {
+			m[k] = x.e
+		}
+	}
+	for e := syscall.Errno(1); e <= maxErrno; e++ {
+		k := strings.ToLower(e.Error())
+		if strings.HasPrefix(k, "errno ") {
+			continue
+		}
+		if _, ok := m[k]; !ok {
+			m[k] = e
+		}
+	}
+	return m
+})
+
+// Errno maps a 9P error string to the closest errno value. Strings
+// are compared without regard to case, both the 9P strings that the
+// Linux kernel's net/9p/error.c knows (plus lib9p's and cheshire's)
+// and the C library's strerror texts. If errstr as a whole is not
+// known, each tail of it following a ": " is tried in turn, longest
+// first, so "walk /x: file not found" gives ENOENT. Anything else is
+// EIO.
+func Errno(errstr string) syscall.Errno {
+	m := errnoTable()
+	s := errstr
+	for {
+		if e, ok := m[strings.ToLower(strings.TrimSpace(s))]; ok {
+			return e
+		}
+		_, rest, ok := strings.Cut(s, ": ")
+		if !ok {
+			return syscall.EIO
+		}
+		s = rest
+	}
+}
+
+// ErrorFor maps an errno value to a 9P error string: one of the
+// constants above for the common cases, otherwise the C library's
+// strerror text (capitalised, as the Linux kernel's 9P client expects
+// it), such as "Invalid argument".
+func ErrorFor(errno syscall.Errno) Error {
+	switch errno {
+	case syscall.ENOENT:
+		return ErrNotFound
+	case syscall.EEXIST:
+		return ErrExist
+	case syscall.EACCES, syscall.EPERM:
+		return ErrPerm
+	case syscall.ENOTDIR:
+		return ErrNotDir
+	case syscall.EISDIR:
+		return ErrIsDir
+	case syscall.ENOTEMPTY:
+		return ErrNotEmpty
+	case syscall.EXDEV:
+		return ErrCrossDev
+	case syscall.ENOSPC:
+		return ErrNoSpace
+	case syscall.EIO:
+		return ErrIO
+	case syscall.EFBIG:
+		return ErrTooBig
+	case syscall.ETXTBSY, syscall.EBUSY:
+		return ErrFileInUse
+	}
+	s := errno.Error()
+	r, n := utf8.DecodeRuneInString(s)
+	if 'a' <= r && r <= 'z' {
+		s = string(r-'a'+'A') + s[n:]
+	}
+	return Error(s)
+}

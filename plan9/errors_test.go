@@ -1,0 +1,234 @@
+package plan9
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"unicode/utf8"
+)
+
+// allErrors lists every exported Error constant.
+var allErrors = []Error{ErrReadOnly,
+	ErrNotFound, ErrExist, ErrPerm, ErrNotDir, ErrIsDir, ErrNotEmpty,
+	ErrUnknownFid, ErrDupFid, ErrDupTag, ErrBotch, ErrWalkNoDir,
+	ErrFidOpen, ErrNotOpen, ErrBadOffset, ErrBadMode, ErrBadUse,
+	ErrCreate, ErrRead, ErrWrite, ErrRemove, ErrWstat, ErrIO,
+	ErrInterrupted, ErrTooBig, ErrBadName, ErrFileInUse, ErrNoSpace,
+	ErrTimedOut, ErrUnreachable, ErrModuleStopped, ErrNotSupported,
+	ErrCrossDev, ErrHungup, ErrBadCtl, ErrBadArgs, ErrEmptyCtl,
+	ErrOverflow,
+}
+
+func TestErrorConstants(t *testing.T) {
+	strerror := map[Error]bool{ErrNoSpace: true, ErrIsDir: true, ErrTimedOut: true, ErrNotSupported: true, ErrCrossDev: true, ErrReadOnly: true}
+	eio := map[Error]bool{ErrIO: true, ErrOverflow: true}
+	seen := map[Error]bool{}
+	for _, e := range allErrors {
+		s := string(e)
+		if seen[e] {
+			t.Errorf("duplicate error string %q", s)
+		}
+		seen[e] = true
+		if len(s) > ErrMax-1 || s == "" {
+			t.Errorf("%q: length %d", s, len(s))
+		}
+		if !strerror[e] && s != strings.ToLower(s) {
+			t.Errorf("%q is not lower case", s)
+		}
+		if strings.HasSuffix(s, ".") {
+			t.Errorf("%q ends with a period", s)
+		}
+		if got := Errno(s); (got == syscall.EIO) != eio[e] {
+			t.Errorf("Errno(%q) = %v", s, got)
+		}
+		if e.Error() != s {
+			t.Errorf("Error(%q).Error() = %q", s, e.Error())
+		}
+	}
+}
+
+func TestErrno(t *testing.T) {
+	tests := []struct {
+		in   string
+		want syscall.Errno
+	}{
+		{"file not found", syscall.ENOENT},
+		{"File Not Found", syscall.ENOENT},
+		{"file not found\n", syscall.ENOENT},
+		{"No such file or directory", syscall.ENOENT},
+		{"no such file or directory", syscall.ENOENT},
+		{"directory entry not found", syscall.ENOENT},
+		{"Operation not permitted", syscall.EPERM},
+		{"wstat prohibited", syscall.EPERM},
+		{"create prohibited", syscall.EPERM},
+		{"remove prohibited", syscall.EPERM},
+		{"write prohibited", syscall.EPERM},
+		{"read prohibited", syscall.EPERM},
+		{"Interrupted system call", syscall.EINTR},
+		{"interrupted", syscall.EINTR},
+		{"Input/output error", syscall.EIO},
+		{"i/o error", syscall.EIO},
+		{"Is a directory", syscall.EISDIR},
+		{"is a directory", syscall.EISDIR},
+		{"Not a directory", syscall.ENOTDIR},
+		{"not a directory", syscall.ENOTDIR},
+		{"walk in non-directory", syscall.ENOTDIR},
+		{"File exists", syscall.EEXIST},
+		{"file already exists", syscall.EEXIST},
+		{"file or directory already exists", syscall.EEXIST},
+		{"Permission denied", syscall.EACCES},
+		{"permission denied", syscall.EACCES},
+		{"not owner", syscall.EACCES},
+		{"Directory not empty", syscall.ENOTEMPTY},
+		{"directory is not empty", syscall.ENOTEMPTY},
+		{"unknown fid", syscall.EBADF},
+		{"fid unknown or out of range", syscall.EBADF},
+		{"bad use of fid", syscall.EBADF},
+		{"bad offset", syscall.EINVAL},
+		{"file too big", syscall.EFBIG},
+		{"bad character in file name", syscall.EINVAL},
+		{"file in use", syscall.ETXTBSY},
+		{"Connection timed out", syscall.ETIMEDOUT},
+		{"connection timed out", syscall.ETIMEDOUT},
+		{"remote node unreachable", syscall.EHOSTUNREACH},
+		{"module stopped", syscall.ENXIO},
+		{"operation not supported", syscall.EOPNOTSUPP},
+		{"cross-device rename", syscall.EXDEV},
+		{"No space left on device", syscall.ENOSPC},
+		{"Read-only file system", syscall.EROFS},
+		{"read only file system", syscall.EROFS},
+		{"unknown control message", syscall.EINVAL},
+		{"bad # args to command", syscall.EINVAL},
+		{"empty control message", syscall.EINVAL},
+		{"i/o on hungup channel", syscall.EPIPE},
+		{"event overflow", syscall.EIO},
+		{"protocol botch", syscall.EPROTO},
+		{"Invalid argument", syscall.EINVAL},
+
+		// Context prefixes.
+		{"tmp: file not found", syscall.ENOENT},
+		{"open /x: no such file or directory", syscall.ENOENT},
+		{"walk: /a: b: permission denied", syscall.EACCES},
+		{"wrapped: read only file system", syscall.EROFS},
+
+		// Unknown.
+		{"", syscall.EIO},
+		{"something odd", syscall.EIO},
+		{"x: something odd", syscall.EIO},
+		{"file not found: really", syscall.EIO},
+	}
+	for _, tt := range tests {
+		if got := Errno(tt.in); got != tt.want {
+			t.Errorf("Errno(%q) = %v (%d), want %v (%d)", tt.in, got, got, tt.want, tt.want)
+		}
+	}
+}
+
+// TestErrnoTableConsistent checks that no string in ninepErrnos is
+// listed twice, even in another case, with a different errno.
+func TestErrnoTableConsistent(t *testing.T) {
+	seen := map[string]syscall.Errno{}
+	for _, x := range ninepErrnos() {
+		k := strings.ToLower(x.s)
+		if e, ok := seen[k]; ok && e != x.e {
+			t.Errorf("%q maps to both %v and %v", x.s, e, x.e)
+		}
+		seen[k] = x.e
+	}
+}
+
+func TestErrorsIs(t *testing.T) {
+	err := fmt.Errorf("x: %w", ErrNotFound)
+	if !errors.Is(err, ErrNotFound) {
+		t.Error("errors.Is(wrapped ErrNotFound, ErrNotFound) = false")
+	}
+	if errors.Is(err, ErrExist) {
+		t.Error("errors.Is(wrapped ErrNotFound, ErrExist) = true")
+	}
+	var pe Error
+	if !errors.As(err, &pe) || pe != ErrNotFound {
+		t.Errorf("errors.As = %q", pe)
+	}
+	if got := Errno(err.Error()); got != syscall.ENOENT {
+		t.Errorf("Errno(%q) = %v", err.Error(), got)
+	}
+}
+
+func TestErrstr(t *testing.T) {
+	long := strings.Repeat("a", 200)
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{ErrNotFound, "file not found"},
+		{errors.New(long[:127]), long[:127]},
+		{errors.New(long[:128]), long[:127]},
+		{errors.New(long), long[:127]},
+		// A two-byte character straddling the limit is dropped whole.
+		{errors.New(long[:126] + "é" + "z"), long[:126]},
+		// One ending exactly at the limit is kept.
+		{errors.New(long[:125] + "é" + "z"), long[:125] + "é"},
+		// A four-byte character straddling the limit.
+		{errors.New(long[:125] + "𝄞" + "z"), long[:125]},
+		// Invalid UTF-8 is cut at the limit.
+		{errors.New(long[:120] + strings.Repeat("\x80", 20)), long[:120] + strings.Repeat("\x80", 7)},
+	}
+	for _, tt := range tests {
+		got := Errstr(tt.err)
+		if got != tt.want {
+			t.Errorf("Errstr(%v) = %q (%d bytes), want %q", tt.err, got, len(got), tt.want)
+		}
+		if len(got) > ErrMax-1 {
+			t.Errorf("Errstr gave %d bytes", len(got))
+		}
+	}
+	for n := 100; n < 140; n++ {
+		s := Errstr(errors.New(strings.Repeat("é", n/2) + strings.Repeat("x", n%2)))
+		if !utf8.ValidString(s) || len(s) > ErrMax-1 {
+			t.Errorf("Errstr of %d bytes gave %q", n, s)
+		}
+	}
+}
+
+func TestErrorFor(t *testing.T) {
+	tests := []struct {
+		in   syscall.Errno
+		want Error
+	}{
+		{syscall.ENOENT, ErrNotFound},
+		{syscall.EEXIST, ErrExist},
+		{syscall.EACCES, ErrPerm},
+		{syscall.EPERM, ErrPerm},
+		{syscall.ENOTDIR, ErrNotDir},
+		{syscall.EISDIR, ErrIsDir},
+		{syscall.ENOTEMPTY, ErrNotEmpty},
+		{syscall.EXDEV, ErrCrossDev},
+		{syscall.ENOSPC, ErrNoSpace},
+		{syscall.EIO, ErrIO},
+		{syscall.EFBIG, ErrTooBig},
+		{syscall.ETXTBSY, ErrFileInUse},
+		{syscall.EROFS, "Read-only file system"},
+		{syscall.EINVAL, "Invalid argument"},
+		{syscall.ETIMEDOUT, "Connection timed out"},
+	}
+	for _, tt := range tests {
+		if got := ErrorFor(tt.in); got != tt.want {
+			t.Errorf("ErrorFor(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Every errno the syscall package names survives the round trip,
+	// except those ErrorFor deliberately merges.
+	merged := map[syscall.Errno]bool{syscall.EPERM: true, syscall.EBUSY: true}
+	for e := syscall.Errno(1); e <= maxErrno; e++ {
+		if merged[e] || strings.HasPrefix(e.Error(), "errno ") {
+			continue
+		}
+		s := ErrorFor(e)
+		if got := Errno(string(s)); got != e && got.Error() != e.Error() {
+			t.Errorf("Errno(ErrorFor(%d)) = Errno(%q) = %d", e, s, got)
+		}
+	}
+}
