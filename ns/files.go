@@ -1,0 +1,53 @@
+package ns
+
+import (
+	"context"
+	"fmt"
+
+	"cheshire/plan9"
+	"cheshire/styx"
+	"cheshire/synth"
+)
+
+// Files returns the file server of ns, mounted at /ns:
+//
+//	/ns/ns   the namespace in namespace(6) form, like Plan 9's ns(1)
+//	/ns/ctl  write bind, mount and unmount lines to change it
+//
+// Every change is saved to the user's namespace file.
+func Files(ns *Namespace) styx.Attacher {
+	root := synth.NewDir("ns", 0555)
+	root.Add(synth.String("ns", 0444, func(ctx context.Context) string { return ns.String() }))
+	run := func(verb string) func(ctx context.Context, args []string) error {
+		return func(ctx context.Context, args []string) error {
+			line := plan9.Join(append([]string{verb}, args...))
+			c, ok, err := plan9.ParseNSLine(line)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return plan9.ErrEmptyCtl
+			}
+			if err := ns.Apply(ctx, c); err != nil {
+				return err
+			}
+			ns.mgr.log.Info("namespace changed", "user", ns.user, "cmd", c.String())
+			if err := ns.mgr.Save(ns); err != nil {
+				return fmt.Errorf("applied, but %w", err)
+			}
+			return nil
+		}
+	}
+	cmds := []synth.Cmd{
+		{Name: "bind", Usage: "bind [-abc] new old", Run: run("bind")},
+		{Name: "mount", Usage: "mount [-abc] server old [spec]", Run: run("mount")},
+		{Name: "unmount", Usage: "unmount [new] old", Run: run("unmount")},
+	}
+	root.Add(synth.Ctl("ctl", 0600, cmds, nil))
+	return synth.NewServer(root, synth.WithOwner(ns.user))
+}
+
+// RegisterFiles makes #ns mountable: each namespace gets its own.
+func RegisterFiles(m *Manager) {
+	m.RegisterPerNS("#ns", func(ns *Namespace) styx.Attacher { return Files(ns) })
+}

@@ -1,0 +1,56 @@
+// Package node serves /node, the node itself as files: id (its public key,
+// the name other nodes know it by), addrs (the dial strings it listens
+// on), version, uptime, and log, an event file of the node's log lines.
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"cheshire/synth"
+)
+
+// Node is the /node file server.
+type Node struct {
+	*synth.Server
+	log *synth.Events
+}
+
+// Config describes the node to serve.
+type Config struct {
+	Identity *Identity
+	Version  string
+	Addrs    func() []string // current listening addresses, as dial strings
+	Start    time.Time
+	Owner    string
+	Log      *synth.Events // the log event source (see LogHandler)
+}
+
+// New builds the tree:
+//
+//	/node/id       the node's public key in z-base-32
+//	/node/addrs    one dial string a line
+//	/node/version  the program version
+//	/node/uptime   seconds since start
+//	/node/log      event file: log lines from the time of open
+func New(c Config) *Node {
+	root := synth.NewDir("node", 0555)
+	now := time.Now
+	root.Add(synth.Static("id", 0444, []byte(c.Identity.ID()+"\n")))
+	root.Add(synth.String("addrs", 0444, func(ctx context.Context) string {
+		var b strings.Builder
+		for _, a := range c.Addrs() {
+			b.WriteString(a)
+			b.WriteByte('\n')
+		}
+		return b.String()
+	}))
+	root.Add(synth.Static("version", 0444, []byte(c.Version+"\n")))
+	root.Add(synth.String("uptime", 0444, func(ctx context.Context) string {
+		return fmt.Sprintf("%d\n", int64(now().Sub(c.Start).Seconds()))
+	}))
+	root.Add(c.Log.File("log", 0444))
+	return &Node{Server: synth.NewServer(root, synth.WithOwner(c.Owner)), log: c.Log}
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# test.sh — installs what the tests need (Debian packages) and runs the
+# whole test suite: vet, the unit and integration tests with -race, a
+# short run of every fuzz target, and the Linux v9fs check under qemu.
+#
+#   FUZZTIME=5s ./test.sh      (default 5s per fuzz target)
+#   SKIP_V9FS=1 ./test.sh      skip the qemu check
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+command -v depmod >/dev/null || [ -x /sbin/depmod ] || need+=(kmod)
+command -v gcc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "test.sh: installing ${need[*]}" >&2
+	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+	$SUDO apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== gofmt, go vet" >&2
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$bad" ] || { echo "gofmt needed: $bad" >&2; exit 1; }
+go vet ./...
+
+echo "== go build" >&2
+go build -o cheshire ./cmd/cheshire
+
+echo "== fuzz (${FUZZTIME:-5s} each)" >&2
+for f in $(grep -l '^func Fuzz' $(find . -name '*_test.go' -not -path './.git/*')); do
+	pkg=./$(dirname "${f#./}")
+	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+		go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >/dev/null ||
+			{ echo "fuzz $t in $pkg failed" >&2; go test -run='^$' -fuzz="^$t\$" -fuzztime=1x "$pkg"; exit 1; }
+		echo "fuzz $pkg $t ok" >&2
+	done
+done
+
+echo "== go test -race" >&2
+export CHESHIRE_BIN=$PWD/cheshire
+go test -race -count=1 -timeout 30m ./...
