@@ -1,0 +1,231 @@
+package fusemount
+
+import (
+	"context"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"cheshire/styx"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+var (
+	_ fs.FileReader       = (*handle)(nil)
+	_ fs.FileWriter       = (*handle)(nil)
+	_ fs.FileReleaser     = (*handle)(nil)
+	_ fs.FileFlusher      = (*handle)(nil)
+	_ fs.FileFsyncer      = (*handle)(nil)
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileLookuper     = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
+)
+
+// A handle is an open file: an open fid of its own.
+type handle struct {
+	n      *node
+	fid    *styx.Fid
+	direct bool // FOPEN_DIRECT_IO: one read(2) is one Tread
+	append bool // O_APPEND: write at the server's length
+
+	mu sync.Mutex // serializes O_APPEND writes
+}
+
+// Read reads at off. A direct file answers with one Tread, as short as the
+// server makes it (a read of an event file blocks until there is data);
+// a cached file fills dest up to end of file, since the kernel takes a
+// short read for the end.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h.direct {
+		n, err := h.fid.ReadOnce(ctx, dest, off)
+		if err != nil {
+			return nil, toErrno(err)
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	total := 0
+	for total < len(dest) {
+		n, err := h.fid.ReadAt(ctx, dest[total:], off+int64(total))
+		total += n
+		if err == io.EOF {
+			if n == 0 {
+				break
+			}
+			continue // a short read need not be the end: ask again
+		}
+		if err != nil {
+			return nil, toErrno(err)
+		}
+	}
+	return fuse.ReadResultData(dest[:total]), 0
+}
+
+// Write writes data at off, or at the end for O_APPEND.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if h.append {
+		// The kernel's idea of the length may be stale; the server's
+		// is the one that counts.
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		d, err := h.fid.Stat(ctx)
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		off = int64(d.Length)
+	}
+	n, err := h.fid.WriteAt(ctx, data, off)
+	h.n.st.invalidateCache()
+	if err != nil && n == 0 {
+		return 0, toErrno(err)
+	}
+	return uint32(n), 0
+}
+
+// Flush does nothing: writes are not buffered, and the fid stays open
+// until the last close of the file (Release).
+func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+// Fsync does nothing: every write has reached the server.
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+
+// Release clunks the fid.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.fid.Clunk(context.WithoutCancel(ctx))
+	return 0
+}
+
+// A dirHandle is an open directory: a listing read at open (and again on
+// rewind).
+type dirHandle struct {
+	n *node
+
+	mu   sync.Mutex
+	ents []styx.Dir
+	pos  int // next entry: 0 is ".", 1 "..", then ents
+	last int // index in ents of the last entry returned, or -1
+}
+
+// OpendirHandle reads the directory.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	h := &dirHandle{n: n, last: -1}
+	if errno := h.load(ctx); errno != 0 {
+		return nil, 0, errno
+	}
+	return h, 0, 0
+}
+
+// load reads the directory through a clone of the node's fid.
+func (h *dirHandle) load(ctx context.Context) syscall.Errno {
+	r, errno := h.n.ref(ctx)
+	if errno != 0 {
+		return errno
+	}
+	_, fid, err := r.fid.Walk(ctx)
+	r.put()
+	if err != nil {
+		return toErrno(err)
+	}
+	defer clunk(fid)
+	if err := fid.Open(ctx, styx.OREAD); err != nil {
+		return toErrno(err)
+	}
+	ents, err := fid.ReadDir(ctx)
+	if err != nil {
+		return toErrno(err)
+	}
+	// Drop names no directory entry can have.
+	h.ents = slices.DeleteFunc(ents, func(d styx.Dir) bool {
+		return d.Name == "" || d.Name == "." || d.Name == ".." || strings.Contains(d.Name, "/")
+	})
+	h.pos = 0
+	h.last = -1
+	return 0
+}
+
+// Readdirent returns the next entry, or nil at the end.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := h.pos
+	if i >= len(h.ents)+2 {
+		return nil, 0
+	}
+	h.pos++
+	de := &fuse.DirEntry{Mode: syscall.S_IFDIR, Off: uint64(h.pos)}
+	switch i {
+	case 0:
+		de.Name = "."
+		de.Ino = h.n.key.Ino
+	case 1:
+		de.Name = ".."
+		de.Ino = h.n.key.Ino
+		if _, p := h.n.Parent(); p != nil {
+			de.Ino = p.StableAttr().Ino
+		}
+	default:
+		d := &h.ents[i-2]
+		key := stableAttr(d)
+		de.Name, de.Ino, de.Mode = d.Name, key.Ino, key.Mode
+		h.last = i - 2
+	}
+	return de, 0
+}
+
+// Lookup makes the node of an entry just listed (for READDIRPLUS) from
+// the listing, without a walk: the node walks its fid when it needs it.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	h.mu.Lock()
+	var d *styx.Dir
+	if h.last >= 0 && h.ents[h.last].Name == name {
+		d = &h.ents[h.last]
+	} else {
+		for i := range h.ents {
+			if h.ents[i].Name == name {
+				d = &h.ents[i]
+				break
+			}
+		}
+	}
+	var dd styx.Dir
+	if d != nil {
+		dd = *d
+	}
+	h.mu.Unlock()
+	if d == nil {
+		return nil, syscall.ENOENT
+	}
+	c := h.n.fsys.nodeFor(ctx, h.n, &dd, nil)
+	if c == nil {
+		return nil, syscall.EIO
+	}
+	h.n.fsys.fillEntry(c, out, &dd)
+	return c, 0
+}
+
+// Seekdir rereads the directory on a rewind; other offsets are positions
+// in the listing read at open.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off == 0 {
+		nh := &dirHandle{n: h.n}
+		if errno := nh.load(ctx); errno != 0 {
+			return errno
+		}
+		h.mu.Lock()
+		h.ents, h.pos, h.last = nh.ents, 0, -1
+		h.mu.Unlock()
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pos = int(min(off, uint64(len(h.ents)+2)))
+	h.last = -1
+	return 0
+}
+
+// Fsyncdir does nothing.
+func (h *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"cheshire/importers/proxy"
+	"cheshire/ns"
+	"cheshire/plan9"
+	"cheshire/providers/hostfs"
+	"cheshire/providers/node"
+	"cheshire/providers/tmp"
+	"cheshire/styx"
+	"cheshire/synth"
+)
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
+
+// defaultNamespace is what a user without a namespace file gets.
+const defaultNamespace = `mount '#node' /node
+mount '#ns' /ns
+mount -c '#tmp' /tmp
+`
+
+func serveCmd(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dir := fs.String("dir", dataDir(), "data directory")
+	var listens multi
+	fs.Var(&listens, "listen", "also serve on this dial string (tcp!127.0.0.1!5640: plain TCP trusts every local user)")
+	debug := fs.Bool("D", false, "trace 9P messages to the log")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, *dir, listens, *debug)
+}
+
+func serve(ctx context.Context, dir string, listens []string, debug bool) error {
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	events := synth.NewEvents(256)
+	defer events.Close()
+	log := slog.New(node.LogHandler(os.Stderr, events, slog.LevelInfo))
+	id, err := node.LoadIdentity(dir)
+	if err != nil {
+		return err
+	}
+	owner := userName()
+
+	addrs := append([]string{"unix!" + filepath.Join(dir, "cheshire.sock")}, listens...)
+	var amu sync.Mutex
+	var bound []string
+	n := node.New(node.Config{Identity: id, Version: version, Start: time.Now(), Owner: owner, Log: events,
+		Addrs: func() []string { amu.Lock(); defer amu.Unlock(); return append([]string(nil), bound...) }})
+
+	defaults, err := plan9.ParseNS(strings.NewReader(defaultNamespace))
+	if err != nil {
+		return err
+	}
+	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
+		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }))
+	defer m.Close()
+	m.Register("#node", n)
+	m.Register("#tmp", tmp.New(owner))
+	m.Register("#host", hostAttacher{ro: false})
+	m.Register("#host.ro", hostAttacher{ro: true})
+	ns.RegisterFiles(m)
+
+	srv := &styx.Server{Attacher: m, Log: log}
+	if debug {
+		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
+			dir := "->"
+			if in {
+				dir = "<-"
+			}
+			log.Debug("9p", "conn", conn, "dir", dir, "msg", f.String())
+			fmt.Fprintf(os.Stderr, "%s %s %v\n", conn, dir, f)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, a := range addrs {
+		l, err := plan9.Listen(a)
+		if err != nil {
+			srv.Close()
+			wg.Wait()
+			return err
+		}
+		name := a
+		if strings.HasPrefix(a, "tcp!") {
+			// Show the port actually bound (for tcp!…!0).
+			host, port := l.Addr().String(), ""
+			if i := strings.LastIndex(host, ":"); i >= 0 {
+				host, port = host[:i], host[i+1:]
+			}
+			name = "tcp!" + strings.Trim(host, "[]") + "!" + port
+		}
+		amu.Lock()
+		bound = append(bound, name)
+		amu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, l); err != nil {
+				log.Error("listener failed", "addr", name, "err", err)
+			}
+		}()
+	}
+	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
+	<-ctx.Done()
+	log.Info("cheshire node shutting down")
+	srv.Close()
+	wg.Wait()
+	return nil
+}
+
+// lockDir takes an exclusive lock on DIR/lock so that one node runs per
+// directory.
+func lockDir(dir string) (func(), error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(p)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another cheshire node is running on %s (pid %s)", dir, strings.TrimSpace(string(pid)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
+}
+
+// hostAttacher exports the host directory named by the attach's aname.
+type hostAttacher struct{ ro bool }
+
+func (h hostAttacher) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
+	if aname == "" {
+		return nil, errors.New("#host: give the host directory as the mount's spec")
+	}
+	fs, err := hostfs.New(aname, h.ro)
+	if err != nil {
+		return nil, err
+	}
+	return fs.Attach(ctx, uname, "", auth)
+}
