@@ -24,7 +24,14 @@ type req struct {
 
 	flushed bool   // guarded by c.mu: reply must be suppressed
 	undo    func() // run instead of the reply when flushed
+	holds   []*fid // fid references dropped just before the reply
 }
+
+// hold keeps a reference to f until r is answered. It is dropped before
+// the reply is written, so that a Tclunk the client sends on receiving it
+// finds itself holding the last reference and can report the File's clunk
+// error (a file that commits at clunk depends on this).
+func (r *req) hold(f *fid) { r.holds = append(r.holds, f) }
 
 // release returns the frame buffer, memory and slot of r.
 func (r *req) release() {
@@ -47,6 +54,10 @@ func (r *req) release() {
 // a Tflush that finds no tag sends its Rflush after this reply.
 func (r *req) finish(f *Fcall, b []byte) {
 	c := r.c
+	for _, h := range r.holds {
+		h.decref()
+	}
+	r.holds = nil
 	if f != nil && c.srv.Trace != nil {
 		c.srv.Trace(c.name, false, f)
 	}
@@ -259,7 +270,7 @@ func (c *conn) attach(r *req) {
 			r.error(err)
 			return
 		}
-		defer af.decref()
+		r.hold(af)
 		auth, _, _ = af.get()
 		if auth == nil || auth.Qid().Type&QTAUTH == 0 {
 			r.error(errors.New("not an authentication fid"))
@@ -294,7 +305,7 @@ func (c *conn) walk(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	file, opened, _ := f.get()
 	if file == nil {
 		r.error(plan9.ErrUnknownFid)
@@ -383,7 +394,7 @@ func (c *conn) open(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.file == nil {
@@ -415,7 +426,7 @@ func (c *conn) create(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.file == nil {
@@ -455,7 +466,7 @@ func (c *conn) read(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	file, opened, mode := f.get()
 	if file == nil {
 		r.error(plan9.ErrUnknownFid)
@@ -551,7 +562,7 @@ func (c *conn) write(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	file, opened, mode := f.get()
 	if file == nil {
 		r.error(plan9.ErrUnknownFid)
@@ -615,7 +626,7 @@ func (c *conn) stat(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	file, _, _ := f.get()
 	if file == nil {
 		r.error(plan9.ErrUnknownFid)
@@ -635,7 +646,7 @@ func (c *conn) wstat(r *req) {
 		r.error(err)
 		return
 	}
-	defer f.decref()
+	r.hold(f)
 	d, err := UnmarshalDir(r.fc.Stat)
 	if err != nil {
 		r.error(errors.New("bad stat in wstat: " + err.Error()))

@@ -64,7 +64,7 @@ func serve(ctx context.Context, dir string, listens []string, debug bool) error 
 	}
 	defer unlock()
 
-	events := synth.NewEvents(256)
+	events := synth.NewLog(0)
 	defer events.Close()
 	log := slog.New(node.LogHandler(os.Stderr, events, slog.LevelInfo))
 	id, err := node.LoadIdentity(dir)

@@ -9,8 +9,8 @@ import (
 )
 
 // LogHandler returns a slog handler that writes text lines to w and
-// publishes each line to ev, so /node/log readers see the node's log.
-func LogHandler(w io.Writer, ev *synth.Events, level slog.Leveler) slog.Handler {
+// appends each line to ev, so /node/log readers see the node's log.
+func LogHandler(w io.Writer, ev *synth.Log, level slog.Leveler) slog.Handler {
 	return slog.NewTextHandler(&tee{w: w, ev: ev}, &slog.HandlerOptions{Level: level})
 }
 
@@ -18,11 +18,11 @@ func LogHandler(w io.Writer, ev *synth.Events, level slog.Leveler) slog.Handler 
 type tee struct {
 	mu sync.Mutex
 	w  io.Writer
-	ev *synth.Events
+	ev *synth.Log
 }
 
 func (t *tee) Write(p []byte) (int, error) {
-	t.ev.Publish(append([]byte(nil), p...))
+	t.ev.Write(p)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.w.Write(p)

@@ -15,7 +15,7 @@ import (
 // Node is the /node file server.
 type Node struct {
 	*synth.Server
-	log *synth.Events
+	log *synth.Log
 }
 
 // Config describes the node to serve.
@@ -25,7 +25,7 @@ type Config struct {
 	Addrs    func() []string // current listening addresses, as dial strings
 	Start    time.Time
 	Owner    string
-	Log      *synth.Events // the log event source (see LogHandler)
+	Log      *synth.Log // the node log (see LogHandler)
 }
 
 // New builds the tree:
@@ -34,7 +34,7 @@ type Config struct {
 //	/node/addrs    one dial string a line
 //	/node/version  the program version
 //	/node/uptime   seconds since start
-//	/node/log      event file: log lines from the time of open
+//	/node/log      the log: recent lines, then new ones as they come
 func New(c Config) *Node {
 	root := synth.NewDir("node", 0555)
 	now := time.Now

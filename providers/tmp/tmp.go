@@ -108,7 +108,7 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 	qids := make([]styx.Qid, 0, len(names))
 	for _, name := range names {
 		if n.mode&styx.DMDIR == 0 {
-			return qids, nil, plan9.ErrWalkNoDir
+			return qids, nil, plan9.ErrNotDir
 		}
 		if !fs.allowed(n, f.user, plan9.OEXEC) {
 			return qids, nil, plan9.ErrPerm

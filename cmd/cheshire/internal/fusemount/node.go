@@ -387,9 +387,9 @@ func (n *node) newHandle(ctx context.Context, fid *styx.Fid, flags uint32, d *st
 		*d, err = fid.Stat(ctx)
 	}
 	switch {
-	case err != nil || d.Length == 0 || h.append:
-		// Synthetic (or empty) file, or writes whose offset we choose:
-		// no page cache.
+	case err != nil || d.Length == 0 || h.append || d.Mode&styx.DMAPPEND != 0:
+		// Synthetic (or empty) file, an append-only file such as an
+		// event file, or writes whose offset we choose: no page cache.
 		h.direct = true
 		n.st.invalidateCache()
 		return h, fuse.FOPEN_DIRECT_IO

@@ -1,0 +1,208 @@
+package synth
+
+import (
+	"context"
+	"strings"
+	"unicode/utf8"
+
+	"cheshire/plan9"
+)
+
+// A Cmd is one entry of a ctl file's command table, after lib9p's Cmdtab.
+type Cmd struct {
+	// Name is the verb: one word, or several ("zone add") that must all
+	// begin the line. The longest Name that matches wins.
+	Name string
+	// Args is the number of words of a line, the verb's included; 0
+	// means any number.
+	Args int
+	// Usage is shown when the count of words is wrong, e.g.
+	// "bind [-abc] new old".
+	Usage string
+	// Run carries out the command with the words after the verb. Its
+	// error is returned to the writer as "verb: error". A nil Run
+	// accepts the command and does nothing.
+	Run func(ctx context.Context, args []string) error
+}
+
+// separators are the characters that separate words for plan9.Tokenize.
+const separators = " \t\r\n"
+
+func isSeparator(r rune) bool { return strings.ContainsRune(separators, r) }
+
+// minQuoted is the least of a refused command that an error quotes.
+const minQuoted = 16
+
+// ctlError is a refused control message: kind, the line quoted, then the
+// usage if there is one. It fits in plan9.ErrMax, the line cut to make
+// room for the usage.
+type ctlError struct {
+	kind  error
+	line  string
+	usage string
+}
+
+func (e *ctlError) Error() string {
+	head := e.kind.Error() + ` "`
+	tail := `"`
+	if e.usage != "" {
+		tail += ": usage: " + e.usage
+	}
+	line := e.line
+	if room := plan9.ErrMax - 1 - len(head) - len(tail); len(line) > room {
+		line = cut(line, max(room, minQuoted)-3) + "..."
+	}
+	return errstr(head + line + tail)
+}
+
+func (e *ctlError) Unwrap() error { return e.kind }
+
+// runError is the error of a command's Run, prefixed with its verb.
+type runError struct {
+	verb string
+	err  error
+}
+
+func (e *runError) Error() string { return errstr(e.verb + ": " + e.err.Error()) }
+
+func (e *runError) Unwrap() error { return e.err }
+
+// errstr cuts s to fit in a Plan 9 error buffer.
+func errstr(s string) string { return plan9.Errstr(plan9.Error(s)) }
+
+// cut returns at most n bytes of s, not splitting a character.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// ParseCtl parses one control message line against cmds: it splits the
+// line into words with rc(1) quoting, finds the command whose verb begins
+// it and checks the count of words. It returns the command and the words
+// after the verb. Errors are "empty control message" (plan9.ErrEmptyCtl)
+// for a blank line, `unknown control message "line"` (wrapping
+// plan9.ErrBadCtl), `bad # args to command "line": usage: ...` (wrapping
+// plan9.ErrBadArgs) and `unterminated quote "line"`; each fits in
+// plan9.ErrMax bytes.
+func ParseCtl(line string, cmds []Cmd) (*Cmd, []string, error) {
+	line = strings.Trim(line, separators)
+	words, err := plan9.Tokenize(line)
+	if err != nil {
+		return nil, nil, &ctlError{kind: err, line: line}
+	}
+	if len(words) == 0 {
+		return nil, nil, plan9.ErrEmptyCtl
+	}
+	var best *Cmd
+	bestLen := 0
+	for i := range cmds {
+		verb := strings.FieldsFunc(cmds[i].Name, isSeparator)
+		if len(verb) <= bestLen || len(verb) > len(words) {
+			continue
+		}
+		if equalWords(verb, words[:len(verb)]) {
+			best, bestLen = &cmds[i], len(verb)
+		}
+	}
+	if best == nil {
+		return nil, nil, &ctlError{kind: plan9.ErrBadCtl, line: line}
+	}
+	if best.Args != 0 && best.Args != len(words) {
+		return nil, nil, &ctlError{kind: plan9.ErrBadArgs, line: line, usage: best.Usage}
+	}
+	return best, words[bestLen:], nil
+}
+
+func equalWords(a, b []string) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Ctl returns a control file. Each write holds one or more complete lines
+// (the last newline optional; blank lines skipped), each parsed by
+// ParseCtl against cmds. All lines are checked before any is run; they
+// run in order and the first error stops them. A write with no command
+// fails with "empty control message". Reading gives status's text, taken
+// at open (nothing if status is nil).
+func Ctl(name string, perm uint32, cmds []Cmd, status func(ctx context.Context) string) *File {
+	return NewFile(name, perm, &ctlHandler{cmds: cmds, status: status})
+}
+
+type ctlHandler struct {
+	cmds   []Cmd
+	status func(ctx context.Context) string
+}
+
+func (h *ctlHandler) Open(ctx context.Context, mode uint8) (Handle, error) {
+	c := &ctlHandle{h: h}
+	if readMode(mode) && h.status != nil {
+		c.status = []byte(h.status(ctx))
+	}
+	return c, nil
+}
+
+func (h *ctlHandler) Length(ctx context.Context) int64 {
+	if h.status == nil {
+		return 0
+	}
+	return int64(len(h.status(ctx)))
+}
+
+// run carries out the control message p.
+func (h *ctlHandler) run(ctx context.Context, p []byte) error {
+	type call struct {
+		cmd  *Cmd
+		args []string
+	}
+	var calls []call
+	for line := range strings.SplitSeq(string(p), "\n") {
+		if strings.Trim(line, separators) == "" {
+			continue
+		}
+		cmd, args, err := ParseCtl(line, h.cmds)
+		if err != nil {
+			return err
+		}
+		calls = append(calls, call{cmd, args})
+	}
+	if len(calls) == 0 {
+		return plan9.ErrEmptyCtl
+	}
+	for _, c := range calls {
+		if c.cmd.Run == nil {
+			continue
+		}
+		if err := c.cmd.Run(ctx, c.args); err != nil {
+			return &runError{verb: c.cmd.Name, err: err}
+		}
+	}
+	return nil
+}
+
+// ctlHandle is one open of a ctl file.
+type ctlHandle struct {
+	h      *ctlHandler
+	status []byte
+}
+
+func (c *ctlHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	return readAt(c.status, p, off), nil
+}
+
+func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	if err := c.h.run(ctx, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *ctlHandle) Close(ctx context.Context) error { return nil }
