@@ -145,14 +145,16 @@ func (c *Client) fail(err error) {
 	calls := c.calls
 	c.calls = make(map[uint16]*call)
 	c.tagfree.Broadcast()
-	c.mu.Unlock()
-	c.nc.Close()
+	// Calls are ended under mu, as readLoop ends them, so that each
+	// done is closed once.
 	for _, cl := range calls {
 		if !isClosed(cl.done) {
 			cl.err = err
 			close(cl.done)
 		}
 	}
+	c.mu.Unlock()
+	c.nc.Close()
 	close(c.done)
 	if c.OnClose != nil {
 		c.OnClose(err)
@@ -234,12 +236,17 @@ func (c *Client) readLoop(br *bufio.Reader) {
 			cl.frame = bp
 		}
 		c.mu.Lock()
+		if c.err != nil {
+			// Closed meanwhile: fail has ended cl already.
+			c.mu.Unlock()
+			return
+		}
 		if !cl.flushing {
 			delete(c.calls, tag)
 			c.tagfree.Signal()
 		}
-		c.mu.Unlock()
 		close(cl.done)
+		c.mu.Unlock()
 	}
 }
 

@@ -37,6 +37,15 @@ func (p *bufPool) get(n int) *[]byte {
 	return &b
 }
 
+// size is the capacity of the buffer get(n) returns: what it costs.
+func (p *bufPool) size(n int) int {
+	c := classOf(n)
+	if c >= len(p.classes) {
+		return n
+	}
+	return 1 << (c + minBufShift)
+}
+
 // put returns b to the pool.
 func (p *bufPool) put(b *[]byte) {
 	c := classOf(cap(*b))

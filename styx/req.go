@@ -395,29 +395,37 @@ func (c *conn) open(r *req) {
 		return
 	}
 	r.hold(f)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.file == nil {
-		r.error(plan9.ErrUnknownFid)
-		return
-	}
-	if f.opened {
-		r.error(plan9.ErrFidOpen)
-		return
-	}
-	q := f.file.Qid()
-	if q.Type&QTDIR != 0 && (r.fc.Mode&3 == OWRITE || r.fc.Mode&3 == ORDWR || r.fc.Mode&OTRUNC != 0) {
-		r.error(plan9.ErrIsDir)
-		return
-	}
-	iou, err := f.file.Open(r.ctx, r.fc.Mode)
+	// The reply is sent after f.mu is released: it drops r's hold on f,
+	// and if a Tclunk has meanwhile dropped the table's, that is the
+	// last reference, whose decref takes f.mu.
+	rx, err := c.openLocked(r, f)
 	if err != nil {
 		r.error(err)
 		return
 	}
+	r.respond(rx)
+}
+
+func (c *conn) openLocked(r *req, f *fid) (*Fcall, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.file == nil {
+		return nil, plan9.ErrUnknownFid
+	}
+	if f.opened {
+		return nil, plan9.ErrFidOpen
+	}
+	q := f.file.Qid()
+	if q.Type&QTDIR != 0 && (r.fc.Mode&3 == OWRITE || r.fc.Mode&3 == ORDWR || r.fc.Mode&OTRUNC != 0) {
+		return nil, plan9.ErrIsDir
+	}
+	iou, err := f.file.Open(r.ctx, r.fc.Mode)
+	if err != nil {
+		return nil, err
+	}
 	f.opened, f.mode = true, r.fc.Mode
 	f.dirents, f.dirnext, f.diroff = nil, 0, 0
-	r.respond(&Fcall{Type: Ropen, Qid: f.file.Qid(), Iounit: c.iounit(iou)})
+	return &Fcall{Type: Ropen, Qid: f.file.Qid(), Iounit: c.iounit(iou)}, nil
 }
 
 func (c *conn) create(r *req) {
@@ -427,34 +435,39 @@ func (c *conn) create(r *req) {
 		return
 	}
 	r.hold(f)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.file == nil {
-		r.error(plan9.ErrUnknownFid)
-		return
-	}
-	if f.opened {
-		r.error(plan9.ErrFidOpen)
-		return
-	}
-	if f.file.Qid().Type&QTDIR == 0 {
-		r.error(plan9.ErrNotDir)
-		return
-	}
-	if n := r.fc.Name; n == "" || n == "." || n == ".." || containsSlash(n) {
-		r.error(plan9.ErrBadName)
-		return
-	}
-	nf, iou, err := f.file.Create(r.ctx, r.fc.Name, r.fc.Perm, r.fc.Mode)
+	// Replied to after f.mu is released, as in open.
+	rx, err := c.createLocked(r, f)
 	if err != nil {
 		r.error(err)
 		return
+	}
+	r.respond(rx)
+}
+
+func (c *conn) createLocked(r *req, f *fid) (*Fcall, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.file == nil {
+		return nil, plan9.ErrUnknownFid
+	}
+	if f.opened {
+		return nil, plan9.ErrFidOpen
+	}
+	if f.file.Qid().Type&QTDIR == 0 {
+		return nil, plan9.ErrNotDir
+	}
+	if n := r.fc.Name; n == "" || n == "." || n == ".." || containsSlash(n) {
+		return nil, plan9.ErrBadName
+	}
+	nf, iou, err := f.file.Create(r.ctx, r.fc.Name, r.fc.Perm, r.fc.Mode)
+	if err != nil {
+		return nil, err
 	}
 	old := f.file
 	f.file, f.opened, f.mode = nf, true, r.fc.Mode
 	f.dirents, f.dirnext, f.diroff = nil, 0, 0
 	old.Clunk()
-	r.respond(&Fcall{Type: Rcreate, Qid: nf.Qid(), Iounit: c.iounit(iou)})
+	return &Fcall{Type: Rcreate, Qid: nf.Qid(), Iounit: c.iounit(iou)}, nil
 }
 
 func readable(mode uint8) bool { m := mode & 3; return m == OREAD || m == ORDWR || m == OEXEC }
@@ -492,11 +505,12 @@ func (c *conn) read(r *req) {
 	need := int64(11 + count)
 	var held int64
 	if need > smallFrame {
-		if err := c.mem.Acquire(r.ctx, need); err != nil {
+		cost := int64(c.srv.pool.size(int(need))) // the buffer's whole capacity
+		if err := c.mem.Acquire(r.ctx, cost); err != nil {
 			r.error(err)
 			return
 		}
-		held = need
+		held = cost
 	}
 	bp := c.srv.pool.get(int(need))
 	buf := *bp
@@ -522,6 +536,15 @@ func (c *conn) read(r *req) {
 
 // readDir serves a directory read from the snapshot taken at offset 0.
 func (c *conn) readDir(r *req, f *fid, count uint32) {
+	// The reply is held until it is written, as a file read's buffer is:
+	// it counts against the connection's memory the same way.
+	if need := int64(11 + count); need > smallFrame {
+		if err := c.mem.Acquire(r.ctx, need); err != nil {
+			r.error(err)
+			return
+		}
+		defer c.mem.Release(need)
+	}
 	f.mu.Lock()
 	if r.fc.Offset == 0 {
 		ds, err := f.file.ReadDir(r.ctx)
@@ -580,7 +603,7 @@ func (c *conn) write(r *req) {
 		r.error(plan9.ErrIsDir)
 		return
 	}
-	if int64(r.fc.Offset) < 0 {
+	if int64(r.fc.Offset) < 0 || int64(r.fc.Offset)+int64(len(r.fc.Data)) < 0 {
 		r.error(plan9.ErrBadOffset)
 		return
 	}

@@ -185,7 +185,9 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	if mem <= 0 {
 		mem = DefaultConnMemory
 	}
-	mem = max(mem, 2*int64(s.msize()))
+	// Room for two buffers of the largest frame, so that a frame held
+	// by the read loop never starves a read's reply buffer.
+	mem = max(mem, 2*int64(s.pool.size(int(s.msize()))))
 	c := &conn{
 		srv: s, nc: nc, name: name, ctx: cctx, cancel: cancel,
 		log:     s.logger().With("conn", name),
@@ -266,9 +268,14 @@ func (c *conn) readLoop() error {
 		}
 		var held int64
 		if size > smallFrame {
-			held = int64(size)
+			held = int64(c.srv.pool.size(int(size))) // the buffer's whole capacity
 			if err := c.mem.Acquire(c.ctx, held); err != nil {
 				return err
+			}
+			if deadline {
+				// The wait for memory was the server's, not the
+				// client's: the frame's time starts again.
+				c.nc.SetReadDeadline(time.Now().Add(timeout))
 			}
 		}
 		bp := c.srv.pool.get(int(size))

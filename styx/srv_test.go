@@ -116,7 +116,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-
 func TestFlushCancelsRead(t *testing.T) {
 	ctx := context.Background()
 	started := make(chan struct{}, 1)

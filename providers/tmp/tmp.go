@@ -298,6 +298,9 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 			return plan9.ErrExist
 		}
 	}
+	if d.Length != ^uint64(0) && d.Length > uint64(fs.maxBytes) {
+		return plan9.ErrNoSpace
+	}
 	if d.Length != ^uint64(0) {
 		if n.mode&styx.DMDIR != 0 {
 			if d.Length != 0 {
