@@ -176,12 +176,21 @@ func newNamespace(ctx context.Context, m *Manager, user string) (*Namespace, err
 
 // rootChan returns a new chan for "/" (after any mount on it).
 func (ns *Namespace) rootChan(ctx context.Context) (*chn, error) {
+	c, err := ns.rootDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ns.cross(ctx, c)
+}
+
+// rootDir returns a new chan for the root directory itself, not crossing
+// what may be mounted on it.
+func (ns *Namespace) rootDir(ctx context.Context) (*chn, error) {
 	_, f, err := ns.rootDev.root.Walk(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	c := &chn{dev: ns.rootDev, file: f, qid: f.Qid(), path: "/"}
-	return ns.cross(ctx, c)
+	return &chn{dev: ns.rootDev, file: f, qid: f.Qid(), path: "/"}, nil
 }
 
 // cross replaces c by the union mounted on it, if any.
@@ -375,11 +384,7 @@ func (ns *Namespace) resolve(ctx context.Context, p string, cross bool) (*chn, e
 	names := styx.SplitPath(p)
 	if !cross {
 		if len(names) == 0 {
-			_, f, err := ns.rootDev.root.Walk(ctx, nil)
-			if err != nil {
-				return nil, err
-			}
-			return &chn{dev: ns.rootDev, file: f, qid: f.Qid(), path: "/"}, nil
+			return ns.rootDir(ctx)
 		}
 		parent, err := ns.resolve(ctx, path.Dir(p), true)
 		if err != nil {
@@ -413,12 +418,11 @@ func (ns *Namespace) resolve(ctx context.Context, p string, cross bool) (*chn, e
 		return nil, err
 	}
 	defer root.clunk()
-	q, c, err := ns.walk(ctx, root, names)
+	_, c, err := ns.walk(ctx, root, names)
 	if c == nil {
 		if err == nil {
 			err = plan9.ErrNotFound
 		}
-		_ = q
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return c, nil

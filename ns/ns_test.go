@@ -36,7 +36,8 @@ func setup(t *testing.T, m *ns.Manager, user string) *styx.Fid {
 	ctx, cancel := context.WithCancel(context.Background())
 	go s.Serve(ctx, l)
 	t.Cleanup(func() { cancel(); s.Close() })
-	c, err := styx.Dial(ctx, "tcp!"+l.Addr().String()[:strings.LastIndex(l.Addr().String(), ":")]+"!"+l.Addr().String()[strings.LastIndex(l.Addr().String(), ":")+1:])
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	c, err := styx.Dial(ctx, "tcp!"+host+"!"+port)
 	if err != nil {
 		t.Fatal(err)
 	}

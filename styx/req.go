@@ -68,14 +68,7 @@ func (r *req) finish(f *Fcall, b []byte) {
 	c.mu.Unlock()
 	if !flushed {
 		if b == nil {
-			var err error
-			b, err = f.Append(c.wbuf[:0])
-			if err != nil {
-				b, _ = (&Fcall{Type: Rerror, Tag: f.Tag, Ename: "reply too large"}).Append(c.wbuf[:0])
-			}
-			if cap(b) <= 64<<10 {
-				c.wbuf = b
-			}
+			b = c.marshalLocked(f)
 		}
 		c.writeLocked(b)
 	}

@@ -403,6 +403,12 @@ func (c *conn) send(f *Fcall) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	c.writeLocked(c.marshalLocked(f))
+}
+
+// marshalLocked builds reply f in the connection's write buffer, keeping
+// the buffer for the next reply unless it grew past 64 KiB. c.wmu is held.
+func (c *conn) marshalLocked(f *Fcall) []byte {
 	b, err := f.Append(c.wbuf[:0])
 	if err != nil {
 		b, _ = (&Fcall{Type: Rerror, Tag: f.Tag, Ename: "reply too large"}).Append(c.wbuf[:0])
@@ -410,7 +416,7 @@ func (c *conn) send(f *Fcall) {
 	if cap(b) <= 64<<10 {
 		c.wbuf = b
 	}
-	c.writeLocked(b)
+	return b
 }
 
 func (c *conn) writeLocked(b []byte) {

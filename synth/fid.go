@@ -129,9 +129,10 @@ func (f *fid) releaseExcl() {
 	f.excl = false
 }
 
-// removeHook checks that f's user may remove f's node, whose attributes
-// are a, and returns the parent's remove hook.
-func (f *fid) removeHook(a attrs) (func(context.Context, string) error, error) {
+// writableParent returns the parent of f's node (attributes a) if the node
+// is not the root, is still in the tree, and f's user may write the parent:
+// what both remove and rename need.
+func (f *fid) writableParent(a attrs) (*Dir, error) {
 	if f.n == Node(f.srv.root) {
 		return nil, plan9.ErrPerm
 	}
@@ -141,6 +142,16 @@ func (f *fid) removeHook(a attrs) (func(context.Context, string) error, error) {
 	}
 	if !f.srv.allowed(p, f.user, styx.OWRITE) {
 		return nil, plan9.ErrPerm
+	}
+	return p, nil
+}
+
+// removeHook checks that f's user may remove f's node, whose attributes
+// are a, and returns the parent's remove hook.
+func (f *fid) removeHook(a attrs) (func(context.Context, string) error, error) {
+	p, err := f.writableParent(a)
+	if err != nil {
+		return nil, err
 	}
 	_, remove, _ := p.hooks()
 	if remove == nil {
@@ -349,15 +360,9 @@ func (f *fid) renameHook(ctx context.Context, a attrs, name string) (func(contex
 	if !validName(name) {
 		return nil, plan9.ErrBadName
 	}
-	if f.n == Node(f.srv.root) {
-		return nil, plan9.ErrPerm
-	}
-	p := a.parent
-	if p == nil {
-		return nil, plan9.ErrNotFound
-	}
-	if !f.srv.allowed(p, f.user, styx.OWRITE) {
-		return nil, plan9.ErrPerm
+	p, err := f.writableParent(a)
+	if err != nil {
+		return nil, err
 	}
 	_, _, rename := p.hooks()
 	if rename == nil {

@@ -424,14 +424,20 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		now := uint32(time.Now().Unix())
 		d = styx.Dir{Qid: fid.Qid(), Mode: mode & 0777, Atime: now, Mtime: now, Name: name}
 	}
-	c := n.fsys.nodeFor(ctx, n, &d, nil)
+	return n.openedChild(ctx, fid, flags, &d, out)
+}
+
+// openedChild makes the inode of the child of n that the open fid refers
+// to (with stat d) and its file handle; on failure it clunks fid.
+func (n *node) openedChild(ctx context.Context, fid *styx.Fid, flags uint32, d *styx.Dir, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	c := n.fsys.nodeFor(ctx, n, d, nil)
 	if c == nil {
 		clunk(fid)
 		return nil, nil, 0, syscall.EIO
 	}
-	n.fsys.fillEntry(c, out, &d)
+	n.fsys.fillEntry(c, out, d)
 	cn := c.Operations().(*node)
-	h, fuseFlags := cn.newHandle(ctx, fid, flags, &d)
+	h, fuseFlags := cn.newHandle(ctx, fid, flags, d)
 	return c, h, fuseFlags, 0
 }
 
@@ -453,15 +459,7 @@ func (n *node) openExisting(ctx context.Context, r *fidRef, name string, flags u
 		clunk(fid)
 		return nil, nil, 0, toErrno(err)
 	}
-	c := n.fsys.nodeFor(ctx, n, &d, nil)
-	if c == nil {
-		clunk(fid)
-		return nil, nil, 0, syscall.EIO
-	}
-	n.fsys.fillEntry(c, out, &d)
-	cn := c.Operations().(*node)
-	h, fuseFlags := cn.newHandle(ctx, fid, flags, &d)
-	return c, h, fuseFlags, 0
+	return n.openedChild(ctx, fid, flags, &d, out)
 }
 
 // Mkdir creates the directory name.
