@@ -94,16 +94,21 @@ func (f *file) Write(ctx context.Context, p []byte, off int64) (int, error) {
 func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
 	if f.c.union == nil {
 		ds, err := f.c.file.ReadDir(ctx)
-		for i := range ds {
-			ds[i].Qid = f.c.dev.qid(ds[i].Qid)
+		out := ds[:0]
+		for _, d := range ds {
+			if f.ns != nil && f.ns.hidden(f.c.dev, d.Qid.Path) {
+				continue
+			}
+			d.Qid = f.c.dev.qid(d.Qid)
+			out = append(out, d)
 		}
-		return ds, err
+		return out, err
 	}
 	seen := map[string]bool{}
 	var out []styx.Dir
 	var firstErr error
 	for _, m := range f.c.union {
-		ds, err := readDirChan(ctx, m.c)
+		ds, err := readDirChan(ctx, f.ns, m.c)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -124,7 +129,7 @@ func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
 }
 
 // readDirChan lists the directory c, opening a clone of it.
-func readDirChan(ctx context.Context, c *chn) ([]styx.Dir, error) {
+func readDirChan(ctx context.Context, ns *Namespace, c *chn) ([]styx.Dir, error) {
 	if !c.isDir() {
 		return nil, nil
 	}
@@ -133,7 +138,7 @@ func readDirChan(ctx context.Context, c *chn) ([]styx.Dir, error) {
 		return nil, err
 	}
 	defer cl.clunk()
-	f := &file{c: cl}
+	f := &file{ns: ns, c: cl}
 	if _, err := f.Open(ctx, styx.OREAD); err != nil {
 		return nil, err
 	}
@@ -171,4 +176,29 @@ func (f *file) Remove(ctx context.Context) error {
 func (f *file) Clunk() error {
 	f.c.clunk()
 	return nil
+}
+
+// An Availability is a mounted file (the root a server attached) that
+// can say it is not there for now: the root of a stopped module, say.
+type Availability interface {
+	Available() bool
+}
+
+// hidden reports whether the entry of dev with qid path p is a mount
+// point all of whose members are unavailable; directory listings leave
+// such entries out, so a stopped module's mount point disappears.
+func (ns *Namespace) hidden(dev *device, p uint64) bool {
+	ns.mu.Lock()
+	es := ns.table[mountKey{dev, p}]
+	ns.mu.Unlock()
+	if len(es) == 0 {
+		return false
+	}
+	for _, e := range es {
+		a, ok := e.src.file.(Availability)
+		if !ok || a.Available() {
+			return false
+		}
+	}
+	return true
 }

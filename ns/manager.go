@@ -198,3 +198,14 @@ func (m *Manager) Close() {
 	}
 	m.spaces = map[string]*Namespace{}
 }
+
+// Spaces returns the namespaces made so far.
+func (m *Manager) Spaces() []*Namespace {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Namespace, 0, len(m.spaces))
+	for _, ns := range m.spaces {
+		out = append(out, ns)
+	}
+	return out
+}

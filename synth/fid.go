@@ -38,7 +38,7 @@ func (f *fid) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, 
 	ctx = f.ctx(ctx)
 	n := f.n
 	qids := make([]styx.Qid, 0, len(names))
-	for _, name := range names {
+	for i, name := range names {
 		d, ok := n.(*Dir)
 		if !ok {
 			return qids, nil, plan9.ErrWalkNoDir
@@ -55,9 +55,32 @@ func (f *fid) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, 
 		if err != nil {
 			return qids, nil, err
 		}
+		if m, ok := n.(*Dir); ok && m.mount != nil {
+			return f.cross(ctx, m.mount, qids, names[i+1:])
+		}
 		qids = append(qids, n.base().qid())
 	}
 	return qids, &fid{srv: f.srv, user: f.user, n: n}, nil
+}
+
+// cross finishes a walk that reached a mount: it attaches to a and walks
+// the rest of the names there.
+func (f *fid) cross(ctx context.Context, a styx.Attacher, qids []styx.Qid, rest []string) ([]styx.Qid, styx.File, error) {
+	root, err := a.Attach(ctx, f.user, "", nil)
+	if err != nil {
+		return qids, nil, err
+	}
+	qids = append(qids, root.Qid())
+	if len(rest) == 0 {
+		return qids, root, nil
+	}
+	more, nf, err := root.Walk(ctx, rest)
+	root.Clunk()
+	qids = append(qids, more...)
+	if len(more) < len(rest) {
+		return qids, nil, err
+	}
+	return qids, nf, nil
 }
 
 // parentOf returns the parent of d; the root is its own parent.

@@ -196,6 +196,7 @@ type Dir struct {
 	create func(ctx context.Context, name string, perm uint32, mode uint8) (Node, error)
 	remove func(ctx context.Context, name string) error
 	rename func(ctx context.Context, oldname, newname string) error
+	mount  styx.Attacher // set by NewMount; fixed for the Dir's life
 }
 
 // genEntry is what a Dir remembers of a generated name, so that the node
@@ -210,6 +211,17 @@ func NewDir(name string, perm uint32) *Dir {
 	d := &Dir{byName: make(map[string]Node)}
 	d.name = name
 	d.mode = styx.DMDIR | perm&modeBits
+	return d
+}
+
+// NewMount returns a directory that grafts another file server into the
+// tree: a walk that reaches it crosses into the root a attaches (as the
+// walking user, with an empty aname) and goes on there, so opens, reads
+// and walks below it are a's. The Dir itself only supplies the entry its
+// parent lists; its perm governs the walk into it.
+func NewMount(name string, perm uint32, a styx.Attacher) *Dir {
+	d := NewDir(name, perm)
+	d.mount = a
 	return d
 }
 

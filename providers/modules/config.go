@@ -1,0 +1,92 @@
+package modules
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"time"
+)
+
+// managerConfig is the part of a module's configuration the manager
+// itself acts on.
+type managerConfig struct {
+	lazy      bool          // start at the first operation on its files
+	hotreload bool          // reload when the package file changes
+	interval  time.Duration // how often the package file is looked at
+	mount     string        // where live namespaces get the module mounted
+	restart   string        // "never" or "on-failure"
+	failures  int           // failures in a row, for the restart back-off (not configured)
+}
+
+// managerKeys are the configuration keys the manager takes out.
+var managerKeys = map[string]bool{"lazy": true, "hotreload": true, "mount": true, "restart": true}
+
+// splitConfig separates cfg into the module's part and the manager's.
+// The module's text keeps its line numbers: the manager's lines are
+// left blank in it.
+func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
+	lines := strings.Split(cfg.Text, "\n")
+	for _, e := range cfg.Entries {
+		if managerKeys[e.Key] {
+			mgr = append(mgr, e)
+			lines[e.Line-1] = ""
+		} else {
+			mod.Entries = append(mod.Entries, e)
+		}
+	}
+	mod.Text = strings.Join(lines, "\n")
+	return mod, mgr
+}
+
+// checkConfig parses and validates text for mod: the manager's keys here,
+// the rest by mod.CheckConfig.
+func (m *Manager) checkConfig(mod Module, text string) (Config, managerConfig, Config, error) {
+	cfg, err := ParseConfig(text)
+	if err != nil {
+		return Config{}, managerConfig{}, Config{}, err
+	}
+	mf := mod.Manifest()
+	mc := managerConfig{lazy: mf.Lazy, hotreload: true, interval: time.Second, restart: "never"}
+	modCfg, mgrEntries := splitConfig(cfg)
+	for _, e := range mgrEntries {
+		switch e.Key {
+		case "lazy":
+			if len(e.Args) != 1 || (e.Args[0] != "on" && e.Args[0] != "off") {
+				return Config{}, mc, Config{}, e.Errorf("want lazy on|off")
+			}
+			mc.lazy = e.Args[0] == "on"
+		case "hotreload":
+			if len(e.Args) < 1 || len(e.Args) > 2 || (e.Args[0] != "on" && e.Args[0] != "off") {
+				return Config{}, mc, Config{}, e.Errorf("want hotreload on|off [INTERVAL]")
+			}
+			mc.hotreload = e.Args[0] == "on"
+			if len(e.Args) == 2 {
+				d, err := time.ParseDuration(e.Args[1])
+				if err != nil || d < 10*time.Millisecond || d > time.Hour {
+					return Config{}, mc, Config{}, e.Errorf("interval %q: want a duration from 10ms to 1h", e.Args[1])
+				}
+				mc.interval = d
+			}
+		case "mount":
+			if len(e.Args) != 1 || !strings.HasPrefix(e.Args[0], "/") || path.Clean(e.Args[0]) != e.Args[0] || e.Args[0] == "/" {
+				return Config{}, mc, Config{}, e.Errorf("want mount /PATH (clean, absolute, not /)")
+			}
+			mc.mount = e.Args[0]
+		case "restart":
+			if len(e.Args) != 1 || (e.Args[0] != "never" && e.Args[0] != "on-failure") {
+				return Config{}, mc, Config{}, e.Errorf("want restart never|on-failure")
+			}
+			mc.restart = e.Args[0]
+		}
+	}
+	if err := mod.CheckConfig(modCfg); err != nil {
+		return Config{}, mc, Config{}, fmt.Errorf("config refused: %w", err)
+	}
+	return cfg, mc, modCfg, nil
+}
+
+// mergeMC is the new manager config, keeping what is not configured.
+func mergeMC(nc, old managerConfig) managerConfig {
+	nc.failures = old.failures
+	return nc
+}
