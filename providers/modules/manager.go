@@ -73,12 +73,12 @@ type Manager struct {
 
 // Options configure a Manager.
 type Options struct {
-	Dir       string        // where module state is kept (DIR/modules)
-	Owner     string        // the node's owner: the only user who may control modules
-	Namespace *ns.Manager   // where modules are registered as #NAME
-	Log       *slog.Logger  // the node log
-	Loader    Loader        // turns package files into Modules; nil: packages cannot be loaded
-	Trusted   []string      // author keys always trusted, besides those in DIR/modules/trusted
+	Dir       string       // where module state is kept (DIR/modules)
+	Owner     string       // the node's owner: the only user who may control modules
+	Namespace *ns.Manager  // where modules are registered as #NAME
+	Log       *slog.Logger // the node log
+	Loader    Loader       // turns package files into Modules; nil: packages cannot be loaded
+	Trusted   []string     // author keys always trusted, besides those in DIR/modules/trusted
 	Now       func() time.Time
 }
 
@@ -127,23 +127,23 @@ type module struct {
 	dir     *synth.Dir // its directory in /modules
 
 	mu        sync.Mutex
-	mod       Module        // guarded by mu
-	pkg       []byte        // guarded by mu: the package file, for loaded modules
-	source    string        // guarded by mu
-	cfg       Config        // guarded by mu: the whole config, manager keys too
-	mc        managerConfig // guarded by mu
-	state     State         // guarded by mu
-	reloading bool          // guarded by mu: waiters wait instead of failing
-	inst      Instance      // guarded by mu
-	gen       uint64        // guarded by mu: bumped at every start
-	inflight  int           // guarded by mu
-	drained   chan struct{} // guarded by mu: closed when inflight drops to 0
-	changed   chan struct{} // guarded by mu: closed at every state change
-	userStop  bool          // guarded by mu: stopped by its owner; lazy starts don't undo it
-	suspended bool          // guarded by mu: stopped because a dependency stopped
-	started   time.Time     // guarded by mu
-	starts    int           // guarded by mu
-	lastErr   string        // guarded by mu
+	mod       Module                 // guarded by mu
+	pkg       []byte                 // guarded by mu: the package file, for loaded modules
+	source    string                 // guarded by mu
+	cfg       Config                 // guarded by mu: the whole config, manager keys too
+	mc        managerConfig          // guarded by mu
+	state     State                  // guarded by mu
+	reloading bool                   // guarded by mu: waiters wait instead of failing
+	inst      Instance               // guarded by mu
+	gen       uint64                 // guarded by mu: bumped at every start
+	inflight  int                    // guarded by mu
+	drained   chan struct{}          // guarded by mu: closed when inflight drops to 0
+	changed   chan struct{}          // guarded by mu: closed at every state change
+	userStop  bool                   // guarded by mu: stopped by its owner; lazy starts don't undo it
+	suspended bool                   // guarded by mu: stopped because a dependency stopped
+	started   time.Time              // guarded by mu
+	starts    int                    // guarded by mu
+	lastErr   string                 // guarded by mu
 	mounted   map[*ns.Namespace]bool // guarded by mu: namespaces given the module's mount
 	watchStop context.CancelFunc     // guarded by mu: ends the hot-reload watcher
 }
