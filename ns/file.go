@@ -174,8 +174,7 @@ func (f *file) Remove(ctx context.Context) error {
 }
 
 func (f *file) Clunk() error {
-	f.c.clunk()
-	return nil
+	return f.c.clunk()
 }
 
 // An Availability is a mounted file (the root a server attached) that

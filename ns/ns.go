@@ -95,16 +95,22 @@ func (c *chn) Qid() styx.Qid {
 
 func (c *chn) isDir() bool { return c.Qid().Type&styx.QTDIR != 0 }
 
-func (c *chn) clunk() {
+// clunk clunks c's files; the error is the file's own (a file that
+// commits at clunk may refuse what was written), or a union member's.
+func (c *chn) clunk() error {
 	if c.union != nil {
+		var first error
 		for _, m := range c.union {
-			m.c.clunk()
+			if err := m.c.clunk(); err != nil && first == nil {
+				first = err
+			}
 		}
-		return
+		return first
 	}
 	if c.file != nil {
-		c.file.Clunk()
+		return c.file.Clunk()
 	}
+	return nil
 }
 
 // clone duplicates c (its files are walked with no names), at path p.

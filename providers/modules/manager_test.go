@@ -1,0 +1,527 @@
+package modules_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cheshire/ns"
+	"cheshire/plan9"
+	"cheshire/providers/modules"
+	"cheshire/styx"
+	"cheshire/synth"
+)
+
+// recorder notes the order of starts and stops.
+type recorder struct {
+	mu  sync.Mutex
+	evs []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	r.evs = append(r.evs, s)
+	r.mu.Unlock()
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.evs
+	r.evs = nil
+	return out
+}
+
+// store is a test module: a key-value store whose instance keeps writes
+// in memory and hands them to the module only when it stops. A write
+// answered after that hand-over would be lost, so it tests the drain.
+type store struct {
+	name string
+	deps []string
+	rec  *recorder
+	lazy bool
+
+	mu    sync.Mutex
+	saved map[string]string
+	fail  atomic.Pointer[func(error)]
+}
+
+func newStore(name string, rec *recorder, deps ...string) *store {
+	return &store{name: name, deps: deps, rec: rec, saved: map[string]string{}}
+}
+
+func (s *store) Manifest() modules.Manifest {
+	return modules.Manifest{Name: s.name, Version: "1.0", Deps: s.deps, Lazy: s.lazy}
+}
+
+func (s *store) CheckConfig(cfg modules.Config) error {
+	for _, e := range cfg.Entries {
+		if e.Key != "greeting" || len(e.Args) != 1 {
+			return e.Errorf("want greeting WORD")
+		}
+	}
+	return nil
+}
+
+func (s *store) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
+	s.rec.add("start " + s.name)
+	s.mu.Lock()
+	inst := &storeInst{s: s, kv: map[string]string{}}
+	for k, v := range s.saved {
+		inst.kv[k] = v
+	}
+	s.mu.Unlock()
+	f := env.Fail
+	s.fail.Store(&f)
+	greeting := "hello"
+	if a, ok := env.Config.Get("greeting"); ok {
+		greeting = a[0]
+	}
+	root := synth.NewDir("/", 0777)
+	root.Add(synth.Static("greeting", 0444, []byte(greeting)))
+	root.Add(synth.Ctl("put", 0666, []synth.Cmd{{Name: "put", Args: 3, Run: func(ctx context.Context, a []string) error {
+		time.Sleep(500 * time.Microsecond) // a write takes a while, so reloads catch some in flight
+		inst.mu.Lock()
+		inst.kv[a[0]] = a[1]
+		inst.mu.Unlock()
+		return nil
+	}}}, nil))
+	root.Add(synth.String("all", 0444, func(ctx context.Context) string {
+		inst.mu.Lock()
+		defer inst.mu.Unlock()
+		var b strings.Builder
+		for k, v := range inst.kv {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+		}
+		return b.String()
+	}))
+	inst.srv = synth.NewServer(root, synth.WithOwner("glenda"))
+	return inst, nil
+}
+
+type storeInst struct {
+	s   *store
+	srv *synth.Server
+	mu  sync.Mutex
+	kv  map[string]string
+}
+
+func (i *storeInst) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
+	return i.srv.Attach(ctx, uname, aname, auth)
+}
+
+func (i *storeInst) Stop(ctx context.Context) error {
+	i.s.rec.add("stop " + i.s.name)
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.s.mu.Lock()
+	defer i.s.mu.Unlock()
+	i.s.saved = i.kv
+	i.kv = map[string]string{} // a late write lands here and is lost
+	return nil
+}
+
+type env struct {
+	t    *testing.T
+	ctx  context.Context
+	mgr  *modules.Manager
+	nsm  *ns.Manager
+	rec  *recorder
+	dir  string
+	mods map[string]*store
+}
+
+func newEnv(t *testing.T, stores ...*store) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	defaults, err := plan9.ParseNS(strings.NewReader("mount '#modules' /modules\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsm := ns.NewManager(ns.WithDefaults(defaults))
+	e := &env{t: t, ctx: ctx, nsm: nsm, dir: t.TempDir(), mods: map[string]*store{}}
+	mgr, err := modules.NewManager(modules.Options{Dir: e.dir, Owner: "glenda", Namespace: nsm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mgr = mgr
+	t.Cleanup(func() { mgr.Close(context.Background()) })
+	for _, s := range stores {
+		e.mods[s.name] = s
+		if err := mgr.Add(s, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nsm.Register("#modules", mgr.Files())
+	if err := mgr.Boot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) root(name string) styx.File {
+	e.t.Helper()
+	a, err := e.mgr.Attacher(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f, err := a.Attach(e.ctx, "glenda", "", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return f
+}
+
+func walkOpen(ctx context.Context, root styx.File, p string, mode uint8) (styx.File, error) {
+	names := styx.SplitPath(p)
+	qids, f, err := root.Walk(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	if len(qids) < len(names) {
+		return nil, plan9.ErrNotFound
+	}
+	if _, err := f.Open(ctx, mode); err != nil {
+		f.Clunk()
+		return nil, err
+	}
+	return f, nil
+}
+
+func readFile(ctx context.Context, root styx.File, p string) (string, error) {
+	f, err := walkOpen(ctx, root, p, styx.OREAD)
+	if err != nil {
+		return "", err
+	}
+	defer f.Clunk()
+	var out []byte
+	buf := make([]byte, 8192)
+	for {
+		n, err := f.Read(ctx, buf, int64(len(out)))
+		if err != nil {
+			return string(out), err
+		}
+		if n == 0 {
+			return string(out), nil
+		}
+		out = append(out, buf[:n]...)
+	}
+}
+
+func writeFile(ctx context.Context, root styx.File, p, data string) error {
+	f, err := walkOpen(ctx, root, p, styx.OWRITE|styx.OTRUNC)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(ctx, []byte(data), 0); err != nil {
+		f.Clunk()
+		return err
+	}
+	return f.Clunk()
+}
+
+// ctl writes a line to /modules/ctl or /modules/NAME/ctl through the
+// namespace, as a user would.
+func (e *env) ctl(p, line string) error {
+	root, err := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer root.Clunk()
+	return writeFile(e.ctx, root, p, line)
+}
+
+func (e *env) read(p string) string {
+	e.t.Helper()
+	root, err := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer root.Clunk()
+	s, err := readFile(e.ctx, root, p)
+	if err != nil {
+		e.t.Fatalf("read %s: %v", p, err)
+	}
+	return s
+}
+
+func (e *env) state(name string) string {
+	e.t.Helper()
+	for _, l := range strings.Split(e.read("/modules/"+name+"/status"), "\n") {
+		if v, ok := strings.CutPrefix(l, "state "); ok {
+			return v
+		}
+	}
+	e.t.Fatalf("no state in %s/status", name)
+	return ""
+}
+
+func TestDependencyOrder(t *testing.T) {
+	rec := &recorder{}
+	e := newEnv(t, newStore("a", rec), newStore("b", rec, "a"), newStore("c", rec, "b"), newStore("d", rec))
+	got := rec.take()
+	if ia, ib, ic := slices.Index(got, "start a"), slices.Index(got, "start b"), slices.Index(got, "start c"); ia < 0 || ib < ia || ic < ib {
+		t.Fatalf("boot order %q: want a before b before c", got)
+	}
+	if err := e.ctl("/modules/ctl", "stop a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.take(); !slices.Equal(got, []string{"stop c", "stop b", "stop a"}) {
+		t.Errorf("stop a: order %q, want [stop c stop b stop a]", got)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if s := e.state(n); s != "stopped" {
+			t.Errorf("%s: state %s, want stopped", n, s)
+		}
+	}
+	if s := e.state("d"); s != "running" {
+		t.Errorf("d: state %s, want running (it needs nothing stopped)", s)
+	}
+	if deps := e.read("/modules/b/deps"); deps != "needs a stopped\nneededby c stopped\n" {
+		t.Errorf("b/deps = %q", deps)
+	}
+	// Operations on a stopped module fail at once.
+	_, err := readFile(e.ctx, e.root("d"), "greeting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.root("c")
+	start := time.Now()
+	if _, err := readFile(e.ctx, c, "greeting"); !errors.Is(err, plan9.ErrModuleStopped) {
+		t.Errorf("read of a stopped module: %v, want %q", err, plan9.ErrModuleStopped)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("failing took %v", d)
+	}
+	if err := e.ctl("/modules/ctl", "start a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.take(); !slices.Equal(got, []string{"start a", "start b", "start c"}) {
+		t.Errorf("start a: order %q, want a then the suspended b and c", got)
+	}
+	// Starting c starts what it needs.
+	e.ctl("/modules/ctl", "stop a")
+	rec.take()
+	if err := e.ctl("/modules/c/ctl", "start"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.take(); !slices.Equal(got, []string{"start a", "start b", "start c"}) {
+		t.Errorf("start c: order %q, want its needs first", got)
+	}
+	if err := e.ctl("/modules/ctl", "frob a"); err == nil || !strings.Contains(err.Error(), "unknown control message") {
+		t.Errorf("frob: %v", err)
+	}
+	if err := e.ctl("/modules/ctl", "stop nosuch"); err == nil || !strings.Contains(err.Error(), "no module") {
+		t.Errorf("stop nosuch: %v", err)
+	}
+	if err := e.ctl("/modules/ctl", "unload a"); err == nil || !strings.Contains(err.Error(), "built in") {
+		t.Errorf("unload a: %v", err)
+	}
+}
+
+// TestStoppedDisappears: a stopped module's mount point leaves the
+// namespace's listings, and walks into it fail with "module stopped".
+func TestStoppedDisappears(t *testing.T) {
+	rec := &recorder{}
+	e := newEnv(t, newStore("a", rec))
+	n, err := e.nsm.Namespace(e.ctx, "glenda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Mount(e.ctx, "#a", "/a", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	ls := func(p string) []string {
+		root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
+		defer root.Clunk()
+		f, err := walkOpen(e.ctx, root, p, styx.OREAD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Clunk()
+		ds, err := f.ReadDir(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, d := range ds {
+			names = append(names, d.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got := ls("/"); !slices.Contains(got, "a") {
+		t.Fatalf("ls / = %q, want a", got)
+	}
+	if got := ls("/modules/a"); !slices.Contains(got, "fs") {
+		t.Errorf("ls /modules/a = %q, want fs", got)
+	}
+	if got := e.read("/a/greeting"); got != "hello" {
+		t.Errorf("/a/greeting = %q", got)
+	}
+	if got := e.read("/modules/a/fs/greeting"); got != "hello" {
+		t.Errorf("/modules/a/fs/greeting = %q", got)
+	}
+	e.ctl("/modules/ctl", "stop a")
+	if got := ls("/"); slices.Contains(got, "a") {
+		t.Errorf("ls / = %q with a stopped", got)
+	}
+	if got := ls("/modules/a"); slices.Contains(got, "fs") {
+		t.Errorf("ls /modules/a = %q with a stopped", got)
+	}
+	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	defer root.Clunk()
+	if _, err := readFile(e.ctx, root, "/a/greeting"); err == nil || !strings.Contains(err.Error(), "module stopped") {
+		t.Errorf("read /a/greeting while stopped: %v", err)
+	}
+	e.ctl("/modules/ctl", "start a")
+	if got := e.read("/a/greeting"); got != "hello" {
+		t.Errorf("/a/greeting after start = %q", got)
+	}
+}
+
+// TestReloadKeepsOpenFilesAndWrites: files held open across reloads
+// keep working, and no answered write is lost while reloads happen under
+// a write load.
+func TestReloadKeepsOpenFilesAndWrites(t *testing.T) {
+	rec := &recorder{}
+	e := newEnv(t, newStore("kv", rec))
+	root := e.root("kv")
+	held, err := walkOpen(e.ctx, root, "greeting", styx.OREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Clunk()
+
+	var acked sync.Map
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, _ := e.mgr.Attacher("kv")
+			r, err := a.Attach(e.ctx, "glenda", "", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer r.Clunk()
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("w%d-%d", w, i)
+				if err := writeFile(e.ctx, r, "put", "put "+k+" v"); err == nil {
+					acked.Store(k, true)
+				}
+			}
+		}()
+	}
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		if err := e.ctl("/modules/ctl", "reload kv"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 100)
+		n, err := held.Read(e.ctx, buf, 0)
+		if err != nil || string(buf[:n]) != "hello" {
+			t.Fatalf("read of a file held open across reload: %q, %v", buf[:n], err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	all, err := readFile(e.ctx, root, "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(all, "\n") {
+		k, _, _ := strings.Cut(l, "=")
+		have[k] = true
+	}
+	count, lost := 0, 0
+	acked.Range(func(k, _ any) bool {
+		count++
+		if !have[k.(string)] {
+			lost++
+		}
+		return true
+	})
+	if count == 0 || lost > 0 {
+		t.Errorf("%d answered writes, %d lost across 5 reloads", count, lost)
+	}
+	if st := e.read("/modules/kv/status"); !strings.Contains(st, "restarts 5\n") {
+		t.Errorf("status after 5 reloads:\n%s", st)
+	}
+	t.Logf("%d answered writes across 5 reloads, none lost", count)
+}
+
+func TestConfig(t *testing.T) {
+	rec := &recorder{}
+	e := newEnv(t, newStore("kv", rec))
+	if err := e.ctl("/modules/kv/config", "# a comment\ngreeting\n"); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad config: %v, want an error naming line 2", err)
+	}
+	if got := e.read("/modules/kv/fs/greeting"); got != "hello" {
+		t.Errorf("after a refused config: %q", got)
+	}
+	if err := e.ctl("/modules/kv/config", "lazy maybe\n"); err == nil || !strings.Contains(err.Error(), "lazy on|off") {
+		t.Errorf("bad manager key: %v", err)
+	}
+	if err := e.ctl("/modules/kv/config", "greeting bonjour\nrestart on-failure\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("/modules/kv/fs/greeting"); got != "bonjour" {
+		t.Errorf("after config: %q, want bonjour", got)
+	}
+	if got := e.read("/modules/kv/config"); got != "greeting bonjour\nrestart on-failure\n" {
+		t.Errorf("config reads %q", got)
+	}
+	if st := e.read("/modules/kv/status"); !strings.Contains(st, "restart-policy on-failure") {
+		t.Errorf("status:\n%s", st)
+	}
+}
+
+func TestLazyAndFailure(t *testing.T) {
+	rec := &recorder{}
+	lazy := newStore("lazy", rec)
+	lazy.lazy = true
+	e := newEnv(t, lazy)
+	if s := e.state("lazy"); s != "stopped" {
+		t.Fatalf("lazy module after boot: %s", s)
+	}
+	if got := e.read("/modules/lazy/fs/greeting"); got != "hello" {
+		t.Errorf("first read of a lazy module: %q", got)
+	}
+	if s := e.state("lazy"); s != "running" {
+		t.Errorf("lazy module after a walk into it: %s", s)
+	}
+	(*lazy.fail.Load())(errors.New("boom"))
+	if s := e.state("lazy"); s != "failed" {
+		t.Errorf("after Fail: %s", s)
+	}
+	if st := e.read("/modules/lazy/status"); !strings.Contains(st, "error boom") {
+		t.Errorf("status:\n%s", st)
+	}
+	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	defer root.Clunk()
+	if _, err := readFile(e.ctx, root, "/modules/lazy/fs/greeting"); err == nil {
+		t.Error("read of a failed module succeeded")
+	}
+	if err := e.ctl("/modules/ctl", "restart lazy"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("/modules/lazy/fs/greeting"); got != "hello" {
+		t.Errorf("after restart: %q", got)
+	}
+}
