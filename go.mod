@@ -11,5 +11,7 @@ require (
 	github.com/fhs/mux9p v0.3.1 // indirect
 	github.com/hanwen/go-fuse/v2 v2.12.1 // indirect
 	github.com/knusbaum/go9p v1.18.0 // indirect
-	golang.org/x/sys v0.28.0 // indirect
+	github.com/tetratelabs/wazero v1.12.0 // indirect
+	github.com/yuin/goldmark v1.8.7 // indirect
+	golang.org/x/sys v0.44.0 // indirect
 )

@@ -20,6 +20,7 @@ commands:
   mount [-a DIALSTRING] [-u USER] [-f] DIR      mount a namespace with FUSE
   umount DIR                                    unmount it
   9p [-a DIALSTRING] [-u USER] ls|read|write|stat|create|rm|rdwr PATH
+  module build|sign|key|id|inspect ...          build and sign WebAssembly module packages
   version
 
 DIR defaults to $CHESHIRE_DIR, else ~/.cheshire; the node's socket is
@@ -41,6 +42,8 @@ func main() {
 		err = umountCmd(args)
 	case "9p":
 		err = ninepCmd(args)
+	case "module":
+		err = moduleCmd(args)
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

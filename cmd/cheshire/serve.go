@@ -20,7 +20,6 @@ import (
 	"cheshire/plan9"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -34,6 +33,7 @@ func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 // defaultNamespace is what a user without a namespace file gets.
 const defaultNamespace = `mount '#node' /node
 mount '#ns' /ns
+mount '#modules' /modules
 mount -c '#tmp' /tmp
 `
 
@@ -86,11 +86,11 @@ func serve(ctx context.Context, dir string, listens []string, debug bool) error 
 	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }))
 	defer m.Close()
-	m.Register("#node", n)
-	m.Register("#tmp", tmp.New(owner))
-	m.Register("#host", hostAttacher{ro: false})
-	m.Register("#host.ro", hostAttacher{ro: true})
-	ns.RegisterFiles(m)
+	_, stopModules, err := startModules(ctx, dir, owner, id, m, log, n)
+	if err != nil {
+		return err
+	}
+	defer stopModules()
 
 	srv := &styx.Server{Attacher: m, Log: log}
 	if debug {

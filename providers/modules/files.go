@@ -49,6 +49,17 @@ func (m *Manager) tree() *synth.Dir {
 		one("restart", m.Restart),
 		one("reload", m.Reload),
 	}
+	// A refusal is logged too: through FUSE the writer sees only an errno.
+	for i := range cmds {
+		run, verb := cmds[i].Run, cmds[i].Name
+		cmds[i].Run = func(ctx context.Context, args []string) error {
+			err := run(ctx, args)
+			if err != nil {
+				m.log.Warn("module ctl refused", "cmd", verb+" "+strings.Join(args, " "), "user", synth.User(ctx), "err", err)
+			}
+			return err
+		}
+	}
 	root.Add(synth.Ctl("ctl", 0600, cmds, func(ctx context.Context) string { return m.summary() }))
 	root.Add(synth.ReadWrite("trusted", 0600, func(ctx context.Context) ([]byte, error) {
 		m.mu.Lock()
@@ -99,7 +110,13 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return []byte(d.cfg.Text), nil
-	}, func(ctx context.Context, data []byte) error { return m.SetConfig(ctx, d.name, string(data)) }))
+	}, func(ctx context.Context, data []byte) error {
+		err := m.SetConfig(ctx, d.name, string(data))
+		if err != nil {
+			d.slog.Warn("config refused", "err", err)
+		}
+		return err
+	}))
 	dir.Add(d.log.File("log", 0444))
 	verb := func(v string, run func(ctx context.Context, name string) error) synth.Cmd {
 		return synth.Cmd{Name: v, Args: 1, Usage: v, Run: func(ctx context.Context, args []string) error { return run(ctx, d.name) }}

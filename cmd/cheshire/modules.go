@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"cheshire/ns"
+	"cheshire/providers/modules"
+	"cheshire/providers/modules/wasm"
+	"cheshire/providers/node"
+	"cheshire/providers/tmp"
+	"cheshire/styx"
+)
+
+// builtins are the providers compiled into the node, in the order they
+// start. Each is a module named after its spec (#node, #ns, ...).
+func builtins(owner string, n *node.Node) []modules.Module {
+	return []modules.Module{
+		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
+			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
+		modules.NativePerNS(modules.Manifest{Name: "ns", Version: version, Mount: "/ns",
+			Description: "the namespace: its mount table and ctl"},
+			func(nsp *ns.Namespace) styx.Attacher { return ns.Files(nsp) }),
+		modules.Native(modules.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
+			Description: "an in-memory file system"}, tmp.New(owner)),
+		modules.Native(modules.Manifest{Name: "host", Version: version,
+			Description: "host directories: mount '#host' OLD HOSTPATH"}, hostAttacher{ro: false}),
+		modules.Native(modules.Manifest{Name: "host.ro", Version: version,
+			Description: "host directories, read-only: mount '#host.ro' OLD HOSTPATH"}, hostAttacher{ro: true}),
+	}
+}
+
+// startModules makes the module manager, adds the built-ins and the
+// packages kept in DIR/modules, starts them, and registers #modules.
+// The returned func stops every module and releases the runtime.
+func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *ns.Manager, log *slog.Logger, n *node.Node) (*modules.Manager, func(), error) {
+	loader, closeLoader, err := packageLoader(ctx, dir, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	mods, err := modules.NewManager(modules.Options{Dir: filepath.Join(dir, "modules"), Owner: owner, Namespace: m,
+		Log: log, Loader: loader.load, Trusted: []string{id.ID()}})
+	if err != nil {
+		closeLoader()
+		return nil, nil, err
+	}
+	loader.mgr = mods
+	for _, b := range builtins(owner, n) {
+		if err := mods.Add(b, ""); err != nil {
+			closeLoader()
+			return nil, nil, err
+		}
+	}
+	m.Register("#modules", mods.Files())
+	if err := mods.Boot(ctx); err != nil {
+		closeLoader()
+		return nil, nil, err
+	}
+	return mods, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		mods.Close(cctx)
+		closeLoader()
+	}, nil
+}
+
+// wasmLoader loads signed WebAssembly packages, trusting the keys the
+// module manager trusts.
+type wasmLoader struct {
+	rt  *wasm.Runtime
+	mgr *modules.Manager
+}
+
+func (l *wasmLoader) load(ctx context.Context, name string, data []byte, source string) (modules.Module, error) {
+	return l.rt.Load(ctx, name, data, source)
+}
+
+func (l *wasmLoader) trusted() []ed25519.PublicKey {
+	if l.mgr == nil {
+		return nil
+	}
+	var out []ed25519.PublicKey
+	for _, k := range l.mgr.Trusted() {
+		if pk, err := node.DecodeKey(k); err == nil {
+			out = append(out, pk)
+		}
+	}
+	return out
+}
+
+// packageLoader starts the WebAssembly runtime, its compilation cache in
+// DIR/modules/cache.
+func packageLoader(ctx context.Context, dir string, log *slog.Logger) (*wasmLoader, func(), error) {
+	l := &wasmLoader{}
+	rt, err := wasm.NewRuntime(ctx, wasm.Options{CacheDir: filepath.Join(dir, "modules", "cache"), Trusted: l.trusted, Log: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("webassembly runtime: %w", err)
+	}
+	l.rt = rt
+	return l, func() { rt.Close(context.Background()) }, nil
+}
