@@ -1,12 +1,18 @@
 package tests
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"cheshire/styx"
 )
 
 // buildPackage builds and signs the example module in dir (relative to
@@ -161,5 +167,126 @@ func TestModulesThroughFUSE(t *testing.T) {
 	sh(t, "echo unload markdown > "+mods+"/ctl && echo unload kv > "+mods+"/ctl")
 	if got := sh(t, "cat "+mods+"/ctl"); strings.Contains(got, "kv") {
 		t.Errorf("after unload:\n%s", got)
+	}
+}
+
+// TestWasmReloadUnderLoad: 9P clients write keys to the kv package while
+// it is reloaded again and again; every answered write is there after,
+// and a file held open across the reloads keeps reading. Unloading it
+// makes the held file fail at once with "module stopped".
+func TestWasmReloadUnderLoad(t *testing.T) {
+	n := startNode(t, shortTemp(t))
+	pkg := filepath.Join(shortTemp(t), "kv.pkg")
+	buildPackage(t, n, "kv", pkg, nil)
+	user := userName(t)
+	root := n.client(user)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ctl := func(line string) error {
+		f, err := root.WalkPath(ctx, "/modules/ctl")
+		if err != nil {
+			return err
+		}
+		defer f.Clunk(ctx)
+		if err := f.Open(ctx, styx.OWRITE); err != nil {
+			return err
+		}
+		_, err = f.WriteOnce(ctx, []byte(line), 0)
+		return err
+	}
+	if err := ctl("load kv host:" + pkg); err != nil {
+		t.Fatal(err)
+	}
+	put := func(r *styx.Fid, k, v string) error {
+		f, err := r.WalkPath(ctx, "/modules/kv/fs/keys")
+		if err != nil {
+			return err
+		}
+		if err := f.Create(ctx, k, 0644, styx.OWRITE); err != nil {
+			f.Clunk(ctx)
+			return err
+		}
+		if _, err := f.WriteOnce(ctx, []byte(v), 0); err != nil {
+			f.Clunk(ctx)
+			return err
+		}
+		return f.Clunk(ctx)
+	}
+	if err := put(root, "held", "steady"); err != nil {
+		t.Fatal(err)
+	}
+	held, err := root.WalkPath(ctx, "/modules/kv/fs/keys/held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Open(ctx, styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	var acked sync.Map
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 3 {
+		r := n.client(user)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("w%d-%d", w, i)
+				if err := put(r, k, k); err == nil {
+					acked.Store(k, true)
+				}
+			}
+		}()
+	}
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		if err := ctl("reload kv"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		nr, err := held.ReadAt(ctx, buf, 0)
+		if (err != nil && err != io.EOF) || string(buf[:nr]) != "steady" {
+			t.Fatalf("held file after reload: %q, %v", buf[:nr], err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	count, lost := 0, 0
+	acked.Range(func(k, _ any) bool {
+		count++
+		f, err := root.WalkPath(ctx, "/modules/kv/fs/keys/"+k.(string))
+		if err != nil {
+			lost++
+			return true
+		}
+		defer f.Clunk(ctx)
+		if err := f.Open(ctx, styx.OREAD); err != nil {
+			lost++
+			return true
+		}
+		if b, err := f.ReadAll(ctx); err != nil || string(b) != k.(string) {
+			lost++
+		}
+		return true
+	})
+	t.Logf("%d writes answered across 5 reloads of the wasm kv; %d lost", count, lost)
+	if count == 0 || lost > 0 {
+		t.Errorf("%d answered writes, %d lost", count, lost)
+	}
+	if err := ctl("unload kv"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = held.ReadAt(ctx, make([]byte, 8), 0)
+	if err == nil || !strings.Contains(err.Error(), "module stopped") {
+		t.Errorf("read of a held file after unload: %v, want module stopped", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("failing took %v", d)
 	}
 }
