@@ -192,6 +192,9 @@ func ParseConfig(text string) (Config, error) {
 		if len(w) == 0 {
 			continue
 		}
+		if w[0] == "" {
+			return Config{}, fmt.Errorf("config line %d: empty key", i+1)
+		}
 		c.Entries = append(c.Entries, ConfigEntry{Key: w[0], Args: w[1:], Line: i + 1})
 	}
 	return c, nil
