@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1109,4 +1110,28 @@ func hasMount(n *ns.Namespace, spec, point string) bool {
 		}
 	}
 	return false
+}
+
+// Running reports whether module name runs.
+func (m *Manager) Running(name string) bool {
+	d, err := m.get(name)
+	if err != nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == Running
+}
+
+// HTTP wraps a module's web handler so that it answers 503 Service
+// Unavailable ("module stopped") while the module is not running, as its
+// files fail while it is stopped.
+func (m *Manager) HTTP(name string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !m.Running(name) {
+			http.Error(w, "module "+name+" stopped", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// HTTPS is the node's HTTPS listener, shared by every web-facing
+// capability (DNS-over-HTTPS, ACME, and later git, apps and the web UI).
+// Capabilities add handlers by path; the certificate comes from the
+// node's CA through the tls.Config, which renews it without a restart.
+type HTTPS struct {
+	mux *http.ServeMux
+	tls *tls.Config
+	log *slog.Logger
+
+	mu  sync.Mutex
+	srv []*http.Server // guarded by mu
+}
+
+// NewHTTPS returns a listener serving with cfg (TLS 1.2 at least).
+func NewHTTPS(cfg *tls.Config, log *slog.Logger) *HTTPS {
+	cfg = cfg.Clone()
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	h := &HTTPS{mux: http.NewServeMux(), tls: cfg, log: log}
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("cheshire node\n"))
+	})
+	return h
+}
+
+// Handle adds a handler for pattern (http.ServeMux syntax).
+func (h *HTTPS) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// Serve serves HTTPS on l until ctx ends or Close.
+func (h *HTTPS) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler:           h.mux,
+		TLSConfig:         h.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	h.mu.Lock()
+	h.srv = append(h.srv, srv)
+	h.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	err := srv.Serve(tls.NewListener(l, h.tls))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops every server.
+func (h *HTTPS) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.srv {
+		s.Close()
+	}
+}
