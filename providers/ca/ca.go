@@ -1,0 +1,735 @@
+// Package ca is a certificate authority served as files: a root and an
+// intermediate X.509 CA kept in the node's data directory, certificates
+// issued by name or for a CSR, revocation and a CRL, TLS configurations
+// for the node's endpoints that renew themselves, an SSH certificate
+// authority, and an encrypted backup of the CA keys. Files gives the
+// tree served at /ca; Module makes it a node module.
+package ca
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"cheshire/plan9"
+)
+
+// Lifetimes and limits.
+const (
+	RootLifetime         = 10 * 365 * 24 * time.Hour
+	IntermediateLifetime = 5 * 365 * 24 * time.Hour
+	DefaultTTL           = 90 * 24 * time.Hour // of a leaf certificate
+	MaxTTL               = 365 * 24 * time.Hour
+	MinTTL               = time.Minute
+	CRLLifetime          = 7 * 24 * time.Hour // NextUpdate after ThisUpdate
+	CRLRefresh           = 24 * time.Hour     // a CRL older than this is made again
+
+	backdate = time.Minute // NotBefore is this much before issue, for skewed clocks
+)
+
+// Files in the CA's directory.
+const (
+	rootCertFile  = "root.pem"
+	rootKeyFile   = "root.key"
+	interCertFile = "intermediate.pem"
+	interKeyFile  = "intermediate.key"
+	revokedFile   = "revoked"
+	certsDir      = "certs"  // certs/NAME/{cert.pem,key.pem,chain.pem}
+	issuedDir     = "issued" // issued/SERIAL.pem: every certificate issued
+)
+
+// ErrBadCSR is wrapped by the errors of SignCSR for a request it refuses.
+var ErrBadCSR = errors.New("bad certificate request")
+
+// ErrWrongPassphrase is the error of Restore when the backup does not
+// open with the passphrase.
+var ErrWrongPassphrase = errors.New("ca: wrong passphrase or damaged backup")
+
+// Options configure a CA.
+type Options struct {
+	// Name begins the common names of the root and intermediate (the
+	// node id, say); "cheshire" if empty.
+	Name string
+	// Owner owns the files of Files ("none" if empty).
+	Owner string
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+	// Log receives what the CA does (discarded if nil).
+	Log *slog.Logger
+}
+
+// A CA is a certificate authority kept in a directory. Its methods may be
+// called concurrently.
+type CA struct {
+	dir  string
+	name string
+	now  func() time.Time
+	log  *slog.Logger
+	opts Options
+
+	mu        sync.Mutex
+	root      *x509.Certificate     // guarded by mu
+	rootKey   *ecdsa.PrivateKey     // guarded by mu
+	inter     *x509.Certificate     // guarded by mu
+	interKey  *ecdsa.PrivateKey     // guarded by mu
+	certs     map[string]*Issued    // guarded by mu: by name
+	revoked   map[string]revocation // guarded by mu: by serialText
+	crl       []byte                // guarded by mu: PEM, nil when it must be made again
+	crlAt     time.Time             // guarded by mu: its ThisUpdate
+	crlNumber int64                 // guarded by mu: the last CRL number
+	ssh       ssh.Signer            // guarded by mu
+	sshText   []byte                // guarded by mu: its private key, OpenSSH format
+	backup    []byte                // guarded by mu: the text of the backup file
+}
+
+// An Issued certificate: a leaf, its key and its chain.
+type Issued struct {
+	Name     string // its name under certs/, "" for one signed for a CSR
+	Cert     *x509.Certificate
+	Key      *ecdsa.PrivateKey
+	Chain    []*x509.Certificate // the leaf, then the intermediate
+	CertPEM  []byte
+	KeyPEM   []byte
+	ChainPEM []byte
+
+	tls *tls.Certificate
+}
+
+// Serial is the certificate's serial number as this package writes it.
+func (is *Issued) Serial() string { return serialText(is.Cert.SerialNumber) }
+
+// TLSCertificate returns the certificate and its chain for crypto/tls.
+func (is *Issued) TLSCertificate() *tls.Certificate { return is.tls }
+
+func newIssued(name string, leaf *x509.Certificate, key *ecdsa.PrivateKey, inter *x509.Certificate) (*Issued, error) {
+	kp, err := keyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	is := &Issued{Name: name, Cert: leaf, Key: key, Chain: []*x509.Certificate{leaf, inter},
+		CertPEM: certPEM(leaf), KeyPEM: kp, ChainPEM: certPEM(leaf, inter)}
+	is.tls = &tls.Certificate{Certificate: [][]byte{leaf.Raw, inter.Raw}, PrivateKey: key, Leaf: leaf}
+	return is, nil
+}
+
+// lifetime is how long the certificate was issued for.
+func (is *Issued) lifetime() time.Duration {
+	return max(is.Cert.NotAfter.Sub(is.Cert.NotBefore)-backdate, MinTTL)
+}
+
+// A revocation is a revoked serial.
+type revocation struct {
+	serial *big.Int
+	at     time.Time
+	reason int
+}
+
+// Open opens the CA kept in dir, making it on first use: a root CA
+// (ECDSA P-256, 10 years) and an intermediate (ECDSA P-256, 5 years,
+// path length 0) that signs everything else, and an ed25519 SSH CA key.
+func Open(dir string, opts Options) (*CA, error) {
+	c := &CA{dir: dir, name: opts.Name, now: opts.Now, log: opts.Log, opts: opts,
+		certs: map[string]*Issued{}, revoked: map[string]revocation{}}
+	if c.name == "" {
+		c.name = "cheshire"
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := c.loadOrCreate(); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := c.loadRevoked(); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := c.loadSSH(); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	c.loadCerts()
+	return c, nil
+}
+
+// Dir is the directory the CA is kept in.
+func (c *CA) Dir() string { return c.dir }
+
+// loadOrCreate loads the root and intermediate, or makes them if none of
+// their files exist.
+func (c *CA) loadOrCreate() error {
+	files := []string{rootCertFile, rootKeyFile, interCertFile, interKeyFile}
+	var have, missing []string
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(c.dir, f)); err == nil {
+			have = append(have, f)
+		} else if errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, f)
+		} else {
+			return err
+		}
+	}
+	if len(have) == 0 {
+		return c.create()
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s holds an incomplete CA: %s missing", c.dir, strings.Join(missing, ", "))
+	}
+	for _, f := range []string{rootKeyFile, interKeyFile, sshKeyFile} {
+		p := filepath.Join(c.dir, f)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0077 != 0 {
+			return fmt.Errorf("%s is readable by others (mode %v); chmod 600 it", p, fi.Mode().Perm())
+		}
+	}
+	root, rootKey, err := loadPair(filepath.Join(c.dir, rootCertFile), filepath.Join(c.dir, rootKeyFile))
+	if err != nil {
+		return err
+	}
+	inter, interKey, err := loadPair(filepath.Join(c.dir, interCertFile), filepath.Join(c.dir, interKeyFile))
+	if err != nil {
+		return err
+	}
+	if err := checkHierarchy(root, inter); err != nil {
+		return err
+	}
+	c.root, c.rootKey, c.inter, c.interKey = root, rootKey, inter, interKey
+	return nil
+}
+
+// checkHierarchy checks that root signed itself and inter.
+func checkHierarchy(root, inter *x509.Certificate) error {
+	if !root.IsCA || !inter.IsCA {
+		return errors.New("root or intermediate is not a CA certificate")
+	}
+	if err := root.CheckSignatureFrom(root); err != nil {
+		return fmt.Errorf("root is not self-signed: %w", err)
+	}
+	if err := inter.CheckSignatureFrom(root); err != nil {
+		return fmt.Errorf("intermediate is not signed by the root: %w", err)
+	}
+	return nil
+}
+
+// commonName is prefix and suffix, the prefix cut to keep it within the
+// 64 bytes X.509 allows.
+func commonName(prefix, suffix string) string {
+	if room := 64 - len(suffix); len(prefix) > room {
+		prefix = prefix[:room]
+	}
+	return prefix + suffix
+}
+
+// create makes a new root and intermediate and writes them.
+func (c *CA) create() error {
+	now := c.now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	org := []string{commonName(c.name, "")}
+	rootTmpl := &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               pkix.Name{CommonName: commonName(c.name, " root CA"), Organization: org},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(RootLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		return fmt.Errorf("making root: %w", err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	interTmpl := &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               pkix.Name{CommonName: commonName(c.name, " intermediate CA"), Organization: org},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(IntermediateLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+	}
+	der, err = x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
+	if err != nil {
+		return fmt.Errorf("making intermediate: %w", err)
+	}
+	inter, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	if err := c.writeCA(root, rootKey, inter, interKey, nil); err != nil {
+		return err
+	}
+	c.root, c.rootKey, c.inter, c.interKey = root, rootKey, inter, interKey
+	c.log.Info("ca: made a new root and intermediate", "root", root.Subject.String(), "dir", c.dir)
+	return nil
+}
+
+// writeCA writes the root and intermediate, with more files to replace
+// in the same step, all or (barring a failed rename) none.
+func (c *CA) writeCA(root *x509.Certificate, rootKey *ecdsa.PrivateKey, inter *x509.Certificate, interKey *ecdsa.PrivateKey, more map[string][]byte) error {
+	rk, err := keyPEM(rootKey)
+	if err != nil {
+		return err
+	}
+	ik, err := keyPEM(interKey)
+	if err != nil {
+		return err
+	}
+	var set fileSet
+	add := func(name string, data []byte, perm os.FileMode) error {
+		return set.add(filepath.Join(c.dir, name), data, perm)
+	}
+	// Keys first, certificates last: a crash between renames leaves a
+	// set that the next start refuses rather than mismatched pairs.
+	errs := []error{
+		add(rootKeyFile, rk, 0600),
+		add(interKeyFile, ik, 0600),
+	}
+	names := slices.Sorted(maps.Keys(more))
+	for _, n := range names {
+		perm := os.FileMode(0644)
+		if strings.HasSuffix(n, ".key") || n == sshKeyFile {
+			perm = 0600
+		}
+		errs = append(errs, add(n, more[n], perm))
+	}
+	errs = append(errs, add(interCertFile, certPEM(inter), 0644), add(rootCertFile, certPEM(root), 0644))
+	if err := errors.Join(errs...); err != nil {
+		set.abort()
+		return err
+	}
+	return set.commit()
+}
+
+// randSerial returns a random positive 128-bit serial number.
+func randSerial() *big.Int {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	for {
+		n, err := rand.Int(rand.Reader, limit)
+		if err != nil {
+			panic(fmt.Sprintf("ca: crypto/rand: %v", err)) // crypto/rand does not fail
+		}
+		if n.BitLen() > 64 {
+			return n
+		}
+	}
+}
+
+// loadCerts loads certs/*, skipping (and logging) what does not load.
+func (c *CA) loadCerts() {
+	d := filepath.Join(c.dir, certsDir)
+	recoverDirs(d)
+	ents, err := os.ReadDir(d)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			c.log.Warn("ca: reading certificates", "err", err)
+		}
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !validName(e.Name()) {
+			continue
+		}
+		p := filepath.Join(d, e.Name())
+		leaf, key, err := loadPair(filepath.Join(p, "cert.pem"), filepath.Join(p, "key.pem"))
+		if err != nil {
+			c.log.Warn("ca: skipping certificate", "name", e.Name(), "err", err)
+			continue
+		}
+		inter := c.inter
+		if chain, err := os.ReadFile(filepath.Join(p, "chain.pem")); err == nil {
+			if certs := parseCerts(chain); len(certs) > 1 {
+				inter = certs[1]
+			}
+		}
+		is, err := newIssued(e.Name(), leaf, key, inter)
+		if err != nil {
+			c.log.Warn("ca: skipping certificate", "name", e.Name(), "err", err)
+			continue
+		}
+		c.certs[e.Name()] = is
+	}
+}
+
+// parseCerts returns the certificates of PEM data that parse.
+func parseCerts(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out
+		}
+		if b.Type != pemCert {
+			continue
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
+// RootPEM returns the root certificate in PEM.
+func (c *CA) RootPEM() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return certPEM(c.root)
+}
+
+// IntermediatePEM returns the intermediate certificate in PEM.
+func (c *CA) IntermediatePEM() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return certPEM(c.inter)
+}
+
+// Root returns the root certificate.
+func (c *CA) Root() *x509.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.root
+}
+
+// Intermediate returns the intermediate certificate.
+func (c *CA) Intermediate() *x509.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inter
+}
+
+// RootPool returns a pool holding the root, for clients of the node's
+// endpoints.
+func (c *CA) RootPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.Root())
+	return p
+}
+
+// Issue issues a certificate named name for the names sans (DNS names,
+// IP addresses, email addresses with @, URIs with ://; name itself if
+// there are none), valid for ttl (DefaultTTL if 0, at most MaxTTL), with
+// a new ECDSA P-256 key, signed by the intermediate. It is kept in
+// certs/NAME, replacing any certificate of that name (which stays valid
+// until it expires or is revoked).
+func (c *CA) Issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.issueLocked(name, sans, ttl)
+}
+
+func (c *CA) issueLocked(name string, sans []string, ttl time.Duration) (*Issued, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if len(sans) == 0 {
+		sans = []string{name}
+	}
+	set, err := parseSANs(sans)
+	if err != nil {
+		return nil, err
+	}
+	ttl, err = checkTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	leaf, err := c.signLocked(pkix.Name{CommonName: name}, set, key.Public(), ttl)
+	if err != nil {
+		return nil, err
+	}
+	is, err := newIssued(name, leaf, key, c.inter)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	err = replaceDir(filepath.Join(c.dir, certsDir), name,
+		map[string][]byte{"cert.pem": is.CertPEM, "key.pem": is.KeyPEM, "chain.pem": is.ChainPEM},
+		map[string]os.FileMode{"cert.pem": 0644, "key.pem": 0600, "chain.pem": 0644})
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	c.certs[name] = is
+	c.log.Info("ca: issued", "name", name, "serial", is.Serial(), "sans", strings.Join(set.strings(), " "),
+		"not-after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	return is, nil
+}
+
+// checkTTL applies the default and the bounds of a leaf's lifetime.
+func checkTTL(ttl time.Duration) (time.Duration, error) {
+	switch {
+	case ttl == 0:
+		return DefaultTTL, nil
+	case ttl < MinTTL:
+		return 0, fmt.Errorf("ca: ttl %v too short (at least %v)", ttl, MinTTL)
+	case ttl > MaxTTL:
+		return 0, fmt.Errorf("ca: ttl %v too long (at most %v)", ttl, MaxTTL)
+	}
+	return ttl, nil
+}
+
+// signLocked makes a leaf certificate for pub and records it in issued/.
+func (c *CA) signLocked(subject pkix.Name, set sanSet, pub any, ttl time.Duration) (*x509.Certificate, error) {
+	now := c.now()
+	notAfter := now.Add(ttl)
+	if notAfter.After(c.inter.NotAfter) {
+		notAfter = c.inter.NotAfter
+	}
+	if !now.Before(notAfter) {
+		return nil, errors.New("ca: the intermediate has expired")
+	}
+	usage := x509.KeyUsageDigitalSignature
+	if _, ok := pub.(*rsa.PublicKey); ok { // RSA encrypts key exchanges
+		usage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               subject,
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              usage,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	set.apply(tmpl)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.inter, pub, c.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: signing: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: signing: %w", err)
+	}
+	rec := filepath.Join(c.dir, issuedDir, serialText(leaf.SerialNumber)+".pem")
+	if err := writeAtomic(rec, certPEM(leaf), 0644); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return leaf, nil
+}
+
+// Renew issues the certificate name again, for the same names and as
+// long a lifetime, with a new key.
+func (c *CA) Renew(name string) (*Issued, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	is, ok := c.certs[name]
+	if !ok {
+		return nil, fmt.Errorf("ca: no certificate named %q", cut(name, 40))
+	}
+	return c.issueLocked(name, certSANs(is.Cert).strings(), is.lifetime())
+}
+
+// Get returns the certificate name.
+func (c *CA) Get(name string) (*Issued, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	is, ok := c.certs[name]
+	return is, ok
+}
+
+// Names returns the names of the certificates in certs/, sorted.
+func (c *CA) Names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.certs))
+}
+
+// Info is the text of certs/NAME/info: "key value" lines.
+func (c *CA) Info(name string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	is, ok := c.certs[name]
+	if !ok {
+		return "", fmt.Errorf("ca: no certificate named %q", cut(name, 40))
+	}
+	var b strings.Builder
+	kv := func(k, v string) { fmt.Fprintf(&b, "%s %s\n", k, v) }
+	kv("name", name)
+	kv("serial", is.Serial())
+	kv("subject", plan9.Quote(is.Cert.Subject.String()))
+	kv("issuer", plan9.Quote(is.Cert.Issuer.String()))
+	kv("sans", plan9.Join(certSANs(is.Cert).strings()))
+	kv("not-before", is.Cert.NotBefore.UTC().Format(time.RFC3339))
+	kv("not-after", is.Cert.NotAfter.UTC().Format(time.RFC3339))
+	if r, ok := c.revoked[is.Serial()]; ok {
+		kv("revoked", "yes")
+		kv("revoked-at", r.at.UTC().Format(time.RFC3339))
+		kv("reason", reasonName(r.reason))
+	} else {
+		kv("revoked", "no")
+	}
+	return b.String(), nil
+}
+
+// Revoke revokes the certificate with the serial number serial (hex, as
+// info and openssl show it) for reason, an RFC 5280 reason name
+// (keyCompromise, superseded, cessationOfOperation, ...; "" for
+// unspecified). The serial must be one this CA issued. The CRL is made
+// again at once.
+func (c *CA) Revoke(serial, reason string) error {
+	n, err := parseSerial(serial)
+	if err != nil {
+		return err
+	}
+	code, err := parseReason(reason)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := serialText(n)
+	rec, err := os.ReadFile(filepath.Join(c.dir, issuedDir, st+".pem"))
+	if err != nil {
+		return fmt.Errorf("ca: no certificate with serial %s", st)
+	}
+	if cert, err := parseCertPEM(rec); err != nil || cert.CheckSignatureFrom(c.inter) != nil {
+		return fmt.Errorf("ca: no certificate with serial %s from this ca", st)
+	}
+	if _, ok := c.revoked[st]; ok {
+		return fmt.Errorf("ca: serial %s is already revoked", st)
+	}
+	next := maps.Clone(c.revoked)
+	next[st] = revocation{serial: n, at: c.now(), reason: code}
+	if err := writeAtomic(filepath.Join(c.dir, revokedFile), revokedText(next), 0644); err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	c.revoked = next
+	c.crl = nil
+	c.log.Info("ca: revoked", "serial", st, "reason", reasonName(code))
+	return nil
+}
+
+// IsRevoked reports whether the serial was revoked.
+func (c *CA) IsRevoked(serial *big.Int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.revoked[serialText(serial)]
+	return ok
+}
+
+// revokedText is the revoked file: "SERIAL UNIX-SECONDS REASON" lines,
+// sorted by serial.
+func revokedText(m map[string]revocation) []byte {
+	var b bytes.Buffer
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		r := m[k]
+		fmt.Fprintf(&b, "%s %d %s\n", k, r.at.Unix(), reasonName(r.reason))
+	}
+	return b.Bytes()
+}
+
+func parseRevoked(data []byte) (map[string]revocation, error) {
+	m := map[string]revocation{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for ln := 1; sc.Scan(); ln++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			return nil, fmt.Errorf("line %d: want SERIAL TIME REASON", ln)
+		}
+		n, err := parseSerial(f[0])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", ln, err)
+		}
+		sec, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: bad time %q", ln, f[1])
+		}
+		code, err := parseReason(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", ln, err)
+		}
+		m[serialText(n)] = revocation{serial: n, at: time.Unix(sec, 0), reason: code}
+	}
+	return m, sc.Err()
+}
+
+func (c *CA) loadRevoked() error {
+	p := filepath.Join(c.dir, revokedFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m, err := parseRevoked(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	c.revoked = m
+	return nil
+}
+
+// CRL returns the certificate revocation list in PEM, signed by the
+// intermediate. It is made again after every revocation and when it is
+// a day old; NextUpdate is 7 days after ThisUpdate.
+func (c *CA) CRL() ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.crlLocked()
+}
+
+func (c *CA) crlLocked() ([]byte, error) {
+	now := c.now()
+	if c.crl != nil && now.Sub(c.crlAt) < CRLRefresh && !now.Before(c.crlAt) {
+		return c.crl, nil
+	}
+	var entries []x509.RevocationListEntry
+	for _, k := range slices.Sorted(maps.Keys(c.revoked)) {
+		r := c.revoked[k]
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.serial, RevocationTime: r.at.UTC(), ReasonCode: r.reason})
+	}
+	num := max(c.crlNumber+1, now.UnixMilli())
+	tmpl := &x509.RevocationList{
+		RevokedCertificateEntries: entries,
+		Number:                    big.NewInt(num),
+		ThisUpdate:                now.Add(-backdate).UTC(),
+		NextUpdate:                now.Add(CRLLifetime).UTC(),
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, c.inter, c.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: making crl: %w", err)
+	}
+	c.crl = pem.EncodeToMemory(&pem.Block{Type: pemCRL, Bytes: der})
+	c.crlAt, c.crlNumber = now, num
+	return c.crl, nil
+}

@@ -1,0 +1,352 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"cheshire/plan9"
+	"cheshire/providers/modules"
+	"cheshire/synth"
+)
+
+// Module makes the CA a built-in module named "ca", mounted at /ca.
+func Module(c *CA, version string) modules.Module {
+	return modules.Native(modules.Manifest{Name: "ca", Version: version, Mount: "/ca",
+		Description: "certificate authority: x509 and ssh certificates, crl, backup"}, c.Files())
+}
+
+// Files returns a server of the CA's files:
+//
+//	/ca/root.pem              the root certificate
+//	/ca/intermediate.pem      the intermediate, which signs everything else
+//	/ca/crl.pem               the revocation list
+//	/ca/ctl                   commands; reads give the CA's status
+//	/ca/csr                   write a request, read the chain on the same fid
+//	/ca/backup                the sealed backup (see backup and restore)
+//	/ca/certs/NAME/cert.pem   an issued certificate
+//	/ca/certs/NAME/key.pem    its key (owner only)
+//	/ca/certs/NAME/chain.pem  the certificate and the intermediate
+//	/ca/certs/NAME/info       key value lines
+//	/ca/ssh/ca.pub            the SSH CA's public key
+//	/ca/ssh/certs/NAME-cert.pub  issued SSH certificates
+//
+// Each call makes a new tree; the files are owned by Options.Owner.
+func (c *CA) Files() *synth.Server {
+	t := &tree{c: c, dirs: map[string]*synth.Dir{}, sshFiles: map[string]*synth.File{}}
+	root := synth.NewDir("ca", 0555)
+	pemFile := func(name string, get func() []byte) *synth.File {
+		return synth.Snapshot(name, 0444, func(context.Context) ([]byte, error) { return get(), nil })
+	}
+	certs := synth.NewDir("certs", 0555)
+	certs.SetGen(t.genCerts)
+	sshDir := synth.NewDir("ssh", 0555)
+	sshCerts := synth.NewDir("certs", 0555)
+	sshCerts.SetGen(t.genSSH)
+	for _, err := range []error{
+		root.Add(pemFile("root.pem", c.RootPEM)),
+		root.Add(pemFile("intermediate.pem", c.IntermediatePEM)),
+		root.Add(synth.Snapshot("crl.pem", 0444, func(context.Context) ([]byte, error) { return c.CRL() })),
+		root.Add(synth.Ctl("ctl", 0600, c.commands(), func(context.Context) string { return c.Status() })),
+		root.Add(synth.NewFile("csr", 0600, csrHandler{c: c})),
+		root.Add(synth.ReadWrite("backup", 0600,
+			func(context.Context) ([]byte, error) { return c.BackupText(), nil },
+			func(_ context.Context, data []byte) error { return c.SetBackupText(data) })),
+		root.Add(certs),
+		root.Add(sshDir),
+		sshDir.Add(pemFile("ca.pub", c.SSHCAPub)),
+		sshDir.Add(sshCerts),
+	} {
+		if err != nil {
+			panic(fmt.Sprintf("ca: building tree: %v", err)) // names are constant and distinct
+		}
+	}
+	owner := c.opts.Owner
+	if owner == "" {
+		owner = "none"
+	}
+	return synth.NewServer(root, synth.WithOwner(owner), synth.WithClock(c.now))
+}
+
+// tree keeps the nodes made for generated names, so that each name keeps
+// one node (and its qids) for the life of the tree.
+type tree struct {
+	c        *CA
+	mu       sync.Mutex
+	dirs     map[string]*synth.Dir  // guarded by mu: certs/NAME
+	sshFiles map[string]*synth.File // guarded by mu: ssh/certs/NAME-cert.pub
+}
+
+func (t *tree) genCerts(ctx context.Context) ([]synth.Node, error) {
+	names := t.c.Names()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]synth.Node, 0, len(names))
+	for _, n := range names {
+		d, ok := t.dirs[n]
+		if !ok {
+			d = t.certDir(n)
+			t.dirs[n] = d
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// certDir is the directory of the certificate name.
+func (t *tree) certDir(name string) *synth.Dir {
+	c := t.c
+	d := synth.NewDir(name, 0555)
+	part := func(pick func(*Issued) []byte) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) {
+			is, ok := c.Get(name)
+			if !ok {
+				return nil, plan9.ErrNotFound
+			}
+			return pick(is), nil
+		}
+	}
+	d.Add(synth.Snapshot("cert.pem", 0444, part(func(is *Issued) []byte { return is.CertPEM })))
+	d.Add(synth.Snapshot("key.pem", 0400, part(func(is *Issued) []byte { return is.KeyPEM })))
+	d.Add(synth.Snapshot("chain.pem", 0444, part(func(is *Issued) []byte { return is.ChainPEM })))
+	d.Add(synth.Snapshot("info", 0444, func(context.Context) ([]byte, error) {
+		s, err := c.Info(name)
+		if err != nil {
+			return nil, plan9.ErrNotFound
+		}
+		return []byte(s), nil
+	}))
+	return d
+}
+
+func (t *tree) genSSH(ctx context.Context) ([]synth.Node, error) {
+	names := t.c.SSHCertNames()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]synth.Node, 0, len(names))
+	for _, n := range names {
+		f, ok := t.sshFiles[n]
+		if !ok {
+			f = synth.Snapshot(n+sshCertSufx, 0444, func(context.Context) ([]byte, error) {
+				data, err := t.c.SSHCert(n)
+				if err != nil {
+					return nil, plan9.ErrNotFound
+				}
+				return data, nil
+			})
+			t.sshFiles[n] = f
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// Status is the text of ctl: "key value" lines.
+func (c *CA) Status() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	kv := func(k, v string) { fmt.Fprintf(&b, "%s %s\n", k, v) }
+	kv("root", plan9.Quote(c.root.Subject.String()))
+	kv("root-not-after", c.root.NotAfter.UTC().Format(time.RFC3339))
+	kv("intermediate", plan9.Quote(c.inter.Subject.String()))
+	kv("intermediate-not-after", c.inter.NotAfter.UTC().Format(time.RFC3339))
+	kv("certs", fmt.Sprint(len(c.certs)))
+	kv("revoked", fmt.Sprint(len(c.revoked)))
+	kv("ssh-ca", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.ssh.PublicKey()))))
+	return b.String()
+}
+
+// Usages of the ctl commands.
+const (
+	usageIssue   = "issue NAME [san...] [ttl=DURATION]"
+	usageRevoke  = "revoke SERIAL [reason]"
+	usageRenew   = "renew NAME"
+	usageSSHUser = "ssh-user NAME [ttl=DURATION] PRINCIPALS PUBKEY-TEXT..."
+	usageSSHHost = "ssh-host NAME [ttl=DURATION] [principals=P,...] PUBKEY-TEXT..."
+	usageBackup  = "backup PASSPHRASE"
+	usageRestore = "restore PASSPHRASE"
+)
+
+func usage(u string) error { return errors.New("usage: " + u) }
+
+// commands is the command table of ctl.
+func (c *CA) commands() []synth.Cmd {
+	return []synth.Cmd{
+		{Name: "issue", Usage: usageIssue, Run: func(ctx context.Context, args []string) error {
+			if len(args) < 1 {
+				return usage(usageIssue)
+			}
+			var sans []string
+			var ttl time.Duration
+			for _, w := range args[1:] {
+				if v, ok := strings.CutPrefix(w, "ttl="); ok {
+					d, err := parseTTL(v)
+					if err != nil {
+						return err
+					}
+					ttl = d
+					continue
+				}
+				sans = append(sans, w)
+			}
+			_, err := c.Issue(args[0], sans, ttl)
+			return err
+		}},
+		{Name: "revoke", Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usage(usageRevoke)
+			}
+			reason := ""
+			if len(args) == 2 {
+				reason = args[1]
+			}
+			return c.Revoke(args[0], reason)
+		}},
+		{Name: "renew", Args: 2, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
+			_, err := c.Renew(args[0])
+			return err
+		}},
+		{Name: "ssh-user", Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
+			name, ttl, rest, err := sshArgs(args)
+			if err != nil || len(rest) < 3 {
+				return orUsage(err, usageSSHUser)
+			}
+			pub, err := ParseSSHKey(strings.Join(rest[1:], " "))
+			if err != nil {
+				return err
+			}
+			_, err = c.SignSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
+			return err
+		}},
+		{Name: "ssh-host", Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
+			name, ttl, rest, err := sshArgs(args)
+			if err != nil || len(rest) < 2 {
+				return orUsage(err, usageSSHHost)
+			}
+			var principals []string
+			if v, ok := strings.CutPrefix(rest[0], "principals="); ok {
+				principals = strings.Split(v, ",")
+				rest = rest[1:]
+				if len(rest) < 2 {
+					return usage(usageSSHHost)
+				}
+			}
+			pub, err := ParseSSHKey(strings.Join(rest, " "))
+			if err != nil {
+				return err
+			}
+			_, err = c.SignSSHHost(name, principals, pub, ttl)
+			return err
+		}},
+		// The passphrase commands count their own words, so that a
+		// wrong count does not quote the line (and the passphrase) in
+		// the error.
+		{Name: "backup", Usage: usageBackup, Run: func(ctx context.Context, args []string) error {
+			if len(args) != 1 {
+				return usage(usageBackup)
+			}
+			text, err := c.Backup(args[0])
+			if err != nil {
+				return err
+			}
+			return c.SetBackupText(text)
+		}},
+		{Name: "restore", Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
+			if len(args) != 1 {
+				return usage(usageRestore)
+			}
+			return c.Restore(c.BackupText(), args[0])
+		}},
+	}
+}
+
+func orUsage(err error, u string) error {
+	if err != nil {
+		return err
+	}
+	return usage(u)
+}
+
+// sshArgs takes NAME and an optional ttl=DURATION from the words of an
+// ssh command.
+func sshArgs(args []string) (name string, ttl time.Duration, rest []string, err error) {
+	if len(args) < 1 {
+		return "", 0, nil, nil
+	}
+	name, rest = args[0], args[1:]
+	if len(rest) > 0 {
+		if v, ok := strings.CutPrefix(rest[0], "ttl="); ok {
+			if ttl, err = parseTTL(v); err != nil {
+				return "", 0, nil, err
+			}
+			rest = rest[1:]
+		}
+	}
+	return name, ttl, rest, nil
+}
+
+// csrHandler serves csr: each open is a signing session. Writes gather a
+// request; the first read signs it and gives the chain (or the refusal).
+type csrHandler struct{ c *CA }
+
+func (h csrHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
+	return &csrHandle{c: h.c}, nil
+}
+
+// csrHandle is one open of csr.
+type csrHandle struct {
+	c *CA
+
+	mu     sync.Mutex
+	req    []byte // guarded by mu: what was written
+	signed bool   // guarded by mu: the request was answered
+	out    []byte // guarded by mu: the chain
+	err    error  // guarded by mu: or why not
+}
+
+func (h *csrHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	if off < 0 || end > maxCSR || end < off {
+		return 0, fmt.Errorf("certificate request larger than %d bytes", maxCSR)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.signed {
+		return 0, errors.New("request already answered; open csr again for another")
+	}
+	if end > int64(len(h.req)) {
+		h.req = append(h.req, make([]byte, end-int64(len(h.req)))...)
+	}
+	copy(h.req[off:], p)
+	return len(p), nil
+}
+
+func (h *csrHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.signed {
+		if len(h.req) == 0 {
+			return 0, errors.New("write a certificate request first")
+		}
+		h.signed = true
+		h.out, h.err = h.c.SignCSRPEM(h.req, 0)
+		h.req = nil
+	}
+	if h.err != nil {
+		return 0, h.err
+	}
+	if off >= int64(len(h.out)) || off < 0 {
+		return 0, nil
+	}
+	return copy(p, h.out[off:]), nil
+}
+
+func (h *csrHandle) Close(ctx context.Context) error { return nil }
+
+var _ synth.Handle = (*csrHandle)(nil)
