@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,9 @@ func shortTemp(t testing.TB) string {
 func startNode(t testing.TB, dir string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, dir: dir, logs: &syncBuffer{}, sock: filepath.Join(dir, "cheshire.sock")}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--https") }) {
+		args = append(args, "--https", "tcp!127.0.0.1!0") // many nodes, one machine
+	}
 	n.cmd = exec.Command(binary(t), append([]string{"serve", "--dir", dir}, args...)...)
 	n.cmd.Stderr = n.logs
 	n.cmd.Stdout = n.logs

@@ -5,10 +5,12 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"time"
 
 	"cheshire/ns"
+	"cheshire/providers/ca"
 	"cheshire/providers/modules"
 	"cheshire/providers/modules/wasm"
 	"cheshire/providers/node"
@@ -18,8 +20,9 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner string, n *node.Node) []modules.Module {
+func builtins(owner string, n *node.Node, authority *ca.CA) []modules.Module {
 	return []modules.Module{
+		ca.Module(authority, version),
 		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
 		modules.NativePerNS(modules.Manifest{Name: "ns", Version: version, Mount: "/ns",
@@ -37,7 +40,7 @@ func builtins(owner string, n *node.Node) []modules.Module {
 // startModules makes the module manager, adds the built-ins and the
 // packages kept in DIR/modules, starts them, and registers #modules.
 // The returned func stops every module and releases the runtime.
-func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *ns.Manager, log *slog.Logger, n *node.Node) (*modules.Manager, func(), error) {
+func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *ns.Manager, log *slog.Logger, builtins []modules.Module) (*modules.Manager, func(), error) {
 	loader, closeLoader, err := packageLoader(ctx, dir, log)
 	if err != nil {
 		return nil, nil, err
@@ -49,7 +52,7 @@ func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *
 		return nil, nil, err
 	}
 	loader.mgr = mods
-	for _, b := range builtins(owner, n) {
+	for _, b := range builtins {
 		if err := mods.Add(b, ""); err != nil {
 			closeLoader()
 			return nil, nil, err
@@ -102,4 +105,13 @@ func packageLoader(ctx context.Context, dir string, log *slog.Logger) (*wasmLoad
 	}
 	l.rt = rt
 	return l, func() { rt.Close(context.Background()) }, nil
+}
+
+// addWeb mounts the modules' web handlers on the HTTPS listener; each
+// answers 503 while its module is stopped.
+func addWeb(web *node.HTTPS, mods *modules.Manager, authority *ca.CA) {
+	web.Handle("GET /ca/root.pem", mods.HTTP("ca", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(authority.RootPEM())
+	})))
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"cheshire/importers/proxy"
 	"cheshire/ns"
 	"cheshire/plan9"
+	"cheshire/providers/ca"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
 	"cheshire/styx"
@@ -34,6 +36,7 @@ func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 const defaultNamespace = `mount '#node' /node
 mount '#ns' /ns
 mount '#modules' /modules
+mount '#ca' /ca
 mount -c '#tmp' /tmp
 `
 
@@ -42,6 +45,8 @@ func serveCmd(args []string) error {
 	dir := fs.String("dir", dataDir(), "data directory")
 	var listens multi
 	fs.Var(&listens, "listen", "also serve on this dial string (tcp!127.0.0.1!5640: plain TCP trusts every local user)")
+	var https multi
+	fs.Var(&https, "https", "serve HTTPS (DoH, ACME, ...) on this dial string (default tcp!127.0.0.1!8443; none for no HTTPS)")
 	debug := fs.Bool("D", false, "trace 9P messages to the log")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,10 +56,16 @@ func serveCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, *dir, listens, *debug)
+	if len(https) == 0 {
+		https = multi{"tcp!127.0.0.1!8443"}
+	}
+	if len(https) == 1 && https[0] == "none" {
+		https = nil
+	}
+	return serve(ctx, *dir, listens, https, *debug)
 }
 
-func serve(ctx context.Context, dir string, listens []string, debug bool) error {
+func serve(ctx context.Context, dir string, listens, https []string, debug bool) error {
 	if err := os.MkdirAll(dir, 0700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -86,11 +97,18 @@ func serve(ctx context.Context, dir string, listens []string, debug bool) error 
 	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }))
 	defer m.Close()
-	_, stopModules, err := startModules(ctx, dir, owner, id, m, log, n)
+	caDir := filepath.Join(dir, "ca")
+	authority, err := ca.Open(caDir, ca.Options{Name: id.ID(), Owner: owner, Log: log.With("module", "ca")})
+	if err != nil {
+		return err
+	}
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority))
 	if err != nil {
 		return err
 	}
 	defer stopModules()
+	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
+	addWeb(web, mods, authority)
 
 	srv := &styx.Server{Attacher: m, Log: log}
 	if debug {
@@ -113,12 +131,7 @@ func serve(ctx context.Context, dir string, listens []string, debug bool) error 
 		}
 		name := a
 		if strings.HasPrefix(a, "tcp!") {
-			// Show the port actually bound (for tcp!…!0).
-			host, port := l.Addr().String(), ""
-			if i := strings.LastIndex(host, ":"); i >= 0 {
-				host, port = host[:i], host[i+1:]
-			}
-			name = "tcp!" + strings.Trim(host, "[]") + "!" + port
+			name = boundName("tcp!", l)
 		}
 		amu.Lock()
 		bound = append(bound, name)
@@ -131,12 +144,54 @@ func serve(ctx context.Context, dir string, listens []string, debug bool) error 
 			}
 		}()
 	}
+	for _, a := range https {
+		d, err := plan9.ParseDial(a)
+		if err != nil || d.Net != "tcp" {
+			return fmt.Errorf("--https %s: want tcp!HOST!PORT", a)
+		}
+		l, err := plan9.Listen(a)
+		if err != nil {
+			log.Error("https listener failed; the node goes on without it", "addr", a, "err", err)
+			continue
+		}
+		name := "https!" + strings.TrimPrefix(boundName("tcp!", l), "tcp!")
+		amu.Lock()
+		bound = append(bound, name)
+		amu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := web.Serve(ctx, l); err != nil {
+				log.Error("https listener failed", "addr", name, "err", err)
+			}
+		}()
+	}
 	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
 	<-ctx.Done()
 	log.Info("cheshire node shutting down")
 	srv.Close()
+	web.Close()
 	wg.Wait()
 	return nil
+}
+
+// boundName is the dial string of the address l actually bound (for
+// tcp!…!0).
+func boundName(prefix string, l net.Listener) string {
+	host, port := l.Addr().String(), ""
+	if i := strings.LastIndex(host, ":"); i >= 0 {
+		host, port = host[:i], host[i+1:]
+	}
+	return prefix + strings.Trim(host, "[]") + "!" + port
+}
+
+// httpsNames are the names the node's HTTPS certificate is for.
+func httpsNames() []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		names = append(names, h)
+	}
+	return names
 }
 
 // lockDir takes an exclusive lock on DIR/lock so that one node runs per
