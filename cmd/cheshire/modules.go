@@ -11,6 +11,7 @@ import (
 
 	"cheshire/ns"
 	"cheshire/providers/ca"
+	"cheshire/providers/ca/acme"
 	"cheshire/providers/modules"
 	"cheshire/providers/modules/wasm"
 	"cheshire/providers/node"
@@ -108,10 +109,18 @@ func packageLoader(ctx context.Context, dir string, log *slog.Logger) (*wasmLoad
 }
 
 // addWeb mounts the modules' web handlers on the HTTPS listener; each
-// answers 503 while its module is stopped.
-func addWeb(web *node.HTTPS, mods *modules.Manager, authority *ca.CA) {
+// answers 503 while its module is stopped. The ACME server validates
+// http-01 challenges on port acmePort of the names it certifies.
+func addWeb(web *node.HTTPS, mods *modules.Manager, authority *ca.CA, dir string, acmePort int, log *slog.Logger) (func(), error) {
 	web.Handle("GET /ca/root.pem", mods.HTTP("ca", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(authority.RootPEM())
 	})))
+	a, err := acme.New(acme.Options{Prefix: "/acme", Signer: authority.SignCSRContext, Revoke: authority.RevokeCert,
+		HTTP01Port: acmePort, Dir: filepath.Join(dir, "ca", "acme"), Log: log.With("module", "ca", "part", "acme")})
+	if err != nil {
+		return nil, fmt.Errorf("acme: %w", err)
+	}
+	web.Handle("/acme/", mods.HTTP("ca", a))
+	return func() { a.Close() }, nil
 }

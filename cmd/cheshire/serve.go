@@ -47,6 +47,7 @@ func serveCmd(args []string) error {
 	fs.Var(&listens, "listen", "also serve on this dial string (tcp!127.0.0.1!5640: plain TCP trusts every local user)")
 	var https multi
 	fs.Var(&https, "https", "serve HTTPS (DoH, ACME, ...) on this dial string (default tcp!127.0.0.1!8443; none for no HTTPS)")
+	acmePort := fs.Int("acme-http-port", 80, "port on which the ACME server fetches http-01 challenges")
 	debug := fs.Bool("D", false, "trace 9P messages to the log")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,10 +63,10 @@ func serveCmd(args []string) error {
 	if len(https) == 1 && https[0] == "none" {
 		https = nil
 	}
-	return serve(ctx, *dir, listens, https, *debug)
+	return serve(ctx, *dir, listens, https, *acmePort, *debug)
 }
 
-func serve(ctx context.Context, dir string, listens, https []string, debug bool) error {
+func serve(ctx context.Context, dir string, listens, https []string, acmePort int, debug bool) error {
 	if err := os.MkdirAll(dir, 0700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -108,7 +109,11 @@ func serve(ctx context.Context, dir string, listens, https []string, debug bool)
 	}
 	defer stopModules()
 	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
-	addWeb(web, mods, authority)
+	closeWeb, err := addWeb(web, mods, authority, dir, acmePort, log)
+	if err != nil {
+		return err
+	}
+	defer closeWeb()
 
 	srv := &styx.Server{Attacher: m, Log: log}
 	if debug {

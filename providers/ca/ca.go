@@ -9,6 +9,7 @@ package ca
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -732,4 +733,13 @@ func (c *CA) crlLocked() ([]byte, error) {
 	c.crl = pem.EncodeToMemory(&pem.Block{Type: pemCRL, Bytes: der})
 	c.crlAt, c.crlNumber = now, num
 	return c.crl, nil
+}
+
+// RevokeCert revokes cert, which must have been issued by this CA, with
+// an RFC 5280 reason code (what ACME's revokeCert carries).
+func (c *CA) RevokeCert(ctx context.Context, cert *x509.Certificate, reason int) error {
+	if err := cert.CheckSignatureFrom(c.Intermediate()); err != nil {
+		return fmt.Errorf("ca: certificate not issued by this ca: %w", err)
+	}
+	return c.Revoke(serialText(cert.SerialNumber), reasonName(reason))
 }
