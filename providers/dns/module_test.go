@@ -1,0 +1,129 @@
+package dns
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"cheshire/providers/modules"
+)
+
+func TestModuleConfig(t *testing.T) {
+	m := NewModule(nil, "test")
+	if mf := m.Manifest(); mf.Name != "dns" || mf.Mount != "/dns" {
+		t.Errorf("manifest %+v", mf)
+	}
+	for _, c := range []struct {
+		text string
+		ok   bool
+	}{
+		{"", true},
+		{"listen 127.0.0.1:5353", true},
+		{"listen udp!127.0.0.1!5353\nlisten tcp!127.0.0.1!5353", true},
+		{"listen tcp!*!5353", true},
+		{"listen unix!/tmp/x", false},
+		{"listen 127.0.0.1", false},
+		{"listen", false},
+		{"port 53", false},
+	} {
+		cfg, err := modules.ParseConfig(c.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.CheckConfig(cfg); (err == nil) != c.ok {
+			t.Errorf("%q: %v", c.text, err)
+		}
+	}
+	cfg, _ := modules.ParseConfig("")
+	addrs, _ := parseListen(cfg)
+	if len(addrs) != 2 || addrs[0].addr != "127.0.0.1:5353" {
+		t.Errorf("default %v", addrs)
+	}
+}
+
+// TestModuleStartStop starts the module on free ports, queries it, stops
+// it and checks that the ports are free again.
+func TestModuleStartStop(t *testing.T) {
+	s, err := New(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddZone("example.test"); err != nil {
+		t.Fatal(err)
+	}
+	m := NewModule(s, "test")
+	cfg, _ := modules.ParseConfig("listen udp!127.0.0.1!0\nlisten tcp!127.0.0.1!0\n")
+	ctx := context.Background()
+	inst, err := m.Start(ctx, modules.Env{Name: "dns", Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := inst.(*instance).addrs
+	if len(addrs) != 2 {
+		t.Fatalf("addrs %v", addrs)
+	}
+	for _, a := range addrs {
+		network, addr, _ := strings.Cut(a, "!")
+		q := new(dns.Msg)
+		q.SetQuestion("example.test.", dns.TypeSOA)
+		r, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(q, addr)
+		if err != nil || len(r.Answer) != 1 {
+			t.Errorf("%s: %v %v", a, r, err)
+		}
+	}
+	if f, err := inst.Attach(ctx, "glenda", "", nil); err != nil {
+		t.Error(err)
+	} else {
+		f.Clunk()
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := inst.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		network, addr, _ := strings.Cut(a, "!")
+		if network == "udp" {
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				t.Errorf("after stop: %v", err)
+			} else {
+				pc.Close()
+			}
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("after stop: %v", err)
+		} else {
+			l.Close()
+		}
+	}
+}
+
+func TestListenAndServe(t *testing.T) {
+	s, err := New(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe(ctx, "127.0.0.1:0", "127.0.0.1:0") }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ListenAndServe: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListenAndServe did not return")
+	}
+	if err := s.ListenAndServe(context.Background(), "256.0.0.1:1", ""); err == nil {
+		t.Error("bad address accepted")
+	}
+}
