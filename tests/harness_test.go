@@ -95,6 +95,11 @@ func startNode(t testing.TB, dir string, args ...string) *node {
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--https") }) {
 		args = append(args, "--https", "tcp!127.0.0.1!0") // many nodes, one machine
 	}
+	// The DNS module's static config: a free port unless the test set one.
+	if cfg := filepath.Join(dir, "modules", "dns", "config"); !exists(cfg) {
+		os.MkdirAll(filepath.Dir(cfg), 0700)
+		os.WriteFile(cfg, []byte("listen 127.0.0.1:0\n"), 0600)
+	}
 	n.cmd = exec.Command(binary(t), append([]string{"serve", "--dir", dir}, args...)...)
 	n.cmd.Stderr = n.logs
 	n.cmd.Stdout = n.logs
@@ -172,3 +177,5 @@ func sh(t testing.TB, script string) string {
 	}
 	return string(out)
 }
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }

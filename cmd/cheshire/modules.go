@@ -12,6 +12,7 @@ import (
 	"cheshire/ns"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
+	"cheshire/providers/dns"
 	"cheshire/providers/modules"
 	"cheshire/providers/modules/wasm"
 	"cheshire/providers/node"
@@ -21,9 +22,10 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner string, n *node.Node, authority *ca.CA) []modules.Module {
+func builtins(owner string, n *node.Node, authority *ca.CA, names *dns.Server) []modules.Module {
 	return []modules.Module{
 		ca.Module(authority, version),
+		dns.NewModule(names, version),
 		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
 		modules.NativePerNS(modules.Manifest{Name: "ns", Version: version, Mount: "/ns",

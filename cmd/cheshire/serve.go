@@ -20,6 +20,7 @@ import (
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/ca"
+	"cheshire/providers/dns"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
 	"cheshire/styx"
@@ -37,6 +38,7 @@ const defaultNamespace = `mount '#node' /node
 mount '#ns' /ns
 mount '#modules' /modules
 mount '#ca' /ca
+mount '#dns' /dns
 mount -c '#tmp' /tmp
 `
 
@@ -103,12 +105,17 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	if err != nil {
 		return err
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority))
+	names, err := dns.New(filepath.Join(dir, "dns"), dns.Options{Owner: owner, Log: log.With("module", "dns")})
+	if err != nil {
+		return err
+	}
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority, names))
 	if err != nil {
 		return err
 	}
 	defer stopModules()
 	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
+	web.Handle("/dns-query", mods.HTTP("dns", names.DoHHandler()))
 	closeWeb, err := addWeb(web, mods, authority, dir, acmePort, log)
 	if err != nil {
 		return err
@@ -171,6 +178,9 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 			}
 		}()
 	}
+	amu.Lock()
+	setNodeNames(names, id, bound, log)
+	amu.Unlock()
 	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
 	<-ctx.Done()
 	log.Info("cheshire node shutting down")
@@ -232,4 +242,51 @@ func (h hostAttacher) Attach(ctx context.Context, uname, aname string, auth styx
 		return nil, err
 	}
 	return fs.Attach(ctx, uname, "", auth)
+}
+
+// setNodeNames publishes the node's addresses in its own zone,
+// ID.cheshire: the apex and "9p" get the hosts of the 9P listeners,
+// "https" those of the HTTPS listener (loopback hosts included: the zone
+// tells what the node listens on).
+func setNodeNames(names *dns.Server, id *node.Identity, bound []string, log *slog.Logger) {
+	recs := map[string][]net.IP{}
+	for _, a := range bound {
+		kind, rest, _ := strings.Cut(a, "!")
+		host, _, _ := strings.Cut(rest, "!")
+		ips := hostIPs(host)
+		switch kind {
+		case "tcp":
+			recs["@"] = append(recs["@"], ips...)
+			recs["9p"] = append(recs["9p"], ips...)
+		case "https":
+			recs["https"] = append(recs["https"], ips...)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	zone := id.ID() + ".cheshire"
+	if err := names.SetNodeNames(zone, recs); err != nil {
+		log.Warn("node names zone not updated", "zone", zone, "err", err)
+	}
+}
+
+// hostIPs is the addresses a listener's host stands for: the host's
+// interface addresses for a wildcard.
+func hostIPs(host string) []net.IP {
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil
+	}
+	if !ip.IsUnspecified() {
+		return []net.IP{ip}
+	}
+	var out []net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out = append(out, n.IP)
+		}
+	}
+	return out
 }
