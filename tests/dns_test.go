@@ -50,8 +50,12 @@ func TestDNSThroughFUSE(t *testing.T) {
 	if got := sh(t, dig+"+tcp www.example.test A"); strings.TrimSpace(got) != "192.0.2.1" {
 		t.Errorf("dig +tcp: %q", got)
 	}
-	// A zone file is committed when closed; FUSE cannot report a close
-	// error to the shell, so the refusal is seen through 9p write.
+	// A zone file is committed when closed: cp sees the refusal at
+	// close(2) through FUSE, and 9p write sees it at the clunk.
+	os.WriteFile(filepath.Join(work, "bad.zone"), []byte("$ORIGIN example.test.\nwww 300 IN A 192.0.2.9\nbad line here\n"), 0644)
+	if out := shFail(t, "cp "+work+"/bad.zone "+m+"/dns/zones/example.test/zone"); !strings.Contains(out, "close") && !strings.Contains(out, "rror") {
+		t.Errorf("cp of a bad zone: %q", out)
+	}
 	if out, err := n.run("$ORIGIN example.test.\nwww 300 IN A 192.0.2.9\nbad line here\n", "9p", "write", "/dns/zones/example.test/zone"); err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("bad zone: %v %s, want a refusal naming line 3", err, out)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"cheshire/styx"
@@ -29,18 +30,35 @@ var (
 // A handle is an open file: an open fid of its own.
 type handle struct {
 	n      *node
-	fid    *styx.Fid
-	direct bool // FOPEN_DIRECT_IO: one read(2) is one Tread
-	append bool // O_APPEND: write at the server's length
+	direct bool  // FOPEN_DIRECT_IO: one read(2) is one Tread
+	append bool  // O_APPEND: write at the server's length
+	mode   uint8 // to open the file again after a flush
 
-	mu sync.Mutex // serializes O_APPEND writes
+	mu    sync.RWMutex // held to write the fields below, and for O_APPEND writes
+	fid   *styx.Fid    // nil if reopening after a flush failed
+	dirty atomic.Bool  // written since the last flush
 }
+
+func (h *handle) currentFid() *styx.Fid {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.fid
+}
+
+// errBadHandle is the errno of I/O on a handle whose fid could not be
+// opened again after a flush.
+const errBadHandle = syscall.EBADF
 
 // Read reads at off. A direct file answers with one Tread, as short as the
 // server makes it (a read of an event file blocks until there is data);
 // a cached file fills dest up to end of file, since the kernel takes a
 // short read for the end.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.fid == nil {
+		return nil, errBadHandle
+	}
 	if h.direct {
 		n, err := h.fid.ReadOnce(ctx, dest, off)
 		if err != nil {
@@ -72,6 +90,15 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		// is the one that counts.
 		h.mu.Lock()
 		defer h.mu.Unlock()
+	} else {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+	}
+	if h.fid == nil {
+		return 0, errBadHandle
+	}
+	h.dirty.Store(true)
+	if h.append {
 		d, err := h.fid.Stat(ctx)
 		if err != nil {
 			return 0, toErrno(err)
@@ -86,16 +113,48 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(n), 0
 }
 
-// Flush does nothing: writes are not buffered, and the fid stays open
-// until the last close of the file (Release).
-func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+// Flush, at each close(2) of a file written since the last flush,
+// clunks the fid — so a file that commits at clunk (a zone, a config)
+// can refuse what was written and close(2) reports it — and opens the
+// file again for whatever descriptors remain.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.dirty.Load() || h.fid == nil {
+		return 0
+	}
+	h.dirty.Store(false)
+	ctx = context.WithoutCancel(ctx)
+	err := h.fid.Clunk(ctx)
+	h.fid = nil
+	if r, errno := h.n.ref(ctx); errno == 0 {
+		_, fid, werr := r.fid.Walk(ctx)
+		r.put()
+		if werr == nil {
+			if oerr := fid.Open(ctx, h.mode); oerr == nil {
+				h.fid = fid
+			} else {
+				clunk(fid)
+			}
+		}
+	}
+	if err != nil {
+		return toErrno(err)
+	}
+	return 0
+}
 
 // Fsync does nothing: every write has reached the server.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
 
 // Release clunks the fid.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	h.fid.Clunk(context.WithoutCancel(ctx))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fid != nil {
+		h.fid.Clunk(context.WithoutCancel(ctx))
+		h.fid = nil
+	}
 	return 0
 }
 

@@ -270,8 +270,12 @@ func (n *node) ref(ctx context.Context) (*fidRef, syscall.Errno) {
 // it is one of ours.
 func (n *node) stat(ctx context.Context, fh fs.FileHandle) (styx.Dir, syscall.Errno) {
 	if h, ok := fh.(*handle); ok {
-		d, err := h.fid.Stat(ctx)
-		return d, toErrno(err)
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if h.fid != nil {
+			d, err := h.fid.Stat(ctx)
+			return d, toErrno(err)
+		}
 	}
 	for try := 0; ; try++ {
 		r, errno := n.ref(ctx)
@@ -380,7 +384,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // newHandle makes the handle of the open fid and chooses how the kernel
 // caches its data. d is the file's stat if known.
 func (n *node) newHandle(ctx context.Context, fid *styx.Fid, flags uint32, d *styx.Dir) (*handle, uint32) {
-	h := &handle{n: n, fid: fid, append: flags&syscall.O_APPEND != 0}
+	h := &handle{n: n, fid: fid, append: flags&syscall.O_APPEND != 0, mode: openMode(flags) &^ (styx.OTRUNC | styx.ORCLOSE)}
 	var err error
 	if d == nil {
 		d = new(styx.Dir)
@@ -631,7 +635,9 @@ func isEmptyDir(ctx context.Context, dir *styx.Fid) (bool, error) {
 // string, and atime is the server's.
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	var fid *styx.Fid
-	if h, ok := fh.(*handle); ok {
+	if h, ok := fh.(*handle); ok && h.currentFid() != nil {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
 		fid = h.fid
 	} else {
 		r, errno := n.ref(ctx)
