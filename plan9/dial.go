@@ -124,7 +124,7 @@ func streamAddr(s string) (Addr, error) {
 	case "tcp", "unix":
 		return a, nil
 	case "tls":
-		return Addr{}, fmt.Errorf("%s: tls dial strings are not supported yet", s)
+		return Addr{}, fmt.Errorf("%s: tls needs keys: dial it with cheshire's -k KEY, or listen with serve --listen", s)
 	default:
 		return Addr{}, fmt.Errorf("%s: %s dial strings are not supported", s, a.Net)
 	}

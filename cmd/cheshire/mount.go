@@ -23,13 +23,14 @@ func mountCmd(args []string) error {
 	addr := fs.String("a", defaultAddr(), "dial string of the server")
 	uname := fs.String("u", userName(), "user to attach as")
 	aname := fs.String("A", "", "tree to attach (aname)")
+	key := fs.String("k", "", "the server's key, for a tls! dial string (its /node/id)")
 	fg := fs.Bool("f", false, "stay in the foreground until unmounted")
 	debug := fs.Bool("D", false, "print FUSE traffic")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: cheshire mount [-a DIALSTRING] [-u USER] [-f] DIR")
+		return errors.New("usage: cheshire mount [-a DIALSTRING [-k KEY]] [-u USER] [-f] DIR")
 	}
 	dir := fs.Arg(0)
 	if !*fg {
@@ -37,7 +38,7 @@ func mountCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug})
+	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: dialer(*key)})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ func ninepCmd(args []string) error {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, ninepUsage) }
 	addr := fs.String("a", defaultAddr(), "dial string of the server")
 	uname := fs.String("u", userName(), "user to attach as")
+	key := fs.String("k", "", "the server's key, for a tls! dial string (its /node/id)")
 	aname := fs.String("A", "", "tree to attach (aname)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,7 +46,12 @@ func ninepCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := styx.Dial(dctx, *addr)
+	nc, err := dialer(*key)(dctx, *addr)
+	if err != nil {
+		cancel()
+		return err
+	}
+	c, err := styx.NewClient(dctx, nc)
 	cancel()
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func serveCmd(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	dir := fs.String("dir", dataDir(), "data directory")
 	var listens multi
-	fs.Var(&listens, "listen", "also serve on this dial string (tcp!127.0.0.1!5640: plain TCP trusts every local user)")
+	fs.Var(&listens, "listen", "also serve on this dial string: tls!0.0.0.0!5641 for other nodes (mutual TLS; keys mapped to users in DIR/users), tcp!127.0.0.1!5640 (plain TCP trusts every local user)")
 	var https multi
 	fs.Var(&https, "https", "serve HTTPS (DoH, ACME, ...) on this dial string (default tcp!127.0.0.1!8443; none for no HTTPS)")
 	acmePort := fs.Int("acme-http-port", 80, "port on which the ACME server fetches http-01 challenges")
@@ -122,7 +122,7 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	}
 	defer closeWeb()
 
-	srv := &styx.Server{Attacher: m, Log: log}
+	srv := &styx.Server{Attacher: newRemoteAuth(m, dir), Log: log}
 	if debug {
 		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
 			dir := "->"
@@ -135,15 +135,24 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	}
 	var wg sync.WaitGroup
 	for _, a := range addrs {
-		l, err := plan9.Listen(a)
+		var l net.Listener
+		var err error
+		if strings.HasPrefix(a, "tls!") {
+			l, err = listenTLS(a, id)
+		} else {
+			l, err = plan9.Listen(a)
+		}
 		if err != nil {
 			srv.Close()
 			wg.Wait()
 			return err
 		}
 		name := a
-		if strings.HasPrefix(a, "tcp!") {
+		switch {
+		case strings.HasPrefix(a, "tcp!"):
 			name = boundName("tcp!", l)
+		case strings.HasPrefix(a, "tls!"):
+			name = boundName("tls!", l)
 		}
 		amu.Lock()
 		bound = append(bound, name)
@@ -255,7 +264,7 @@ func setNodeNames(names *dns.Server, id *node.Identity, bound []string, log *slo
 		host, _, _ := strings.Cut(rest, "!")
 		ips := hostIPs(host)
 		switch kind {
-		case "tcp":
+		case "tcp", "tls":
 			recs["@"] = append(recs["@"], ips...)
 			recs["9p"] = append(recs["9p"], ips...)
 		case "https":

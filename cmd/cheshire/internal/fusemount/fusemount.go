@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -71,6 +72,9 @@ type Options struct {
 	Addr  string // dial string of the 9P server: tcp!host!port, unix!/path
 	Uname string // user to attach as (default: $USER, or "none")
 	Aname string // tree to attach
+	// Dial connects to Addr (default plan9.Dial): set it for transports
+	// that need keys, such as 9P over TLS.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// Msize is the 9P message size to ask for (default DefaultMsize).
 	Msize uint32
@@ -129,7 +133,15 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 		msize = DefaultMsize
 	}
 
-	c, err := styx.Dial(ctx, o.Addr, styx.WithMsize(msize))
+	dial := o.Dial
+	if dial == nil {
+		dial = plan9.Dial
+	}
+	nc, err := dial(ctx, o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("fusemount: %w", err)
+	}
+	c, err := styx.NewClient(ctx, nc, styx.WithMsize(msize))
 	if err != nil {
 		return nil, fmt.Errorf("fusemount: %w", err)
 	}
