@@ -228,7 +228,7 @@ func TestDialErrors(t *testing.T) {
 	tests := []struct {
 		in, err string
 	}{
-		{"tls!h!443", "tls!h!443: tls dial strings are not supported yet"},
+		{"tls!h!443", "tls!h!443: tls needs keys: dial it with cheshire's -k KEY, or listen with serve --listen"},
 		{"udp!h!53", "udp!h!53: udp dial strings are not supported"},
 		{"tcp!x", `dial string "tcp!x": missing port`},
 		{"unix!" + filepath.Join(t.TempDir(), "none"), "unix!"},
