@@ -3,6 +3,8 @@ package ns
 import (
 	"context"
 	"fmt"
+	"path"
+	"strings"
 
 	"cheshire/plan9"
 	"cheshire/styx"
@@ -18,6 +20,19 @@ import (
 func Files(ns *Namespace) styx.Attacher {
 	root := synth.NewDir("ns", 0555)
 	root.Add(synth.String("ns", 0444, func(ctx context.Context) string { return ns.String() }))
+	root.Add(synth.String("exports", 0444, func(ctx context.Context) string {
+		es, err := ns.mgr.Exports()
+		if err != nil {
+			return "# " + err.Error() + "\n"
+		}
+		var b strings.Builder
+		for _, e := range es {
+			if e.User == ns.user {
+				b.WriteString(e.String() + "\n")
+			}
+		}
+		return b.String()
+	}))
 	run := func(verb string) func(ctx context.Context, args []string) error {
 		return func(ctx context.Context, args []string) error {
 			line := plan9.Join(append([]string{verb}, args...))
@@ -42,6 +57,16 @@ func Files(ns *Namespace) styx.Attacher {
 		{Name: "bind", Usage: "bind [-abc] new old", Run: run("bind")},
 		{Name: "mount", Usage: "mount [-abc] server old [spec]", Run: run("mount")},
 		{Name: "unmount", Usage: "unmount [new] old", Run: run("unmount")},
+		{Name: "export", Usage: "export PATH [ro] [to KEY|*]", Run: func(ctx context.Context, args []string) error {
+			if err := exportCmd(ctx, ns, args); err != nil {
+				return err
+			}
+			ns.mgr.log.Info("exported", "user", ns.user, "args", strings.Join(args, " "))
+			return nil
+		}},
+		{Name: "unexport", Args: 2, Usage: "unexport PATH", Run: func(ctx context.Context, args []string) error {
+			return ns.mgr.RemoveExport(ns.user, path.Clean(args[0]))
+		}},
 	}
 	root.Add(synth.Ctl("ctl", 0600, cmds, nil))
 	return synth.NewServer(root, synth.WithOwner(ns.user))

@@ -24,6 +24,9 @@ type Manager struct {
 	dial     func(ctx context.Context, addr, user string) (styx.Attacher, error)
 	log      *slog.Logger
 
+	exportMu sync.Mutex // serializes changes to the exports
+	exports  []Export   // guarded by mu: the exports when there is no dir
+
 	mu      sync.Mutex
 	spaces  map[string]*Namespace                        // guarded by mu
 	servers map[string]styx.Attacher                     // guarded by mu
@@ -55,6 +58,7 @@ func NewManager(opts ...Option) *Manager {
 	for _, o := range opts {
 		o(m)
 	}
+	m.perNS["#export"] = func(ns *Namespace) styx.Attacher { return exportServer{m: m, ns: ns} }
 	return m
 }
 

@@ -441,7 +441,12 @@ func (ns *Namespace) mountPoint(ctx context.Context, old string, dir bool) (*chn
 	if err == nil || !errors.Is(err, plan9.ErrNotFound) {
 		return c, err
 	}
-	parent, perr := ns.resolve(ctx, path.Dir(path.Clean(old)), false)
+	dirp := path.Dir(path.Clean(old))
+	parent, perr := ns.resolve(ctx, dirp, false)
+	if perr != nil && errors.Is(perr, plan9.ErrNotFound) && dirp != "/" {
+		// Make the missing directories above it too, as mkdir -p.
+		parent, perr = ns.mountPoint(ctx, dirp, true)
+	}
 	if perr != nil {
 		return nil, err
 	}
@@ -453,7 +458,7 @@ func (ns *Namespace) mountPoint(ctx context.Context, old string, dir bool) (*chn
 	if werr != nil {
 		return nil, werr
 	}
-	perm := uint32(0555) | styx.DMDIR
+	perm := uint32(0755) | styx.DMDIR // writable by the root fs alone ("#/"), to make mount points below
 	if !dir {
 		perm = 0444
 	}

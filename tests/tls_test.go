@@ -49,6 +49,36 @@ func TestNineOverTLS(t *testing.T) {
 	if _, err := remote(c, bKey, "read", "/node/id"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("unknown node C: %v, want permission denied", err)
 	}
+	// Exports: C sees only what B exports to it, read-only if so.
+	cKey := strings.TrimSpace(must9p(t, c, "read", "/node/id"))
+	must9p(t, b, "create", "/tmp/pub/")
+	b.run("public\n", "9p", "write", "/tmp/pub/readme")
+	if _, err := b.run("export /tmp/pub ro to "+cKey+"\n", "9p", "write", "/ns/ctl"); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	if got := must9p(t, b, "read", "/ns/exports"); !strings.Contains(got, "/tmp/pub ro "+cKey) {
+		t.Errorf("/ns/exports: %q", got)
+	}
+	if got, err := remote(c, bKey, "read", "/tmp/pub/readme"); err != nil || got != "public\n" {
+		t.Errorf("C reads the export: %q, %v\n%s", got, err, b.logs)
+	}
+	if _, err := remote(c, bKey, "read", "/node/id"); err == nil {
+		t.Error("C reads /node/id, which is not exported")
+	}
+	if _, err := c.run("x\n", "9p", "-a", tlsAddr, "-k", bKey, "write", "/tmp/pub/readme"); err == nil {
+		t.Error("C wrote a read-only export")
+	}
+	// The view holds the export and the empty /n and /mnt of any namespace.
+	if got, err := remote(c, bKey, "ls", "/"); err != nil || strings.Join(strings.Fields(got), " ") != "mnt n tmp" {
+		t.Errorf("C's view of /: %q, %v", got, err)
+	}
+	if got, err := remote(c, bKey, "ls", "/tmp"); err != nil || strings.TrimSpace(got) != "pub" {
+		t.Errorf("C's view of /tmp: %q, %v", got, err)
+	}
+	// A local user cannot reach another's namespace through #export.
+	if _, err := b.run("mount '#export' /n/x 'root!/'\n", "9p", "write", "/ns/ctl"); err == nil {
+		t.Error("mount of #export from a local namespace succeeded")
+	}
 	if _, err := remote(a, aKey, "read", "/node/id"); err == nil || !strings.Contains(err.Error(), "not the expected") {
 		t.Errorf("pinning the wrong key: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/node"
 	"cheshire/styx"
@@ -90,14 +91,15 @@ func (u users) lookup(key ed25519.PublicKey) (string, error) {
 
 // remoteAuth is the attacher of every listener: a connection over TLS
 // attaches as the user its proven key belongs to (the uname it sends is
-// not trusted); a local one (the owner-only unix socket, or plain tcp
+// not trusted), or else to the view of what is exported to its key; a
+// local one (the owner-only unix socket, or plain tcp
 // the owner chose to open) as it says.
 type remoteAuth struct {
-	next  styx.Attacher
+	next  *ns.Manager
 	users users
 }
 
-func newRemoteAuth(next styx.Attacher, dir string) remoteAuth {
+func newRemoteAuth(next *ns.Manager, dir string) remoteAuth {
 	return remoteAuth{next: next, users: users{file: filepath.Join(dir, "users")}}
 }
 
@@ -110,7 +112,8 @@ func (r remoteAuth) Attach(ctx context.Context, uname, aname string, auth styx.F
 			}
 			name, err := r.users.lookup(key)
 			if err != nil {
-				return nil, err
+				// Not a user: the key sees what is exported to it, if anything.
+				return r.next.AttachRemote(ctx, node.EncodeKey(key), aname)
 			}
 			uname = name
 		}
