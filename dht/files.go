@@ -1,0 +1,288 @@
+package dht
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cheshire/plan9"
+	"cheshire/providers/node"
+	"cheshire/synth"
+)
+
+// cmdTimeout bounds one ctl command.
+const cmdTimeout = time.Minute
+
+// Files returns the node's file tree, owned by owner:
+//
+//	status	node id, listen address, table size, counts
+//	peers	the routing table, a node a line
+//	records/KEY	the last record fetched (or published) for KEY
+//	ctl	lookup KEY, find PATH, announce PATH [PORT], republish
+//
+// Each open of ctl keeps the answer of the last command written to it,
+// read from offset 0 on the same fid.
+func (n *Node) Files(owner string) *synth.Server {
+	root := synth.NewDir("", 0555)
+	must := func(err error) {
+		if err != nil {
+			panic(err) // static names: cannot fail
+		}
+	}
+	must(root.Add(synth.String("status", 0444, func(context.Context) string { return n.statusText() })))
+	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return n.peersText() })))
+	records := synth.NewDir("records", 0555)
+	rf := &recordFiles{n: n, files: make(map[string]*synth.File)}
+	records.SetGen(rf.gen)
+	must(root.Add(records))
+	must(root.Add(synth.NewFile("ctl", 0660, &ctlHandler{n: n})))
+	return synth.NewServer(root, synth.WithOwner(owner))
+}
+
+// statusText is the content of status.
+func (n *Node) statusText() string {
+	st := n.Stats()
+	var b strings.Builder
+	kv := func(k string, v any) { fmt.Fprintf(&b, "%s %v\n", k, v) }
+	kv("key", node.EncodeKey(n.pub))
+	kv("id", fmt.Sprintf("%x", n.ID()))
+	kv("listen", "udp!"+n.Addr().Addr().String()+"!"+strconv.Itoa(int(n.Addr().Port())))
+	kv("nodes", st.Nodes)
+	kv("good", st.GoodNodes)
+	kv("published", st.Published)
+	kv("fetched", st.Fetched)
+	kv("forged", st.Forged)
+	kv("stale", st.Stale)
+	kv("malformed", st.Malformed)
+	kv("announced", st.Announced)
+	kv("found", st.Found)
+	if o := n.own(); o != nil {
+		kv("seq", o.seq)
+		kv("stored", o.stored)
+	}
+	return b.String()
+}
+
+// peersText is the content of peers: "ID udp!HOST!PORT" lines.
+func (n *Node) peersText() string {
+	var b strings.Builder
+	for _, p := range n.Peers() {
+		fmt.Fprintf(&b, "%x udp!%s!%d\n", p.ID, p.Addr.Addr(), p.Addr.Port())
+	}
+	return b.String()
+}
+
+// recordText is a record as records/KEY and lookup show it.
+func recordText(r Record, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "key %s\n", node.EncodeKey(r.Key))
+	fmt.Fprintf(&b, "seq %d\n", r.Seq)
+	fmt.Fprintf(&b, "age %s\n", ageOf(r.Seq, now).Truncate(time.Second))
+	if r.From > 0 {
+		fmt.Fprintf(&b, "from %d\n", r.From)
+	}
+	if r.Stored > 0 || r.From == 0 {
+		fmt.Fprintf(&b, "stored %d\n", r.Stored)
+	}
+	fmt.Fprintf(&b, "value %q\n", r.Value)
+	return b.String()
+}
+
+// recordFiles makes the files of records/, keeping one File a key so
+// that its qid stays.
+type recordFiles struct {
+	n *Node
+
+	mu    sync.Mutex
+	files map[string]*synth.File // guarded by mu
+}
+
+func (rf *recordFiles) gen(ctx context.Context) ([]synth.Node, error) {
+	m := rf.n.mem
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.records))
+	for k := range m.records {
+		keys = append(keys, k)
+	}
+	m.mu.Unlock()
+	slices.Sort(keys)
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	out := make([]synth.Node, 0, len(keys))
+	for _, k := range keys {
+		f := rf.files[k]
+		if f == nil {
+			f = synth.Snapshot(k, 0444, func(context.Context) ([]byte, error) {
+				m.mu.Lock()
+				r, ok := m.records[k]
+				m.mu.Unlock()
+				if !ok {
+					return nil, plan9.ErrNotFound
+				}
+				return []byte(recordText(r, rf.n.now())), nil
+			})
+			rf.files[k] = f
+		}
+		out = append(out, f)
+	}
+	for k := range rf.files {
+		if !slices.Contains(keys, k) {
+			delete(rf.files, k)
+		}
+	}
+	return out, nil
+}
+
+// ctlCmds are the ctl file's commands.
+var ctlCmds = []synth.Cmd{
+	{Name: "lookup", Args: 2, Usage: "lookup KEY"},
+	{Name: "find", Args: 2, Usage: "find PATH"},
+	{Name: "announce", Usage: "announce PATH [PORT]"},
+	{Name: "republish", Args: 1, Usage: "republish"},
+}
+
+// ctlHelp is what a ctl file reads before any command.
+const ctlHelp = "lookup KEY\nfind PATH\nannounce PATH [PORT]\nrepublish\n"
+
+// ctlHandler is the ctl file: each open keeps the answer of its last
+// command.
+type ctlHandler struct{ n *Node }
+
+func (h *ctlHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
+	return &ctlHandle{n: h.n, answer: []byte(ctlHelp)}, nil
+}
+
+// ctlHandle is one open of ctl.
+type ctlHandle struct {
+	n *Node
+
+	mu     sync.Mutex
+	answer []byte // guarded by mu
+}
+
+func (c *ctlHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if off >= int64(len(c.answer)) {
+		return 0, nil
+	}
+	return copy(p, c.answer[off:]), nil
+}
+
+// Write runs the commands of p, one a line, and keeps their answers for
+// reading. All lines are parsed before any runs; the first error stops
+// them.
+func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	type call struct {
+		cmd  *synth.Cmd
+		args []string
+	}
+	var calls []call
+	for line := range strings.SplitSeq(string(p), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		cmd, args, err := synth.ParseCtl(line, ctlCmds)
+		if err != nil {
+			return 0, err
+		}
+		if cmd.Name == "announce" && (len(args) < 1 || len(args) > 2) {
+			return 0, plan9.Error(plan9.Errstr(fmt.Errorf("%v %q: usage: %s", plan9.ErrBadArgs, strings.TrimSpace(line), cmd.Usage)))
+		}
+		calls = append(calls, call{cmd, args})
+	}
+	if len(calls) == 0 {
+		return 0, plan9.ErrEmptyCtl
+	}
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	var out []byte
+	for _, cl := range calls {
+		ans, err := c.n.run(ctx, cl.cmd.Name, cl.args)
+		if err != nil {
+			c.setAnswer(out)
+			return 0, &cmdError{verb: cl.cmd.Name, err: err}
+		}
+		out = append(out, ans...)
+	}
+	c.setAnswer(out)
+	return len(p), nil
+}
+
+func (c *ctlHandle) setAnswer(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.answer = b
+}
+
+func (c *ctlHandle) Close(ctx context.Context) error { return nil }
+
+// cmdError is a failed command: "verb: error", cut to a Plan 9 error
+// string.
+type cmdError struct {
+	verb string
+	err  error
+}
+
+func (e *cmdError) Error() string {
+	msg := strings.TrimPrefix(e.err.Error(), "dht: ")
+	if m, ok := strings.CutPrefix(msg, e.verb+": "); ok {
+		msg = m
+	} else if m, ok := strings.CutPrefix(msg, e.verb+" "); ok {
+		msg = m
+	}
+	return plan9.Errstr(plan9.Error(e.verb + ": " + msg))
+}
+
+func (e *cmdError) Unwrap() error { return e.err }
+
+// run carries out one ctl command and returns its answer.
+func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, error) {
+	switch verb {
+	case "lookup":
+		pub, err := node.DecodeKey(args[0])
+		if err != nil {
+			return nil, err
+		}
+		r, err := n.Lookup(ctx, pub)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(recordText(r, n.now())), nil
+	case "find":
+		peers, err := n.Find(ctx, args[0])
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for _, p := range peers {
+			fmt.Fprintf(&b, "tcp!%s!%d\n", p.Addr(), p.Port())
+		}
+		return []byte(b.String()), nil
+	case "announce":
+		port := 0
+		if len(args) == 2 {
+			p, err := strconv.ParseUint(args[1], 10, 16)
+			if err != nil || p == 0 {
+				return nil, fmt.Errorf("bad port %q", args[1])
+			}
+			port = int(p)
+		}
+		k, err := n.Announce(ctx, args[0], port)
+		if err != nil {
+			return nil, err
+		}
+		return fmt.Appendf(nil, "announced %s to %d nodes\n", args[0], k), nil
+	case "republish":
+		k, err := n.Republish(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return fmt.Appendf(nil, "republished to %d nodes\n", k), nil
+	}
+	return nil, plan9.ErrBadCtl
+}

@@ -1,0 +1,131 @@
+package dht
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"cheshire/providers/modules"
+	"cheshire/providers/node"
+)
+
+func config(t *testing.T, text string) modules.Config {
+	t.Helper()
+	c, err := modules.ParseConfig(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestConfig(t *testing.T) {
+	m := NewModule(newKey(t), "glenda", "test")
+	if mf := m.Manifest(); mf.Name != "dht" || mf.Mount != "/dht" {
+		t.Errorf("manifest: %+v", mf)
+	}
+	good := []string{
+		"",
+		"listen udp!127.0.0.1!6881\n",
+		"listen 127.0.0.1:0\nbootstrap 127.0.0.1:6881 [::1]:6881\nbootstrap example.org:6881\npublic-routers off\n",
+		"public-routers on\n",
+	}
+	for _, c := range good {
+		if err := m.CheckConfig(config(t, c)); err != nil {
+			t.Errorf("%q: %v", c, err)
+		}
+	}
+	bad := map[string]string{
+		"listen tcp!127.0.0.1!6881\n":           "udp",
+		"listen a b\n":                          "want listen",
+		"listen 127.0.0.1:1\nlisten [::1]:1\n":  "more than one",
+		"bootstrap\n":                           "want bootstrap",
+		"bootstrap 127.0.0.1\n":                 "missing port",
+		"bootstrap 127.0.0.1:x\n":               "bad port",
+		"public-routers yes\n":                  "on or off",
+		"frobnicate 1\n":                        "unknown setting",
+		"listen 127.0.0.1:0\nfrobnicate 1\n":    "config line 2",
+		"listen 127.0.0.1:99999\n":              "bad port",
+		"bootstrap 127.0.0.1:1 127.0.0.1:-1\n":  "bad port",
+		"public-routers\n":                      "on or off",
+		"listen udp!127.0.0.1!6881!1\n":         "too many fields",
+		"bootstrap router.bittorrent.com\n":     "missing port",
+		"listen\n":                              "want listen",
+		"public-routers on off\n":               "on or off",
+		"bootstrap 127.0.0.1:1\nlisten x y z\n": "config line 2",
+	}
+	for c, want := range bad {
+		err := m.CheckConfig(config(t, c))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error with %q", c, err, want)
+		}
+	}
+	// Off by default: no public router unless asked for.
+	o, err := parseConfig(config(t, "bootstrap 127.0.0.1:1\n"))
+	if err != nil || o.PublicRouters || len(o.Bootstrap) != 1 {
+		t.Errorf("default: %+v, %v", o, err)
+	}
+	if o, err := parseConfig(config(t, "public-routers on\n")); err != nil || !o.PublicRouters {
+		t.Errorf("public-routers on: %+v, %v", o, err)
+	}
+}
+
+func TestModule(t *testing.T) {
+	nodes := newSwarm(t, 3)
+	key := newKey(t)
+	m := NewModule(key, "glenda", "test")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// The same port for both instances: a new one would leave the old
+	// address of the node's id in the tables, to time out on.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	cfg := config(t, fmt.Sprintf("listen udp!127.0.0.1!%d\nbootstrap %v\n", port, nodes[0].Addr()))
+	for round := range 2 {
+		inst, err := m.Start(ctx, modules.Env{Name: "dht", Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := inst.(*instance)
+		if in.n.boot[0] != nodes[0].Addr().String() || len(in.n.boot) != 1 {
+			t.Errorf("bootstrap list %v", in.n.boot)
+		}
+		if !in.n.Addr().Addr().IsLoopback() {
+			t.Errorf("listening on %v", in.n.Addr())
+		}
+		if err := in.n.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			if _, err := in.n.Publish(ctx, []byte("from the module")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		actx, root := client(t, inst)
+		status := readFile(t, actx, root, "status")
+		if !strings.Contains(status, "key "+node.EncodeKey(key.Public().(ed25519.PublicKey))) {
+			t.Errorf("status:\n%s", status)
+		}
+		// The module's memory outlives its instances.
+		rec := readFile(t, actx, root, "records/"+node.EncodeKey(key.Public().(ed25519.PublicKey)))
+		if !strings.Contains(rec, `value "from the module"`) {
+			t.Errorf("round %d: own record:\n%s", round, rec)
+		}
+		if round == 1 {
+			r, err := nodes[1].Lookup(ctx, key.Public().(ed25519.PublicKey))
+			if err != nil || string(r.Value) != "from the module" {
+				t.Errorf("lookup after restart: %+v, %v", r, err)
+			}
+		}
+		if err := inst.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
