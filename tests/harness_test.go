@@ -96,9 +96,12 @@ func startNode(t testing.TB, dir string, args ...string) *node {
 		args = append(args, "--https", "tcp!127.0.0.1!0") // many nodes, one machine
 	}
 	// The DNS module's static config: a free port unless the test set one.
-	if cfg := filepath.Join(dir, "modules", "dns", "config"); !exists(cfg) {
-		os.MkdirAll(filepath.Dir(cfg), 0700)
-		os.WriteFile(cfg, []byte("listen 127.0.0.1:0\n"), 0600)
+	// Likewise the DHT's: a free port, and no bootstrap.
+	for mod, cfg := range map[string]string{"dns": "listen 127.0.0.1:0\n", "dht": "listen 127.0.0.1:0\n"} {
+		if p := filepath.Join(dir, "modules", mod, "config"); !exists(p) {
+			os.MkdirAll(filepath.Dir(p), 0700)
+			os.WriteFile(p, []byte(cfg), 0600)
+		}
 	}
 	n.cmd = exec.Command(binary(t), append([]string{"serve", "--dir", dir}, args...)...)
 	n.cmd.Stderr = n.logs

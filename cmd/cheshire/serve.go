@@ -39,6 +39,7 @@ mount '#ns' /ns
 mount '#modules' /modules
 mount '#ca' /ca
 mount '#dns' /dns
+mount '#dht' /dht
 mount -c '#tmp' /tmp
 `
 
@@ -109,7 +110,7 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	if err != nil {
 		return err
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority, names))
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, id, authority, names))
 	if err != nil {
 		return err
 	}
