@@ -41,8 +41,17 @@ echo "== fuzz (${FUZZTIME:-5s} each)" >&2
 for f in $(grep -l '^func Fuzz' $(find . -name '*_test.go' -not -path './.git/*')); do
 	pkg=./$(dirname "${f#./}")
 	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
-		go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >/dev/null ||
-			{ echo "fuzz $t in $pkg failed" >&2; go test -run='^$' -fuzz="^$t\$" -fuzztime=1x "$pkg"; exit 1; }
+		# A failure prints the fuzzer's report (the crasher is written to
+		# testdata/fuzz). One retry tells a worker the machine starved
+		# ("fuzzing process hung") from a bug: a bug fails again, at once,
+		# on its saved input.
+		out=$(mktemp)
+		if ! go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$out" 2>&1; then
+			echo "fuzz $t in $pkg failed; its report:" >&2; tail -20 "$out" >&2
+			go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZTIME:-5s}" "$pkg" >"$out" 2>&1 ||
+				{ echo "fuzz $t in $pkg failed again:" >&2; tail -40 "$out" >&2; rm -f "$out"; exit 1; }
+		fi
+		rm -f "$out"
 		echo "fuzz $pkg $t ok" >&2
 	done
 done
