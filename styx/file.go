@@ -2,6 +2,8 @@ package styx
 
 import (
 	"context"
+
+	"cheshire/plan9"
 )
 
 // A File is what one fid refers to in a served tree. The engine calls its
@@ -84,4 +86,27 @@ func (f AttachFunc) Attach(ctx context.Context, uname, aname string, auth File) 
 // read and write.
 type Authenticator interface {
 	Auth(ctx context.Context, uname, aname string) (File, error)
+}
+
+// WalkFile walks from f to names, at most MaxWalk names a step, and
+// returns the file reached; f itself is left as it was (with no names,
+// a clone). A walk that stops short fails with the step's error, or
+// plan9.ErrNotFound if it gave none.
+func WalkFile(ctx context.Context, f File, names []string) (File, error) {
+	cur := f
+	for first := true; first || len(names) > 0; first = false {
+		n := min(len(names), MaxWalk)
+		qids, nf, err := cur.Walk(ctx, names[:n])
+		if cur != f {
+			cur.Clunk()
+		}
+		if len(qids) < n || nf == nil {
+			if err == nil {
+				err = plan9.ErrNotFound
+			}
+			return nil, err
+		}
+		cur, names = nf, names[n:]
+	}
+	return cur, nil
 }

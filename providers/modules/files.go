@@ -75,10 +75,8 @@ func (m *Manager) tree() *synth.Dir {
 	}, func(ctx context.Context, data []byte) error { return m.setTrusted(data) }))
 	root.SetGen(func(ctx context.Context) ([]synth.Node, error) {
 		var out []synth.Node
-		for _, n := range m.names() {
-			if d, err := m.get(n); err == nil {
-				out = append(out, d.dir)
-			}
+		for _, d := range m.list() {
+			out = append(out, d.dir)
 		}
 		return out, nil
 	})
@@ -88,13 +86,9 @@ func (m *Manager) tree() *synth.Dir {
 // summary is what reading /modules/ctl gives: a line per module.
 func (m *Manager) summary() string {
 	var b strings.Builder
-	for _, n := range m.names() {
-		d, err := m.get(n)
-		if err != nil {
-			continue
-		}
+	for _, d := range m.list() {
 		d.mu.Lock()
-		fmt.Fprintf(&b, "%s %s %s\n", n, d.state, d.mod.Manifest().Version)
+		fmt.Fprintf(&b, "%s %s %s\n", d.name, d.state, d.mod.Manifest().Version)
 		d.mu.Unlock()
 	}
 	return b.String()
@@ -188,14 +182,8 @@ func (m *Manager) deps(d *module) string {
 	for _, n := range d.manifest().Deps {
 		fmt.Fprintf(&b, "needs %s %s\n", n, state(n))
 	}
-	for _, n := range m.names() {
-		o, err := m.get(n)
-		if err != nil {
-			continue
-		}
-		if slices.Contains(o.manifest().Deps, d.name) {
-			fmt.Fprintf(&b, "neededby %s %s\n", n, state(n))
-		}
+	for _, o := range m.usersOf(d.name) {
+		fmt.Fprintf(&b, "neededby %s %s\n", o.name, state(o.name))
 	}
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 
 	"cheshire/ns"
 	"cheshire/styx"
@@ -82,15 +83,11 @@ func (f *gfile) bindTo(ctx context.Context, inst Instance, gen uint64) error {
 	}
 	nf := root
 	if len(f.names) > 0 {
-		qids, w, err := root.Walk(ctx, f.names)
+		nf, err = styx.WalkFile(ctx, root, f.names)
 		root.Clunk()
-		if err != nil || len(qids) < len(f.names) || w == nil {
-			if err == nil {
-				err = fmt.Errorf("%s: not found", pathOf(f.names))
-			}
-			return f.rebindErr(err)
+		if err != nil {
+			return f.rebindErr(fmt.Errorf("%s: %w", pathOf(f.names), err))
 		}
-		nf = w
 	}
 	if f.opened {
 		if _, err := nf.Open(ctx, f.mode&^(styx.OTRUNC|styx.ORCLOSE)); err != nil {
@@ -112,16 +109,7 @@ func (f *gfile) rebindErr(err error) error {
 	return fmt.Errorf("module %s was restarted and this file could not be reopened: %w", f.m.name, err)
 }
 
-func pathOf(names []string) string {
-	p := ""
-	for _, n := range names {
-		p += "/" + n
-	}
-	if p == "" {
-		return "/"
-	}
-	return p
-}
+func pathOf(names []string) string { return "/" + strings.Join(names, "/") }
 
 // enter acquires the module and binds f to its instance; the caller
 // must call f.m.release when done.
@@ -251,12 +239,11 @@ func (f *gfile) Clunk() error {
 	if f.f == nil {
 		return nil
 	}
-	inst, gen, ok := f.m.tryAcquire()
+	_, gen, ok := f.m.tryAcquire()
 	if !ok {
 		return nil
 	}
 	defer f.m.release()
-	_ = inst
 	if gen != f.gen {
 		f.f.Clunk()
 		return nil

@@ -350,15 +350,15 @@ func (m *Manager) get(name string) (*module, error) {
 	return d, nil
 }
 
-// names returns the modules' names, sorted.
-func (m *Manager) names() []string {
+// list returns the modules, sorted by name.
+func (m *Manager) list() []*module {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	for n := range m.mods {
-		out = append(out, n)
+	out := make([]*module, 0, len(m.mods))
+	for _, d := range m.mods {
+		out = append(out, d)
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b *module) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
@@ -394,16 +394,15 @@ func (m *Manager) Boot(ctx context.Context) error {
 			m.log.Error("module not reloaded from the data dir", "module", e.Name(), "err", err)
 		}
 	}
-	for _, name := range m.names() {
-		d, _ := m.get(name)
+	for _, d := range m.list() {
 		d.mu.Lock()
 		skip := d.userStop || d.mc.lazy || d.state == Running
 		d.mu.Unlock()
 		if skip {
 			continue
 		}
-		if err := m.Start(ctx, name); err != nil {
-			m.log.Error("module failed to start", "module", name, "err", err)
+		if err := m.Start(ctx, d.name); err != nil {
+			m.log.Error("module failed to start", "module", d.name, "err", err)
 		}
 	}
 	return nil
@@ -593,11 +592,7 @@ func (m *Manager) restartLater(d *module, gen uint64) {
 func (m *Manager) resumeLocked(ctx context.Context) {
 	for again := true; again; {
 		again = false
-		for _, name := range m.names() {
-			d, err := m.get(name)
-			if err != nil {
-				continue
-			}
+		for _, d := range m.list() {
 			d.mu.Lock()
 			sus, deps := d.suspended && d.state != Running, d.mod.Manifest().Deps
 			d.mu.Unlock()
@@ -615,41 +610,42 @@ func (m *Manager) resumeLocked(ctx context.Context) {
 
 func (m *Manager) allRunning(names []string) bool {
 	for _, n := range names {
-		d, err := m.get(n)
-		if err != nil {
-			return false
-		}
-		d.mu.Lock()
-		ok := d.state == Running
-		d.mu.Unlock()
-		if !ok {
+		if !m.Running(n) {
 			return false
 		}
 	}
 	return true
 }
 
-// dependents returns the running modules that need name, directly or not,
+// usersOf returns the modules that need name directly, sorted by name.
+func (m *Manager) usersOf(name string) []*module {
+	var out []*module
+	for _, o := range m.list() {
+		if slices.Contains(o.manifest().Deps, name) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// dependents returns the modules that need name, directly or not,
 // ordered so that each comes before anything it needs.
 func (m *Manager) dependents(name string) []*module {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var order []*module
 	seen := map[string]bool{}
 	var visit func(string)
 	visit = func(n string) {
 		// Users of n are visited (and listed) before n itself.
-		for _, other := range m.mods {
-			if seen[other.name] || !slices.Contains(other.mod.Manifest().Deps, n) {
+		for _, u := range m.usersOf(n) {
+			if seen[u.name] {
 				continue
 			}
-			seen[other.name] = true
-			visit(other.name)
-			order = append(order, other)
+			seen[u.name] = true
+			visit(u.name)
+			order = append(order, u)
 		}
 	}
 	visit(name)
-	// order lists deepest users first: a module after the users of it.
 	return order
 }
 
@@ -998,15 +994,10 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 		return fmt.Errorf("module %s is built in: stop it instead", name)
 	}
 	var users []string
-	m.mu.Lock()
-	for _, o := range m.mods {
-		if slices.Contains(o.mod.Manifest().Deps, name) {
-			users = append(users, o.name)
-		}
+	for _, u := range m.usersOf(name) {
+		users = append(users, u.name)
 	}
-	m.mu.Unlock()
 	if len(users) > 0 {
-		slices.Sort(users)
 		return fmt.Errorf("module %s is needed by %s: unload those first", name, strings.Join(users, ", "))
 	}
 	if err := m.stopOne(ctx, d); err != nil {
@@ -1032,50 +1023,20 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 	return nil
 }
 
-// Close stops every module, users before what they use, and ends the
-// watchers.
+// Close stops every module, users before what they use (stopLocked
+// stops a module's users first), and ends the watchers.
 func (m *Manager) Close(ctx context.Context) {
 	m.cancel()
 	if err := m.lock(ctx); err == nil {
-		names := m.names()
-		for len(names) > 0 {
-			// Stop a module that no running module needs, until none run.
-			progressed := false
-			for i, n := range names {
-				if len(m.runningUsers(n)) == 0 {
-					d, _ := m.get(n)
-					if d != nil {
-						m.stopOne(ctx, d)
-					}
-					names = slices.Delete(names, i, i+1)
-					progressed = true
-					break
-				}
-			}
-			if !progressed {
-				break
-			}
+		for _, d := range m.list() {
+			m.stopLocked(ctx, d.name, false)
 		}
 		m.unlock()
 	}
 	m.wg.Wait()
-	for _, n := range m.names() {
-		if d, _ := m.get(n); d != nil {
-			d.log.Close()
-		}
+	for _, d := range m.list() {
+		d.log.Close()
 	}
-}
-
-func (m *Manager) runningUsers(name string) []string {
-	var out []string
-	for _, u := range m.dependents(name) {
-		u.mu.Lock()
-		if u.state == Running {
-			out = append(out, u.name)
-		}
-		u.mu.Unlock()
-	}
-	return out
 }
 
 // applyMount mounts a running module at its mount point in every live

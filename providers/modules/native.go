@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"cheshire/ns"
+	"cheshire/plan9"
 	"cheshire/styx"
 )
 
@@ -56,8 +57,4 @@ func (i *nativeInst) ForNamespace(n *ns.Namespace) styx.Attacher {
 
 func (i *nativeInst) Stop(ctx context.Context) error { return nil }
 
-var errPerNS = errorString("this module serves namespaces only: mount it in one")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+const errPerNS = plan9.Error("this module serves namespaces only: mount it in one")

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"cheshire/plan9"
 	"cheshire/styx"
 )
 
@@ -106,12 +105,8 @@ func (m *Manager) openNS(ctx context.Context, p string, mode uint8) (styx.File, 
 		return nil, err
 	}
 	defer root.Clunk()
-	names := styx.SplitPath(p)
-	qids, f, err := root.Walk(ctx, names)
-	if err != nil || len(qids) < len(names) || f == nil {
-		if err == nil {
-			err = plan9.ErrNotFound
-		}
+	f, err := styx.WalkFile(ctx, root, styx.SplitPath(p))
+	if err != nil {
 		return nil, err
 	}
 	if mode != 255 {

@@ -95,34 +95,12 @@ func (in *instance) walk(ctx context.Context, p string) (styx.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach namespace: %w", err)
 	}
-	f, err := walkNames(ctx, root, styx.SplitPath(p))
+	f, err := styx.WalkFile(ctx, root, styx.SplitPath(p))
+	root.Clunk()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return f, nil
-}
-
-// walkNames walks names from f, at most styx.MaxWalk at a time, and
-// clunks f.
-func walkNames(ctx context.Context, f styx.File, names []string) (styx.File, error) {
-	for {
-		n := min(len(names), styx.MaxWalk)
-		qids, nf, err := f.Walk(ctx, names[:n])
-		if len(qids) < n || nf == nil {
-			f.Clunk()
-			if err == nil {
-				err = plan9.ErrNotFound
-			}
-			return nil, err
-		}
-		if nf != f {
-			f.Clunk()
-		}
-		f, names = nf, names[n:]
-		if len(names) == 0 {
-			return f, nil
-		}
-	}
 }
 
 func (in *instance) nsRead(ctx context.Context, p string, limit uint32) (*abi.Response, error) {
