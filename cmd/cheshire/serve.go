@@ -135,6 +135,18 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 		}
 	}
 	var wg sync.WaitGroup
+	start := func(name string, l net.Listener, serveOn func(context.Context, net.Listener) error) {
+		amu.Lock()
+		bound = append(bound, name)
+		amu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveOn(ctx, l); err != nil {
+				log.Error("listener failed", "addr", name, "err", err)
+			}
+		}()
+	}
 	for _, a := range addrs {
 		var l net.Listener
 		var err error
@@ -149,26 +161,16 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 			return err
 		}
 		name := a
-		switch {
-		case strings.HasPrefix(a, "tcp!"):
-			name = boundName("tcp!", l)
-		case strings.HasPrefix(a, "tls!"):
-			name = boundName("tls!", l)
+		if network, _, _ := strings.Cut(a, "!"); network != "unix" {
+			name = boundName(network+"!", l) // the port actually bound, for …!0
 		}
-		amu.Lock()
-		bound = append(bound, name)
-		amu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ctx, l); err != nil {
-				log.Error("listener failed", "addr", name, "err", err)
-			}
-		}()
+		start(name, l, srv.Serve)
 	}
 	for _, a := range https {
 		d, err := plan9.ParseDial(a)
 		if err != nil || d.Net != "tcp" {
+			srv.Close()
+			wg.Wait()
 			return fmt.Errorf("--https %s: want tcp!HOST!PORT", a)
 		}
 		l, err := plan9.Listen(a)
@@ -176,17 +178,7 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 			log.Error("https listener failed; the node goes on without it", "addr", a, "err", err)
 			continue
 		}
-		name := "https!" + strings.TrimPrefix(boundName("tcp!", l), "tcp!")
-		amu.Lock()
-		bound = append(bound, name)
-		amu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := web.Serve(ctx, l); err != nil {
-				log.Error("https listener failed", "addr", name, "err", err)
-			}
-		}()
+		start(boundName("https!", l), l, web.Serve)
 	}
 	amu.Lock()
 	setNodeNames(names, id, bound, log)

@@ -39,12 +39,6 @@ type handle struct {
 	dirty atomic.Bool  // written since the last flush
 }
 
-func (h *handle) currentFid() *styx.Fid {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.fid
-}
-
 // errBadHandle is the errno of I/O on a handle whose fid could not be
 // opened again after a flush.
 const errBadHandle = syscall.EBADF

@@ -635,11 +635,12 @@ func isEmptyDir(ctx context.Context, dir *styx.Fid) (bool, error) {
 // string, and atime is the server's.
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	var fid *styx.Fid
-	if h, ok := fh.(*handle); ok && h.currentFid() != nil {
+	if h, ok := fh.(*handle); ok {
 		h.mu.RLock()
 		defer h.mu.RUnlock()
 		fid = h.fid
-	} else {
+	}
+	if fid == nil {
 		r, errno := n.ref(ctx)
 		if errno != 0 {
 			return errno
