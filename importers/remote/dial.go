@@ -1,0 +1,37 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+
+	"cheshire/plan9"
+	"cheshire/providers/node"
+)
+
+// TLSDialer returns a Dial for Options: it reaches tls!HOST!PORT over
+// TCP, proves id's key and requires the server to prove key.
+func TLSDialer(id *node.Identity) func(ctx context.Context, addr string, key ed25519.PublicKey) (net.Conn, error) {
+	return func(ctx context.Context, addr string, key ed25519.PublicKey) (net.Conn, error) {
+		if !strings.HasPrefix(addr, "tls!") {
+			return nil, fmt.Errorf("%s: not a tls!HOST!PORT address", addr)
+		}
+		cfg, err := id.ClientTLS(key)
+		if err != nil {
+			return nil, err
+		}
+		c, err := plan9.Dial(ctx, "tcp!"+strings.TrimPrefix(addr, "tls!"))
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: %w", addr, err)
+		}
+		return tc, nil
+	}
+}
