@@ -105,6 +105,9 @@ type Options struct {
 	republishEvery, reannounceEvery time.Duration
 	// wrapConn, if set, wraps the socket; tests watch what is sent.
 	wrapConn func(net.PacketConn) net.PacketConn
+	// the first and longest waits of a module's advertising retries
+	// (advertMinBackoff and advertMaxBackoff if zero); tests shorten them.
+	advertBackoff, advertMaxBackoff time.Duration
 }
 
 // A Node is one DHT server on its own UDP socket, with the records it

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"slices"
+	"sync"
+	"time"
 
 	"cheshire/providers/modules"
 	"cheshire/styx"
@@ -14,26 +17,37 @@ import (
 // opened by Start and closed by Stop. The key comes from the
 // constructor; the records fetched, the highest seq seen for each key,
 // the node's own record and its announced paths belong to the Module and
-// so outlive its instances.
+// so outlive its instances. Each instance also advertises the node (see
+// Advertise).
 //
-// Configuration:
+// Configuration (each line overrides the defaults given to NewModule):
 //
 //	listen udp!HOST!PORT	(or HOST:PORT; DefaultListen if none)
 //	bootstrap HOST:PORT...	(any number of lines)
 //	public-routers on|off	(off: never contact the public routers)
 type Module struct {
-	key     ed25519.PrivateKey
-	owner   string
-	version string
-	mem     *memory
+	key      ed25519.PrivateKey
+	owner    string
+	version  string
+	defaults Options
+	mem      *memory
+
+	mu     sync.Mutex
+	advert func() Advert // guarded by mu: nil until Advertise
+	cur    *instance     // guarded by mu: the running instance, nil if stopped
 }
 
 var _ modules.Module = (*Module)(nil)
 
 // NewModule returns the module of a node with key, its files owned by
-// owner.
-func NewModule(key ed25519.PrivateKey, owner, version string) *Module {
-	return &Module{key: key, owner: owner, version: version, mem: newMemory()}
+// owner. Its instances run with defaults, but for Key and Log (the
+// module's key and the instance's log): a listen, bootstrap or
+// public-routers line of the module's configuration replaces
+// defaults.Listen, defaults.Bootstrap or defaults.PublicRouters.
+func NewModule(key ed25519.PrivateKey, owner, version string, defaults Options) *Module {
+	defaults.Bootstrap = slices.Clone(defaults.Bootstrap)
+	defaults.Key, defaults.Log = nil, nil
+	return &Module{key: key, owner: owner, version: version, defaults: defaults, mem: newMemory()}
 }
 
 // Manifest describes the module.
@@ -42,10 +56,11 @@ func (m *Module) Manifest() modules.Manifest {
 		Description: "the BitTorrent mainline DHT: records signed by the node's key, paths announced and found"}
 }
 
-// parseConfig returns the Options cfg asks for (without key and log).
-func parseConfig(cfg modules.Config) (Options, error) {
-	var o Options
-	listens := 0
+// parseConfig returns base with the settings of cfg in place of its
+// own, checked (without key and log).
+func parseConfig(cfg modules.Config, base Options) (Options, error) {
+	o := base
+	listens, boots := 0, 0
 	for _, e := range cfg.Entries {
 		switch e.Key {
 		case "listen":
@@ -68,6 +83,9 @@ func parseConfig(cfg modules.Config) (Options, error) {
 					return Options{}, e.Errorf("%v", err)
 				}
 			}
+			if boots++; boots == 1 {
+				o.Bootstrap = nil // the config's list replaces the default
+			}
 			o.Bootstrap = append(o.Bootstrap, e.Args...)
 		case "public-routers":
 			if len(e.Args) != 1 || (e.Args[0] != "on" && e.Args[0] != "off") {
@@ -78,19 +96,32 @@ func parseConfig(cfg modules.Config) (Options, error) {
 			return Options{}, e.Errorf("unknown setting (want listen, bootstrap or public-routers)")
 		}
 	}
+	// The defaults, when no line replaced them.
+	if listens == 0 {
+		if _, err := parseListen(o.Listen); err != nil {
+			return Options{}, fmt.Errorf("%w (the default: no listen line)", err)
+		}
+	}
+	if boots == 0 {
+		for _, b := range o.Bootstrap {
+			if err := checkHostPort(b); err != nil {
+				return Options{}, fmt.Errorf("dht: bootstrap: %w (the default: no bootstrap line)", err)
+			}
+		}
+	}
 	return o, nil
 }
 
-// CheckConfig checks cfg.
+// CheckConfig checks cfg, and the defaults it leaves in place.
 func (m *Module) CheckConfig(cfg modules.Config) error {
-	_, err := parseConfig(cfg)
+	_, err := parseConfig(cfg, m.defaults)
 	return err
 }
 
 // Start opens the UDP socket of env.Config and runs a DHT node on it
-// until Stop.
+// until Stop, with a goroutine that advertises the node.
 func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
-	o, err := parseConfig(env.Config)
+	o, err := parseConfig(env.Config, m.defaults)
 	if err != nil {
 		return nil, err
 	}
@@ -99,13 +130,50 @@ func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, 
 	if err != nil {
 		return nil, err
 	}
-	return &instance{n: n, srv: n.Files(m.owner)}, nil
+	i := &instance{m: m, n: n, srv: n.Files(m.owner), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		minBackoff: advertMinBackoff, maxBackoff: advertMaxBackoff, ok: make(map[string]int)}
+	if o.advertBackoff > 0 {
+		i.minBackoff = o.advertBackoff
+	}
+	if o.advertMaxBackoff > 0 {
+		i.maxBackoff = o.advertMaxBackoff
+	}
+	i.ctx, i.cancel = context.WithCancel(context.Background())
+	m.mu.Lock()
+	m.cur = i
+	m.mu.Unlock()
+	go i.advertise()
+	return i, nil
+}
+
+// Node returns the running instance's Node, or nil while the module is
+// stopped.
+func (m *Module) Node() *Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == nil {
+		return nil
+	}
+	return m.cur.n
 }
 
 // instance is a running dht module.
 type instance struct {
+	m   *Module
 	n   *Node
 	srv *synth.Server
+
+	ctx    context.Context // of the advertising loop; cancelled by Stop
+	cancel context.CancelFunc
+	wake   chan struct{} // Readvertise: advertise again at once
+	done   chan struct{} // closed when the advertising loop returns
+
+	// the advertising loop's retries: the first after minBackoff, then
+	// twice as long each time, up to maxBackoff
+	minBackoff, maxBackoff time.Duration
+	// ok are the paths announced (to some node) by this instance, with
+	// their port; the advertising loop's own
+	ok map[string]int
 }
 
 // Attach serves the node's files.
@@ -113,10 +181,20 @@ func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 	return i.srv.Attach(ctx, uname, aname, auth)
 }
 
-// Stop closes the node and its socket.
+// Stop ends the advertising loop and closes the node and its socket.
 func (i *instance) Stop(ctx context.Context) error {
+	i.cancel()
+	i.m.mu.Lock()
+	if i.m.cur == i {
+		i.m.cur = nil
+	}
+	i.m.mu.Unlock()
 	done := make(chan error, 1)
-	go func() { done <- i.n.Close() }()
+	go func() {
+		err := i.n.Close()
+		<-i.done
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		return err

@@ -290,11 +290,18 @@ func (n *Node) putOwn(ctx context.Context, o *ownRecord, closest []closeNode) (i
 	key := node.EncodeKey(n.pub)
 	m := n.mem
 	m.mu.Lock()
-	m.own = o
+	// A republish that ran alongside a Publish does not bring back the
+	// older record.
+	latest := m.own == nil || o.seq >= m.own.seq
+	if latest {
+		m.own = o
+	}
 	m.see(key, o.seq)
 	m.counts.Published++
 	m.mu.Unlock()
-	m.keep(key, Record{Key: n.pub, Value: o.value, Seq: o.seq, Age: ageOf(o.seq, now), Stored: stored, When: now})
+	if latest {
+		m.keep(key, Record{Key: n.pub, Value: o.value, Seq: o.seq, Age: ageOf(o.seq, now), Stored: stored, When: now})
+	}
 	n.log.Info("dht: published", "key", key, "seq", o.seq, "stored", stored, "asked", len(closest))
 	if stored == 0 {
 		if firstErr != nil {

@@ -31,16 +31,16 @@ type peer struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	refs    int                   // guarded by mu: imports holding the peer
-	c       *styx.Client          // guarded by mu: nil unless up
-	gen     uint64                // guarded by mu: bumped for each connection
-	roots   map[string]*styx.Fid  // guarded by mu: attached trees of c by aname
-	state   string                // guarded by mu
-	since   time.Time             // guarded by mu: when state began
-	addr    string                // guarded by mu: of c, or of the last connection
-	err     error                 // guarded by mu: why the last attempt failed or c was lost
-	everUp  bool                  // guarded by mu: a connection was made once
-	attempt chan struct{}         // guarded by mu: closed when the attempt under way ends
+	refs    int                  // guarded by mu: imports holding the peer
+	c       *styx.Client         // guarded by mu: nil unless up
+	gen     uint64               // guarded by mu: bumped for each connection
+	roots   map[string]*styx.Fid // guarded by mu: attached trees of c by aname
+	state   string               // guarded by mu
+	since   time.Time            // guarded by mu: when state began
+	addr    string               // guarded by mu: of c, or of the last connection
+	err     error                // guarded by mu: why the last attempt failed or c was lost
+	everUp  bool                 // guarded by mu: a connection was made once
+	attempt chan struct{}        // guarded by mu: closed when the attempt under way ends
 }
 
 // release drops a reference; the last one closes the connection.
