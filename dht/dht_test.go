@@ -66,6 +66,13 @@ func watched(t *testing.T) func(net.PacketConn) net.PacketConn {
 // from the first, and waits (bounded) until every node knows a few others.
 func newSwarm(t *testing.T, n int) []*Node {
 	t.Helper()
+	return newSwarmVia(t, n, "")
+}
+
+// newSwarmVia is newSwarm whose first node bootstraps from via (HOST:PORT)
+// if not empty.
+func newSwarmVia(t *testing.T, n int, via string) []*Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	var nodes []*Node
@@ -80,6 +87,8 @@ func newSwarm(t *testing.T, n int) []*Node {
 		opts := Options{Listen: "127.0.0.1:0", Key: newKey(t), Log: testLog(), wrapConn: watched(t)}
 		if i > 0 {
 			opts.Bootstrap = []string{nodes[0].Addr().String()}
+		} else if via != "" {
+			opts.Bootstrap = []string{via}
 		}
 		nd, err := New(opts)
 		if err != nil {

@@ -64,6 +64,7 @@ func (n *Node) statusText() string {
 		kv("seq", o.seq)
 		kv("stored", o.stored)
 	}
+	b.WriteString(n.mem.advertText())
 	return b.String()
 }
 

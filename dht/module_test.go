@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func config(t *testing.T, text string) modules.Config {
 }
 
 func TestConfig(t *testing.T) {
-	m := NewModule(newKey(t), "glenda", "test")
+	m := NewModule(newKey(t), "glenda", "test", Options{})
 	if mf := m.Manifest(); mf.Name != "dht" || mf.Mount != "/dht" {
 		t.Errorf("manifest: %+v", mf)
 	}
@@ -64,19 +65,44 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	// Off by default: no public router unless asked for.
-	o, err := parseConfig(config(t, "bootstrap 127.0.0.1:1\n"))
+	o, err := parseConfig(config(t, "bootstrap 127.0.0.1:1\n"), Options{})
 	if err != nil || o.PublicRouters || len(o.Bootstrap) != 1 {
 		t.Errorf("default: %+v, %v", o, err)
 	}
-	if o, err := parseConfig(config(t, "public-routers on\n")); err != nil || !o.PublicRouters {
+	if o, err := parseConfig(config(t, "public-routers on\n"), Options{}); err != nil || !o.PublicRouters {
 		t.Errorf("public-routers on: %+v, %v", o, err)
+	}
+
+	// The module's defaults apply where no line replaces them.
+	defaults := Options{Listen: "udp!127.0.0.1!7000", Bootstrap: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, PublicRouters: true}
+	dm := NewModule(newKey(t), "glenda", "test", defaults)
+	defaults.Bootstrap[0] = "changed:1" // NewModule keeps its own copy
+	o, err = parseConfig(config(t, ""), dm.defaults)
+	if err != nil || o.Listen != "udp!127.0.0.1!7000" || !slices.Equal(o.Bootstrap, []string{"127.0.0.1:7001", "127.0.0.1:7002"}) || !o.PublicRouters {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	o, err = parseConfig(config(t, "listen 127.0.0.1:0\nbootstrap 127.0.0.1:1\nbootstrap 127.0.0.1:2\npublic-routers off\n"), dm.defaults)
+	if err != nil || o.Listen != "127.0.0.1:0" || !slices.Equal(o.Bootstrap, []string{"127.0.0.1:1", "127.0.0.1:2"}) || o.PublicRouters {
+		t.Errorf("config over defaults: %+v, %v", o, err)
+	}
+	if !slices.Equal(dm.defaults.Bootstrap, []string{"127.0.0.1:7001", "127.0.0.1:7002"}) {
+		t.Errorf("defaults changed: %v", dm.defaults.Bootstrap)
+	}
+	for _, bad := range []Options{{Listen: "tcp!127.0.0.1!1"}, {Bootstrap: []string{"nohost"}}} {
+		bm := NewModule(newKey(t), "glenda", "test", bad)
+		if err := bm.CheckConfig(config(t, "")); err == nil || !strings.Contains(err.Error(), "the default") {
+			t.Errorf("bad defaults %+v: %v", bad, err)
+		}
+		if err := bm.CheckConfig(config(t, "listen 127.0.0.1:0\nbootstrap 127.0.0.1:1\n")); err != nil {
+			t.Errorf("bad defaults %+v replaced: %v", bad, err)
+		}
 	}
 }
 
 func TestModule(t *testing.T) {
 	nodes := newSwarm(t, 3)
 	key := newKey(t)
-	m := NewModule(key, "glenda", "test")
+	m := NewModule(key, "glenda", "test", Options{wrapConn: watched(t)})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The same port for both instances: a new one would leave the old

@@ -188,6 +188,7 @@ type memory struct {
 	own       *ownRecord        // guarded by mu: last published, nil if none
 	announced map[string]int    // guarded by mu: path → port (0: implied)
 	counts    Stats             // guarded by mu: the counters only
+	advert    advertState       // guarded by mu: a module's advertising
 }
 
 // ownRecord is the node's last published record.

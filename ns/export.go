@@ -96,7 +96,18 @@ func (m *Manager) AddExport(e Export) error {
 		return err
 	}
 	es = slices.DeleteFunc(es, func(o Export) bool { return o.User == e.User && o.Path == e.Path && o.To == e.To })
-	return m.saveExports(append(es, e))
+	if err := m.saveExports(append(es, e)); err != nil {
+		return err
+	}
+	m.exportsChanged()
+	return nil
+}
+
+// exportsChanged tells the WithExportsChanged function, if any.
+func (m *Manager) exportsChanged() {
+	if m.onExports != nil {
+		m.onExports()
+	}
 }
 
 // RemoveExport removes user's exports of p.
@@ -112,7 +123,11 @@ func (m *Manager) RemoveExport(user, p string) error {
 	if len(es) == n {
 		return fmt.Errorf("%s: not exported", p)
 	}
-	return m.saveExports(es)
+	if err := m.saveExports(es); err != nil {
+		return err
+	}
+	m.exportsChanged()
+	return nil
 }
 
 // viewUser is the user name of a remote key's view.
@@ -136,7 +151,11 @@ func (m *Manager) AttachRemote(ctx context.Context, key, aname string) (styx.Fil
 		if e.To != key && e.To != "*" {
 			continue
 		}
-		if err := ns.Mount(ctx, "#export", e.Path, e.User+"!"+e.Path, 0); err != nil {
+		flags := MCREATE // files may be made in a writable export
+		if e.RO {
+			flags = MREPL
+		}
+		if err := ns.Mount(ctx, "#export", e.Path, e.User+"!"+e.Path, flags); err != nil {
 			m.log.Warn("export not shown", "key", key, "export", e.String(), "err", err)
 			continue
 		}

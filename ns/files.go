@@ -14,7 +14,9 @@ import (
 // Files returns the file server of ns, mounted at /ns:
 //
 //	/ns/ns   the namespace in namespace(6) form, like Plan 9's ns(1)
-//	/ns/ctl  write bind, mount and unmount lines to change it
+//	/ns/ctl  write bind, mount, unmount and import lines to change it
+//	/ns/exports  what this user exports to other nodes
+//	/ns/imports  the imports, each with the state of its connection
 //
 // Every change is saved to the user's namespace file.
 func Files(ns *Namespace) styx.Attacher {
@@ -33,6 +35,7 @@ func Files(ns *Namespace) styx.Attacher {
 		}
 		return b.String()
 	}))
+	root.Add(synth.String("imports", 0444, func(ctx context.Context) string { return ns.importsText() }))
 	run := func(verb string) func(ctx context.Context, args []string) error {
 		return func(ctx context.Context, args []string) error {
 			line := plan9.Join(append([]string{verb}, args...))
@@ -57,6 +60,7 @@ func Files(ns *Namespace) styx.Attacher {
 		{Name: "bind", Usage: "bind [-abc] new old", Run: run("bind")},
 		{Name: "mount", Usage: "mount [-abc] server old [spec]", Run: run("mount")},
 		{Name: "unmount", Usage: "unmount [new] old", Run: run("unmount")},
+		{Name: "import", Usage: "import [-abc] KEY [REMOTEPATH] MOUNTPOINT", Run: run("import")},
 		{Name: "export", Usage: "export PATH [ro] [to KEY|*]", Run: func(ctx context.Context, args []string) error {
 			if err := exportCmd(ctx, ns, args); err != nil {
 				return err

@@ -22,6 +22,9 @@ type Manager struct {
 	dir      string // namespace files live here, one per user; "" keeps none
 	defaults []plan9.NSCmd
 	dial     func(ctx context.Context, addr, user string) (styx.Attacher, error)
+	importer Importer
+	// onExports is called after each change of the exports.
+	onExports func()
 	log      *slog.Logger
 
 	exportMu sync.Mutex // serializes changes to the exports
@@ -47,6 +50,10 @@ func WithDefaults(cmds []plan9.NSCmd) Option { return func(m *Manager) { m.defau
 func WithDialer(d func(ctx context.Context, addr, user string) (styx.Attacher, error)) Option {
 	return func(m *Manager) { m.dial = d }
 }
+
+// WithExportsChanged sets a function called after each change of the
+// exports (the node advertises them); it must not block.
+func WithExportsChanged(f func()) Option { return func(m *Manager) { m.onExports = f } }
 
 // WithLog sets the logger.
 func WithLog(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
@@ -139,7 +146,9 @@ func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error
 		}
 	}
 	for _, c := range cmds {
-		if err := ns.Apply(ctx, c); err != nil {
+		// Imports do not wait for their nodes: a node that is down
+		// must not hold up the namespace.
+		if err := ns.apply(ctx, c, false); err != nil {
 			m.log.Warn("namespace command failed", "user", user, "from", source, "line", c.Line, "cmd", c.String(), "err", err)
 		}
 	}

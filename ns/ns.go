@@ -515,6 +515,11 @@ func (ns *Namespace) attachServer(ctx context.Context, spec, aname string) (*dev
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
+	return ns.newDevice(spec, aname, root), nil
+}
+
+// newDevice numbers a newly attached server.
+func (ns *Namespace) newDevice(spec, aname string, root styx.File) *device {
 	ns.mu.Lock()
 	id := ns.nextDev
 	ns.nextDev++
@@ -522,7 +527,7 @@ func (ns *Namespace) attachServer(ctx context.Context, spec, aname string) (*dev
 		ns.nextDev = 1
 	}
 	ns.mu.Unlock()
-	return &device{id: id, spec: spec, aname: aname, root: root}, nil
+	return &device{id: id, spec: spec, aname: aname, root: root}
 }
 
 func flagLetters(flags int) string {
@@ -641,9 +646,15 @@ func (ns *Namespace) String() string {
 	return b.String()
 }
 
-// Apply runs one namespace-file command.
-func (ns *Namespace) Apply(ctx context.Context, c plan9.NSCmd) error {
+// Apply runs one namespace-file command. An import waits until the
+// node is reached.
+func (ns *Namespace) Apply(ctx context.Context, c plan9.NSCmd) error { return ns.apply(ctx, c, true) }
+
+// apply runs c; wait says whether an import waits for its node.
+func (ns *Namespace) apply(ctx context.Context, c plan9.NSCmd, wait bool) error {
 	switch c.Op {
+	case "import":
+		return ns.applyImport(ctx, c, wait)
 	case "bind":
 		return ns.Bind(ctx, c.Args[0], c.Args[1], FlagsOf(c.Flags))
 	case "mount":

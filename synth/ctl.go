@@ -63,7 +63,13 @@ type runError struct {
 	err  error
 }
 
-func (e *runError) Error() string { return errstr(e.verb + ": " + e.err.Error()) }
+func (e *runError) Error() string {
+	msg := e.err.Error()
+	if strings.HasPrefix(msg, e.verb+": ") {
+		return errstr(msg) // the command named itself already
+	}
+	return errstr(e.verb + ": " + msg)
+}
 
 func (e *runError) Unwrap() error { return e.err }
 

@@ -19,7 +19,8 @@ commands:
   serve [--dir DIR] [--listen DIALSTRING]...   run a node
   mount [-a DIALSTRING] [-u USER] [-f] DIR      mount a namespace with FUSE
   umount DIR                                    unmount it
-  9p [-a DIALSTRING] [-u USER] ls|read|write|stat|create|rm|rdwr PATH
+  9p [-a DIALSTRING] [-u USER] [-k KEY] ls|read|write|stat|create|rm|rdwr PATH
+  import [-b|--after] [-c] KEY [[REMOTEPATH] MOUNTPOINT]   import another node's exports by key
   module build|sign|key|id|inspect ...          build and sign WebAssembly module packages
   version
 
@@ -42,6 +43,8 @@ func main() {
 		err = umountCmd(args)
 	case "9p":
 		err = ninepCmd(args)
+	case "import":
+		err = importCmd(args)
 	case "module":
 		err = moduleCmd(args)
 	case "version":

@@ -23,11 +23,11 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner string, n *node.Node, id *node.Identity, authority *ca.CA, names *dns.Server) []modules.Module {
+func builtins(owner string, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
 	return []modules.Module{
 		ca.Module(authority, version),
 		dns.NewModule(names, version),
-		dht.NewModule(id.Private, owner, version),
+		dhtMod,
 		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
 		modules.NativePerNS(modules.Manifest{Name: "ns", Version: version, Mount: "/ns",

@@ -16,7 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"cheshire/dht"
 	"cheshire/importers/proxy"
+	"cheshire/importers/remote"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/ca"
@@ -43,20 +45,43 @@ mount '#dht' /dht
 mount -c '#tmp' /tmp
 `
 
+// serveOptions are serve's flags.
+type serveOptions struct {
+	dir          string
+	listens      []string // 9P listeners besides the unix socket
+	https        []string
+	acmePort     int
+	debug        bool
+	dhtListen    string   // the dht module's listen address unless its config sets one
+	dhtBootstrap []string // likewise its bootstrap nodes
+	advertise    []string // 9P-over-TLS addresses to publish instead of the listeners'
+}
+
 func serveCmd(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	dir := fs.String("dir", dataDir(), "data directory")
-	var listens multi
+	var o serveOptions
+	fs.StringVar(&o.dir, "dir", dataDir(), "data directory")
+	var listens, https, advertise multi
 	fs.Var(&listens, "listen", "also serve on this dial string: tls!0.0.0.0!5641 for other nodes (mutual TLS; keys mapped to users in DIR/users), tcp!127.0.0.1!5640 (plain TCP trusts every local user)")
-	var https multi
 	fs.Var(&https, "https", "serve HTTPS (DoH, ACME, ...) on this dial string (default tcp!127.0.0.1!8443; none for no HTTPS)")
-	acmePort := fs.Int("acme-http-port", 80, "port on which the ACME server fetches http-01 challenges")
-	debug := fs.Bool("D", false, "trace 9P messages to the log")
+	fs.IntVar(&o.acmePort, "acme-http-port", 80, "port on which the ACME server fetches http-01 challenges")
+	fs.BoolVar(&o.debug, "D", false, "trace 9P messages to the log")
+	fs.StringVar(&o.dhtListen, "dht-listen", "", "UDP address of the DHT node, udp!HOST!PORT (default udp!127.0.0.1!6881; the dht module's config overrides)")
+	bootstrap := fs.String("dht-bootstrap", "", "HOST:PORT,... of DHT nodes to join through (the dht module's config overrides)")
+	fs.Var(&advertise, "advertise", "publish this tls!HOST!PORT in the DHT record instead of the TLS listeners' addresses (behind NAT or a proxy); repeatable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, a := range advertise {
+		if d, err := plan9.ParseDial(a); err != nil || d.Net != "tls" {
+			return fmt.Errorf("--advertise %s: want tls!HOST!PORT", a)
+		}
+	}
+	if *bootstrap != "" {
+		o.dhtBootstrap = strings.Split(*bootstrap, ",")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -66,10 +91,12 @@ func serveCmd(args []string) error {
 	if len(https) == 1 && https[0] == "none" {
 		https = nil
 	}
-	return serve(ctx, *dir, listens, https, *acmePort, *debug)
+	o.listens, o.https, o.advertise = listens, https, advertise
+	return serve(ctx, o)
 }
 
-func serve(ctx context.Context, dir string, listens, https []string, acmePort int, debug bool) error {
+func serve(ctx context.Context, o serveOptions) error {
+	dir := o.dir
 	if err := os.MkdirAll(dir, 0700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -88,19 +115,27 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	}
 	owner := userName()
 
-	addrs := append([]string{"unix!" + filepath.Join(dir, "cheshire.sock")}, listens...)
+	addrs := append([]string{"unix!" + filepath.Join(dir, "cheshire.sock")}, o.listens...)
 	var amu sync.Mutex
 	var bound []string
+	boundNow := func() []string { amu.Lock(); defer amu.Unlock(); return append([]string(nil), bound...) }
 	n := node.New(node.Config{Identity: id, Version: version, Start: time.Now(), Owner: owner, Log: events,
-		Addrs: func() []string { amu.Lock(); defer amu.Unlock(); return append([]string(nil), bound...) }})
+		Addrs: boundNow})
 
 	defaults, err := plan9.ParseNS(strings.NewReader(defaultNamespace))
 	if err != nil {
 		return err
 	}
+	dhtMod := dht.NewModule(id.Private, owner, version, dht.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
+	im := remote.New(remote.Options{Resolve: resolver(dhtMod), Dial: remote.TLSDialer(id), Uname: owner,
+		Log: log.With("part", "import")})
+	defer im.Close()
 	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
-		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }))
+		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
+		ns.WithImporter(importer{im}), ns.WithExportsChanged(dhtMod.Readvertise))
 	defer m.Close()
+	adv := &advertiser{advertise: o.advertise, bound: boundNow, m: m, log: log}
+	dhtMod.Advertise(adv.advert)
 	caDir := filepath.Join(dir, "ca")
 	authority, err := ca.Open(caDir, ca.Options{Name: id.ID(), Owner: owner, Log: log.With("module", "ca")})
 	if err != nil {
@@ -110,21 +145,21 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 	if err != nil {
 		return err
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, id, authority, names))
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority, names, dhtMod))
 	if err != nil {
 		return err
 	}
 	defer stopModules()
 	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
 	web.Handle("/dns-query", mods.HTTP("dns", names.DoHHandler()))
-	closeWeb, err := addWeb(web, mods, authority, dir, acmePort, log)
+	closeWeb, err := addWeb(web, mods, authority, dir, o.acmePort, log)
 	if err != nil {
 		return err
 	}
 	defer closeWeb()
 
 	srv := &styx.Server{Attacher: newRemoteAuth(m, dir), Log: log}
-	if debug {
+	if o.debug {
 		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
 			dir := "->"
 			if in {
@@ -166,7 +201,7 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 		}
 		start(name, l, srv.Serve)
 	}
-	for _, a := range https {
+	for _, a := range o.https {
 		d, err := plan9.ParseDial(a)
 		if err != nil || d.Net != "tcp" {
 			srv.Close()
@@ -180,9 +215,8 @@ func serve(ctx context.Context, dir string, listens, https []string, acmePort in
 		}
 		start(boundName("https!", l), l, web.Serve)
 	}
-	amu.Lock()
-	setNodeNames(names, id, bound, log)
-	amu.Unlock()
+	setNodeNames(names, id, boundNow(), log)
+	dhtMod.Readvertise() // now that the listeners' addresses are known
 	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
 	<-ctx.Done()
 	log.Info("cheshire node shutting down")

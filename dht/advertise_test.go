@@ -1,0 +1,333 @@
+package dht
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cheshire/providers/modules"
+)
+
+// advertHolder holds the advert a test changes.
+type advertHolder struct {
+	mu sync.Mutex
+	a  Advert
+}
+
+func (h *advertHolder) get() Advert {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Advert{Value: bytes.Clone(h.a.Value), Paths: slices.Clone(h.a.Paths), Port: h.a.Port}
+}
+
+func (h *advertHolder) set(a Advert) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.a = a
+}
+
+// advertOptions are a module's defaults for the tests: loopback only,
+// quick retries.
+func advertOptions(t *testing.T) Options {
+	return Options{wrapConn: watched(t), advertBackoff: 20 * time.Millisecond, advertMaxBackoff: 250 * time.Millisecond}
+}
+
+// freePort is a UDP port of 127.0.0.1 free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startModule starts an instance of m with the config text, stopped at
+// the end of the test.
+func startModule(t *testing.T, m *Module, text string) *instance {
+	t.Helper()
+	inst, err := m.Start(t.Context(), modules.Env{Name: "dht", Config: config(t, text), Log: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := inst.(*instance)
+	t.Cleanup(func() { stopModule(t, in) })
+	return in
+}
+
+// stopModule stops in and checks that its advertising loop ended.
+func stopModule(t *testing.T, in *instance) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.Stop(ctx); err != nil {
+		t.Error(err)
+	}
+	select {
+	case <-in.done:
+	default:
+		t.Error("advertising loop still running after Stop")
+	}
+}
+
+// eventually calls check until it returns nil, failing the test with its
+// last error after d.
+func eventually(t *testing.T, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || t.Context().Err() != nil {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// waitRecord waits until nd's Lookup of pub gives value, and returns the
+// record.
+func waitRecord(t *testing.T, nd *Node, pub ed25519.PublicKey, value string) Record {
+	t.Helper()
+	var r Record
+	eventually(t, 10*time.Second, func() error {
+		var err error
+		r, err = nd.Lookup(opCtx(t), pub)
+		if err != nil {
+			return err
+		}
+		if string(r.Value) != value {
+			return fmt.Errorf("lookup: %q, want %q", r.Value, value)
+		}
+		return nil
+	})
+	return r
+}
+
+// waitFind waits until nd's Find of path gives want.
+func waitFind(t *testing.T, nd *Node, path string, want netip.AddrPort) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		peers, err := nd.Find(opCtx(t), path)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(peers, want) {
+			return fmt.Errorf("find %s: %v, want %v", path, peers, want)
+		}
+		return nil
+	})
+}
+
+// waitStatus waits until the status of nd matches every one of want and
+// none of not, and returns it.
+func waitStatus(t *testing.T, nd *Node, want []string, not []string) string {
+	t.Helper()
+	var st string
+	eventually(t, 10*time.Second, func() error {
+		st = nd.statusText()
+		for _, w := range want {
+			if !regexp.MustCompile("(?m)" + w).MatchString(st) {
+				return fmt.Errorf("status lacks %q:\n%s", w, st)
+			}
+		}
+		for _, w := range not {
+			if regexp.MustCompile("(?m)" + w).MatchString(st) {
+				return fmt.Errorf("status has %q:\n%s", w, st)
+			}
+		}
+		return nil
+	})
+	return st
+}
+
+func TestAdvert(t *testing.T) {
+	nodes := newSwarm(t, 9) // the advertiser is a tenth: K nodes can store its record
+	b := nodes[4]
+	key := newKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	h := &advertHolder{a: Advert{Value: []byte("v1"), Paths: []string{"/n/adv/a", "/n/adv/b"}, Port: 5650}}
+	opts := advertOptions(t)
+	opts.Bootstrap = []string{nodes[0].Addr().String()} // the default; the config has no bootstrap line
+	m := NewModule(key, "glenda", "test", opts)
+	m.Advertise(h.get) // before Start
+	if m.Node() != nil {
+		t.Error("Node of a stopped module")
+	}
+	// The same port for every instance (see TestModule).
+	cfg := fmt.Sprintf("listen udp!127.0.0.1!%d\n", freePort(t))
+	in := startModule(t, m, cfg)
+	top := t // instances started in subtests live on after them
+	if m.Node() != in.n {
+		t.Fatal("Node is not the running instance's")
+	}
+	at := func(port int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	}
+
+	var seq int64
+	t.Run("publish", func(t *testing.T) {
+		seq = waitRecord(t, b, pub, "v1").Seq
+		waitFind(t, b, "/n/adv/a", at(5650))
+		waitFind(t, nodes[7], "/n/adv/b", at(5650))
+		// Retried until K nodes stored it, then left to the hourly republish.
+		st := waitStatus(t, in.n, []string{
+			fmt.Sprintf(`^advert published seq \d+ stored %d$`, K),
+			`^advert paths /n/adv/a /n/adv/b$`,
+			`^advert port 5650$`,
+		}, []string{`^advert retry `, `^advert error `})
+		t.Logf("status:\n%s", st)
+		// The status file shows it too.
+		ctx, root := client(t, in)
+		if f := readFile(t, ctx, root, "status"); !strings.Contains(f, "advert paths /n/adv/a /n/adv/b\n") {
+			t.Errorf("status file:\n%s", f)
+		}
+	})
+
+	t.Run("readvertise", func(t *testing.T) {
+		// A path announced by hand is not the advert's: it stays.
+		if _, err := in.n.Announce(opCtx(t), "/n/by/hand", 5651); err != nil {
+			t.Fatal(err)
+		}
+		h.set(Advert{Value: []byte("v2"), Paths: []string{"/n/adv/a", "/n/adv/c", "/n/adv/a"}, Port: 5650})
+		done := make(chan struct{})
+		go func() { // from another goroutine, many times: never blocks
+			defer close(done)
+			for range 100 {
+				m.Readvertise()
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Readvertise blocked")
+		}
+		r := waitRecord(t, b, pub, "v2")
+		if r.Seq <= seq {
+			t.Errorf("seq %d after readvertise, was %d", r.Seq, seq)
+		}
+		seq = r.Seq
+		waitFind(t, b, "/n/adv/c", at(5650))
+		waitStatus(t, in.n, []string{`^advert paths /n/adv/a /n/adv/c$`}, nil)
+		ann := in.n.Announced()
+		for _, p := range []string{"/n/adv/a", "/n/adv/c", "/n/by/hand"} {
+			if _, ok := ann[p]; !ok {
+				t.Errorf("%s not announced: %v", p, ann)
+			}
+		}
+		if _, ok := ann["/n/adv/b"]; ok {
+			t.Errorf("/n/adv/b, no longer advertised, still announced: %v", ann)
+		}
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		before := m.mem.stats().Published
+		stopModule(t, in)
+		if m.Node() != nil {
+			t.Error("Node after Stop")
+		}
+		m.Readvertise() // stopped: nothing to tell, and no block
+		in = startModule(top, m, cfg)
+		eventually(t, 10*time.Second, func() error {
+			if got := m.mem.stats().Published; got <= before {
+				return fmt.Errorf("published %d times, %d before the restart", got, before)
+			}
+			return nil
+		})
+		// The value did not change: put again with its seq.
+		waitStatus(t, in.n, []string{fmt.Sprintf(`^advert published seq %d stored \d+$`, seq)}, nil)
+		if r := waitRecord(t, nodes[6], pub, "v2"); r.Seq != seq {
+			t.Errorf("seq %d after restart, was %d", r.Seq, seq)
+		}
+		waitFind(t, nodes[6], "/n/adv/c", at(5650))
+	})
+
+	t.Run("oversize", func(t *testing.T) {
+		h.set(Advert{Value: bytes.Repeat([]byte("x"), 1200), Paths: []string{"/n/adv/a"}, Port: 5650})
+		m.Readvertise()
+		st := waitStatus(t, in.n, []string{
+			`^advert error dht: publish: value too big: 1200 bytes, at most 996$`,
+			fmt.Sprintf(`^advert published seq %d `, seq), // the last one stored
+			`^advert paths /n/adv/a$`,
+		}, []string{`^advert retry `}) // a retry would not make it fit
+		t.Logf("status:\n%s", st)
+		// The node keeps working, for itself and for others.
+		if _, err := nodes[2].Publish(opCtx(t), []byte("other")); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := in.n.Lookup(opCtx(t), nodes[2].PublicKey()); err != nil || string(r.Value) != "other" {
+			t.Errorf("advertiser's lookup: %+v, %v", r, err)
+		}
+		if r, err := b.Lookup(opCtx(t), pub); err != nil || r.Seq != seq {
+			t.Errorf("lookup of the advertiser: %+v, %v", r, err)
+		}
+		near := closestTo(append(slices.Clone(nodes), in.n), target(nodes[2].PublicKey()), K, nodes[2])
+		if slices.Contains(near, in.n) {
+			if _, err := in.n.items.Get(target(nodes[2].PublicKey())); err != nil {
+				t.Errorf("the advertiser, among the closest, does not store others' records: %v", err)
+			}
+		}
+		// A fitting value again clears the error.
+		h.set(Advert{Value: []byte("v3"), Paths: []string{"/n/adv/a"}, Port: 5650})
+		m.Readvertise()
+		waitRecord(t, b, pub, "v3")
+		waitStatus(t, in.n, nil, []string{`^advert error `})
+	})
+
+	t.Run("bad advert", func(t *testing.T) {
+		h.set(Advert{Value: []byte("v3"), Paths: []string{"/n/adv/a"}, Port: 70000})
+		m.Readvertise()
+		waitStatus(t, in.n, []string{`^advert error dht: advert: bad port 70000$`, `^advert paths /n/adv/a$`}, []string{`^advert retry `})
+		h.set(Advert{Value: []byte("v3"), Paths: []string{"", "/n/adv/a"}, Port: 5650})
+		m.Readvertise()
+		waitStatus(t, in.n, []string{`^advert error dht: advert "": empty path$`, `^advert paths '' /n/adv/a$`}, []string{`^advert retry `})
+		if _, ok := in.n.Announced()["/n/adv/a"]; !ok {
+			t.Errorf("/n/adv/a no longer announced: %v", in.n.Announced())
+		}
+	})
+
+	t.Run("no advert", func(t *testing.T) {
+		m.Advertise(nil)
+		eventually(t, 10*time.Second, func() error {
+			if ann := in.n.Announced(); len(ann) != 1 {
+				return fmt.Errorf("announced %v, want only /n/by/hand", ann)
+			}
+			return nil
+		})
+		waitStatus(t, in.n, []string{`^advert published seq `}, []string{`^advert paths `})
+	})
+}
+
+func TestAdvertAlone(t *testing.T) {
+	// The advertiser starts first, with no node to publish to: it
+	// retries until the nodes that start later join through it.
+	key := newKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	opts := advertOptions(t)
+	opts.Listen = "127.0.0.1:0" // the default; the config is empty
+	m := NewModule(key, "glenda", "test", opts)
+	in := startModule(t, m, "")
+	m.Advertise(func() Advert { return Advert{Value: []byte("early"), Paths: []string{"/n/early"}} }) // after Start
+	st := waitStatus(t, in.n, []string{`^advert error dht: publish: no nodes to ask`, `^advert retry \S+$`}, nil)
+	t.Logf("alone:\n%s", st)
+	if o := in.n.own(); o != nil {
+		t.Logf("stored %d", o.stored)
+	}
+
+	nodes := newSwarmVia(t, 8, in.n.Addr().String())
+	waitRecord(t, nodes[5], pub, "early")
+	waitFind(t, nodes[3], "/n/early", in.n.Addr()) // port 0: the node's UDP port
+	waitStatus(t, in.n, []string{`^advert published seq \d+ stored [1-8]$`}, []string{`^advert error `})
+}
