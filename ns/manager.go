@@ -25,7 +25,7 @@ type Manager struct {
 	importer Importer
 	// onExports is called after each change of the exports.
 	onExports func()
-	log      *slog.Logger
+	log       *slog.Logger
 
 	exportMu sync.Mutex // serializes changes to the exports
 	exports  []Export   // guarded by mu: the exports when there is no dir
