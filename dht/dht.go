@@ -57,9 +57,12 @@ const DefaultListen = "127.0.0.1:6881"
 // Limits and periods.
 const (
 	// SendRate is how many packets a second a Node's server sends, at
-	// most (SendBurst at once). Replies over the limit are dropped.
+	// most (SendBurst at once). Replies over the limit are dropped. The
+	// burst lets a node resolve a namespace's worth of keys at once (a
+	// lookup is about a dozen queries); the rate is libtorrent's default
+	// upload limit for its DHT, about 8 kB/s.
 	SendRate  = 100
-	SendBurst = 100
+	SendBurst = 500
 	// RepublishInterval is how often the last published record is put
 	// again, well inside the two hours nodes keep BEP 44 items.
 	RepublishInterval = time.Hour
@@ -121,6 +124,7 @@ type Node struct {
 	srv   *adht.Server
 	items *itemStore
 	peers *peerStore
+	quiet *quietNodes
 	mem   *memory
 	boot  []string // HOST:PORT, public routers included
 
@@ -187,6 +191,7 @@ func newNode(opts Options, mem *memory) (*Node, error) {
 		conn:            conn,
 		items:           newItemStore(4096),
 		peers:           newPeerStore(now, PeerTTL),
+		quiet:           newQuietNodes(),
 		mem:             mem,
 		boot:            slices.Clone(opts.Bootstrap),
 		republishEvery:  RepublishInterval,
@@ -206,7 +211,12 @@ func newNode(opts Options, mem *memory) (*Node, error) {
 	cfg.NodeId = nodeID(n.pub)
 	cfg.NoSecurity = true
 	cfg.StartingNodes = n.startingNodes
-	cfg.OnQuery = resp.onQuery
+	cfg.OnQuery = func(m *krpc.Msg, from net.Addr) bool {
+		if u, ok := from.(*net.UDPAddr); ok {
+			n.quiet.heard(unmap(u.AddrPort())) // it is back, if it was quiet
+		}
+		return resp.onQuery(m, from)
+	}
 	resp.closest = n.closestNodes
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	cfg.PeerStore = n.peers

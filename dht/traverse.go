@@ -41,6 +41,14 @@ func (n *Node) traverse(ctx context.Context, target [20]byte,
 		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 			res := query(qctx, adht.NewAddr(addr.UDP()))
 			r := res.Reply.R
+			if ap, ok := addrPort(addr); ok {
+				switch {
+				case errors.Is(res.Err, adht.TransactionTimeout):
+					n.quiet.mark(ap, n.now())
+				case r != nil:
+					n.quiet.heard(ap)
+				}
+			}
 			if res.Err != nil || r == nil {
 				return traversal.QueryResult{}
 			}
@@ -105,6 +113,9 @@ func (n *Node) nodeFilter(a types.AddrMaybeId) bool {
 		return false
 	}
 	if unmap(a.Addr.AddrPort) == n.Addr() {
+		return false
+	}
+	if n.quiet.is(unmap(a.Addr.AddrPort), n.now()) {
 		return false
 	}
 	return n.srv.TraversalNodeFilter(a)
