@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -84,4 +85,84 @@ func mountB(b *testing.B, n *node) string {
 	}
 	b.Cleanup(func() { n.run("", "umount", mnt) })
 	return mnt
+}
+
+// BenchmarkRemoteSequentialRead reads a 64 MiB file of node B from node
+// A's namespace, where A imported B's export by key (9P over mutual TLS
+// between the two processes), against the anchor in the same run: the
+// same file read from B's own namespace on its unix socket. Both reads
+// use the same client and 1 MiB Treads, one at a time and eight in
+// flight. The target is a ratio of at least 0.7. Run:
+//
+//	go test -run '^$' -bench RemoteSequentialRead -benchtime 5x ./tests
+func BenchmarkRemoteSequentialRead(b *testing.B) {
+	const size = 64 << 20
+	cl := startCluster(b, 2)
+	bn, an := cl.nodes[0], cl.nodes[1]
+	ctx := context.Background()
+	broot := bn.client(userName(b))
+	if _, err := bn.run("", "9p", "create", "/tmp/pub/"); err != nil {
+		b.Fatal(err)
+	}
+	d, err := broot.WalkPath(ctx, "/tmp/pub")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Create(ctx, "big", 0644, styx.OWRITE); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := d.WriteAt(ctx, data, 0); err != nil {
+		b.Fatal(err)
+	}
+	d.Clunk(ctx)
+	if err := bn.ctl("/ns/ctl", "export /tmp/pub"); err != nil {
+		b.Fatal(err)
+	}
+	bn.published(1)
+	if _, err := an.run("", "import", bn.key, "/n/b"); err != nil {
+		b.Fatal(err)
+	}
+	aroot := an.client(userName(b))
+	read := func(root *styx.Fid, p string, chunk int) float64 {
+		f, err := root.WalkPath(ctx, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Clunk(ctx)
+		if err := f.Open(ctx, styx.OREAD); err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, chunk)
+		start := time.Now()
+		total := 0
+		for off := int64(0); ; {
+			k, err := f.ReadAt(ctx, buf, off)
+			total += k
+			off += int64(k)
+			if err != nil || k == 0 {
+				break
+			}
+		}
+		if total != size {
+			b.Fatalf("%s: read %d bytes, want %d", p, total, size)
+		}
+		return float64(size) / time.Since(start).Seconds() / 1e9
+	}
+	// One 1 MiB Tread at a time, then eight (a reader with readahead).
+	for _, inflight := range []int{1, 8} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			var remote, local float64
+			for range b.N {
+				remote += read(aroot, "/n/b/tmp/pub/big", inflight<<20)
+				local += read(broot, "/tmp/pub/big", inflight<<20)
+			}
+			b.ReportMetric(remote/float64(b.N), "remote-GB/s")
+			b.ReportMetric(local/float64(b.N), "local-GB/s")
+			b.ReportMetric(remote/local, "ratio")
+		})
+	}
 }

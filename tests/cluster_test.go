@@ -105,6 +105,13 @@ func (m *member) kill() {
 	m.cmd.Wait()
 }
 
+// partition cuts m off: SIGSTOP, so that its sockets stay open and
+// connections to it are accepted by the kernel but nothing answers, as
+// when the network between it and the others drops everything. heal
+// ends it.
+func (m *member) partition() { m.cmd.Process.Signal(syscall.SIGSTOP) }
+func (m *member) heal()      { m.cmd.Process.Signal(syscall.SIGCONT) }
+
 // restart starts m again on its data directory (on new ports: they are
 // chosen afresh).
 func (m *member) restart() {
@@ -131,8 +138,9 @@ func (m *member) published(want int) {
 
 // TestCluster: 20 nodes bootstrap into one DHT swarm; node A imports
 // node B by key alone and reads and writes B's export; an unexported
-// path and an unknown key are refused; B killed makes A's operations
-// fail fast; B restarted (on other ports) is found again by A; 300
+// path and an unknown key are refused; a partition between A and C
+// makes A's operations on C fail, not hang; B killed makes A's
+// operations fail fast; B restarted (on other ports) is found again by A; 300
 // imports in one namespace.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
@@ -213,9 +221,33 @@ func TestCluster(t *testing.T) {
 		t.Errorf("import of an unknown key: %v", err)
 	}
 
+	// C cut off by a partition: A's operations fail once the heartbeat
+	// misses (2 s, then 3 s without an answer), and work again after.
+	c := cl.nodes[3]
+	c.run("", "9p", "create", "/tmp/pub/")
+	if err := c.ctl("/ns/ctl", "export /tmp/pub"); err != nil {
+		t.Fatal(err)
+	}
+	c.published(1)
+	if _, err := a.run("", "import", c.key, "/n/c"); err != nil {
+		t.Fatal(err)
+	}
+	c.partition()
+	t0 = time.Now()
+	_, err = a.run("", "9p", "ls", "/n/c/tmp/pub")
+	took := time.Since(t0)
+	c.heal()
+	if err == nil || !strings.Contains(err.Error(), "remote node unreachable") {
+		t.Errorf("ls across a partition: %v", err)
+	}
+	t.Logf("ls across a partition failed after %v: %v", took, err)
+	waitFor(t, "A to reach C after the partition", func() bool {
+		_, err := a.run("", "9p", "ls", "/n/c/tmp/pub")
+		return err == nil
+	})
+
 	// B killed: A's operations fail fast.
 	b.kill()
-	var took time.Duration
 	for range 3 {
 		t0 = time.Now()
 		_, err = a.run("", "9p", "read", "/n/b/pub/readme")
@@ -279,8 +311,8 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("300 imports: %v", err)
 	}
 	t.Logf("300 imports (19 nodes) through /ns/ctl took %v", time.Since(t0))
-	if n := strings.Count(a.read("/ns/imports"), "\n"); n != 302 {
-		t.Errorf("/ns/imports has %d lines, want 302", n)
+	if n := strings.Count(a.read("/ns/imports"), "\n"); n != 303 {
+		t.Errorf("/ns/imports has %d lines, want 303", n)
 	}
 	// They come back after A restarts, from its namespace file.
 	a.stop()

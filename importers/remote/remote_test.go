@@ -21,14 +21,14 @@ import (
 
 // server is a node serving an in-memory tree over 9P with mutual TLS.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	id   *node.Identity
 	fs   *tmp.FS
 	srv  *styx.Server
 	addr string
 }
 
-func identity(t *testing.T) *node.Identity {
+func identity(t testing.TB) *node.Identity {
 	id, err := node.LoadIdentity(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func identity(t *testing.T) *node.Identity {
 }
 
 // serve starts a server with id on a fresh loopback port, serving fs.
-func serve(t *testing.T, id *node.Identity, fs *tmp.FS) *server {
+func serve(t testing.TB, id *node.Identity, fs *tmp.FS) *server {
 	t.Helper()
 	cfg, err := id.ServerTLS()
 	if err != nil {
