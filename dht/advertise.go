@@ -15,8 +15,9 @@ import (
 // Advert is what a node advertises: Value is published under its key
 // (at most MaxValue bytes), each of Paths is announced on Port.
 //
-// An empty Value is published as such: it replaces the value published
-// before. Port 0 announces the node's UDP port (implied_port).
+// A nil Value publishes nothing (the record published before, if any,
+// stays until it expires); an empty, non-nil one is published as such.
+// Port 0 announces the node's UDP port (implied_port).
 type Advert struct {
 	Value []byte
 	Paths []string
@@ -162,7 +163,7 @@ func (i *instance) advertRound(full bool) (retry bool) {
 	// The value.
 	own := n.own()
 	same := own != nil && bytes.Equal(own.value, a.Value)
-	if full || !same || own.stored < K {
+	if a.Value != nil && (full || !same || own.stored < K) {
 		ctx, cancel := context.WithTimeout(i.ctx, opTimeout)
 		var stored int
 		var err error

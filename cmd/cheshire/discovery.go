@@ -28,7 +28,7 @@ var _ ns.Importer = importer{}
 func (i importer) Import(ctx context.Context, key, rpath string, wait bool) (styx.File, error) {
 	pk, err := node.DecodeKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("key %q: %w", key, err)
+		return nil, err // it names the key
 	}
 	return i.im.Import(ctx, pk, rpath, wait)
 }
@@ -110,6 +110,9 @@ func (a *advertiser) advert() dht.Advert {
 		if d, err := plan9.ParseDial(s); err == nil && ad.Port == 0 {
 			ad.Port, _ = strconv.Atoi(d.Port)
 		}
+	}
+	if len(addrs) == 0 {
+		return ad // no 9P over TLS: nothing another node could use
 	}
 	var rec remote.Record
 	rec.Addrs = addrs

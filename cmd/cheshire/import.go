@@ -14,7 +14,7 @@ import (
 	"cheshire/styx"
 )
 
-const importUsage = `usage: cheshire import [-a DIALSTRING] [-u USER] [-abc] KEY [[REMOTEPATH] MOUNTPOINT]
+const importUsage = `usage: cheshire import [-a DIALSTRING] [-u USER] [-b|--after] [-c] KEY [[REMOTEPATH] MOUNTPOINT]
 
 Import what the node holding KEY exports into the namespace of USER on the
 local node: KEY is found in the DHT, reached over mutual TLS and checked,
