@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"cheshire/importers/remote"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/node"
@@ -51,20 +52,7 @@ func dialer(key string) func(ctx context.Context, addr string) (net.Conn, error)
 		if err != nil {
 			return nil, err
 		}
-		cfg, err := id.ClientTLS(pk)
-		if err != nil {
-			return nil, err
-		}
-		c, err := plan9.Dial(ctx, "tcp!"+strings.TrimPrefix(addr, "tls!"))
-		if err != nil {
-			return nil, err
-		}
-		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("%s: %w", addr, err)
-		}
-		return tc, nil
+		return remote.TLSDialer(id)(ctx, addr, pk)
 	}
 }
 
