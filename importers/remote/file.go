@@ -27,7 +27,7 @@ func (r *root) Qid() styx.Qid { return r.qid }
 
 // Walk implements styx.File.
 func (r *root) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
-	f, gen, err := r.p.attached(ctx, r.aname)
+	f, err := r.p.attached(ctx, r.aname)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -35,7 +35,7 @@ func (r *root) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 	if nf == nil {
 		return qids, nil, r.p.wrap(f.Client(), err)
 	}
-	return qids, &file{p: r.p, gen: gen, fid: nf}, nil
+	return qids, &file{p: r.p, fid: nf}, nil
 }
 
 // clone is a fresh file for the root on the current connection.
@@ -113,13 +113,12 @@ func (r *root) Clunk() error {
 	return nil
 }
 
-// file is a remote file on one connection (generation gen). When that
+// file is a remote file on one connection (its fid's client). When that
 // connection is lost its operations fail with "remote node unreachable"
 // and it stays that way: the node may have restarted, and the fid means
 // nothing to a new connection.
 type file struct {
 	p    *peer
-	gen  uint64
 	fid  *styx.Fid
 	gone bool // the remote fid was clunked, removed or handed on by Create
 }
@@ -137,7 +136,7 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 	if nf == nil {
 		return qids, nil, f.err(err)
 	}
-	return qids, &file{p: f.p, gen: f.gen, fid: nf}, nil
+	return qids, &file{p: f.p, fid: nf}, nil
 }
 
 // Open implements styx.File.
@@ -154,7 +153,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 		return nil, 0, f.err(err)
 	}
 	f.gone = true
-	return &file{p: f.p, gen: f.gen, fid: f.fid}, f.fid.Iounit(), nil
+	return &file{p: f.p, fid: f.fid}, f.fid.Iounit(), nil
 }
 
 // Read implements styx.File with one Tread.

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"cheshire/providers/node"
 	"cheshire/styx"
 )
 
@@ -30,17 +29,15 @@ type peer struct {
 	ctx    context.Context // cancelled when the last import goes
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	refs    int                  // guarded by mu: imports holding the peer
-	c       *styx.Client         // guarded by mu: nil unless up
-	gen     uint64               // guarded by mu: bumped for each connection
-	roots   map[string]*styx.Fid // guarded by mu: attached trees of c by aname
-	state   string               // guarded by mu
-	since   time.Time            // guarded by mu: when state began
-	addr    string               // guarded by mu: of c, or of the last connection
-	err     error                // guarded by mu: why the last attempt failed or c was lost
-	everUp  bool                 // guarded by mu: a connection was made once
-	attempt chan struct{}        // guarded by mu: closed when the attempt under way ends
+	mu    sync.Mutex
+	refs  int                  // guarded by mu: imports holding the peer
+	c     *styx.Client         // guarded by mu: nil unless up
+	roots map[string]*styx.Fid // guarded by mu: attached trees of c by aname
+	state string               // guarded by mu
+	since time.Time            // guarded by mu: when state began
+	addr  string               // guarded by mu: of c, or of the last connection
+	err   error                // guarded by mu: why the last attempt failed or c was lost
+	first chan struct{}        // closed when the first attempt to connect ends
 }
 
 // release drops a reference; the last one closes the connection.
@@ -80,14 +77,12 @@ func (p *peer) run() {
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, o.MaxBackoff)
-			p.setConnecting()
 			continue
 		}
 		backoff = o.MinBackoff
 		p.setUp(c, addr)
 		err = p.watch(c)
 		p.setDown(err, false)
-		p.setConnecting()
 	}
 	p.mu.Lock()
 	p.closeLocked()
@@ -209,10 +204,9 @@ func (p *peer) setUp(c *styx.Client, addr string) {
 		return
 	}
 	p.c, p.addr, p.err = c, addr, nil
-	p.gen++
 	p.roots = make(map[string]*styx.Fid)
-	p.state, p.since, p.everUp = stateUp, p.im.opts.Now(), true
-	p.endAttemptLocked()
+	p.state, p.since = stateUp, p.im.opts.Now()
+	p.endFirstLocked()
 	p.im.log.Info("remote node connected", "key", p.name, "addr", addr)
 }
 
@@ -228,7 +222,7 @@ func (p *peer) setDown(err error, attempt bool) {
 	p.closeLocked()
 	p.err = err
 	p.state, p.since = stateDown, p.im.opts.Now()
-	p.endAttemptLocked()
+	p.endFirstLocked()
 	switch {
 	case !attempt:
 		p.im.log.Warn("remote node lost; reconnecting", "key", p.name, "addr", p.addr, "err", err)
@@ -237,21 +231,12 @@ func (p *peer) setDown(err error, attempt bool) {
 	}
 }
 
-func (p *peer) setConnecting() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.attempt == nil {
-		p.attempt = make(chan struct{})
-	}
-	if p.state != stateDown {
-		p.state, p.since = stateConnecting, p.im.opts.Now()
-	}
-}
-
-func (p *peer) endAttemptLocked() {
-	if p.attempt != nil {
-		close(p.attempt)
-		p.attempt = nil
+// endFirstLocked ends the wait for the first attempt, if it is on.
+func (p *peer) endFirstLocked() {
+	select {
+	case <-p.first:
+	default:
+		close(p.first)
 	}
 }
 
@@ -264,68 +249,62 @@ func (p *peer) closeLocked() {
 	p.roots = make(map[string]*styx.Fid)
 }
 
-// client returns the connection and its generation. While the first
-// attempt to reach the node is under way it waits for it; otherwise a
-// node that is not up is an error at once.
-func (p *peer) client(ctx context.Context) (*styx.Client, uint64, error) {
+// client returns the connection. While the first attempt to reach the
+// node is under way (the peer is connecting: once an attempt has ended
+// it is up or down) it waits for it; otherwise a node that is not up is
+// an error at once.
+func (p *peer) client(ctx context.Context) (*styx.Client, error) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for p.c == nil {
 		if err := p.ctx.Err(); err != nil {
-			p.mu.Unlock()
-			return nil, 0, unreachable(p.name, errors.New("import closed"))
+			return nil, unreachable(p.name, errors.New("import closed"))
 		}
-		if p.everUp || p.attempt == nil || p.err != nil && p.state == stateDown {
-			err := p.err
-			if err == nil {
-				err = errors.New("reconnecting")
-			}
-			p.mu.Unlock()
-			return nil, 0, unreachable(p.name, err)
+		if p.state != stateConnecting {
+			return nil, unreachable(p.name, p.err)
 		}
-		ch := p.attempt
 		p.mu.Unlock()
 		select {
-		case <-ch:
+		case <-p.first:
 		case <-p.ctx.Done():
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			p.mu.Lock()
+			return nil, ctx.Err()
 		}
 		p.mu.Lock()
 	}
-	c, gen := p.c, p.gen
-	p.mu.Unlock()
-	return c, gen, nil
+	return p.c, nil
 }
 
 // attached returns the fid of tree aname on the current connection,
-// attaching it on first use, and the connection's generation.
-func (p *peer) attached(ctx context.Context, aname string) (*styx.Fid, uint64, error) {
-	c, gen, err := p.client(ctx)
+// attaching it on first use.
+func (p *peer) attached(ctx context.Context, aname string) (*styx.Fid, error) {
+	c, err := p.client(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	p.mu.Lock()
 	f := p.roots[aname]
 	p.mu.Unlock()
 	if f != nil {
-		return f, gen, nil
+		return f, nil
 	}
 	f, err = c.Attach(ctx, nil, p.im.opts.Uname, aname)
 	if err != nil {
-		return nil, 0, p.wrap(c, err)
+		return nil, p.wrap(c, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.gen != gen || p.c != c {
+	if p.c != c {
 		// The connection was lost meanwhile.
-		return nil, 0, unreachable(p.name, errors.New("connection lost"))
+		return nil, unreachable(p.name, errors.New("connection lost"))
 	}
 	if other := p.roots[aname]; other != nil {
 		go f.Clunk(context.Background())
-		return other, gen, nil
+		return other, nil
 	}
 	p.roots[aname] = f
-	return f, gen, nil
+	return f, nil
 }
 
 // wrap turns the error of an operation on c into "remote node
@@ -339,8 +318,6 @@ func (p *peer) wrap(c *styx.Client, err error) error {
 	}
 	return err
 }
-
-func encodeKey(k ed25519.PublicKey) string { return node.EncodeKey(k) }
 
 // qidPath is the qid.path of an import's root before it is reached.
 func qidPath(key ed25519.PublicKey, aname string) uint64 {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"cheshire/plan9"
+	"cheshire/providers/node"
 	"cheshire/styx"
 )
 
@@ -127,7 +128,7 @@ func (im *Importer) Import(ctx context.Context, key ed25519.PublicKey, aname str
 	}
 	r := &root{p: p, aname: aname, qid: styx.Qid{Type: styx.QTDIR, Path: qidPath(key, aname)}}
 	if wait {
-		f, _, err := p.attached(ctx, aname)
+		f, err := p.attached(ctx, aname)
 		if err != nil {
 			p.release()
 			return nil, err
@@ -140,7 +141,7 @@ func (im *Importer) Import(ctx context.Context, key ed25519.PublicKey, aname str
 // peer returns the peer of key, made and started on first use, with a
 // reference taken.
 func (im *Importer) peer(key ed25519.PublicKey) (*peer, error) {
-	name := encodeKey(key)
+	name := node.EncodeKey(key)
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	if im.closed {
@@ -150,7 +151,7 @@ func (im *Importer) peer(key ed25519.PublicKey) (*peer, error) {
 	if p == nil {
 		ctx, cancel := context.WithCancel(im.ctx)
 		p = &peer{im: im, key: key, name: name, ctx: ctx, cancel: cancel, state: stateConnecting,
-			since: im.opts.Now(), attempt: make(chan struct{}), roots: make(map[string]*styx.Fid)}
+			since: im.opts.Now(), first: make(chan struct{}), roots: make(map[string]*styx.Fid)}
 		im.peers[name] = p
 		im.wg.Add(1)
 		go p.run()
@@ -208,7 +209,7 @@ func (im *Importer) Status() []Status {
 // StatusOf returns the state of the connection to key, if there is one.
 func (im *Importer) StatusOf(key ed25519.PublicKey) (Status, bool) {
 	im.mu.Lock()
-	p := im.peers[encodeKey(key)]
+	p := im.peers[node.EncodeKey(key)]
 	im.mu.Unlock()
 	if p == nil {
 		return Status{}, false
