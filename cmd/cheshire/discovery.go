@@ -147,12 +147,8 @@ func (a *advertiser) advert() dht.Advert {
 // or for a wildcard the interfaces' addresses other than loopback (or
 // loopback when there is nothing else).
 func publicIPs(host string) []net.IP {
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsUnspecified() {
-		if ip == nil {
-			return nil
-		}
-		return []net.IP{ip}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return hostIPs(host) // the host itself, or nothing for a name
 	}
 	var out, loop []net.IP
 	for _, ip := range hostIPs(host) {

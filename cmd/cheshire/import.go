@@ -61,16 +61,11 @@ func importCmd(args []string) error {
 		fs.Usage()
 		return errors.New("want KEY [[REMOTEPATH] MOUNTPOINT]")
 	}
-	words := []string{"import"}
-	if flags != "" {
-		words = append(words, "-"+flags)
-	}
-	words = append(words, key)
+	cmdArgs := []string{key}
 	if rpath != "" {
-		words = append(words, rpath)
+		cmdArgs = append(cmdArgs, rpath)
 	}
-	words = append(words, old)
-	line := plan9.Join(words) + "\n"
+	line := plan9.NSCmd{Op: "import", Flags: flags, Args: append(cmdArgs, old)}.String() + "\n"
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
