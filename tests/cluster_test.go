@@ -88,14 +88,19 @@ func (m *member) dhtAddr() string {
 	return l[:i] + ":" + l[i+1:]
 }
 
-// tlsAddr is m's 9P-over-TLS dial string.
-func (m *member) tlsAddr() string {
-	for _, f := range strings.Fields(m.read("/node/addrs")) {
+// tlsAddr is n's 9P-over-TLS dial string.
+func (n *node) tlsAddr() string {
+	n.t.Helper()
+	out, err := n.run("", "9p", "read", "/node/addrs")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, f := range strings.Fields(out) {
 		if strings.HasPrefix(f, "tls!") {
 			return f
 		}
 	}
-	m.t.Fatal("no tls address")
+	n.t.Fatalf("no tls address in /node/addrs: %q", out)
 	return ""
 }
 

@@ -20,15 +20,7 @@ func TestNineOverTLS(t *testing.T) {
 	c := startNode(t, shortTemp(t))
 	aKey := strings.TrimSpace(must9p(t, a, "read", "/node/id"))
 	bKey := strings.TrimSpace(must9p(t, b, "read", "/node/id"))
-	var tlsAddr string
-	for _, f := range strings.Fields(must9p(t, b, "read", "/node/addrs")) {
-		if strings.HasPrefix(f, "tls!") {
-			tlsAddr = f
-		}
-	}
-	if tlsAddr == "" {
-		t.Fatal("no tls address in B's /node/addrs")
-	}
+	tlsAddr := b.tlsAddr()
 	os.WriteFile(filepath.Join(b.dir, "users"), []byte("# remote users\nalice "+aKey+"\n"), 0600)
 
 	remote := func(n *node, key string, args ...string) (string, error) {
