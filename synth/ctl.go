@@ -2,6 +2,7 @@ package synth
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -58,17 +59,23 @@ func (e *ctlError) Error() string {
 func (e *ctlError) Unwrap() error { return e.kind }
 
 // runError is the error of a command's Run, prefixed with its verb.
+// In a write of several lines it names the line (counted from 1, blank
+// lines included) first.
 type runError struct {
+	line int // 0: the write had one line
 	verb string
 	err  error
 }
 
 func (e *runError) Error() string {
 	msg := e.err.Error()
-	if strings.HasPrefix(msg, e.verb+": ") {
-		return errstr(msg) // the command named itself already
+	if !strings.HasPrefix(msg, e.verb+": ") { // else the command named itself already
+		msg = e.verb + ": " + msg
 	}
-	return errstr(e.verb + ": " + msg)
+	if e.line > 0 {
+		msg = "line " + strconv.Itoa(e.line) + ": " + msg
+	}
+	return errstr(msg)
 }
 
 func (e *runError) Unwrap() error { return e.err }
@@ -143,9 +150,25 @@ func Ctl(name string, perm uint32, cmds []Cmd, status func(ctx context.Context) 
 	return NewFile(name, perm, &ctlHandler{cmds: cmds, status: status})
 }
 
+// A Batch makes the lines of one ctl write a unit. It is called once per
+// write, after every line has parsed, with run, which runs the lines in
+// order and returns the first error. A Batch sets up what the commands
+// change (typically a copy of the state, carried to the commands' Run in
+// the context it passes to run), calls run, and keeps the changes only if
+// run returns nil: all lines or none, with one save at the end.
+type Batch func(ctx context.Context, run func(ctx context.Context) error) error
+
+// CtlBatch is Ctl whose writes are applied through batch: all of a
+// write's lines take effect, or none do, and the error names the line that
+// failed.
+func CtlBatch(name string, perm uint32, cmds []Cmd, status func(ctx context.Context) string, batch Batch) *File {
+	return NewFile(name, perm, &ctlHandler{cmds: cmds, status: status, batch: batch})
+}
+
 type ctlHandler struct {
 	cmds   []Cmd
 	status func(ctx context.Context) string
+	batch  Batch
 }
 
 func (h *ctlHandler) Open(ctx context.Context, mode uint8) (Handle, error) {
@@ -168,9 +191,12 @@ func (h *ctlHandler) run(ctx context.Context, p []byte) error {
 	type call struct {
 		cmd  *Cmd
 		args []string
+		line int
 	}
 	var calls []call
+	n := 0
 	for line := range strings.SplitSeq(string(p), "\n") {
+		n++
 		if strings.Trim(line, separators) == "" {
 			continue
 		}
@@ -178,20 +204,33 @@ func (h *ctlHandler) run(ctx context.Context, p []byte) error {
 		if err != nil {
 			return err
 		}
-		calls = append(calls, call{cmd, args})
+		calls = append(calls, call{cmd, args, n})
 	}
 	if len(calls) == 0 {
 		return plan9.ErrEmptyCtl
 	}
-	for _, c := range calls {
-		if c.cmd.Run == nil {
-			continue
+	run := func(ctx context.Context) error {
+		for _, c := range calls {
+			if err := ctx.Err(); err != nil {
+				return err // flushed, or the client went away
+			}
+			if c.cmd.Run == nil {
+				continue
+			}
+			if err := c.cmd.Run(ctx, c.args); err != nil {
+				e := &runError{verb: c.cmd.Name, err: err}
+				if len(calls) > 1 {
+					e.line = c.line
+				}
+				return e
+			}
 		}
-		if err := c.cmd.Run(ctx, c.args); err != nil {
-			return &runError{verb: c.cmd.Name, err: err}
-		}
+		return nil
 	}
-	return nil
+	if h.batch == nil {
+		return run(ctx)
+	}
+	return h.batch(ctx, run)
 }
 
 // ctlHandle is one open of a ctl file.

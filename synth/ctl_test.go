@@ -138,7 +138,8 @@ func TestCtlFile(t *testing.T) {
 		{"bind a b\nbogus\nzone x.org\n", `unknown control message "bogus"`, nil},
 		{"bind a b\nzone add\n", `bad # args to command "zone add": usage: zone add name`, nil},
 		// Lines run in order; the first error stops them.
-		{"bind a b\nzone add dup.org\nzone y.org\n", "zone add: zone already exists", []string{"bind a b"}},
+		{"bind a b\nzone add dup.org\nzone y.org\n", "line 2: zone add: zone already exists", []string{"bind a b"}},
+		{"zone add dup.org\n", "zone add: zone already exists", nil},
 	}
 	for _, tt := range tests {
 		mu.Lock()
@@ -171,6 +172,43 @@ func TestCtlFile(t *testing.T) {
 	}
 	if st, _ := e.stat(fid, "quiet"); st.Length != 0 {
 		t.Errorf("quiet length %d", st.Length)
+	}
+}
+
+// TestCtlBatch: a batch sees every line of a write inside one call, and
+// what it keeps when a line fails is up to it: here, nothing.
+func TestCtlBatch(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ran, kept []string
+	batches := 0
+	batch := func(ctx context.Context, run func(context.Context) error) error {
+		mu.Lock()
+		batches++
+		ran = nil
+		mu.Unlock()
+		if err := run(ctx); err != nil {
+			return err
+		}
+		mu.Lock()
+		kept = append(kept, ran...)
+		mu.Unlock()
+		return nil
+	}
+	root := synth.NewDir("/", 0555)
+	must(t, root.Add(synth.CtlBatch("ctl", 0660, ctlTable(&mu, &ran), nil, batch)))
+	e := newEnv(t, synth.NewServer(root))
+	fid := e.attach("none")
+	if err := e.write(fid, "ctl", styx.OWRITE, "bind a b\n\nzone add dup.org\n"); errText(err) != "line 3: zone add: zone already exists" {
+		t.Fatalf("failing batch: %v", err)
+	}
+	if err := e.write(fid, "ctl", styx.OWRITE, "bind c d\necho hi\n"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches != 2 || !slices.Equal(kept, []string{"bind c d", "echo hi"}) {
+		t.Errorf("%d batches kept %q", batches, kept)
 	}
 }
 
