@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"cheshire/atomicfile"
 	"cheshire/plan9"
 	"cheshire/styx"
 )
@@ -77,14 +78,10 @@ func (m *Manager) saveExports(es []Export) error {
 	for _, e := range es {
 		b.WriteString(e.String() + "\n")
 	}
-	if err := os.MkdirAll(m.dir, 0700); err != nil {
-		return err
-	}
-	tmp := m.exportsFile() + ".new"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0600); err != nil {
+	if err := atomicfile.Write(m.exportsFile(), []byte(b.String()), 0600); err != nil {
 		return fmt.Errorf("saving exports: %w", err)
 	}
-	return os.Rename(tmp, m.exportsFile())
+	return nil
 }
 
 // AddExport adds (or replaces, for the same user, path and key) e.
@@ -212,24 +209,23 @@ func (s exportServer) Attach(ctx context.Context, uname, aname string, auth styx
 
 // exportCmd runs "export PATH [ro] [to KEY|*]" for ns's user.
 func exportCmd(ctx context.Context, ns *Namespace, args []string) error {
+	usage := errors.New("usage: export PATH [ro|rw] to KEY|*")
 	if len(args) == 0 {
-		return plan9.ErrBadArgs
+		return usage
 	}
-	e := Export{User: ns.user, Path: path.Clean(args[0]), To: "*"}
+	// Read-only unless rw is said; the recipients are always said.
+	e := Export{User: ns.user, Path: path.Clean(args[0]), RO: true}
 	if !strings.HasPrefix(e.Path, "/") {
 		return fmt.Errorf("%s: path must be absolute", args[0])
 	}
 	rest := args[1:]
-	if len(rest) > 0 && rest[0] == "ro" {
-		e.RO, rest = true, rest[1:]
+	if len(rest) > 0 && (rest[0] == "ro" || rest[0] == "rw") {
+		e.RO, rest = rest[0] == "ro", rest[1:]
 	}
-	switch {
-	case len(rest) == 0:
-	case len(rest) == 2 && rest[0] == "to" && (rest[1] == "*" || len(rest[1]) == 52):
-		e.To = rest[1]
-	default:
-		return errors.New("usage: export PATH [ro] [to KEY|*]")
+	if len(rest) != 2 || rest[0] != "to" || (rest[1] != "*" && len(rest[1]) != 52) {
+		return usage
 	}
+	e.To = rest[1]
 	c, err := ns.resolve(ctx, e.Path, true)
 	if err != nil {
 		return err

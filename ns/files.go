@@ -61,7 +61,7 @@ func Files(ns *Namespace) styx.Attacher {
 		{Name: "mount", Usage: "mount [-abc] server old [spec]", Run: run("mount")},
 		{Name: "unmount", Usage: "unmount [new] old", Run: run("unmount")},
 		{Name: "import", Usage: "import [-abc] KEY [REMOTEPATH] MOUNTPOINT", Run: run("import")},
-		{Name: "export", Usage: "export PATH [ro] [to KEY|*]", Run: func(ctx context.Context, args []string) error {
+		{Name: "export", Usage: "export PATH [ro|rw] to KEY|*", Run: func(ctx context.Context, args []string) error {
 			if err := exportCmd(ctx, ns, args); err != nil {
 				return err
 			}

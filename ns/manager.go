@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
+	"cheshire/atomicfile"
 	"cheshire/plan9"
 	"cheshire/styx"
 )
@@ -39,8 +42,9 @@ type Manager struct {
 // Option configures NewManager.
 type Option func(*Manager)
 
-// WithDir keeps each user's namespace file in dir/USER, read at the first
-// attach and rewritten after every change made through /ns/ctl.
+// WithDir keeps each user's namespace file in dir/users/USER, read at the
+// first attach and rewritten after every change made through /ns/ctl; the
+// node's own files (exports) sit in dir, apart from the users'.
 func WithDir(dir string) Option { return func(m *Manager) { m.dir = dir } }
 
 // WithDefaults sets the namespace of a user who has no namespace file.
@@ -113,10 +117,78 @@ func (m *Manager) server(ctx context.Context, ns *Namespace, spec string) (styx.
 	return m.dial(ctx, spec, ns.user)
 }
 
+// maxUserLen is the longest user name a namespace is made for.
+const maxUserLen = 64
+
+// ValidUser reports why name cannot name a user, or nil: user names are
+// 1 to 64 bytes of printable UTF-8 without '/', ':' (the views of remote
+// keys are "key:KEY") or a leading '.', since each names a file.
+func ValidUser(name string) error {
+	switch {
+	case name == "":
+		return errors.New("ns: empty user name")
+	case len(name) > maxUserLen:
+		return fmt.Errorf("ns: user name longer than %d bytes", maxUserLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("ns: user name %q is not UTF-8", name)
+	case strings.HasPrefix(name, "."), strings.ContainsAny(name, "/:"):
+		return fmt.Errorf("ns: bad user name %q: no leading '.', no '/' or ':'", name)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return fmt.Errorf("ns: bad user name %q: control character or space", name)
+		}
+	}
+	return nil
+}
+
+// usersDir holds the namespace files, one per user.
+func (m *Manager) usersDir() string { return filepath.Join(m.dir, "users") }
+
+// nsFile is user's namespace file. A file left in dir/USER by an older
+// version is moved there on first use.
+func (m *Manager) nsFile(user string) string {
+	f := filepath.Join(m.usersDir(), user)
+	old := filepath.Join(m.dir, user)
+	if user != "exports" && user != "users" {
+		if fi, err := os.Lstat(old); err == nil && fi.Mode().IsRegular() {
+			if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
+				if os.MkdirAll(m.usersDir(), 0700) == nil && os.Rename(old, f) == nil {
+					m.log.Info("namespace file moved", "user", user, "from", old, "to", f)
+				}
+			}
+		}
+	}
+	return f
+}
+
+// readNSFile returns user's saved namespace, or ok false if there is none.
+// A file that cannot be parsed is moved aside to .USER.bad (user names
+// never begin with '.') and logged, so that the node comes up with the
+// default namespace rather than an unusable one.
+func (m *Manager) readNSFile(user string) (cmds []plan9.NSCmd, source string, ok bool) {
+	f := m.nsFile(user)
+	data, err := os.ReadFile(f)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", false
+	}
+	if err == nil {
+		if cmds, err = plan9.ParseNS(bytes.NewReader(data)); err == nil {
+			return cmds, f, true
+		}
+	}
+	bad := filepath.Join(m.usersDir(), "."+user+".bad")
+	if rerr := os.Rename(f, bad); rerr != nil {
+		bad = "(not moved: " + rerr.Error() + ")"
+	}
+	m.log.Error("namespace file unusable; using the default namespace", "user", user, "file", f, "kept", bad, "err", err)
+	return nil, "", false
+}
+
 // Namespace returns user's namespace, making it on first use.
 func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error) {
-	if user == "" || strings.ContainsAny(user, "/\x00") || user == "." || user == ".." {
-		return nil, fmt.Errorf("bad user name %q", user)
+	if err := ValidUser(user); err != nil {
+		return nil, err
 	}
 	m.mu.Lock()
 	if ns := m.spaces[user]; ns != nil {
@@ -131,18 +203,8 @@ func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error
 	cmds := m.defaults
 	source := "defaults"
 	if m.dir != "" {
-		f := filepath.Join(m.dir, user)
-		data, err := os.ReadFile(f)
-		switch {
-		case err == nil:
-			parsed, perr := plan9.ParseNS(bytes.NewReader(data))
-			if perr != nil {
-				m.log.Error("namespace file unreadable; using defaults", "user", user, "file", f, "err", perr)
-			} else {
-				cmds, source = parsed, f
-			}
-		case !errors.Is(err, os.ErrNotExist):
-			m.log.Error("namespace file unreadable; using defaults", "user", user, "file", f, "err", err)
+		if saved, f, ok := m.readNSFile(user); ok {
+			cmds, source = saved, f
 		}
 	}
 	for _, c := range cmds {
@@ -163,21 +225,17 @@ func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error
 	return ns, nil
 }
 
-// Save writes ns to its user's namespace file, atomically.
+// Save writes ns to its user's namespace file, atomically. Saves of one
+// namespace are serialised, and each writes the namespace as it is when
+// the save begins, so the file always ends as the last change left it.
 func (m *Manager) Save(ns *Namespace) error {
 	if m.dir == "" {
 		return nil
 	}
-	if err := os.MkdirAll(m.dir, 0700); err != nil {
-		return fmt.Errorf("saving namespace: %w", err)
-	}
-	f := filepath.Join(m.dir, ns.user)
-	tmp := f + ".new"
+	ns.saveMu.Lock()
+	defer ns.saveMu.Unlock()
 	text := "# namespace of " + ns.user + ", rewritten by cheshire after each change through /ns/ctl\n" + ns.String()
-	if err := os.WriteFile(tmp, []byte(text), 0600); err != nil {
-		return fmt.Errorf("saving namespace: %w", err)
-	}
-	if err := os.Rename(tmp, f); err != nil {
+	if err := atomicfile.Write(m.nsFile(ns.user), []byte(text), 0600); err != nil {
 		return fmt.Errorf("saving namespace: %w", err)
 	}
 	return nil

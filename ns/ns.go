@@ -146,6 +146,8 @@ type Namespace struct {
 	table   map[mountKey][]*entry // guarded by mu
 	entries []*entry              // guarded by mu: in the order made
 	nextDev uint16                // guarded by mu
+
+	saveMu sync.Mutex // serialises saves of the namespace file
 }
 
 // User is the namespace's owner.

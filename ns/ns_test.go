@@ -3,6 +3,7 @@ package ns_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -188,7 +189,7 @@ func TestNamespaceFilePersists(t *testing.T) {
 	if err := m.Save(space); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(filepath.Join(dir, "glenda"))
+	data, _ := os.ReadFile(filepath.Join(dir, "users", "glenda"))
 	if !strings.Contains(string(data), "bind /tmp /n/t") {
 		t.Fatalf("namespace file:\n%s", data)
 	}
@@ -198,4 +199,83 @@ func TestNamespaceFilePersists(t *testing.T) {
 	if got := cat(t, root, "/n/t/f"); got != "hello" {
 		t.Errorf("after restart: %q", got)
 	}
+}
+
+// TestNamespaceFiles: user names that would collide with the node's own
+// files are refused, a file from the old place is moved, an unparsable
+// one is kept aside and the defaults used, and concurrent saves leave a
+// whole file.
+func TestNamespaceFiles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := ns.NewManager(ns.WithDir(dir), ns.WithDefaults(cmds(t, "mount -c #t /tmp\n")))
+	m.Register("#t", tmp.New("glenda"))
+	for _, bad := range []string{"", ".", "..", "a/b", "x\x00", "key:abc", ".hidden", "tab\there", "new\nline", strings.Repeat("u", 65), "\xff"} {
+		if _, err := m.Namespace(ctx, bad); err == nil {
+			t.Errorf("user %q accepted", bad)
+		}
+	}
+	// "exports" is a user like any other: its file is not the exports.
+	if err := m.AddExport(ns.Export{User: "glenda", Path: "/tmp", RO: true, To: "*"}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := m.Namespace(ctx, "exports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.Bind(ctx, "/tmp", "/n/x", ns.MREPL); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(ex); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := m.Exports(); err != nil || len(es) != 1 {
+		t.Fatalf("exports after user \"exports\" saved: %v %v", es, err)
+	}
+	// The old place moves; a bad file is kept aside.
+	os.WriteFile(filepath.Join(dir, "old"), []byte("mount -c #t /tmp\nbind /tmp /n/old\n"), 0600)
+	sp, err := m.Namespace(ctx, "old")
+	if err != nil || !strings.Contains(sp.String(), "/n/old") {
+		t.Fatalf("old file not used: %v\n%s", err, sp.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "users", "old")); err != nil {
+		t.Errorf("old file not moved: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "users", "broken"), []byte("bind 'unterminated\n"), 0600)
+	sp, err = m.Namespace(ctx, "broken")
+	if err != nil || !strings.Contains(sp.String(), "#t") {
+		t.Fatalf("broken file: %v\n%s", err, sp)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "users", ".broken.bad")); err != nil {
+		t.Errorf("broken file not kept aside: %v", err)
+	}
+	// Concurrent saves: every read of the file parses.
+	g, err := m.Namespace(ctx, "glenda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			if err := m.Save(g); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if err := g.Bind(ctx, "/tmp", fmt.Sprintf("/n/%d", i%5), ns.MREPL); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Save(g); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "users", "glenda"))
+		if err != nil || !strings.Contains(string(data), "mount -c '#t' /tmp") {
+			t.Fatalf("save %d: %v\n%s", i, err, data)
+		}
+	}
+	<-done
 }

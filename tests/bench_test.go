@@ -119,7 +119,7 @@ func BenchmarkRemoteSequentialRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	d.Clunk(ctx)
-	if err := bn.ctl("/ns/ctl", "export /tmp/pub"); err != nil {
+	if err := bn.ctl("/ns/ctl", "export /tmp/pub rw to *"); err != nil {
 		b.Fatal(err)
 	}
 	bn.published(1)

@@ -170,7 +170,7 @@ func TestCluster(t *testing.T) {
 	if err := b.ctl("/ns/ctl", "mount -c '#host' /pub "+share); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ctl("/ns/ctl", "export /pub"); err != nil {
+	if err := b.ctl("/ns/ctl", "export /pub rw to *"); err != nil {
 		t.Fatal(err)
 	}
 	b.published(3)
@@ -179,7 +179,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("lookup: %v", err)
 	}
 	rec := a.read("/dht/records/" + b.key)
-	if !strings.Contains(rec, b.tlsAddr()) || !strings.Contains(rec, "export /pub") {
+	if !strings.Contains(rec, b.tlsAddr()) || !strings.Contains(rec, "export /pub rw to *") {
 		t.Errorf("B's record as A sees it:\n%s", rec)
 	}
 
@@ -230,7 +230,7 @@ func TestCluster(t *testing.T) {
 	// misses (2 s, then 3 s without an answer), and work again after.
 	c := cl.nodes[3]
 	c.run("", "9p", "create", "/tmp/pub/")
-	if err := c.ctl("/ns/ctl", "export /tmp/pub"); err != nil {
+	if err := c.ctl("/ns/ctl", "export /tmp/pub rw to *"); err != nil {
 		t.Fatal(err)
 	}
 	c.published(1)
@@ -301,7 +301,7 @@ func TestCluster(t *testing.T) {
 	for _, m := range cl.nodes {
 		if m != a && m != b {
 			m.run("", "9p", "create", "/tmp/pub/")
-			if err := m.ctl("/ns/ctl", "export /tmp/pub ro"); err != nil {
+			if err := m.ctl("/ns/ctl", "export /tmp/pub ro to *"); err != nil {
 				t.Fatal(err)
 			}
 		}
