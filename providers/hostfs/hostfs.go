@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,8 @@ type FS struct {
 	owner   string // if set, the uid and gid of every file
 	rootDev uint64
 
+	hidden map[fileID]bool // files never served (the node's data dir)
+
 	mu    sync.Mutex
 	devs  map[uint64]uint64 // guarded by mu: device → index for Qid.Path
 	names map[uint64]string // guarded by mu: id (groups: | 1<<32) → name
@@ -76,6 +79,65 @@ type Option func(*FS)
 // WithOwner reports name as the uid and gid of every file instead of the
 // host owner and group names.
 func WithOwner(name string) Option { return func(f *FS) { f.owner = name } }
+
+// fileID names a host file whatever path, link or hard link reaches it.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi fs.FileInfo) (fileID, bool) {
+	si, ok := sysInfo(fi)
+	return fileID{si.dev, si.ino}, ok
+}
+
+// hideDepth and hideMax bound the files WithHidden records under each
+// hidden directory.
+const (
+	hideDepth = 3
+	hideMax   = 10000
+)
+
+// WithHidden keeps the host paths given, and what lies up to three levels
+// below them, out of the export: they are not listed and cannot be walked
+// to, whichever path, symbolic link or hard link leads there ("file not
+// found"). The node hides its data directory (keys, CA, ledger) so.
+func WithHidden(paths ...string) Option {
+	return func(f *FS) {
+		if f.hidden == nil {
+			f.hidden = map[fileID]bool{}
+		}
+		for _, p := range paths {
+			hideTree(f.hidden, p, hideDepth)
+		}
+	}
+}
+
+func hideTree(set map[fileID]bool, p string, depth int) {
+	fi, err := os.Lstat(p)
+	if err != nil || len(set) >= hideMax {
+		return
+	}
+	if id, ok := idOf(fi); ok {
+		set[id] = true
+	}
+	if !fi.IsDir() || depth == 0 {
+		return
+	}
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		hideTree(set, filepath.Join(p, e.Name()), depth-1)
+	}
+}
+
+// isHidden reports whether fi is kept out of the export.
+func (h *FS) isHidden(fi fs.FileInfo) bool {
+	if len(h.hidden) == 0 {
+		return false
+	}
+	id, ok := idOf(fi)
+	return ok && h.hidden[id]
+}
 
 // New exports the host directory root, read-only if ro is set. It fails
 // if root cannot be opened or is not a directory. The FS keeps a
@@ -99,6 +161,10 @@ func New(root string, ro bool, opts ...Option) (*FS, error) {
 	if fi, err = r.Stat("."); err != nil {
 		r.Close()
 		return nil, err
+	}
+	if f.isHidden(fi) {
+		r.Close()
+		return nil, &fs.PathError{Op: "hostfs", Path: root, Err: fs.ErrNotExist}
 	}
 	if si, ok := sysInfo(fi); ok {
 		f.rootDev = si.dev
@@ -328,6 +394,9 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 		if fi, err = root.Stat(p); err != nil {
 			return qids, nil, hostErr(err)
 		}
+		if f.fs.isHidden(fi) {
+			return qids, nil, plan9.ErrNotFound
+		}
 		q = f.fs.qid(fi, p)
 		qids = append(qids, q)
 	}
@@ -524,8 +593,8 @@ func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
 		} else {
 			fi, err = e.Info()
 		}
-		if err != nil {
-			continue // vanished, or a link that leads nowhere or outside
+		if err != nil || f.fs.isHidden(fi) {
+			continue // vanished, a link that leads nowhere or outside, or hidden
 		}
 		ds = append(ds, f.fs.dir(fi, np))
 	}

@@ -20,9 +20,9 @@ import (
 
 // serve exports dir on a loopback styx server and returns the attached
 // root fid.
-func serve(t testing.TB, dir string, ro bool) *styx.Fid {
+func serve(t testing.TB, dir string, ro bool, opts ...hostfs.Option) *styx.Fid {
 	t.Helper()
-	h, err := hostfs.New(dir, ro)
+	h, err := hostfs.New(dir, ro, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,5 +483,49 @@ func TestFIFONotOpened(t *testing.T) {
 		wantErr(t, "open fifo", err, plan9.ErrPerm)
 	case <-time.After(10 * time.Second):
 		t.Fatal("open of a FIFO blocked")
+	}
+}
+
+// TestHidden: the node's data dir is not reachable from an export above
+// it, by its name, a symbolic link or a hard link, and cannot be
+// exported itself.
+func TestHidden(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	top := t.TempDir()
+	data := filepath.Join(top, "home", ".cheshire")
+	os.MkdirAll(filepath.Join(data, "ca"), 0700)
+	os.WriteFile(filepath.Join(data, "ca", "root.key"), []byte("secret"), 0600)
+	os.WriteFile(filepath.Join(top, "home", "notes"), []byte("fine"), 0600)
+	os.Symlink(".cheshire", filepath.Join(top, "home", "dlink"))
+	os.Symlink(".cheshire/ca/root.key", filepath.Join(top, "home", "klink"))
+	os.Link(filepath.Join(data, "ca", "root.key"), filepath.Join(top, "hard"))
+	root := serve(t, top, false, hostfs.WithHidden(data))
+	if got := readFile(t, root, "home/notes"); got != "fine" {
+		t.Fatalf("notes: %q", got)
+	}
+	for _, p := range []string{"home/.cheshire", "home/.cheshire/ca/root.key", "home/dlink", "home/dlink/ca", "home/klink", "hard"} {
+		f, err := root.WalkPath(ctx, p)
+		if err == nil {
+			f.Clunk(ctx)
+		}
+		wantErr(t, "walk "+p, err, plan9.ErrNotFound)
+	}
+	home := walk(t, root, "home")
+	defer home.Clunk(ctx)
+	if err := home.Open(ctx, styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := home.ReadDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.Name == ".cheshire" || d.Name == "dlink" || d.Name == "klink" {
+			t.Errorf("%s listed", d.Name)
+		}
+	}
+	if _, err := hostfs.New(filepath.Join(data, "ca"), true, hostfs.WithHidden(data)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("export of the data dir's ca: %v", err)
 	}
 }
