@@ -23,7 +23,7 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner string, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
+func builtins(owner, dir string, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
 	return []modules.Module{
 		ca.Module(authority, version),
 		dns.NewModule(names, version),
@@ -35,10 +35,8 @@ func builtins(owner string, n *node.Node, authority *ca.CA, names *dns.Server, d
 			func(nsp *ns.Namespace) styx.Attacher { return ns.Files(nsp) }),
 		modules.Native(modules.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
-		modules.Native(modules.Manifest{Name: "host", Version: version,
-			Description: "host directories: mount '#host' OLD HOSTPATH"}, hostAttacher{ro: false}),
-		modules.Native(modules.Manifest{Name: "host.ro", Version: version,
-			Description: "host directories, read-only: mount '#host.ro' OLD HOSTPATH"}, hostAttacher{ro: true}),
+		&hostModule{ro: false, owner: owner, dataDir: dir},
+		&hostModule{ro: true, owner: owner, dataDir: dir},
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 	"cheshire/plan9"
 	"cheshire/providers/ca"
 	"cheshire/providers/dns"
-	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -145,7 +144,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, n, authority, names, dhtMod))
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, n, authority, names, dhtMod))
 	if err != nil {
 		return err
 	}
@@ -264,20 +263,6 @@ func lockDir(dir string) (func(), error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
-}
-
-// hostAttacher exports the host directory named by the attach's aname.
-type hostAttacher struct{ ro bool }
-
-func (h hostAttacher) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
-	if aname == "" {
-		return nil, errors.New("#host: give the host directory as the mount's spec")
-	}
-	fs, err := hostfs.New(aname, h.ro)
-	if err != nil {
-		return nil, err
-	}
-	return fs.Attach(ctx, uname, "", auth)
 }
 
 // setNodeNames publishes the node's addresses in its own zone,
