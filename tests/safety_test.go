@@ -1,10 +1,15 @@
 package tests
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"cheshire/plan9"
 )
 
 // TestHostIsTheOwners: #host and #host.ro are the node owner's alone,
@@ -59,4 +64,65 @@ func TestHostIsTheOwners(t *testing.T) {
 	mustFail("mallory mounts above the grant", "permission denied", out, err)
 	out, err = n.run("grant relative to mallory\n", "9p", "write", "/modules/host/config")
 	mustFail("bad grant", "grant", out, err)
+}
+
+// TestNinepWriteTruncates: `cheshire 9p write` replaces the file, as
+// plan9port's 9p write does; shorter text leaves no old tail.
+func TestNinepWriteTruncates(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	for _, text := range []string{"a long line of text\n", "short\n"} {
+		if out, err := n.run(text, "9p", "write", "/tmp/f"); err != nil {
+			t.Fatalf("write: %v %s", err, out)
+		}
+	}
+	if got, err := n.run("", "9p", "read", "/tmp/f"); err != nil || got != "short\n" {
+		t.Errorf("after two writes: %q %v", got, err)
+	}
+}
+
+// TestNamespaceFileSurvivesKill: kill -9 in the middle of a storm of
+// concurrent /ns/ctl writes, again and again; after each restart the
+// namespace file parses and /ns is there.
+func TestNamespaceFileSurvivesKill(t *testing.T) {
+	t.Parallel()
+	dir := shortTemp(t)
+	const rounds, writers = 50, 4
+	for round := 0; round < rounds; round++ {
+		n := startNode(t, dir)
+		var wg sync.WaitGroup
+		started := make(chan struct{}, writers)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					line := fmt.Sprintf("bind /tmp /n/w%d\nbind -a /node /n/w%d\n", w, w)
+					if _, err := n.run(line, "9p", "write", "/ns/ctl"); err != nil {
+						return // the node was killed
+					}
+					if i == 2 {
+						started <- struct{}{}
+					}
+				}
+			}()
+		}
+		for w := 0; w < writers; w++ {
+			<-started // every writer has saved a few times; the storm is on
+		}
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+		wg.Wait()
+		data, err := os.ReadFile(filepath.Join(dir, "ns", "users", userName(t)))
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if _, err := plan9.ParseNS(bytes.NewReader(data)); err != nil || !strings.Contains(string(data), "/ns") {
+			t.Fatalf("round %d: namespace file %v:\n%s", round, err, data)
+		}
+	}
+	n := startNode(t, dir)
+	if ls, err := n.run("", "9p", "ls", "/ns"); err != nil || !strings.Contains(ls, "ctl") {
+		t.Fatalf("after %d kills: ls /ns: %v %q", rounds, err, ls)
+	}
 }

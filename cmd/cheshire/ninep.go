@@ -20,7 +20,7 @@ import (
 const ninepUsage = `usage: cheshire 9p [-a DIALSTRING] [-u USER] COMMAND PATH
   ls [-l] PATH    list a directory (or name a file)
   read PATH       copy the file to standard output
-  write [-l] PATH copy standard input to the file (-l: one write a line)
+  write [-l] PATH truncate the file and copy standard input to it (-l: one write a line)
   stat PATH       print the directory entry
   create PATH     create an empty file (mode 0664; a trailing / makes a directory)
   rm PATH         remove the file
@@ -81,7 +81,9 @@ func ninepCmd(args []string) error {
 		defer f.Clunk(ctx)
 		return copyOut(ctx, f, os.Stdout)
 	case "write":
-		f, err := openPath(ctx, root, p, styx.OWRITE)
+		// Truncated first, as plan9port's 9p write does: shorter text
+		// replaces the file instead of leaving the old tail.
+		f, err := openPath(ctx, root, p, styx.OWRITE|styx.OTRUNC)
 		if errors.Is(err, plan9.ErrNotFound) {
 			f, err = createPath(ctx, root, p, 0664, styx.OWRITE)
 		}
