@@ -14,7 +14,9 @@ import (
 // Files returns the file server of ns, mounted at /ns:
 //
 //	/ns/ns   the namespace in namespace(6) form, like Plan 9's ns(1)
-//	/ns/ctl  write bind, mount, unmount and import lines to change it
+//	/ns/ctl  write bind, mount, unmount and import lines to change it; the
+//	         lines of one write apply all or none (export and unexport
+//	         lines take effect as they run)
 //	/ns/exports  what this user exports to other nodes
 //	/ns/imports  the imports, each with the state of its connection
 //
@@ -50,11 +52,23 @@ func Files(ns *Namespace) styx.Attacher {
 				return err
 			}
 			ns.mgr.log.Info("namespace changed", "user", ns.user, "cmd", c.String())
-			if err := ns.mgr.Save(ns); err != nil {
-				return fmt.Errorf("applied, but %w", err)
-			}
 			return nil
 		}
+	}
+	// A write's lines change the namespace together or not at all, and
+	// the file is saved once, after the last.
+	batch := func(ctx context.Context, run func(context.Context) error) error {
+		before := ns.String()
+		if err := ns.Batch(ctx, run); err != nil {
+			return err
+		}
+		if ns.String() == before {
+			return nil
+		}
+		if err := ns.mgr.Save(ns); err != nil {
+			return fmt.Errorf("applied, but %w", err)
+		}
+		return nil
 	}
 	cmds := []synth.Cmd{
 		{Name: "bind", Usage: "bind [-abc] new old", Run: run("bind")},
@@ -72,7 +86,7 @@ func Files(ns *Namespace) styx.Attacher {
 			return ns.mgr.RemoveExport(ns.user, path.Clean(args[0]))
 		}},
 	}
-	root.Add(synth.Ctl("ctl", 0600, cmds, nil))
+	root.Add(synth.CtlBatch("ctl", 0600, cmds, nil, batch))
 	return synth.NewServer(root, synth.WithOwner(ns.user))
 }
 

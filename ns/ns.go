@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -148,6 +149,56 @@ type Namespace struct {
 	nextDev uint16                // guarded by mu
 
 	saveMu sync.Mutex // serialises saves of the namespace file
+
+	batchMu sync.Mutex // serialises batches
+	batch   *undo      // guarded by mu: the batch under way, if any
+}
+
+// undo is what a batch needs to put the namespace back as it was: the
+// table and entries at its start, and the entries it dropped, whose
+// clunks wait for the batch to end.
+type undo struct {
+	table   map[mountKey][]*entry
+	entries []*entry
+	dropped []*entry
+}
+
+// Batch applies changes as one unit: run's changes are kept if it
+// returns nil, and undone otherwise, the namespace then being exactly as
+// before. Batches of one namespace are serialised.
+func (ns *Namespace) Batch(ctx context.Context, run func(ctx context.Context) error) error {
+	ns.batchMu.Lock()
+	defer ns.batchMu.Unlock()
+	ns.mu.Lock()
+	u := &undo{table: make(map[mountKey][]*entry, len(ns.table)), entries: slices.Clone(ns.entries)}
+	for k, es := range ns.table {
+		u.table[k] = slices.Clone(es)
+	}
+	ns.batch = u
+	ns.mu.Unlock()
+	err := run(ctx)
+	ns.mu.Lock()
+	ns.batch = nil
+	var clunk []*entry
+	if err == nil {
+		clunk = u.dropped
+	} else {
+		kept := map[*entry]bool{}
+		for _, e := range u.entries {
+			kept[e] = true
+		}
+		for _, e := range ns.entries {
+			if !kept[e] {
+				clunk = append(clunk, e) // made by the batch
+			}
+		}
+		ns.table, ns.entries = u.table, u.entries
+	}
+	ns.mu.Unlock()
+	for _, e := range clunk {
+		e.src.clunk()
+	}
+	return err
 }
 
 // User is the namespace's owner.
@@ -586,6 +637,10 @@ func (ns *Namespace) dropEntryLocked(e *entry) {
 			ns.entries = append(ns.entries[:i], ns.entries[i+1:]...)
 			break
 		}
+	}
+	if ns.batch != nil {
+		ns.batch.dropped = append(ns.batch.dropped, e) // it may come back
+		return
 	}
 	e.src.clunk()
 }

@@ -126,3 +126,34 @@ func TestNamespaceFileSurvivesKill(t *testing.T) {
 		t.Fatalf("after %d kills: ls /ns: %v %q", rounds, err, ls)
 	}
 }
+
+// TestNamespaceCtlAllOrNone: the lines of one /ns/ctl write change the
+// namespace together or not at all, and an unmount undone by a later bad
+// line leaves the mount working.
+func TestNamespaceCtlAllOrNone(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	if out, err := n.run("hello\n", "9p", "write", "/tmp/f"); err != nil {
+		t.Fatal(out, err)
+	}
+	before, err := n.run("", "9p", "read", "/ns/ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := n.run("bind /tmp /n/a\nunmount /tmp\nbind /nonexistent /n/b\n", "9p", "write", "/ns/ctl")
+	if err == nil || !strings.Contains(err.Error(), "line 3: bind") {
+		t.Fatalf("bad third line: %q %v", out, err)
+	}
+	if after, _ := n.run("", "9p", "read", "/ns/ns"); after != before {
+		t.Errorf("namespace changed by a refused write:\n%s\nwas\n%s", after, before)
+	}
+	if got, err := n.run("", "9p", "read", "/tmp/f"); err != nil || got != "hello\n" {
+		t.Errorf("/tmp after an undone unmount: %q %v", got, err)
+	}
+	if _, err := n.run("bind /tmp /n/a\nbind -a /node /n/a\n", "9p", "write", "/ns/ctl"); err != nil {
+		t.Fatal(err)
+	}
+	if ls, err := n.run("", "9p", "ls", "/n/a"); err != nil || !strings.Contains(ls, "f") || !strings.Contains(ls, "id") {
+		t.Errorf("both lines applied: %q %v", ls, err)
+	}
+}
