@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -96,10 +97,19 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if temporary(err) {
+				// As net/http does: back off 5ms, doubling to 1s,
+				// and try again; running out of descriptors must
+				// not end the listener.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
+				s.logger().Warn("9p accept", "addr", l.Addr().String(), "err", err, "retry", delay)
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				}
 				continue
 			}
 			return fmt.Errorf("styx: accept on %s: %w", l.Addr(), err)
@@ -107,6 +117,18 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		delay = 0
 		go s.ServeConn(ctx, nc)
 	}
+}
+
+// temporary reports whether an accept error is worth a retry: a
+// timeout, a connection aborted before it was accepted, or too many
+// open files (EMFILE, ENFILE).
+func temporary(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close stops all listeners and ends every connection.
