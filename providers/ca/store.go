@@ -10,56 +10,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"cheshire/atomicfile"
 )
 
-// A staged file is written to a temporary name next to its place and
-// renamed over it by commit, so that a set of files is replaced only once
-// every one of them has been written.
-type staged struct {
-	tmp, path string
-}
-
-// stage writes data to a temporary file beside path, with mode perm,
-// synced to disk.
-func stage(path string, data []byte, perm os.FileMode) (staged, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		return staged{}, err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return staged{}, err
-	}
-	tmp := f.Name()
-	fail := func(err error) (staged, error) {
-		f.Close()
-		os.Remove(tmp)
-		return staged{}, fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return staged{}, fmt.Errorf("writing %s: %w", path, err)
-	}
-	return staged{tmp: tmp, path: path}, nil
-}
-
-// fileSet is a set of files to be replaced together.
+// fileSet is a set of files to be replaced together (atomicfile's staged
+// files, renamed into place by commit once every one has been written).
 type fileSet struct {
-	files []staged
+	files []*atomicfile.Staged
 }
 
 // add stages one file; after an error the set must be aborted.
 func (s *fileSet) add(path string, data []byte, perm os.FileMode) error {
-	st, err := stage(path, data, perm)
+	st, err := atomicfile.Stage(path, data, perm)
 	if err != nil {
 		return err
 	}
@@ -70,46 +33,25 @@ func (s *fileSet) add(path string, data []byte, perm os.FileMode) error {
 // abort removes the staged files.
 func (s *fileSet) abort() {
 	for _, f := range s.files {
-		os.Remove(f.tmp)
+		f.Abort()
 	}
 	s.files = nil
 }
 
 // commit renames every staged file into place and syncs the directories.
 func (s *fileSet) commit() error {
-	dirs := map[string]bool{}
-	for i, f := range s.files {
-		if err := os.Rename(f.tmp, f.path); err != nil {
-			for _, g := range s.files[i:] {
-				os.Remove(g.tmp)
-			}
-			return fmt.Errorf("writing %s: %w", f.path, err)
-		}
-		dirs[filepath.Dir(f.path)] = true
-	}
+	files := s.files
 	s.files = nil
-	for d := range dirs {
-		syncDir(d)
-	}
-	return nil
+	return atomicfile.CommitAll(files)
 }
 
 // writeAtomic replaces path with data.
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	var s fileSet
-	if err := s.add(path, data, perm); err != nil {
-		return err
-	}
-	return s.commit()
+	return atomicfile.Write(path, data, perm)
 }
 
 // syncDir makes a rename in dir durable, as far as the system allows.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
+func syncDir(dir string) { atomicfile.SyncDir(dir) }
 
 // replaceDir puts the files into dir/name as a whole: they are written in
 // a new directory that then takes the place of the old one. A crash
