@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Write replaces path with data, mode perm, creating the directory (mode
@@ -114,10 +113,4 @@ func SyncDir(dir string) {
 		d.Sync()
 		d.Close()
 	}
-}
-
-// IsTemp reports whether name (a base name) is one of this package's
-// temporary files, left behind by a crash; such files may be removed.
-func IsTemp(name string) bool {
-	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp")
 }
