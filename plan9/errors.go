@@ -57,6 +57,7 @@ const (
 	ErrBadArgs       Error = "bad # args to command"
 	ErrEmptyCtl      Error = "empty control message"
 	ErrOverflow      Error = "event overflow"
+	ErrNoVersion     Error = "version not negotiated"
 )
 
 // ErrMax is the size of a Plan 9 error buffer (ERRMAX), terminating
@@ -187,6 +188,7 @@ func ninepErrnos() []errnoEntry {
 		{"bad # args to command", syscall.EINVAL},
 		{"empty control message", syscall.EINVAL},
 		{"event overflow", syscall.EIO},
+		{"version not negotiated", syscall.EPROTO},
 		{"No space left on device", syscall.ENOSPC},
 		{"Read-only file system", syscall.EROFS},
 	}

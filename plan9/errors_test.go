@@ -18,7 +18,7 @@ var allErrors = []Error{ErrReadOnly,
 	ErrInterrupted, ErrTooBig, ErrBadName, ErrFileInUse, ErrNoSpace,
 	ErrTimedOut, ErrUnreachable, ErrModuleStopped, ErrNotSupported,
 	ErrCrossDev, ErrHungup, ErrBadCtl, ErrBadArgs, ErrEmptyCtl,
-	ErrOverflow,
+	ErrOverflow, ErrNoVersion,
 }
 
 func TestErrorConstants(t *testing.T) {

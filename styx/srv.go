@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"cheshire/connlimit"
 	"cheshire/plan9"
 )
 
@@ -25,8 +27,11 @@ const (
 	DefaultMaxInflight  = 256
 	DefaultConnMemory   = 16 << 20
 	DefaultFrameTimeout = 30 * time.Second
-	smallFrame          = 8 << 10
-	maxFlushes          = 64
+	// DefaultHandshakeTimeout bounds a connection's TLS handshake and
+	// Tversion together.
+	DefaultHandshakeTimeout = 10 * time.Second
+	smallFrame              = 8 << 10
+	maxFlushes              = 64
 )
 
 // A Server serves 9P2000 on connections. Its zero value is not usable:
@@ -46,10 +51,21 @@ type Server struct {
 	ConnMemory   int64         // bytes of large frames and read buffers per connection
 	FrameTimeout time.Duration // longest wait for the rest of a started frame
 
+	// Limits bounds the network connections Serve accepts, per host
+	// and in total (see package connlimit); nil takes its defaults. A
+	// connection is established, and no longer evicted to make room,
+	// once it has agreed a version. It must complete its TLS handshake,
+	// if any, and Tversion within HandshakeTimeout.
+	Limits           *connlimit.Limits
+	HandshakeTimeout time.Duration
+
 	Log   *slog.Logger
 	Trace func(conn string, in bool, f *Fcall) // protocol trace, if set
 
 	pool bufPool
+
+	limOnce sync.Once
+	lim     *connlimit.Limits
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -62,6 +78,17 @@ func (s *Server) msize() uint32 {
 		return DefaultMsize
 	}
 	return max(s.Msize, MinMsize)
+}
+
+// limits is s.Limits, or limits of the defaults made once.
+func (s *Server) limits() *connlimit.Limits {
+	s.limOnce.Do(func() {
+		s.lim = s.Limits
+		if s.lim == nil {
+			s.lim = new(connlimit.Limits)
+		}
+	})
+	return s.lim
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -115,7 +142,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("styx: accept on %s: %w", l.Addr(), err)
 		}
 		delay = 0
-		go s.ServeConn(ctx, nc)
+		t, ok := s.limits().Admit(nc)
+		if !ok {
+			nc.Close()
+			continue
+		}
+		go s.serveConn(ctx, nc, t)
 	}
 }
 
@@ -174,6 +206,7 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	log    *slog.Logger
+	ticket *connlimit.Ticket // its admission by Serve, or nil
 
 	slots   chan struct{}       // one per request in flight
 	flushes chan struct{}       // one per Tflush in flight
@@ -193,6 +226,12 @@ type conn struct {
 // ServeConn serves one connection until it fails, the client hangs up or
 // ctx is done. It closes nc.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
+	s.serveConn(ctx, nc, nil)
+}
+
+// serveConn serves nc, admitted by t (nil if it was not counted).
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, t *connlimit.Ticket) {
+	defer t.Release()
 	name := nc.RemoteAddr().String()
 	if name == "" || name == "@" {
 		name = "unix"
@@ -211,7 +250,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	// by the read loop never starves a read's reply buffer.
 	mem = max(mem, 2*int64(s.pool.size(int(s.msize()))))
 	c := &conn{
-		srv: s, nc: nc, name: name, ctx: cctx, cancel: cancel,
+		srv: s, nc: nc, name: name, ctx: cctx, cancel: cancel, ticket: t,
 		log:     s.logger().With("conn", name),
 		slots:   make(chan struct{}, inflight),
 		flushes: make(chan struct{}, maxFlushes),
@@ -262,18 +301,30 @@ func (c *conn) readLoop() error {
 	if timeout <= 0 {
 		timeout = DefaultFrameTimeout
 	}
+	hs := c.srv.HandshakeTimeout
+	if hs <= 0 {
+		hs = DefaultHandshakeTimeout
+	}
+	// Until a version is negotiated the connection lives on one
+	// deadline, which also bounds a TLS handshake (it happens in the
+	// first Read), and its frames are small.
+	versioned := false
+	c.nc.SetReadDeadline(time.Now().Add(hs))
 	var hdr [4]byte
-	deadline := false
+	deadline := true
 	for {
-		if deadline {
+		if deadline && versioned {
 			c.nc.SetReadDeadline(time.Time{})
 			deadline = false
 		}
 		if _, err := br.ReadByte(); err != nil {
+			if !versioned && errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("no Tversion within %v: %w", hs, err)
+			}
 			return err
 		}
 		br.UnreadByte()
-		if br.Buffered() < 4 {
+		if br.Buffered() < 4 && !deadline {
 			c.nc.SetReadDeadline(time.Now().Add(timeout))
 			deadline = true
 		}
@@ -282,6 +333,9 @@ func (c *conn) readLoop() error {
 		}
 		size := binary.LittleEndian.Uint32(hdr[:])
 		msize := c.getMsize()
+		if !versioned {
+			msize = min(msize, smallFrame)
+		}
 		if size < 7 {
 			return fmt.Errorf("bad frame: size %d below 7", size)
 		}
@@ -294,7 +348,7 @@ func (c *conn) readLoop() error {
 			if err := c.mem.Acquire(c.ctx, held); err != nil {
 				return err
 			}
-			if deadline {
+			if deadline && versioned {
 				// The wait for memory was the server's, not the
 				// client's: the frame's time starts again.
 				c.nc.SetReadDeadline(time.Now().Add(timeout))
@@ -323,10 +377,19 @@ func (c *conn) readLoop() error {
 		if c.srv.Trace != nil {
 			c.srv.Trace(c.name, true, &r.fc)
 		}
+		if r.fc.Type != Tversion && !versioned {
+			tag := r.fc.Tag
+			r.release()
+			c.writeError(tag, string(plan9.ErrNoVersion))
+			continue
+		}
 		switch r.fc.Type {
 		case Tversion:
 			// Handled in line: it aborts everything in flight.
-			c.version(r)
+			if c.version(r) && !versioned {
+				versioned = true
+				c.ticket.Established()
+			}
 			continue
 		case Tflush:
 			select {
@@ -363,8 +426,8 @@ func (c *conn) readLoop() error {
 }
 
 // version handles Tversion: it aborts all requests, clunks all fids and
-// negotiates msize and version.
-func (c *conn) version(r *req) {
+// negotiates msize and version. It reports whether a version was agreed.
+func (c *conn) version(r *req) bool {
 	defer r.release()
 	tag, cmsize, cver := r.fc.Tag, r.fc.Msize, r.fc.Version
 	c.mu.Lock()
@@ -377,7 +440,7 @@ func (c *conn) version(r *req) {
 	c.clunkAll()
 	if cmsize < MinMsize {
 		c.writeError(tag, fmt.Sprintf("msize %d too small (minimum %d)", cmsize, MinMsize))
-		return
+		return false
 	}
 	msize := min(cmsize, c.srv.msize())
 	ver := "unknown"
@@ -388,6 +451,7 @@ func (c *conn) version(r *req) {
 		c.mu.Unlock()
 	}
 	c.send(&Fcall{Type: Rversion, Tag: tag, Msize: msize, Version: ver})
+	return ver == Version
 }
 
 // flush handles Tflush: the flushed request's context is cancelled, its

@@ -91,6 +91,13 @@ func shortTemp(t testing.TB) string {
 // socket.
 func startNode(t testing.TB, dir string, args ...string) *node {
 	t.Helper()
+	return startNodeUnder(t, nil, dir, args...)
+}
+
+// startNodeUnder is startNode with the node run by a wrapper command,
+// such as prlimit.
+func startNodeUnder(t testing.TB, wrapper []string, dir string, args ...string) *node {
+	t.Helper()
 	n := &node{t: t, dir: dir, logs: &syncBuffer{}, sock: filepath.Join(dir, "cheshire.sock")}
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--https") }) {
 		args = append(args, "--https", "tcp!127.0.0.1!0") // many nodes, one machine
@@ -103,7 +110,8 @@ func startNode(t testing.TB, dir string, args ...string) *node {
 			os.WriteFile(p, []byte(cfg), 0600)
 		}
 	}
-	n.cmd = exec.Command(binary(t), append([]string{"serve", "--dir", dir}, args...)...)
+	argv := append(append(append([]string(nil), wrapper...), binary(t), "serve", "--dir", dir), args...)
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stderr = n.logs
 	n.cmd.Stdout = n.logs
 	if err := n.cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"cheshire/connlimit"
 	"cheshire/dht"
 	"cheshire/importers/proxy"
 	"cheshire/importers/remote"
@@ -54,6 +55,8 @@ type serveOptions struct {
 	dhtListen    string   // the dht module's listen address unless its config sets one
 	dhtBootstrap []string // likewise its bootstrap nodes
 	advertise    []string // 9P-over-TLS addresses to publish instead of the listeners'
+	maxConns     int      // network connections per kind of listener (9P, HTTPS); 0: from RLIMIT_NOFILE
+	maxPerHost   int      // ... and per remote IP
 }
 
 func serveCmd(args []string) error {
@@ -68,6 +71,8 @@ func serveCmd(args []string) error {
 	fs.StringVar(&o.dhtListen, "dht-listen", "", "UDP address of the DHT node, udp!HOST!PORT (default udp!127.0.0.1!6881; the dht module's config overrides)")
 	bootstrap := fs.String("dht-bootstrap", "", "HOST:PORT,... of DHT nodes to join through (the dht module's config overrides)")
 	fs.Var(&advertise, "advertise", "publish this tls!HOST!PORT in the DHT record instead of the TLS listeners' addresses (behind NAT or a proxy); repeatable")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "network connections held at most by the 9P listeners, and by the HTTPS listeners (default: a third of the open-file limit, at most 16384)")
+	fs.IntVar(&o.maxPerHost, "max-conns-per-host", connlimit.DefaultPerHost, "network connections held at most per remote IP, by the 9P listeners and by the HTTPS listeners")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -149,7 +154,12 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer stopModules()
+	maxConns := o.maxConns
+	if maxConns <= 0 {
+		maxConns = connBudget()
+	}
 	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
+	web.Limit(&connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "https"})
 	web.Handle("/dns-query", mods.HTTP("dns", names.DoHHandler()))
 	closeWeb, err := addWeb(web, mods, authority, dir, o.acmePort, log)
 	if err != nil {
@@ -157,7 +167,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	defer closeWeb()
 
-	srv := &styx.Server{Attacher: newRemoteAuth(m, dir), Log: log}
+	srv := &styx.Server{Attacher: newRemoteAuth(m, dir), Log: log,
+		Limits: &connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "9p"}}
 	if o.debug {
 		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
 			dir := "->"
@@ -223,6 +234,19 @@ func serve(ctx context.Context, o serveOptions) error {
 	web.Close()
 	wg.Wait()
 	return nil
+}
+
+// connBudget is how many network connections each kind of listener (9P,
+// HTTPS) may hold: a third of the open-file limit (which the Go runtime
+// has raised to its hard limit at start), at most 16384, so that the two
+// together leave a third of the descriptors for files, the DHT, DNS and
+// the owner's unix socket.
+func connBudget() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return connlimit.DefaultTotal
+	}
+	return int(min(max(rl.Cur/3, 16), 16384))
 }
 
 // boundName is the dial string of the address l actually bound (for

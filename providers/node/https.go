@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"cheshire/connlimit"
 )
 
 // HTTPS is the node's HTTPS listener, shared by every web-facing
@@ -19,6 +21,7 @@ type HTTPS struct {
 	mux *http.ServeMux
 	tls *tls.Config
 	log *slog.Logger
+	lim *connlimit.Limits
 
 	mu  sync.Mutex
 	srv []*http.Server // guarded by mu
@@ -39,6 +42,11 @@ func NewHTTPS(cfg *tls.Config, log *slog.Logger) *HTTPS {
 	return h
 }
 
+// Limit bounds the connections Serve accepts (per host and in total);
+// a connection is established once it has sent a request. Call it
+// before Serve.
+func (h *HTTPS) Limit(lim *connlimit.Limits) { h.lim = lim }
+
 // Handle adds a handler for pattern (http.ServeMux syntax).
 func (h *HTTPS) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
@@ -52,6 +60,14 @@ func (h *HTTPS) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateActive {
+				connlimit.MarkEstablished(c)
+			}
+		},
+	}
+	if h.lim != nil {
+		l = connlimit.Listener(l, h.lim)
 	}
 	h.mu.Lock()
 	h.srv = append(h.srv, srv)
