@@ -130,6 +130,9 @@ func (m *Manager) RemoveExport(user, p string) error {
 // viewUser is the user name of a remote key's view.
 func viewUser(key string) string { return "key:" + key }
 
+// isView reports whether user names a remote key's view.
+func isView(user string) bool { return strings.HasPrefix(user, "key:") }
+
 // AttachRemote attaches a remote key to the view of what is exported to
 // it: each exported path at its own place, read-only where exported so;
 // nothing else. A key to which nothing is exported gets "permission
@@ -172,7 +175,7 @@ func (m *Manager) AttachRemote(ctx context.Context, key, aname string) (styx.Fil
 		ns.Close()
 		return nil, err
 	}
-	return &file{ns: ns, c: c}, nil
+	return newFile(ns, c, false), nil
 }
 
 // exportServer is #export: a path of a user's namespace, attached only

@@ -12,10 +12,19 @@ import (
 const errNoCreate = plan9.Error("mounted directory forbids creation")
 
 // file is one fid's view of a namespace chan; it implements styx.File.
+// Each file handed out (newFile) holds a reference to its namespace
+// until its Clunk, so that a namespace no fid uses can be dropped.
 type file struct {
 	ns     *Namespace
 	c      *chn
 	opened bool
+	held   bool // holds a reference to ns, given back at Clunk
+}
+
+// newFile is a file of c in ns that holds a reference to ns.
+func newFile(ns *Namespace, c *chn, opened bool) *file {
+	ns.mgr.hold(ns)
+	return &file{ns: ns, c: c, opened: opened, held: true}
 }
 
 var _ styx.File = (*file)(nil)
@@ -37,7 +46,7 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 	if nc == nil {
 		return qids, nil, err
 	}
-	return qids, &file{ns: f.ns, c: nc}, nil
+	return qids, newFile(f.ns, nc, false), nil
 }
 
 func (f *file) Open(ctx context.Context, mode uint8) (uint32, error) {
@@ -80,7 +89,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 		return nil, 0, err
 	}
 	nc := &chn{dev: dir.dev, file: nf, qid: nf.Qid(), path: path.Join(f.c.path, name)}
-	return &file{ns: f.ns, c: nc, opened: true}, iou, nil
+	return newFile(f.ns, nc, true), iou, nil
 }
 
 func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
@@ -174,7 +183,12 @@ func (f *file) Remove(ctx context.Context) error {
 }
 
 func (f *file) Clunk() error {
-	return f.c.clunk()
+	err := f.c.clunk()
+	if f.held {
+		f.held = false
+		f.ns.mgr.release(f.ns)
+	}
+	return err
 }
 
 // An Availability is a mounted file (the root a server attached) that

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -29,6 +30,7 @@ type Manager struct {
 	// onExports is called after each change of the exports.
 	onExports func()
 	log       *slog.Logger
+	idleDrop  time.Duration // a namespace no file uses is dropped this long after
 
 	exportMu sync.Mutex // serializes changes to the exports
 	exports  []Export   // guarded by mu: the exports when there is no dir
@@ -59,13 +61,23 @@ func WithDialer(d func(ctx context.Context, addr, user string) (styx.Attacher, e
 // exports (the node advertises them); it must not block.
 func WithExportsChanged(f func()) Option { return func(m *Manager) { m.onExports = f } }
 
+// WithIdleDrop sets how long after its last file is clunked a user's
+// namespace is dropped from memory (its file stays, and the next attach
+// reads it again); negative keeps namespaces for the manager's life. The
+// default is DefaultIdleDrop.
+func WithIdleDrop(d time.Duration) Option { return func(m *Manager) { m.idleDrop = d } }
+
+// DefaultIdleDrop is how long an unused namespace stays in memory.
+const DefaultIdleDrop = 2 * time.Minute
+
 // WithLog sets the logger.
 func WithLog(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
 // NewManager returns a Manager with no servers registered.
 func NewManager(opts ...Option) *Manager {
 	m := &Manager{spaces: map[string]*Namespace{}, servers: map[string]styx.Attacher{},
-		perNS: map[string]func(*Namespace) styx.Attacher{}, log: slog.New(slog.DiscardHandler)}
+		perNS: map[string]func(*Namespace) styx.Attacher{}, log: slog.New(slog.DiscardHandler),
+		idleDrop: DefaultIdleDrop}
 	for _, o := range opts {
 		o(m)
 	}
@@ -185,13 +197,28 @@ func (m *Manager) readNSFile(user string) (cmds []plan9.NSCmd, source string, ok
 	return nil, "", false
 }
 
-// Namespace returns user's namespace, making it on first use.
+// Namespace returns user's namespace, making it on first use. A
+// namespace that no file uses is dropped from memory after the manager's
+// idle time (WithIdleDrop), and made again from its file when next asked
+// for.
 func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error) {
+	ns, err := m.acquire(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	m.release(ns)
+	return ns, nil
+}
+
+// acquire is Namespace with a reference held, for a file to give back
+// at its Clunk.
+func (m *Manager) acquire(ctx context.Context, user string) (*Namespace, error) {
 	if err := ValidUser(user); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	if ns := m.spaces[user]; ns != nil {
+		m.holdLocked(ns)
 		m.mu.Unlock()
 		return ns, nil
 	}
@@ -219,10 +246,64 @@ func (m *Manager) Namespace(ctx context.Context, user string) (*Namespace, error
 	if other := m.spaces[user]; other != nil {
 		// Another attach made it first.
 		ns.Close()
+		m.holdLocked(other)
 		return other, nil
 	}
 	m.spaces[user] = ns
+	m.holdLocked(ns)
 	return ns, nil
+}
+
+// hold takes a reference to ns.
+func (m *Manager) hold(ns *Namespace) {
+	m.mu.Lock()
+	m.holdLocked(ns)
+	m.mu.Unlock()
+}
+
+func (m *Manager) holdLocked(ns *Namespace) {
+	ns.refs++
+	if ns.idle != nil {
+		ns.idle.Stop()
+		ns.idle = nil
+	}
+}
+
+// release gives back a reference to ns. The last one starts the idle
+// time of a user's namespace; a remote key's view, made per attach, is
+// closed at once.
+func (m *Manager) release(ns *Namespace) {
+	m.mu.Lock()
+	ns.refs--
+	if ns.refs > 0 {
+		m.mu.Unlock()
+		return
+	}
+	if m.spaces[ns.user] != ns {
+		m.mu.Unlock()
+		if isView(ns.user) {
+			ns.Close()
+		}
+		return
+	}
+	if m.idleDrop >= 0 {
+		ns.idle = time.AfterFunc(m.idleDrop, func() { m.drop(ns) })
+	}
+	m.mu.Unlock()
+}
+
+// drop forgets ns if no file has taken it up again.
+func (m *Manager) drop(ns *Namespace) {
+	m.mu.Lock()
+	if ns.refs > 0 || m.spaces[ns.user] != ns {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.spaces, ns.user)
+	ns.idle = nil
+	m.mu.Unlock()
+	ns.Close()
+	m.log.Debug("namespace dropped from memory: unused", "user", ns.user)
 }
 
 // Save writes ns to its user's namespace file, atomically. Saves of one
@@ -244,7 +325,7 @@ func (m *Manager) Save(ns *Namespace) error {
 // Attach implements styx.Attacher: the root of uname's namespace, or the
 // directory aname within it.
 func (m *Manager) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
-	ns, err := m.Namespace(ctx, uname)
+	ns, err := m.acquire(ctx, uname)
 	if err != nil {
 		return nil, err
 	}
@@ -255,9 +336,10 @@ func (m *Manager) Attach(ctx context.Context, uname, aname string, auth styx.Fil
 		c, err = ns.resolve(ctx, aname, true)
 	}
 	if err != nil {
+		m.release(ns)
 		return nil, err
 	}
-	return &file{ns: ns, c: c}, nil
+	return &file{ns: ns, c: c, held: true}, nil
 }
 
 // Close closes every namespace.
@@ -265,6 +347,9 @@ func (m *Manager) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, ns := range m.spaces {
+		if ns.idle != nil {
+			ns.idle.Stop()
+		}
 		ns.Close()
 	}
 	m.spaces = map[string]*Namespace{}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"cheshire/plan9"
 	"cheshire/providers/tmp"
@@ -152,6 +153,9 @@ type Namespace struct {
 
 	batchMu sync.Mutex // serialises batches
 	batch   *undo      // guarded by mu: the batch under way, if any
+
+	refs int         // guarded by mgr.mu: files handed out and not clunked
+	idle *time.Timer // guarded by mgr.mu: drops the namespace when it fires
 }
 
 // undo is what a batch needs to put the namespace back as it was: the

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"cheshire/ns"
 	"cheshire/plan9"
@@ -278,4 +279,76 @@ func TestNamespaceFiles(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// TestUnusedNamespacesDropped: a namespace no fid uses is dropped from
+// memory, its file kept; one in use stays; a remote key's view goes
+// with its last fid.
+func TestUnusedNamespacesDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := ns.NewManager(ns.WithDir(dir), ns.WithDefaults(cmds(t, "mount -c #t /tmp\n")), ns.WithIdleDrop(0))
+	m.Register("#t", tmp.New("glenda"))
+	t.Cleanup(m.Close)
+	spaces := func() map[string]bool {
+		out := map[string]bool{}
+		for _, n := range m.Spaces() {
+			out[n.User()] = true
+		}
+		return out
+	}
+	waitSpaces := func(what string, cond func(map[string]bool) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second) // a hang guard, not a budget
+		for !cond(spaces()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: namespaces in memory: %v", what, spaces())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// glenda keeps a fid; 200 passers-by attach and clunk.
+	keep, err := m.Attach(ctx, "glenda", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		f, err := m.Attach(ctx, fmt.Sprintf("u%d", i), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, w, err := f.Walk(ctx, []string{"tmp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Clunk()
+		w.Clunk() // the last fid goes after the root's
+	}
+	waitSpaces("passers-by dropped", func(s map[string]bool) bool { return len(s) == 1 && s["glenda"] })
+
+	// A changed namespace comes back from its file.
+	f, err := m.Attach(ctx, "u7", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := m.Namespace(ctx, "u7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Bind(ctx, "/tmp", "/n/t", ns.MREPL); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(sp); err != nil {
+		t.Fatal(err)
+	}
+	f.Clunk()
+	waitSpaces("u7 dropped", func(s map[string]bool) bool { return !s["u7"] })
+	f, err = m.Attach(ctx, "u7", "/n/t", nil)
+	if err != nil {
+		t.Fatalf("u7's bind after the drop: %v", err)
+	}
+	f.Clunk()
+	keep.Clunk()
+	waitSpaces("all dropped", func(s map[string]bool) bool { return len(s) == 0 })
 }
