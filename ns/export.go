@@ -86,18 +86,44 @@ func (m *Manager) saveExports(es []Export) error {
 
 // AddExport adds (or replaces, for the same user, path and key) e.
 func (m *Manager) AddExport(e Export) error {
+	return m.editExports(func(es []Export) ([]Export, error) { return addExport(es, e), nil })
+}
+
+// RemoveExport removes user's exports of p.
+func (m *Manager) RemoveExport(user, p string) error {
+	return m.editExports(func(es []Export) ([]Export, error) { return removeExport(es, user, p) })
+}
+
+// editExports changes the exports with edit and saves them.
+func (m *Manager) editExports(edit func([]Export) ([]Export, error)) error {
 	m.exportMu.Lock()
 	defer m.exportMu.Unlock()
 	es, err := m.Exports()
 	if err != nil {
 		return err
 	}
-	es = slices.DeleteFunc(es, func(o Export) bool { return o.User == e.User && o.Path == e.Path && o.To == e.To })
-	if err := m.saveExports(append(es, e)); err != nil {
+	if es, err = edit(es); err != nil {
+		return err
+	}
+	if err := m.saveExports(es); err != nil {
 		return err
 	}
 	m.exportsChanged()
 	return nil
+}
+
+func addExport(es []Export, e Export) []Export {
+	es = slices.DeleteFunc(es, func(o Export) bool { return o.User == e.User && o.Path == e.Path && o.To == e.To })
+	return append(es, e)
+}
+
+func removeExport(es []Export, user, p string) ([]Export, error) {
+	n := len(es)
+	es = slices.DeleteFunc(es, func(o Export) bool { return o.User == user && o.Path == p })
+	if len(es) == n {
+		return nil, fmt.Errorf("%s: not exported", p)
+	}
+	return es, nil
 }
 
 // exportsChanged tells the WithExportsChanged function, if any.
@@ -107,24 +133,47 @@ func (m *Manager) exportsChanged() {
 	}
 }
 
-// RemoveExport removes user's exports of p.
-func (m *Manager) RemoveExport(user, p string) error {
-	m.exportMu.Lock()
-	defer m.exportMu.Unlock()
-	es, err := m.Exports()
+// An exportTx holds the export changes of one /ns/ctl write until it has
+// applied all its lines: each is checked against the exports as the
+// lines before it left them, and all are saved together at the end.
+type exportTx struct {
+	view  []Export                           // the exports as the write has left them so far
+	edits []func([]Export) ([]Export, error) // replayed on the exports of the moment at commit
+}
+
+// edit applies an export change to the transaction's view.
+func (tx *exportTx) edit(m *Manager, f func([]Export) ([]Export, error)) error {
+	if tx.view == nil {
+		es, err := m.Exports()
+		if err != nil {
+			return err
+		}
+		tx.view = append(make([]Export, 0, len(es)), es...)
+	}
+	es, err := f(slices.Clone(tx.view))
 	if err != nil {
 		return err
 	}
-	n := len(es)
-	es = slices.DeleteFunc(es, func(o Export) bool { return o.User == user && o.Path == p })
-	if len(es) == n {
-		return fmt.Errorf("%s: not exported", p)
-	}
-	if err := m.saveExports(es); err != nil {
-		return err
-	}
-	m.exportsChanged()
+	tx.view = es
+	tx.edits = append(tx.edits, f)
 	return nil
+}
+
+// commit replays the transaction's changes on the exports and saves
+// them once. A removal of what another writer removed meanwhile is not
+// an error.
+func (tx *exportTx) commit(m *Manager) error {
+	if len(tx.edits) == 0 {
+		return nil
+	}
+	return m.editExports(func(es []Export) ([]Export, error) {
+		for _, f := range tx.edits {
+			if out, err := f(es); err == nil {
+				es = out
+			}
+		}
+		return es, nil
+	})
 }
 
 // viewUser is the user name of a remote key's view.
@@ -234,7 +283,22 @@ func exportCmd(ctx context.Context, ns *Namespace, args []string) error {
 		return err
 	}
 	c.clunk()
-	return ns.mgr.AddExport(e)
+	return ns.editExports(func(es []Export) ([]Export, error) { return addExport(es, e), nil })
+}
+
+// unexportCmd runs "unexport PATH" for ns's user.
+func unexportCmd(ns *Namespace, p string) error {
+	user := ns.user
+	return ns.editExports(func(es []Export) ([]Export, error) { return removeExport(es, user, path.Clean(p)) })
+}
+
+// editExports changes the exports: within a batch, in its transaction;
+// otherwise at once.
+func (ns *Namespace) editExports(f func([]Export) ([]Export, error)) error {
+	if tx := ns.exportTx; tx != nil {
+		return tx.edit(ns.mgr, f)
+	}
+	return ns.mgr.editExports(f)
 }
 
 // readOnly refuses every change to the files under it.

@@ -3,7 +3,6 @@ package ns
 import (
 	"context"
 	"fmt"
-	"path"
 	"strings"
 
 	"cheshire/plan9"
@@ -15,8 +14,8 @@ import (
 //
 //	/ns/ns   the namespace in namespace(6) form, like Plan 9's ns(1)
 //	/ns/ctl  write bind, mount, unmount and import lines to change it; the
-//	         lines of one write apply all or none (export and unexport
-//	         lines take effect as they run)
+//	         lines of one write apply all or none, export and unexport
+//	         lines included
 //	/ns/exports  what this user exports to other nodes
 //	/ns/imports  the imports, each with the state of its connection
 //
@@ -59,13 +58,21 @@ func Files(ns *Namespace) styx.Attacher {
 	// the file is saved once, after the last.
 	batch := func(ctx context.Context, run func(context.Context) error) error {
 		before := ns.String()
-		if err := ns.Batch(ctx, run); err != nil {
+		tx := new(exportTx)
+		err := ns.Batch(ctx, func(ctx context.Context) error {
+			ns.exportTx = tx
+			defer func() { ns.exportTx = nil }()
+			return run(ctx)
+		})
+		if err != nil {
 			return err
 		}
-		if ns.String() == before {
-			return nil
+		if ns.String() != before {
+			if err := ns.mgr.Save(ns); err != nil {
+				return fmt.Errorf("applied, but %w", err)
+			}
 		}
-		if err := ns.mgr.Save(ns); err != nil {
+		if err := tx.commit(ns.mgr); err != nil {
 			return fmt.Errorf("applied, but %w", err)
 		}
 		return nil
@@ -83,7 +90,7 @@ func Files(ns *Namespace) styx.Attacher {
 			return nil
 		}},
 		{Name: "unexport", Args: 2, Usage: "unexport PATH", Run: func(ctx context.Context, args []string) error {
-			return ns.mgr.RemoveExport(ns.user, path.Clean(args[0]))
+			return unexportCmd(ns, args[0])
 		}},
 	}
 	root.Add(synth.CtlBatch("ctl", 0600, cmds, nil, batch))

@@ -154,6 +154,8 @@ type Namespace struct {
 	batchMu sync.Mutex // serialises batches
 	batch   *undo      // guarded by mu: the batch under way, if any
 
+	exportTx *exportTx // guarded by batchMu: the export changes of the /ns/ctl write under way
+
 	refs int         // guarded by mgr.mu: files handed out and not clunked
 	idle *time.Timer // guarded by mgr.mu: drops the namespace when it fires
 }

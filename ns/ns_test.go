@@ -352,3 +352,69 @@ func TestUnusedNamespacesDropped(t *testing.T) {
 	keep.Clunk()
 	waitSpaces("all dropped", func(s map[string]bool) bool { return len(s) == 0 })
 }
+
+// TestExportsInBatch: export and unexport lines are part of their
+// write's all-or-none, checked in order, and saved once.
+func TestExportsInBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := ns.NewManager(ns.WithDir(dir), ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
+	m.Register("#t", tmp.New("glenda"))
+	ns.RegisterFiles(m)
+	t.Cleanup(m.Close)
+	root, err := m.Attach(ctx, "glenda", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Clunk()
+	ctl := func(text string) error {
+		_, f, err := root.Walk(ctx, []string{"ns", "ctl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Clunk()
+		if _, err := f.Open(ctx, styx.OWRITE); err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Write(ctx, []byte(text), 0)
+		return err
+	}
+	exports := func() string {
+		es, err := m.Exports()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, e := range es {
+			s = append(s, e.String())
+		}
+		return strings.Join(s, "; ")
+	}
+	if err := ctl("export /tmp to *\n"); err != nil {
+		t.Fatal(err)
+	}
+	before := exports()
+	// A bad last line: neither the unexport nor the new export happen.
+	err = ctl("unexport /tmp\nexport /tmp rw to *\nbind /nonexistent /n/x\n")
+	if err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("bad third line: %v", err)
+	}
+	if got := exports(); got != before {
+		t.Errorf("exports changed by a refused write: %q, was %q", got, before)
+	}
+	// Lines see the lines before them: unexporting twice fails.
+	err = ctl("unexport /tmp\nunexport /tmp\n")
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "not exported") {
+		t.Fatalf("second unexport: %v", err)
+	}
+	if got := exports(); got != before {
+		t.Errorf("exports changed by a refused write: %q, was %q", got, before)
+	}
+	if err := ctl("unexport /tmp\nexport /tmp rw to *\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := exports(); got != "glenda /tmp rw *" {
+		t.Errorf("exports after a good write: %q", got)
+	}
+}
