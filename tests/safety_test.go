@@ -66,6 +66,32 @@ func TestHostIsTheOwners(t *testing.T) {
 	mustFail("bad grant", "grant", out, err)
 }
 
+// TestExposeDataDir: with --expose-data-dir the owner reaches the data
+// dir through #host; a user granted the path above it still does not.
+func TestExposeDataDir(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t), "--expose-data-dir")
+	if out, err := n.run("mount '#host.ro' /n/d "+n.dir+"\n", "9p", "write", "/ns/ctl"); err != nil {
+		t.Fatalf("owner mounts the data dir: %v %s", err, out)
+	}
+	if got, err := n.run("", "9p", "read", "/n/d/ca/root.pem"); err != nil || !strings.Contains(got, "BEGIN CERTIFICATE") {
+		t.Errorf("owner reads ca/root.pem: %q %v", got, err)
+	}
+	up := filepath.Dir(n.dir)
+	if out, err := n.run("grant "+up+" to mallory\n", "9p", "write", "/modules/host.ro/config"); err != nil {
+		t.Fatalf("grant: %v %s", err, out)
+	}
+	if out, err := n.run("mount '#host.ro' /n/d "+n.dir+"\n", "9p", "-u", "mallory", "write", "/ns/ctl"); err == nil || !strings.Contains(err.Error(), "data directory") {
+		t.Errorf("mallory mounts the data dir: %q %v", out, err)
+	}
+	if out, err := n.run("mount '#host.ro' /n/up "+up+"\n", "9p", "-u", "mallory", "write", "/ns/ctl"); err != nil {
+		t.Fatalf("mallory mounts the granted parent: %v %s", err, out)
+	}
+	if out, err := n.run("", "9p", "-u", "mallory", "read", "/n/up/"+filepath.Base(n.dir)+"/identity.pem"); err == nil {
+		t.Errorf("mallory read the node's key through the parent: %q", out)
+	}
+}
+
 // TestNinepWriteTruncates: `cheshire 9p write` replaces the file, as
 // plan9port's 9p write does; shorter text leaves no old tail.
 func TestNinepWriteTruncates(t *testing.T) {

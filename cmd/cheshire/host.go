@@ -21,11 +21,13 @@ import (
 //	grant PATH [ro] to USER
 //
 // The node's data directory (keys, CA, namespaces) is never served, even
-// to the owner.
+// to the owner, unless serve's --expose-data-dir lets the owner (and only
+// the owner) reach it.
 type hostModule struct {
-	ro      bool
-	owner   string
-	dataDir string
+	ro         bool
+	owner      string
+	dataDir    string
+	exposeData bool // the owner may reach dataDir
 }
 
 func (h *hostModule) Manifest() modules.Manifest {
@@ -122,10 +124,14 @@ func (i *hostInst) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 				plan9.ErrPerm, spec, aname, uname, i.m.Manifest().Name)
 		}
 	}
-	if data, err := realPath(i.m.dataDir); err == nil && within(p, data) {
-		return nil, fmt.Errorf("%w: %s: the node's data directory is not served", plan9.ErrPerm, spec)
+	var opts []hostfs.Option
+	if !i.m.exposeData || uname != i.m.owner {
+		if data, err := realPath(i.m.dataDir); err == nil && within(p, data) {
+			return nil, fmt.Errorf("%w: %s: the node's data directory is not served", plan9.ErrPerm, spec)
+		}
+		opts = append(opts, hostfs.WithHidden(i.m.dataDir))
 	}
-	fs, err := hostfs.New(p, ro, hostfs.WithHidden(i.m.dataDir))
+	fs, err := hostfs.New(p, ro, opts...)
 	if err != nil {
 		if errors.Is(err, plan9.ErrNotFound) {
 			return nil, err

@@ -23,7 +23,7 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner, dir string, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
+func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
 	return []modules.Module{
 		ca.Module(authority, version),
 		dns.NewModule(names, version),
@@ -35,8 +35,8 @@ func builtins(owner, dir string, n *node.Node, authority *ca.CA, names *dns.Serv
 			func(nsp *ns.Namespace) styx.Attacher { return ns.Files(nsp) }),
 		modules.Native(modules.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
-		&hostModule{ro: false, owner: owner, dataDir: dir},
-		&hostModule{ro: true, owner: owner, dataDir: dir},
+		&hostModule{ro: false, owner: owner, dataDir: dir, exposeData: exposeData},
+		&hostModule{ro: true, owner: owner, dataDir: dir, exposeData: exposeData},
 	}
 }
 

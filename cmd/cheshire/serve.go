@@ -57,6 +57,7 @@ type serveOptions struct {
 	advertise    []string // 9P-over-TLS addresses to publish instead of the listeners'
 	maxConns     int      // network connections per kind of listener (9P, HTTPS); 0: from RLIMIT_NOFILE
 	maxPerHost   int      // ... and per remote IP
+	exposeData   bool     // the owner may reach the data dir through #host
 }
 
 func serveCmd(args []string) error {
@@ -73,6 +74,7 @@ func serveCmd(args []string) error {
 	fs.Var(&advertise, "advertise", "publish this tls!HOST!PORT in the DHT record instead of the TLS listeners' addresses (behind NAT or a proxy); repeatable")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "network connections held at most by the 9P listeners, and by the HTTPS listeners (default: a third of the open-file limit, at most 16384)")
 	fs.IntVar(&o.maxPerHost, "max-conns-per-host", connlimit.DefaultPerHost, "network connections held at most per remote IP, by the 9P listeners and by the HTTPS listeners")
+	fs.BoolVar(&o.exposeData, "expose-data-dir", false, "let the owner (only) reach the data directory (keys, CA, namespaces) through #host; without it, #host never serves it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, n, authority, names, dhtMod))
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, o.exposeData, n, authority, names, dhtMod))
 	if err != nil {
 		return err
 	}
