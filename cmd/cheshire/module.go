@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"cheshire/atomicfile"
 	"cheshire/providers/modules/pkg"
 	"cheshire/providers/node"
 )
@@ -119,7 +120,7 @@ func moduleBuild(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		*out = filepath.Join(dir, m.Name+".pkg")
 	}
-	if err := writeFileAtomic(*out, data, 0644); err != nil {
+	if err := atomicfile.Write(*out, data, 0644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s %d bytes\n", *out, len(data))
@@ -177,7 +178,7 @@ func moduleSign(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		*out = in
 	}
-	if err := writeFileAtomic(*out, data, 0644); err != nil {
+	if err := atomicfile.Write(*out, data, 0644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s signed by %s\n", *out, node.EncodeKey(key.Public().(ed25519.PublicKey)))
@@ -364,29 +365,4 @@ func loadKey(file string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("key: %s: not an ed25519 key", file)
 	}
 	return priv, nil
-}
-
-// writeFileAtomic writes data to name through a temporary file in the
-// same directory, so that a reader never sees half a package.
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
 }
