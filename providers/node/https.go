@@ -43,9 +43,11 @@ func NewHTTPS(cfg *tls.Config, log *slog.Logger) *HTTPS {
 }
 
 // Limit bounds the connections Serve accepts (per host and in total);
-// a connection is established once it has sent a request. Call it
-// before Serve.
+// a connection is established once it has sent a whole request header.
+// Call it before Serve.
 func (h *HTTPS) Limit(lim *connlimit.Limits) { h.lim = lim }
+
+type connKey struct{}
 
 // Handle adds a handler for pattern (http.ServeMux syntax).
 func (h *HTTPS) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
@@ -60,11 +62,21 @@ func (h *HTTPS) Serve(ctx context.Context, l net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateActive {
+		// A connection is established once a whole request header has
+		// arrived: one that trickles its header (slowloris) can still be
+		// evicted to make room.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	if h.lim != nil {
+		next := srv.Handler
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
 				connlimit.MarkEstablished(c)
 			}
-		},
+			next.ServeHTTP(w, r)
+		})
 	}
 	if h.lim != nil {
 		l = connlimit.Listener(l, h.lim)

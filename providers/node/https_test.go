@@ -1,0 +1,93 @@
+package node_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"cheshire/connlimit"
+	"cheshire/providers/node"
+)
+
+// TestHTTPSSlowloris: connections that finish TLS and then trickle a
+// request header, from five hosts, fill the listener; a real client
+// still gets its answer, the oldest trickler making room, and the
+// listener serves on after.
+func TestHTTPSSlowloris(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewTLSServer(nil) // for its certificate
+	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
+	ts.Close()
+	h := node.NewHTTPS(cfg, slog.New(slog.DiscardHandler))
+	lim := &connlimit.Limits{Total: 16, PerHost: 8}
+	h.Limit(lim)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := l.Addr().String()
+
+	dial := func(src string) (*tls.Conn, error) {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err == nil {
+			c.SetDeadline(time.Now().Add(30 * time.Second)) // a hang guard
+		}
+		return c, err
+	}
+	get := func(when string) {
+		t.Helper()
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "cheshire node") {
+			t.Fatalf("%s: answer %q", when, b)
+		}
+	}
+	get("before")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 40 {
+		c, err := dial(fmt.Sprintf("127.0.0.%d", 2+i%5))
+		if err != nil {
+			continue // refused past a host's cap, or evicted during the handshake
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: node\r\n") // and never the blank line
+		held = append(held, c)
+	}
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for lim.Stats().Held < 16 {                  // the listener full of tricklers
+		if time.Now().After(deadline) {
+			t.Fatalf("listener not full: %+v", lim.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	get("during")
+	if st := lim.Stats(); st.Evicted == 0 {
+		t.Errorf("stats %+v: want evictions", st)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	get("after")
+}
