@@ -64,8 +64,11 @@ const (
 // NUL included: an error string holds at most ErrMax-1 bytes.
 const ErrMax = 128
 
-// Errstr returns the text of err cut to at most ErrMax-1 bytes
-// without splitting a UTF-8 sequence. A nil err gives "".
+// Errstr returns the text of err in at most ErrMax-1 bytes. A longer
+// text loses detail from its middle, marked by "…", not from its end:
+// the head names the operation and often a standard error, the tail
+// the cause. Cuts fall between words where one is near, and never split
+// a UTF-8 sequence. A nil err gives "".
 func Errstr(err error) string {
 	if err == nil {
 		return ""
@@ -75,15 +78,45 @@ func Errstr(err error) string {
 	if len(s) <= n {
 		return s
 	}
-	// Back up over the continuation bytes of a character that would
-	// straddle the limit, but no further than one character's worth,
-	// so that invalid UTF-8 is cut at the limit.
-	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i]
+	const mark = "…"
+	room := n - len(mark)
+	head := cutAt(s, room*2/5, true)
+	tail := cutAt(s, room-len(head), false)
+	return head + mark + tail
+}
+
+// cutAt returns the first (or, if !front, last) at most n bytes of s,
+// ending (starting) at a word boundary within the last (first) 12 bytes
+// of the cut if there is one, and never inside a UTF-8 sequence.
+func cutAt(s string, n int, front bool) string {
+	const slack = 12
+	// Move over the continuation bytes of a character cut in two, but
+	// no further than one character's worth: invalid UTF-8 is cut where
+	// it stands.
+	if front {
+		i := n
+		for k := 0; k < utf8.UTFMax-1 && i > 0 && !utf8.RuneStart(s[i]); k++ {
+			i--
 		}
+		if !utf8.RuneStart(s[i]) {
+			i = n
+		}
+		if j := strings.LastIndexByte(s[:i], ' '); j >= i-slack && j > 0 {
+			i = j + 1
+		}
+		return s[:i]
 	}
-	return s[:n]
+	i := len(s) - n
+	for k := 0; k < utf8.UTFMax-1 && i < len(s)-1 && !utf8.RuneStart(s[i]); k++ {
+		i++
+	}
+	if !utf8.RuneStart(s[i]) {
+		i = len(s) - n
+	}
+	if j := strings.IndexByte(s[i:], ' '); j >= 0 && j < slack {
+		i += j + 1
+	}
+	return s[i:]
 }
 
 // errnoEntry pairs an error string with the errno it stands for.
@@ -189,6 +222,9 @@ func ninepErrnos() []errnoEntry {
 		{"empty control message", syscall.EINVAL},
 		{"event overflow", syscall.EIO},
 		{"version not negotiated", syscall.EPROTO},
+		{"mounted directory forbids creation", syscall.EACCES},
+		{"usage", syscall.EINVAL},   // "bind: usage: bind [-abcC] new old"
+		{"no such", syscall.ENOENT}, // as a prefix: no such server, zone, module...
 		{"No space left on device", syscall.ENOSPC},
 		{"Read-only file system", syscall.EROFS},
 	}
@@ -224,23 +260,40 @@ var errnoTable = sync.OnceValue(func() map[string]syscall.Errno {
 // Errno maps a 9P error string to the closest errno value. Strings
 // are compared without regard to case, both the 9P strings that the
 // Linux kernel's net/9p/error.c knows (plus lib9p's and cheshire's)
-// and the C library's strerror texts. If errstr as a whole is not
-// known, each tail of it following a ": " is tried in turn, longest
-// first, so "walk /x: file not found" gives ENOENT. Anything else is
-// EIO.
+// and the C library's strerror texts. An error wrapped with context
+// ("walk /x: file not found") or wrapping detail ("permission denied:
+// nothing is exported", `unknown control message "frob"`) is mapped by
+// the known text in it: errstr as a whole, else each of its ": "
+// separated parts, innermost (last) first, as a whole, else each part's
+// longest known prefix followed by a space, quote or parenthesis.
+// Anything else is EIO.
 func Errno(errstr string) syscall.Errno {
 	m := errnoTable()
-	s := errstr
-	for {
-		if e, ok := m[strings.ToLower(strings.TrimSpace(s))]; ok {
+	key := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+	if e, ok := m[key(errstr)]; ok {
+		return e
+	}
+	parts := strings.Split(errstr, ": ")
+	for i := len(parts) - 1; i >= 0; i-- {
+		if e, ok := m[key(strings.Join(parts[i:], ": "))]; ok {
 			return e
 		}
-		_, rest, ok := strings.Cut(s, ": ")
-		if !ok {
-			return syscall.EIO
+		if e, ok := m[key(parts[i])]; ok {
+			return e
 		}
-		s = rest
 	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := parts[i]
+		for j := len(p) - 1; j > 0; j-- {
+			if c := p[j]; c != ' ' && c != '"' && c != '(' && c != '\'' {
+				continue
+			}
+			if e, ok := m[key(p[:j])]; ok {
+				return e
+			}
+		}
+	}
+	return syscall.EIO
 }
 
 // ErrorFor maps an errno value to a 9P error string: one of the

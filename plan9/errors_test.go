@@ -113,11 +113,27 @@ func TestErrno(t *testing.T) {
 		{"walk: /a: b: permission denied", syscall.EACCES},
 		{"wrapped: read only file system", syscall.EROFS},
 
+		// Detail after the standard text, in either order.
+		{"file not found: really", syscall.ENOENT},
+		{`unknown control message "frob /a /b"`, syscall.EINVAL},
+		{`line 2: unknown control message "frob"`, syscall.EINVAL},
+		{"permission denied: nothing is exported to key abc", syscall.EACCES},
+		{"#host.ro: permission denied: #host.ro is the node owner's", syscall.EACCES},
+		{`bad # args to command "bind /a"`, syscall.EINVAL},
+		{"mounted directory forbids creation", syscall.EACCES},
+		{"module stopped: dns", syscall.ENXIO},
+		{"remote node unreachable: abcd: dht: lookup: no record found", syscall.EHOSTUNREACH},
+		{"version not negotiated", syscall.EPROTO},
+		{"file not found (in zone)", syscall.ENOENT},
+		{"bind: usage: bind [-abcC] new old", syscall.EINVAL},
+		{"#nosuch: no such server", syscall.ENOENT},
+		{"No such device", syscall.ENODEV},
+
 		// Unknown.
 		{"", syscall.EIO},
 		{"something odd", syscall.EIO},
 		{"x: something odd", syscall.EIO},
-		{"file not found: really", syscall.EIO},
+		{"file notfound", syscall.EIO},
 	}
 	for _, tt := range tests {
 		if got := Errno(tt.in); got != tt.want {
@@ -158,6 +174,7 @@ func TestErrorsIs(t *testing.T) {
 
 func TestErrstr(t *testing.T) {
 	long := strings.Repeat("a", 200)
+	words := "remote node unreachable: " + strings.Repeat("xdxh ", 30) + "dht: lookup: no record found"
 	tests := []struct {
 		err  error
 		want string
@@ -165,30 +182,34 @@ func TestErrstr(t *testing.T) {
 		{nil, ""},
 		{ErrNotFound, "file not found"},
 		{errors.New(long[:127]), long[:127]},
-		{errors.New(long[:128]), long[:127]},
-		{errors.New(long), long[:127]},
-		// A two-byte character straddling the limit is dropped whole.
-		{errors.New(long[:126] + "é" + "z"), long[:126]},
-		// One ending exactly at the limit is kept.
-		{errors.New(long[:125] + "é" + "z"), long[:125] + "é"},
-		// A four-byte character straddling the limit.
-		{errors.New(long[:125] + "𝄞" + "z"), long[:125]},
-		// Invalid UTF-8 is cut at the limit.
-		{errors.New(long[:120] + strings.Repeat("\x80", 20)), long[:120] + strings.Repeat("\x80", 7)},
+		{errors.New(long[:128]), long[:49] + "…" + long[:75]},
+		// Detail goes from the middle, cut between words.
+		{errors.New(words), "remote node unreachable: xdxh xdxh xdxh xdxh …xdxh xdxh xdxh xdxh xdxh xdxh xdxh xdxh xdxh xdxh dht: lookup: no record found"},
 	}
 	for _, tt := range tests {
 		got := Errstr(tt.err)
 		if got != tt.want {
-			t.Errorf("Errstr(%v) = %q (%d bytes), want %q", tt.err, got, len(got), tt.want)
+			t.Errorf("Errstr(%v) =\n%q (%d bytes), want\n%q", tt.err, got, len(got), tt.want)
 		}
 		if len(got) > ErrMax-1 {
 			t.Errorf("Errstr gave %d bytes", len(got))
 		}
 	}
-	for n := 100; n < 140; n++ {
-		s := Errstr(errors.New(strings.Repeat("é", n/2) + strings.Repeat("x", n%2)))
-		if !utf8.ValidString(s) || len(s) > ErrMax-1 {
-			t.Errorf("Errstr of %d bytes gave %q", n, s)
+	// Any length, any characters: valid UTF-8 of at most ErrMax-1 bytes
+	// that keeps the start and end characters.
+	for n := 100; n < 400; n++ {
+		for _, s := range []string{
+			strings.Repeat("é", n/2) + strings.Repeat("x", n%2),
+			strings.Repeat("𝄞 ", n/5),
+			"a" + strings.Repeat("\x80", n) + "z",
+		} {
+			got := Errstr(errors.New(s))
+			if utf8.ValidString(s) && !utf8.ValidString(got) || len(got) > ErrMax-1 {
+				t.Errorf("Errstr of %d bytes gave %q (%d bytes)", len(s), got, len(got))
+			}
+			if len(s) > ErrMax-1 && (got[0] != s[0] || got[len(got)-1] != s[len(s)-1]) {
+				t.Errorf("Errstr of %q lost its ends: %q", s, got)
+			}
 		}
 	}
 }

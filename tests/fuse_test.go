@@ -68,6 +68,19 @@ func TestShellToolsThroughFUSE(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "ermission denied") {
 		t.Errorf("write to read-only file: %v %s", err, out)
 	}
+	// Errors with detail: the known text in them gives the errno.
+	for _, c := range []struct{ script, want string }{
+		{"echo 'frob /a /b' > " + m + "/ns/ctl", "Invalid argument"},   // unknown control message "frob /a /b"
+		{"echo 'bind /tmp' > " + m + "/ns/ctl", "Invalid argument"},    // bad # args
+		{"echo 'bind /nope /n/x' > " + m + "/ns/ctl", "No such file"},  // line 1: bind: /nope: file not found
+		{"touch " + m + "/node/newfile", "Permission denied"},          // a read-only directory
+		{"echo 'mount -c #nosuch /n/x' > " + m + "/ns/ctl", "No such"}, // #nosuch: no such server
+	} {
+		out, err := exec.Command("bash", "-c", c.script).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: %v %s, want %q", c.script, err, out, c.want)
+		}
+	}
 }
 
 func TestBigFileThroughFUSE(t *testing.T) {
