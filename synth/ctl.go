@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"cheshire/plan9"
@@ -233,13 +234,24 @@ func (h *ctlHandler) run(ctx context.Context, p []byte) error {
 	return h.batch(ctx, run)
 }
 
-// ctlHandle is one open of a ctl file.
+// ctlHandle is one open of a ctl file. Its status text is taken at open
+// and served from that copy, so that a reader spanning several reads
+// sees one version; after a write on the same open (plan9port's `9p
+// rdwr`: write a command, read the answer), a read at offset 0 takes it
+// again.
 type ctlHandle struct {
 	h      *ctlHandler
-	status []byte
+	mu     sync.Mutex
+	status []byte // guarded by mu
+	stale  bool   // guarded by mu: a write has changed what status would say
 }
 
 func (c *ctlHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stale && off == 0 && c.h.status != nil {
+		c.status, c.stale = []byte(c.h.status(ctx)), false
+	}
 	return readAt(c.status, p, off), nil
 }
 
@@ -247,6 +259,9 @@ func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 	if err := c.h.run(ctx, p); err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
+	c.stale = true
+	c.mu.Unlock()
 	return len(p), nil
 }
 

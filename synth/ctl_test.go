@@ -3,6 +3,8 @@ package synth_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -248,4 +250,44 @@ func FuzzParseCtl(f *testing.F) {
 			t.Errorf("ParseCtl(%q): %d words for %q, which takes %d", line, len(words), cmd.Name, cmd.Args)
 		}
 	})
+}
+
+// TestCtlReadAfterWrite: on one ORDWR open, a read at offset 0 after a
+// write shows the status as the write left it (plan9port's `9p rdwr`);
+// reads without a write between them see the text taken at open.
+func TestCtlReadAfterWrite(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	cmds := []synth.Cmd{{Name: "inc", Args: 1, Run: func(context.Context, []string) error { mu.Lock(); n++; mu.Unlock(); return nil }}}
+	status := func(context.Context) string { mu.Lock(); defer mu.Unlock(); return fmt.Sprintf("count %d\n", n) }
+	root := synth.NewDir("/", 0555)
+	must(t, root.Add(synth.Ctl("ctl", 0660, cmds, status)))
+	e := newEnv(t, synth.NewServer(root))
+	f, err := e.open(e.attach("none"), "ctl", styx.ORDWR)
+	must(t, err)
+	defer f.Clunk(e.ctx)
+	read := func() string {
+		b := make([]byte, 64)
+		k, err := f.ReadAt(e.ctx, b, 0)
+		if err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		return string(b[:k])
+	}
+	if got := read(); got != "count 0\n" {
+		t.Errorf("at open: %q", got)
+	}
+	mu.Lock()
+	n = 5 // changed by someone else: this open keeps its version
+	mu.Unlock()
+	if got := read(); got != "count 0\n" {
+		t.Errorf("without a write: %q", got)
+	}
+	if _, err := f.WriteAt(e.ctx, []byte("inc\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "count 6\n" {
+		t.Errorf("after a write: %q", got)
+	}
 }
