@@ -141,3 +141,70 @@ func TestTailFollowsNodeLog(t *testing.T) {
 		}
 	}
 }
+
+// TestMountPapercuts: a mount started with the node does not lose the
+// race for its socket; a second mount on a mount point is refused; a
+// busy mount's umount says what to do, and -z does it; -D without -f is
+// refused; with no node, the error says so.
+func TestMountPapercuts(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse on this machine")
+	}
+	t.Parallel()
+	dir := shortTemp(t)
+	mnt := filepath.Join(shortTemp(t), "mnt")
+	os.Mkdir(mnt, 0755)
+	// serve & then mount at once, as the README does.
+	n := &node{t: t, dir: dir, logs: &syncBuffer{}, sock: filepath.Join(dir, "cheshire.sock")}
+	n.cmd = exec.Command(binary(t), "serve", "--dir", dir, "--https", "none")
+	n.cmd.Stderr, n.cmd.Stdout = n.logs, n.logs
+	for mod := range map[string]bool{"dns": true, "dht": true} {
+		os.MkdirAll(filepath.Join(dir, "modules", mod), 0700)
+		os.WriteFile(filepath.Join(dir, "modules", mod, "config"), []byte("listen 127.0.0.1:0\n"), 0600)
+	}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.stop)
+	if out, err := n.run("", "mount", mnt); err != nil {
+		t.Fatalf("mount right after serve: %v %s\nnode log:\n%s", err, out, n.logs)
+	}
+	unmounted := false
+	t.Cleanup(func() {
+		if !unmounted {
+			n.run("", "umount", "-z", mnt)
+		}
+	})
+	if got := sh(t, "cat "+mnt+"/node/id"); len(strings.TrimSpace(got)) != 52 {
+		t.Errorf("node/id through the mount: %q", got)
+	}
+	if out, err := n.run("", "mount", mnt); err == nil || !strings.Contains(err.Error(), "already a mount point") {
+		t.Errorf("second mount: %v %s", err, out)
+	}
+	if out, err := n.run("", "mount", "-D", mnt+"x"); err == nil || !strings.Contains(err.Error(), "-D needs -f") {
+		t.Errorf("mount -D without -f: %v %s", err, out)
+	}
+	// A process working in the mount keeps it busy.
+	busy := exec.Command("sleep", "60")
+	busy.Dir = mnt + "/tmp"
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { busy.Process.Kill(); busy.Wait() }()
+	if out, err := n.run("", "umount", mnt); err == nil || !strings.Contains(err.Error(), "umount -z") || strings.Count(err.Error(), "\n") > 1 {
+		t.Errorf("umount of a busy mount: %v %s", err, out)
+	}
+	if out, err := n.run("", "umount", "-z", mnt); err != nil {
+		t.Fatalf("umount -z: %v %s", err, out)
+	}
+	unmounted = true
+	if out, err := n.run("", "umount", mnt); err == nil || !strings.Contains(err.Error(), "not a mount point") {
+		t.Errorf("umount of a plain directory: %v %s", err, out)
+	}
+	// No node at all.
+	cmd := exec.Command(binary(t), "9p", "read", "/node/id")
+	cmd.Env = append(os.Environ(), "CHESHIRE_DIR="+shortTemp(t))
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "is `cheshire serve` running?") {
+		t.Errorf("9p with no node: %v %s", err, out)
+	}
+}

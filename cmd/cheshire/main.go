@@ -4,6 +4,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/user"
@@ -17,8 +19,8 @@ const usage = `usage: cheshire COMMAND [ARGS]
 
 commands:
   serve [--dir DIR] [--listen DIALSTRING]...   run a node
-  mount [-a DIALSTRING] [-u USER] [-f] DIR      mount a namespace with FUSE
-  umount DIR                                    unmount it
+  mount [-a DIALSTRING [-k KEY]] [-u USER] [-f [-D]] DIR   mount a namespace with FUSE
+  umount [-z] DIR                               unmount it (-z: detach now, even if busy)
   9p [-a DIALSTRING] [-u USER] [-k KEY] ls|read|write|stat|create|rm|rdwr PATH
   import [-b|--after] [-c] KEY [[REMOTEPATH] MOUNTPOINT]   import another node's exports by key
   module build|sign|key|id|inspect ...          build and sign WebAssembly module packages
@@ -54,6 +56,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "cheshire: unknown command %q\n%s", cmd, usage)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // the flag set has printed its usage
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cheshire %s: %v\n", os.Args[1], err)

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"cheshire/cmd/cheshire/internal/fusemount"
 )
@@ -33,12 +37,20 @@ func mountCmd(args []string) error {
 		return errors.New("usage: cheshire mount [-a DIALSTRING [-k KEY]] [-u USER] [-f] DIR")
 	}
 	dir := fs.Arg(0)
+	if *debug && !*fg {
+		return errors.New("-D needs -f: the trace goes to standard error, which a background mount has not")
+	}
+	if mounted, err := isMountPoint(dir); err != nil {
+		return err
+	} else if mounted {
+		return fmt.Errorf("%s is already a mount point: cheshire umount %s first", dir, dir)
+	}
 	if !*fg {
 		return mountBackground(args)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: dialer(*key)})
+	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: waitNode(dialer(*key))})
 	if err != nil {
 		return err
 	}
@@ -99,8 +111,99 @@ func mountBackground(args []string) error {
 }
 
 func umountCmd(args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: cheshire umount DIR")
+	fs := flag.NewFlagSet("umount", flag.ContinueOnError)
+	lazy := fs.Bool("z", false, "detach now, even if busy; the mount goes when its last file is closed")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	return fusemount.UnmountDir(args[0])
+	if fs.NArg() != 1 {
+		return errors.New("usage: cheshire umount [-z] DIR")
+	}
+	dir := fs.Arg(0)
+	if *lazy {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err == nil {
+			return nil
+		}
+		if out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", dir, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if mounted, err := isMountPoint(dir); err == nil && !mounted {
+		return fmt.Errorf("%s is not a mount point", dir)
+	}
+	err := fusemount.UnmountDir(dir)
+	if err != nil && (errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "busy")) {
+		return fmt.Errorf("%s is busy: a process has a file open or its working directory in it; close it, or cheshire umount -z %s to detach now", dir, dir)
+	}
+	return err
+}
+
+// isMountPoint reports whether dir is the mount point of a mounted file
+// system, from /proc/self/mountinfo.
+func isMountPoint(dir string) (bool, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, nil // not Linux: let the mount itself say
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT ...; octal escapes for space etc.
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == abs {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// waitNode wraps a dialer so that a local node still starting (its
+// socket not yet there, or not yet listening) is waited for, up to 5 s,
+// and a node that is not running is named as such.
+func waitNode(dial func(ctx context.Context, addr string) (net.Conn, error)) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if !strings.HasPrefix(addr, "unix!") {
+			return dial(ctx, addr)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			nc, err := dial(ctx, addr)
+			if err == nil || !(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
+				return nc, err
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("no node at %s: is `cheshire serve` running? (%v)", addr, err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 }

@@ -17,7 +17,12 @@ import (
 	"cheshire/styx"
 )
 
-const ninepUsage = `usage: cheshire 9p [-a DIALSTRING] [-u USER] COMMAND PATH
+const ninepUsage = `usage: cheshire 9p [-a DIALSTRING [-k KEY]] [-u USER] [-A ANAME] COMMAND PATH
+  -a DIALSTRING   the server (default: this user's node, unix!DIR/cheshire.sock)
+  -k KEY          the server's key (its /node/id), for a tls! dial string
+  -u USER         the user to attach as
+  -A ANAME        the tree to attach
+
   ls [-l] PATH    list a directory (or name a file)
   read PATH       copy the file to standard output
   write [-l] PATH truncate the file and copy standard input to it (-l: one write a line)
@@ -46,7 +51,7 @@ func ninepCmd(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	nc, err := dialer(*key)(dctx, *addr)
+	nc, err := waitNode(dialer(*key))(dctx, *addr)
 	if err != nil {
 		cancel()
 		return err
