@@ -42,6 +42,8 @@ var guestModules = map[string]struct{ binary, manifest string }{
 	"loop":     {"probe", "testdata/probe/loop.manifest"},
 	"trap":     {"probe", "testdata/probe/trap.manifest"},
 	"nsprobe":  {"probe", "testdata/probe/nsprobe.manifest"},
+	// The same, whose initialization sleeps.
+	"sleepinit": {"probe", "testdata/probe/sleepinit.manifest"},
 }
 
 var builtGuests = sync.OnceValues(buildGuests)

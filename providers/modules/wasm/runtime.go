@@ -40,9 +40,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -74,11 +79,12 @@ type Runtime struct {
 	cache     wazero.CompilationCache
 	check     wazero.Runtime // compiles at Load, keeping the code cached
 	transport http.RoundTripper
+	minInit   time.Duration // the least budget of an initialization
 }
 
 // NewRuntime returns a Runtime. Close releases it.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
-	r := &Runtime{opts: opts, log: opts.Log, transport: opts.HTTP}
+	r := &Runtime{opts: opts, log: opts.Log, transport: opts.HTTP, minInit: minInitBudget}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -237,3 +243,40 @@ func checkModule(c wazero.CompiledModule) error {
 
 // abiVersion is the version of the ABI this host speaks.
 const abiVersion = abi.Version
+
+// checkDataDir checks that a module's data directory dir does not hold
+// the node's: the directory of the compilation cache, in the node's
+// data directory, stands for it. Were the node's directory below a
+// module's /data, the module could read the node's keys.
+func (r *Runtime) checkDataDir(dir string) error {
+	if r.opts.CacheDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	d, err := realPath(dir)
+	if err != nil {
+		return err
+	}
+	node, err := realPath(r.opts.CacheDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		node, err = filepath.Abs(r.opts.CacheDir)
+	}
+	if err != nil {
+		return err
+	}
+	if node == d || strings.HasPrefix(node, d+string(filepath.Separator)) || d == string(filepath.Separator) {
+		return fmt.Errorf("data directory %s holds the node's own", dir)
+	}
+	return nil
+}
+
+// realPath is dir made absolute, with symbolic links resolved.
+func realPath(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(d)
+}
