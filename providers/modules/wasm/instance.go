@@ -230,7 +230,11 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 	in.sleepCtx = ictx
 	ics := &callState{ctx: ictx}
 	in.cur = ics
-	guest, err := in.rt.InstantiateModule(experimental.WithMemoryAllocator(ictx, &in.alloc), compiled, mc)
+	mctx := experimental.WithMemoryAllocator(ictx, &in.alloc)
+	if m.rt.heapMem {
+		mctx = ictx
+	}
+	guest, err := in.rt.InstantiateModule(mctx, compiled, mc)
 	in.cur = nil
 	ics.done()
 	if err != nil {

@@ -80,6 +80,7 @@ type Runtime struct {
 	check     wazero.Runtime // compiles at Load, keeping the code cached
 	transport http.RoundTripper
 	minInit   time.Duration // the least budget of an initialization
+	heapMem   bool          // leave linear memory to wazero (to compare)
 }
 
 // NewRuntime returns a Runtime. Close releases it.
