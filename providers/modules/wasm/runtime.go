@@ -59,8 +59,12 @@ import (
 
 // Options configure a Runtime.
 type Options struct {
-	// CacheDir keeps compiled code across node restarts; "" keeps it in
-	// memory only.
+	// CacheDir is the directory, in the node's data directory, where
+	// compiled code was kept across restarts. Compiled code is now kept in
+	// memory only: native code read back from a file could not be told
+	// from code a writer of the file put there (wazero checks only a
+	// CRC32), and a hash of the package would not tell either. What
+	// wazero left there is removed. No module's /data may hold CacheDir.
 	CacheDir string
 	// Trusted returns the keys whose packages the node runs.
 	Trusted func() []ed25519.PublicKey
@@ -69,10 +73,14 @@ type Options struct {
 	// HTTP is the transport of modules' HTTP requests (default: a clone of
 	// http.DefaultTransport).
 	HTTP http.RoundTripper
+
+	// unverifiedCache keeps compiled code in wazero's cache there, for
+	// the tests' runs to share; the node never sets it.
+	unverifiedCache string
 }
 
-// A Runtime loads packages into Modules. It holds the compilation cache
-// the instances of all its modules share.
+// A Runtime loads packages into Modules. It holds the compilation cache,
+// in memory, that the instances of all its modules share.
 type Runtime struct {
 	opts      Options
 	log       *slog.Logger
@@ -93,9 +101,17 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		r.transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	if opts.CacheDir != "" {
-		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		old, _ := filepath.Glob(filepath.Join(opts.CacheDir, "wazero-*"))
+		for _, d := range old {
+			if err := os.RemoveAll(d); err != nil {
+				r.log.Warn("cannot remove old compiled code", "dir", d, "err", err)
+			}
+		}
+	}
+	if opts.unverifiedCache != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opts.unverifiedCache)
 		if err != nil {
-			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.CacheDir, err)
+			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.unverifiedCache, err)
 		}
 		r.cache = c
 	} else {

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io/fs"
 	"os"
@@ -283,5 +284,30 @@ func TestMemoryBomb(t *testing.T) {
 	wantErr(t, "env.Fail", s.failed(t), "module trap trapped")
 	if n := in.alloc.mapped.Load(); n != 0 {
 		t.Errorf("%d bytes of the guest's memory still mapped after it failed", n)
+	}
+}
+
+// Compiled code is never read from disk: what an older node left in
+// CacheDir is removed, and nothing is written there.
+func TestNoCompiledCodeOnDisk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	planted := filepath.Join(dir, "wazero-v1.12.0-amd64-linux")
+	ok(t, "mkdir", os.MkdirAll(planted, 0o700))
+	ok(t, "plant", os.WriteFile(filepath.Join(planted, "code"), []byte("native code"), 0o600))
+	r, err := NewRuntime(ctx, Options{
+		CacheDir: dir,
+		Trusted:  func() []ed25519.PublicKey { return []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)} },
+	})
+	ok(t, "new runtime", err)
+	defer r.Close(ctx)
+	manifest := []byte("name trap\nversion 1\ndescription 'tiny'\n")
+	_, err = r.Load(ctx, "trap", signed(t, manifest, handWasm(1, false), testKey), "test")
+	ok(t, "load", err)
+	ents, err := os.ReadDir(dir)
+	ok(t, "read cache dir", err)
+	for _, e := range ents {
+		t.Errorf("%s left in the cache directory", e.Name())
 	}
 }
