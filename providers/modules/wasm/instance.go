@@ -546,8 +546,9 @@ func (in *instance) hostCall(ctx context.Context, mod api.Module, stack []uint64
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	// Time spent in the node is not the guest's CPU: the budget stops.
-	paused := in.timer != nil && cs != nil && in.ctx != nil
+	// Time spent in the node is not the guest's CPU: the budget of a
+	// call stops (that of initialization, a plain timeout, does not).
+	paused := cs == &in.cs
 	if paused {
 		in.stopBudget()
 	}

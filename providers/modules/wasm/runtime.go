@@ -5,9 +5,12 @@
 //
 // Each instance has its own wazero runtime, with the memory the owner
 // configured and a CPU budget per call; its only ways out of the sandbox
-// are its private directory (/data, through WASI) and the calls back into
-// the node — namespace reads and writes, HTTP — each checked against the
-// permissions the manifest requested and the owner allowed.
+// are its private directory (/data, through WASI, confined on the host
+// side: no path or link leads out of it, and the guest makes no links)
+// and the calls back into the node — namespace reads and writes, HTTP —
+// each checked against the permissions the manifest requested and the
+// owner allowed. Its linear memory lies outside the Go heap, grows in
+// place, and is unmapped when the instance fails or stops.
 //
 // Configuration keys of a wasm module (besides the manager's own):
 //
@@ -26,8 +29,10 @@
 // into the node, which then fail in the guest, but not the guest's own
 // execution: wazero stops a running guest only by closing it, and a flush
 // must not let any client kill a module. The budget bounds the guest's
-// execution instead; the time it waits for the node (namespace, HTTP) is
-// not counted in it.
+// execution instead, its sleeps included (a sleep ends when the budget
+// runs out); the time it waits for the node (namespace, HTTP) is not
+// counted in it. Stop ends a call in progress at once: its sleep and its
+// calls into the node are cancelled and the guest is interrupted.
 //
 // The files of an instance are owned by the module (uid and gid are its
 // name); the guest's permission bits are checked for the attaching user
