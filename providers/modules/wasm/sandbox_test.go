@@ -76,6 +76,12 @@ func TestDataConfined(t *testing.T) {
 	if got, err := op("raw open d/own"); err != nil || got != "mine" {
 		t.Fatalf("raw open own file: %q, %v", got, err)
 	}
+	if got, err := op("ls /data/d"); err != nil || got != "own\n" {
+		t.Fatalf("ls own directory: %q, %v", got, err)
+	}
+	if got, err := op("readlink /data/plantedkey"); err != nil || got != "../../../identity.pem" {
+		t.Fatalf("readlink: %q, %v", got, err)
+	}
 
 	for _, cmd := range []string{
 		"symlink ../../.. /data/node",
