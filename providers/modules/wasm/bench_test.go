@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/tetratelabs/wazero"
+
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -76,4 +78,43 @@ func benchRead(b *testing.B, a styx.Attacher) {
 			}
 		}
 	})
+}
+
+// Compiling a module's code, as a node does for each package it loads
+// at start, with nothing cached (memory), and from wazero's cache on
+// disk, which the node no longer keeps (disk):
+//
+//	go test -run='^$' -bench=Compile -benchtime=3x ./providers/modules/wasm
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	for _, name := range []string{"kv", "markdown", "trap"} {
+		wasm, _ := guest(b, name)
+		compile := func(b *testing.B, cache wazero.CompilationCache) {
+			r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
+			defer r.Close(ctx)
+			if _, err := r.CompileModule(ctx, wasm); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(name+"/memory", func(b *testing.B) {
+			for b.Loop() {
+				cache := wazero.NewCompilationCache()
+				compile(b, cache)
+				cache.Close(ctx)
+			}
+		})
+		b.Run(name+"/disk", func(b *testing.B) {
+			dir := b.TempDir()
+			warm, err := wazero.NewCompilationCacheWithDir(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			compile(b, warm)
+			for b.Loop() {
+				cache, _ := wazero.NewCompilationCacheWithDir(dir)
+				compile(b, cache)
+				cache.Close(ctx)
+			}
+		})
+	}
 }

@@ -42,6 +42,8 @@ var guestModules = map[string]struct{ binary, manifest string }{
 	"loop":     {"probe", "testdata/probe/loop.manifest"},
 	"trap":     {"probe", "testdata/probe/trap.manifest"},
 	"nsprobe":  {"probe", "testdata/probe/nsprobe.manifest"},
+	// The same, whose initialization sleeps.
+	"sleepinit": {"probe", "testdata/probe/sleepinit.manifest"},
 }
 
 var builtGuests = sync.OnceValues(buildGuests)
@@ -194,8 +196,8 @@ func signedErr(manifest, wasm []byte, key ed25519.PrivateKey) ([]byte, error) {
 // compilation cache persists across runs.
 var sharedRuntime = sync.OnceValues(func() (*Runtime, error) {
 	return NewRuntime(context.Background(), Options{
-		CacheDir: filepath.Join(filepath.Dir(testCacheDir()), "wazero"),
-		Trusted:  func() []ed25519.PublicKey { return []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)} },
+		unverifiedCache: filepath.Join(filepath.Dir(testCacheDir()), "wazero"),
+		Trusted:         func() []ed25519.PublicKey { return []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)} },
 	})
 })
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -30,8 +32,26 @@ const minInitBudget = 10 * time.Second
 // minRequestBuf is the smallest request buffer asked of the guest.
 const minRequestBuf = 64 << 10
 
-// errBudget is the cause of a call's context when its budget ran out.
-var errBudget = errors.New("cpu budget exceeded")
+// ErrBudget is the error (for errors.Is) of a call or an initialization
+// that overran its budget, sleeping included.
+var ErrBudget = errors.New("budget exceeded")
+
+// errBudget is the cause of a call's context when its budget ran out,
+// errStopped when the instance was stopped.
+var (
+	errBudget  = errors.New("cpu budget exceeded")
+	errStopped = errors.New("module stopped")
+)
+
+// budgetError is an error that is ErrBudget, in words of its own.
+type budgetError struct{ msg string }
+
+func (e *budgetError) Error() string        { return e.msg }
+func (e *budgetError) Is(target error) bool { return target == ErrBudget }
+
+func overrun(format string, args ...any) error {
+	return &budgetError{fmt.Sprintf(format, args...)}
+}
 
 // An instance is a running module: a guest in a wazero runtime of its own.
 type instance struct {
@@ -43,6 +63,8 @@ type instance struct {
 	http   *httpClient
 
 	rt     wazero.Runtime
+	data   *dataFS // the guest's /data, or nil
+	alloc  memoryAllocator
 	guest  api.Module
 	mem    api.Memory
 	fAlloc api.Function
@@ -51,11 +73,19 @@ type instance struct {
 	stopped atomic.Bool
 	failed  sync.Once
 
+	// ctx is the context of every call into the guest, and of every
+	// sleep and call into the node the guest makes: cancelled when a
+	// budget runs out (errBudget) or the instance is stopped (errStopped).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// sleepCtx is what ends a guest's sleep: ctx, or while the guest
+	// initializes the context of its initialization.
+	sleepCtx context.Context
+
 	// sem serializes the calls into the guest; what follows is guarded
 	// by it.
 	sem     chan struct{}
-	ctx     context.Context // of every call; cancelled when a budget runs out
-	cancel  context.CancelCauseFunc
+	closed  bool          // the runtime is closed, the guest's memory gone
 	timer   *time.Timer   // cancels ctx when the current call's budget runs out
 	left    time.Duration // budget left when the timer was last started
 	started time.Time     // when the timer was last started
@@ -71,17 +101,33 @@ type instance struct {
 // callState is what the host functions of a call in progress need.
 type callState struct {
 	ctx     context.Context // the request's, for calls back into the node
-	chained bool            // ctx records the instance (withChain)
+	chained bool            // ctx records the instance and ends with in.ctx
+	release func()          // releases ctx once chained
 	pending []byte          // a host_call response waiting for host_result
 }
 
 // nodeCtx is the context of the call's requests into the node: the
-// request's, recording that this instance is in a call.
+// request's, recording that this instance is in a call, and cancelled
+// too when the instance's is (the instance stopped).
 func (cs *callState) nodeCtx(in *instance) context.Context {
 	if !cs.chained {
-		cs.ctx, cs.chained = withChain(cs.ctx, in), true
+		ctx, cancel := context.WithCancelCause(withChain(cs.ctx, in))
+		stop := context.AfterFunc(in.ctx, func() { cancel(context.Cause(in.ctx)) })
+		cs.ctx, cs.chained = ctx, true
+		cs.release = func() {
+			stop()
+			cancel(nil)
+		}
 	}
 	return cs.ctx
+}
+
+// done releases what nodeCtx made.
+func (cs *callState) done() {
+	if cs.release != nil {
+		cs.release()
+		cs.release = nil
+	}
 }
 
 // chain records the instances with a call in progress on the way to a
@@ -121,6 +167,9 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 		grants: grant(m.manifest.Requires, cfg.allow),
 		sem:    make(chan struct{}, 1),
 	}
+	in.ctx, in.cancel = context.WithCancelCause(context.Background())
+	in.timer = time.AfterFunc(time.Hour, func() { in.cancel(errBudget) })
+	in.timer.Stop()
 	in.http = newHTTPClient(in, m.rt.transport)
 	for _, r := range m.manifest.Requires {
 		if !allowed(in.grants, r) {
@@ -135,7 +184,8 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 	in.rt = wazero.NewRuntimeWithConfig(ctx, m.rt.runtimeConfig(cfg.memory))
 	defer func() {
 		if err != nil {
-			in.rt.Close(context.Background())
+			in.cancel(nil)
+			in.close()
 		}
 	}()
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, in.rt); err != nil {
@@ -158,23 +208,38 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 		WithStderr(errw).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
+		WithNanosleep(in.nanosleep).
 		WithRandSource(rand.Reader)
 	if env.Dir != "" {
-		mc = mc.WithFSConfig(wazero.NewFSConfig().WithDirMount(env.Dir, "/data"))
+		if err := m.rt.checkDataDir(env.Dir); err != nil {
+			return nil, fmt.Errorf("start %s: %w", env.Name, err)
+		}
+		data, err := openDataFS(env.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", env.Name, err)
+		}
+		in.data = data
+		mc = mc.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(data, "/data"))
 	}
 
 	// Initialization runs the guest's init functions, which may call
 	// back into the node.
-	initBudget := max(cfg.cpu, minInitBudget)
+	initBudget := max(cfg.cpu, m.rt.minInit)
 	ictx, icancel := context.WithTimeoutCause(ctx, initBudget, errBudget)
 	defer icancel()
-	in.cur = &callState{ctx: ctx}
-	guest, err := in.rt.InstantiateModule(ictx, compiled, mc)
+	in.sleepCtx = ictx
+	ics := &callState{ctx: ictx}
+	in.cur = ics
+	mctx := experimental.WithMemoryAllocator(ictx, &in.alloc)
+	if m.rt.heapMem {
+		mctx = ictx
+	}
+	guest, err := in.rt.InstantiateModule(mctx, compiled, mc)
 	in.cur = nil
+	ics.done()
 	if err != nil {
 		if errors.Is(context.Cause(ictx), errBudget) {
-			return nil, fmt.Errorf("start %s: initialization interrupted: budget %v exceeded", env.Name, initBudget)
+			return nil, overrun("start %s: initialization interrupted: budget %v exceeded", env.Name, initBudget)
 		}
 		return nil, fmt.Errorf("start %s: initialization failed: %s", env.Name, firstLine(err))
 	}
@@ -186,9 +251,11 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 	if in.mem == nil || in.fAlloc == nil || in.fCall == nil || fABI == nil {
 		return nil, fmt.Errorf("start %s: %w: exports missing", env.Name, ErrABI)
 	}
-	vctx, vcancel := context.WithTimeout(ctx, initBudget)
+	vctx, vcancel := context.WithTimeoutCause(ctx, initBudget, errBudget)
+	in.sleepCtx = vctx
 	v, err := fABI.Call(vctx)
 	vcancel()
+	in.sleepCtx = in.ctx
 	if err != nil {
 		return nil, fmt.Errorf("start %s: cheshire_abi: %s", env.Name, firstLine(err))
 	}
@@ -196,9 +263,6 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 		return nil, fmt.Errorf("start %s: %w: ABI version %d, node speaks %d", env.Name, ErrABI, uint32(v[0]), abiVersion)
 	}
 
-	in.ctx, in.cancel = context.WithCancelCause(context.Background())
-	in.timer = time.AfterFunc(time.Hour, func() { in.cancel(errBudget) })
-	in.timer.Stop()
 	log.Info("started", "memory", cfg.memory, "cpu", cfg.cpu.String(), "grants", permsString(in.grants))
 	return in, nil
 }
@@ -218,19 +282,61 @@ func firstLine(err error) string {
 	return s
 }
 
-// Stop implements modules.Instance.
+// nanosleep is the guest's sleep (WASI poll_oneoff on a clock): it ends
+// early when the budget runs out or the instance stops, and the guest is
+// then interrupted.
+func (in *instance) nanosleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.sleepCtx.Done():
+	}
+}
+
+// Stop implements modules.Instance. A call in progress ends at once: its
+// sleep or its calls into the node are cancelled, and the guest is
+// interrupted. The runtime (the guest's memory with it) is closed when
+// that call has returned, before Stop returns unless ctx ends first.
 func (in *instance) Stop(ctx context.Context) error {
 	if in.stopped.Swap(true) {
 		return nil
 	}
-	err := in.rt.Close(ctx)
-	if in.timer != nil {
-		in.timer.Stop()
+	in.cancel(errStopped)
+	in.timer.Stop()
+	closeNow := func() error {
+		defer in.unlock()
+		return in.close()
 	}
-	if err != nil {
+	select {
+	case in.sem <- struct{}{}:
+	case <-ctx.Done():
+		go func() {
+			in.sem <- struct{}{}
+			closeNow()
+		}()
+		return fmt.Errorf("stop %s: a call still returning: %w", in.name, plan9.ErrInterrupted)
+	}
+	if err := closeNow(); err != nil {
 		return fmt.Errorf("stop %s: %w", in.name, err)
 	}
 	return nil
+}
+
+// close releases the runtime and /data, once. The caller holds sem,
+// or the instance never served.
+func (in *instance) close() error {
+	if in.closed {
+		return nil
+	}
+	in.closed = true
+	err := in.rt.Close(context.Background())
+	if in.data != nil {
+		if cerr := in.data.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // stoppedErr is the error of a call to an instance that cannot serve.
@@ -272,7 +378,10 @@ func (in *instance) call(ctx context.Context, req *abi.Request, use func(resp *a
 	}
 	in.cs = callState{ctx: ctx, pending: in.cs.pending[:0]}
 	in.cur = &in.cs
-	defer func() { in.cur, in.cs.ctx = nil, nil }()
+	defer func() {
+		in.cs.done()
+		in.cur, in.cs.ctx = nil, nil
+	}()
 
 	in.enc = req.Append(in.enc[:0])
 	if uint64(len(in.enc)) > 1<<31 {
@@ -350,13 +459,16 @@ func (in *instance) fail(err error) error {
 	case in.stopped.Load():
 		return in.stoppedErr()
 	case errors.Is(context.Cause(in.ctx), errBudget):
-		ferr = fmt.Errorf("module %s: call interrupted: cpu budget %v exceeded", in.name, in.cfg.cpu)
+		ferr = overrun("module %s: call interrupted: cpu budget %v exceeded", in.name, in.cfg.cpu)
 	case errors.As(err, &exit):
 		ferr = fmt.Errorf("module %s trapped: exit code %d", in.name, exit.ExitCode())
 	default:
 		ferr = fmt.Errorf("module %s trapped: %s", in.name, firstLine(err))
 	}
 	in.dead = ferr
+	// Nothing runs in it any more: its memory goes now, not when the
+	// manager stops it.
+	in.close()
 	in.log.Error("instance failed", "err", ferr, "detail", err.Error())
 	in.failed.Do(func() {
 		if in.env.Fail != nil {
@@ -434,8 +546,9 @@ func (in *instance) hostCall(ctx context.Context, mod api.Module, stack []uint64
 		stack[0] = api.EncodeI32(-1)
 		return
 	}
-	// Time spent in the node is not the guest's CPU: the budget stops.
-	paused := in.timer != nil && cs != nil && in.ctx != nil
+	// Time spent in the node is not the guest's CPU: the budget of a
+	// call stops (that of initialization, a plain timeout, does not).
+	paused := cs == &in.cs
 	if paused {
 		in.stopBudget()
 	}

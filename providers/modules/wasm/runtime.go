@@ -5,9 +5,12 @@
 //
 // Each instance has its own wazero runtime, with the memory the owner
 // configured and a CPU budget per call; its only ways out of the sandbox
-// are its private directory (/data, through WASI) and the calls back into
-// the node — namespace reads and writes, HTTP — each checked against the
-// permissions the manifest requested and the owner allowed.
+// are its private directory (/data, through WASI, confined on the host
+// side: no path or link leads out of it, and the guest makes no links)
+// and the calls back into the node — namespace reads and writes, HTTP —
+// each checked against the permissions the manifest requested and the
+// owner allowed. Its linear memory lies outside the Go heap, grows in
+// place, and is unmapped when the instance fails or stops.
 //
 // Configuration keys of a wasm module (besides the manager's own):
 //
@@ -26,8 +29,10 @@
 // into the node, which then fail in the guest, but not the guest's own
 // execution: wazero stops a running guest only by closing it, and a flush
 // must not let any client kill a module. The budget bounds the guest's
-// execution instead; the time it waits for the node (namespace, HTTP) is
-// not counted in it.
+// execution instead, its sleeps included (a sleep ends when the budget
+// runs out); the time it waits for the node (namespace, HTTP) is not
+// counted in it. Stop ends a call in progress at once: its sleep and its
+// calls into the node are cancelled and the guest is interrupted.
 //
 // The files of an instance are owned by the module (uid and gid are its
 // name); the guest's permission bits are checked for the attaching user
@@ -40,9 +45,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -54,8 +64,12 @@ import (
 
 // Options configure a Runtime.
 type Options struct {
-	// CacheDir keeps compiled code across node restarts; "" keeps it in
-	// memory only.
+	// CacheDir is the directory, in the node's data directory, where
+	// compiled code was kept across restarts. Compiled code is now kept in
+	// memory only: native code read back from a file could not be told
+	// from code a writer of the file put there (wazero checks only a
+	// CRC32), and a hash of the package would not tell either. What
+	// wazero left there is removed. No module's /data may hold CacheDir.
 	CacheDir string
 	// Trusted returns the keys whose packages the node runs.
 	Trusted func() []ed25519.PublicKey
@@ -64,21 +78,27 @@ type Options struct {
 	// HTTP is the transport of modules' HTTP requests (default: a clone of
 	// http.DefaultTransport).
 	HTTP http.RoundTripper
+
+	// unverifiedCache keeps compiled code in wazero's cache there, for
+	// the tests' runs to share; the node never sets it.
+	unverifiedCache string
 }
 
-// A Runtime loads packages into Modules. It holds the compilation cache
-// the instances of all its modules share.
+// A Runtime loads packages into Modules. It holds the compilation cache,
+// in memory, that the instances of all its modules share.
 type Runtime struct {
 	opts      Options
 	log       *slog.Logger
 	cache     wazero.CompilationCache
 	check     wazero.Runtime // compiles at Load, keeping the code cached
 	transport http.RoundTripper
+	minInit   time.Duration // the least budget of an initialization
+	heapMem   bool          // leave linear memory to wazero (to compare)
 }
 
 // NewRuntime returns a Runtime. Close releases it.
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
-	r := &Runtime{opts: opts, log: opts.Log, transport: opts.HTTP}
+	r := &Runtime{opts: opts, log: opts.Log, transport: opts.HTTP, minInit: minInitBudget}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -86,9 +106,17 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		r.transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	if opts.CacheDir != "" {
-		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		old, _ := filepath.Glob(filepath.Join(opts.CacheDir, "wazero-*"))
+		for _, d := range old {
+			if err := os.RemoveAll(d); err != nil {
+				r.log.Warn("cannot remove old compiled code", "dir", d, "err", err)
+			}
+		}
+	}
+	if opts.unverifiedCache != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opts.unverifiedCache)
 		if err != nil {
-			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.CacheDir, err)
+			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.unverifiedCache, err)
 		}
 		r.cache = c
 	} else {
@@ -237,3 +265,40 @@ func checkModule(c wazero.CompiledModule) error {
 
 // abiVersion is the version of the ABI this host speaks.
 const abiVersion = abi.Version
+
+// checkDataDir checks that a module's data directory dir does not hold
+// the node's: the directory of the compilation cache, in the node's
+// data directory, stands for it. Were the node's directory below a
+// module's /data, the module could read the node's keys.
+func (r *Runtime) checkDataDir(dir string) error {
+	if r.opts.CacheDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	d, err := realPath(dir)
+	if err != nil {
+		return err
+	}
+	node, err := realPath(r.opts.CacheDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		node, err = filepath.Abs(r.opts.CacheDir)
+	}
+	if err != nil {
+		return err
+	}
+	if node == d || strings.HasPrefix(node, d+string(filepath.Separator)) || d == string(filepath.Separator) {
+		return fmt.Errorf("data directory %s holds the node's own", dir)
+	}
+	return nil
+}
+
+// realPath is dir made absolute, with symbolic links resolved.
+func realPath(dir string) (string, error) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(d)
+}

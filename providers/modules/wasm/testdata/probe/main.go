@@ -10,15 +10,22 @@
 //	/ls     write a path, read back the names in it, a line each
 //	/http   write "METHOD URL [BODY]", read back "STATUS BODY"
 //	/log    write a line for the module's log
+//	/fs     write "OP ARGS", read back the result of an attack on the host
+//	        through /data (see fsop), or the error
+//	/sleep  reading it sleeps 30 seconds
+//	/bomb   reading it allocates memory (and touches it) until it fails
 //
-// The tests package it under several manifests (loop, trap, nsprobe),
-// so that one binary is compiled once.
+// The tests package it under several manifests (loop, trap, nsprobe,
+// sleepinit), so that one binary is compiled once. Under the name
+// sleepinit, its initialization sleeps 30 seconds.
 package main
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"cheshire/providers/modules/sdk"
 )
@@ -31,7 +38,12 @@ type thing struct{ n int }
 
 var nothing *thing
 
+var hoard [][]byte
+
 func init() {
+	if len(os.Args) > 0 && os.Args[0] == "sleepinit" {
+		time.Sleep(30 * time.Second)
+	}
 	arg := func(in []byte) string { return strings.TrimSpace(string(in)) }
 	sdk.Serve(sdk.NewDir("/", 0o555,
 		sdk.Static("ok", 0o444, []byte("ok\n")),
@@ -89,9 +101,74 @@ func init() {
 			}
 			return fmt.Appendf(nil, "%d %s", status, resp), nil
 		}),
+		sdk.Filter("fs", 0o666, func(ctx context.Context, in []byte) ([]byte, error) {
+			return fsop(strings.Fields(arg(in)))
+		}),
+		sdk.Gen("sleep", 0o444, func(ctx context.Context) ([]byte, error) {
+			time.Sleep(30 * time.Second)
+			return []byte("awake\n"), nil
+		}),
+		sdk.Gen("bomb", 0o444, func(ctx context.Context) ([]byte, error) {
+			for {
+				b := make([]byte, 1<<20)
+				for i := 0; i < len(b); i += 4096 {
+					b[i] = 1
+				}
+				hoard = append(hoard, b)
+			}
+		}),
 		sdk.Ctl("log", 0o222, nil, func(ctx context.Context, data []byte) error {
 			sdk.Logf("%s", arg(data))
 			return nil
 		}),
 	))
+}
+
+// fsop runs one file operation of the os package, or with "raw" first
+// one straight through WASI on /data's descriptor, passing paths as
+// they are, ".." included:
+//
+//	symlink OLD NEW, link OLD NEW, rename OLD NEW, read PATH,
+//	write PATH DATA, mkdir PATH, remove PATH, readlink PATH, ls PATH
+//	raw open PATH, raw symlink OLD NEW, raw link OLD NEW, raw rename OLD NEW
+func fsop(f []string) ([]byte, error) {
+	ok := []byte("ok")
+	if len(f) < 2 {
+		return nil, sdk.ErrBadArgs
+	}
+	two := func() error {
+		if len(f) != 3 {
+			return sdk.ErrBadArgs
+		}
+		return nil
+	}
+	switch f[0] {
+	case "raw":
+		return rawop(f[1:])
+	case "symlink", "link", "rename":
+		if err := two(); err != nil {
+			return nil, err
+		}
+		op := map[string]func(string, string) error{"symlink": os.Symlink, "link": os.Link, "rename": os.Rename}[f[0]]
+		return ok, op(f[1], f[2])
+	case "read":
+		return os.ReadFile(f[1])
+	case "write":
+		return ok, os.WriteFile(f[1], []byte(strings.Join(f[2:], " ")), 0o644)
+	case "mkdir":
+		return ok, os.Mkdir(f[1], 0o755)
+	case "remove":
+		return ok, os.Remove(f[1])
+	case "readlink":
+		s, err := os.Readlink(f[1])
+		return []byte(s), err
+	case "ls":
+		des, err := os.ReadDir(f[1])
+		var b strings.Builder
+		for _, de := range des {
+			b.WriteString(de.Name() + "\n")
+		}
+		return []byte(b.String()), err
+	}
+	return nil, sdk.ErrBadArgs
 }
