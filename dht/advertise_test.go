@@ -81,10 +81,15 @@ func stopModule(t *testing.T, in *instance) {
 }
 
 // eventually calls check until it returns nil, failing the test with its
-// last error after d.
+// last error when the wait ends.
+//
+// d is what the condition takes on an idle machine; the wait is many
+// times longer, a guard against a hang rather than a budget, since a
+// loaded machine (the race detector, a parallel go test) is many times
+// slower at DHT traversals.
 func eventually(t *testing.T, d time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(12 * d)
 	for {
 		err := check()
 		if err == nil {
