@@ -35,8 +35,15 @@ type Module struct {
 
 var _ modules.Module = (*Module)(nil)
 
-// NewModule returns the module serving srv.
-func NewModule(srv *Server, version string) *Module { return &Module{srv: srv, version: version} }
+// NewModule returns the module serving srv. Until Start, and after
+// Stop, srv's files change nothing: writes fail with "dns: module
+// stopped" (srv's Go methods still work).
+func NewModule(srv *Server, version string) *Module {
+	if srv != nil {
+		srv.halt()
+	}
+	return &Module{srv: srv, version: version}
+}
 
 // Manifest describes the module.
 func (m *Module) Manifest() modules.Manifest {
@@ -126,6 +133,7 @@ func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, 
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{srv: m.srv, cancel: cancel}
+	m.srv.resume()
 	serve := func(pc net.PacketConn, l net.Listener) {
 		defer inst.wg.Done()
 		if err := m.srv.Serve(sctx, pc, l); err != nil && sctx.Err() == nil && env.Fail != nil {
@@ -165,8 +173,11 @@ func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 	return i.srv.Attach(ctx, uname, aname, auth)
 }
 
-// Stop closes the sockets and waits for the queries in hand.
+// Stop ends changes through the files (a batch under way is abandoned,
+// and changes nothing), closes the sockets and waits for the queries in
+// hand.
 func (i *instance) Stop(ctx context.Context) error {
+	i.srv.halt()
 	i.cancel()
 	done := make(chan struct{})
 	go func() { i.wg.Wait(); close(done) }()
