@@ -39,6 +39,9 @@ type Options struct {
 	Log     *slog.Logger     // where changes and errors are logged besides the log files (default: discarded)
 	Now     func() time.Time // the clock of signatures and TSIG (default time.Now)
 	UDPSize int              // largest UDP reply (default DefaultUDPSize; at least 512)
+
+	TCPConns     int // TCP connections served at once (default DefaultTCPConns)
+	TCPPerClient int // TCP connections at once from one client (default DefaultTCPPerClient)
 }
 
 // A Server holds the zones, serves them as files (it is a styx.Attacher)
@@ -66,6 +69,7 @@ type Server struct {
 	zonesDir *synth.Dir
 	events   *synth.Log // the server's log: zones added and removed, network errors
 	stats    stats
+	tcp      *tcpConns // the TCP connections served, of all listeners
 }
 
 // zoneMeta is what a Server keeps of a zone besides its versions.
@@ -91,12 +95,19 @@ func New(dir string, opts Options) (*Server, error) {
 		opts.UDPSize = DefaultUDPSize
 	}
 	opts.UDPSize = min(max(opts.UDPSize, dns.MinMsgSize), dns.MaxMsgSize)
+	if opts.TCPConns <= 0 {
+		opts.TCPConns = DefaultTCPConns
+	}
+	if opts.TCPPerClient <= 0 {
+		opts.TCPPerClient = DefaultTCPPerClient
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{dir: dir, opts: opts, log: log, now: opts.Now, meta: make(map[string]*zoneMeta), events: synth.NewLog(0)}
 	s.live, s.stopLive = context.WithCancel(context.Background())
+	s.tcp = newTCPConns(opts.TCPConns, opts.TCPPerClient, func() { s.stats.tcpShed.Add(1) })
 	s.zones.Store(&served{zones: zoneSet{}, cache: newRespCache()})
 	if err := os.MkdirAll(filepath.Join(dir, "zones"), 0700); err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
