@@ -260,7 +260,9 @@ func (s *Server) packTSIG(r *dns.Msg, key tsigKey, req *dns.TSIG, tsigErr uint16
 	r.SetTsig(key.name, key.algorithm, 300, s.now().Unix())
 	t := r.Extra[len(r.Extra)-1].(*dns.TSIG)
 	t.Error = tsigErr
-	t.OrigId = req.OrigId
+	// The reply's Original ID is its own ID, the request's, whatever
+	// the request's TSIG says (TsigGenerate writes it over the ID).
+	t.OrigId = r.Id
 	mac := req.MAC
 	if tsigErr == dns.RcodeBadKey || tsigErr == dns.RcodeBadSig {
 		mac = ""
