@@ -9,6 +9,7 @@ package dns
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ type Options struct {
 
 	TCPConns     int // TCP connections served at once (default DefaultTCPConns)
 	TCPPerClient int // TCP connections at once from one client (default DefaultTCPPerClient)
+
+	RRL RRL // UDP response rate limiting (default off)
 }
 
 // A Server holds the zones, serves them as files (it is a styx.Attacher)
@@ -70,6 +73,9 @@ type Server struct {
 	events   *synth.Log // the server's log: zones added and removed, network errors
 	stats    stats
 	tcp      *tcpConns // the TCP connections served, of all listeners
+
+	rrlp         atomic.Pointer[rrl] // response rate limiting, nil when off
+	cookieSecret [32]byte            // keys server cookies; made at New
 }
 
 // zoneMeta is what a Server keeps of a zone besides its versions.
@@ -108,6 +114,8 @@ func New(dir string, opts Options) (*Server, error) {
 	s := &Server{dir: dir, opts: opts, log: log, now: opts.Now, meta: make(map[string]*zoneMeta), events: synth.NewLog(0)}
 	s.live, s.stopLive = context.WithCancel(context.Background())
 	s.tcp = newTCPConns(opts.TCPConns, opts.TCPPerClient, func() { s.stats.tcpShed.Add(1) })
+	s.SetRRL(opts.RRL)
+	rand.Read(s.cookieSecret[:])
 	s.zones.Store(&served{zones: zoneSet{}, cache: newRespCache()})
 	if err := os.MkdirAll(filepath.Join(dir, "zones"), 0700); err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
@@ -124,6 +132,10 @@ func New(dir string, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetRRL sets the response rate limiting of UDP replies (the zero RRL
+// turns it off), starting the accounts afresh.
+func (s *Server) SetRRL(cfg RRL) { s.rrlp.Store(newRRL(cfg)) }
 
 // Attach serves the file tree.
 func (s *Server) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {

@@ -30,13 +30,18 @@ type stats struct {
 	dropped  atomic.Uint64 // messages not answered at all
 	panicked atomic.Uint64 // handler panics caught (bugs)
 	tcpShed  atomic.Uint64 // TCP connections closed or refused to make room
+
+	rrlDropped atomic.Uint64 // UDP replies dropped by rate limiting
+	rrlSlipped atomic.Uint64 // UDP replies sent truncated by rate limiting
+	badcookie  atomic.Uint64 // UDP queries answered BADCOOKIE
 }
 
 // statsText is the text of /dns/stats.
 func (s *Server) statsText(ctx context.Context) string {
-	return fmt.Sprintf("queries %d\nformerr %d\nrefused %d\ndropped %d\npanics %d\ntcp %d\ntcpshed %d\n",
+	return fmt.Sprintf("queries %d\nformerr %d\nrefused %d\ndropped %d\npanics %d\ntcp %d\ntcpshed %d\nrrldropped %d\nrrlslipped %d\nbadcookie %d\n",
 		s.stats.queries.Load(), s.stats.formerr.Load(), s.stats.refused.Load(),
-		s.stats.dropped.Load(), s.stats.panicked.Load(), s.tcp.count(), s.stats.tcpShed.Load())
+		s.stats.dropped.Load(), s.stats.panicked.Load(), s.tcp.count(), s.stats.tcpShed.Load(),
+		s.stats.rrlDropped.Load(), s.stats.rrlSlipped.Load(), s.stats.badcookie.Load())
 }
 
 // ListenAndServe answers queries on the UDP and TCP addresses (host:port;

@@ -17,7 +17,15 @@ import (
 // limitedServer is a test server with small TCP caps.
 func limitedServer(t *testing.T, conns, perClient int) *testServer {
 	t.Helper()
-	s, err := New(t.TempDir(), Options{Owner: "glenda", TCPConns: conns, TCPPerClient: perClient})
+	return serverWith(t, Options{TCPConns: conns, TCPPerClient: perClient})
+}
+
+// serverWith is a test server with options opts, serving zone
+// example.test.
+func serverWith(t *testing.T, opts Options) *testServer {
+	t.Helper()
+	opts.Owner = "glenda"
+	s, err := New(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
