@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -20,12 +21,13 @@ func (s *Server) handle(req []byte, tcp bool, from netip.AddrPort, buf []byte) (
 			resp = nil
 		}
 	}()
-	resp, verified := s.respond(req, tcp, from, buf)
+	now := s.now()
+	resp, verified := s.respond(req, tcp, from, buf, now)
 	rl := s.rrlp.Load()
 	if resp == nil || tcp || verified || rl == nil {
 		return resp
 	}
-	switch rl.check(resp, from.Addr(), s.now()) {
+	switch rl.check(resp, from.Addr(), now) {
 	case rrlSlip:
 		s.stats.rrlSlipped.Add(1)
 		return truncated(resp)
@@ -36,17 +38,15 @@ func (s *Server) handle(req []byte, tcp bool, from netip.AddrPort, buf []byte) (
 	return resp
 }
 
-// respond is handle without rate limiting. It reports whether the query
-// had a good server cookie.
-func (s *Server) respond(req []byte, tcp bool, from netip.AddrPort, buf []byte) ([]byte, bool) {
+// respond is handle without rate limiting, at time now. It reports
+// whether the query had a good server cookie.
+func (s *Server) respond(req []byte, tcp bool, from netip.AddrPort, buf []byte, now time.Time) ([]byte, bool) {
 	sv := s.zones.Load()
 	var kb [264]byte
 	key, size, quick := quickKey(req, kb[:0])
 	quick = quick && !s.nocache
-	var now int64
 	if quick {
-		now = s.now().Unix()
-		if r := sv.cache.get(key, now); r != nil {
+		if r := sv.cache.get(key, now.Unix()); r != nil {
 			limit := dns.MaxMsgSize
 			if !tcp {
 				limit = dns.MinMsgSize
@@ -66,7 +66,7 @@ func (s *Server) respond(req []byte, tcp bool, from netip.AddrPort, buf []byte) 
 	}
 	out, complete, verified := s.answerMsg(sv, req, tcp, from, buf)
 	if quick && complete {
-		sv.cache.put(key, out, now)
+		sv.cache.put(key, out, now.Unix())
 	}
 	return out, verified
 }

@@ -97,8 +97,6 @@ func (r *rrl) check(resp []byte, from netip.Addr, now time.Time) int {
 	if len(resp) < 12 {
 		return rrlSend
 	}
-	var h maphash.Hash
-	h.SetSeed(r.seed)
 	from = from.Unmap()
 	var p netip.Prefix
 	if from.Is4() {
@@ -106,8 +104,11 @@ func (r *rrl) check(resp []byte, from netip.Addr, now time.Time) int {
 	} else {
 		p, _ = from.Prefix(56)
 	}
+	// The key: network, kind, and for answers the question's name
+	// (without case) and type.
+	var kb [16 + 1 + 255 + 2]byte
 	a := p.Addr().As16()
-	h.Write(a[:])
+	k := append(kb[:0], a[:]...)
 	kind := rrlAnswer
 	switch resp[3] & 0xf {
 	case 0: // NOERROR
@@ -116,28 +117,27 @@ func (r *rrl) check(resp []byte, from netip.Addr, now time.Time) int {
 	default:
 		kind = rrlError
 	}
-	h.WriteByte(byte(kind))
+	k = append(k, byte(kind))
 	if kind == rrlAnswer {
-		// The question: its name, without case, and type.
 		off := 12
-		for off < len(resp) {
+		for off < len(resp) && len(k) < len(kb)-2 {
 			l := int(resp[off])
-			if l == 0 || l&0xc0 != 0 || off+1+l > len(resp) {
+			if l == 0 || l&0xc0 != 0 || off+1+l > len(resp) || len(k)+1+l > len(kb)-2 {
 				break
 			}
 			for _, c := range resp[off : off+1+l] {
 				if 'A' <= c && c <= 'Z' {
 					c += 'a' - 'A'
 				}
-				h.WriteByte(c)
+				k = append(k, c)
 			}
 			off += 1 + l
 		}
 		if off+3 <= len(resp) {
-			h.Write(resp[off+1 : off+3])
+			k = append(k, resp[off+1:off+3]...)
 		}
 	}
-	key := h.Sum64()
+	key := maphash.Bytes(r.seed, k)
 	sh := &r.shards[key%rrlShards]
 	ns := now.UnixNano()
 	rate := float64(r.cfg.Rate)
