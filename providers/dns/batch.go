@@ -92,6 +92,21 @@ func (s *Server) stoppedErr(err error) error {
 	return err
 }
 
+// ready is ctx's error, or errStopped if the module has stopped: checked
+// just before a batch is committed, as the cancel of ctx that the stop
+// brings may not have come yet.
+func (s *Server) ready(ctx context.Context, files bool) error {
+	if files {
+		s.gmu.Lock()
+		halted := s.halted
+		s.gmu.Unlock()
+		if halted {
+			return errStopped
+		}
+	}
+	return ctx.Err()
+}
+
 // editZone runs f on a working copy of zone name and, if it succeeds,
 // saves and publishes the result. It is a batch of one change; files
 // tells a change through the files, refused while the module is stopped.
@@ -118,7 +133,7 @@ func (s *Server) editZone(ctx context.Context, name string, files bool, f func(c
 	t := &zoneTxn{origin: origin, rrs: old.records(), conf: old.conf.clone()}
 	err = f(context.WithValue(ctx, txnKey{}, t), t)
 	if err == nil {
-		err = ctx.Err()
+		err = s.ready(ctx, files)
 	}
 	if err == nil {
 		err = s.commitLocked(old, t.rrs, t.conf, t.bump)
@@ -141,7 +156,7 @@ func (s *Server) logDone(m *zoneMeta, origin string, done []string) {
 		}
 		return
 	}
-	ts := s.now().UTC().Format("2006-01-02T15:04:05Z07:00")
+	ts := s.now().UTC().Format(time.RFC3339)
 	for _, d := range done {
 		fmt.Fprintf(m.log, "%s %s\n", ts, d)
 	}
@@ -363,7 +378,7 @@ func (s *Server) rootBatch(ctx context.Context, run func(context.Context) error)
 	t := &rootTxn{exists: make(map[string]bool)}
 	err = run(context.WithValue(ctx, rootTxnKey{}, t))
 	if err == nil {
-		err = ctx.Err()
+		err = s.ready(ctx, true)
 	}
 	if err != nil {
 		return s.stoppedErr(err)
