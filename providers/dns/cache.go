@@ -83,7 +83,7 @@ func (c *respCache) put(key, resp []byte, now int64) {
 // quickKey returns the cache key of req, appended to key, and the UDP
 // size it asks for (0 without EDNS), if req is a plain query: opcode
 // QUERY, one question of class IN with an uncompressed name, no other
-// records but an OPT of version 0 last. Anything else takes the full
+// records but an OPT of version 0, without options, last. Anything else takes the full
 // path, and is not cached.
 func quickKey(req, key []byte) ([]byte, int, bool) {
 	if len(req) < 17 || req[2]&0xf8 != 0 { // QR and opcode
@@ -123,10 +123,10 @@ func quickKey(req, key []byte) ([]byte, int, bool) {
 		return append(key, 0), 0, true
 	}
 	// An OPT: root name, type 41, class = UDP size, TTL = extended rcode,
-	// version, flags; then RDATA (options, ignored).
+	// version, flags; and no options (a COOKIE needs its own reply).
 	o := req[qend:]
-	if len(o) < 11 || o[0] != 0 || binary.BigEndian.Uint16(o[1:]) != 41 || o[6] != 0 ||
-		11+int(binary.BigEndian.Uint16(o[9:])) != len(o) {
+	if len(o) != 11 || o[0] != 0 || binary.BigEndian.Uint16(o[1:]) != 41 || o[6] != 0 ||
+		binary.BigEndian.Uint16(o[9:]) != 0 {
 		return nil, 0, false
 	}
 	flags := byte(1)

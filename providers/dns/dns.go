@@ -9,6 +9,7 @@ package dns
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"cheshire/atomicfile"
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -38,6 +40,11 @@ type Options struct {
 	Log     *slog.Logger     // where changes and errors are logged besides the log files (default: discarded)
 	Now     func() time.Time // the clock of signatures and TSIG (default time.Now)
 	UDPSize int              // largest UDP reply (default DefaultUDPSize; at least 512)
+
+	TCPConns     int // TCP connections served at once (default DefaultTCPConns)
+	TCPPerClient int // TCP connections at once from one client (default DefaultTCPPerClient)
+
+	RRL RRL // UDP response rate limiting (default off)
 }
 
 // A Server holds the zones, serves them as files (it is a styx.Attacher)
@@ -53,13 +60,22 @@ type Server struct {
 	mu   sync.Mutex           // serializes changes
 	meta map[string]*zoneMeta // guarded by mu: by origin
 
-	nosync  bool // do not sync written files (fuzz tests)
-	nocache bool // do not use the reply cache (benchmark)
+	nocache bool         // do not use the reply cache (benchmark)
+	saves   atomic.Int64 // zone saves made (tests)
+
+	gmu      sync.Mutex         // guards the gate of changes through the files:
+	halted   bool               // the module is stopped: the files change nothing
+	live     context.Context    // done when the module stops
+	stopLive context.CancelFunc // ends live
 
 	files    *synth.Server
 	zonesDir *synth.Dir
 	events   *synth.Log // the server's log: zones added and removed, network errors
 	stats    stats
+	tcp      *tcpConns // the TCP connections served, of all listeners
+
+	rrlp         atomic.Pointer[rrl] // response rate limiting, nil when off
+	cookieSecret [32]byte            // keys server cookies; made at New
 }
 
 // zoneMeta is what a Server keeps of a zone besides its versions.
@@ -85,18 +101,28 @@ func New(dir string, opts Options) (*Server, error) {
 		opts.UDPSize = DefaultUDPSize
 	}
 	opts.UDPSize = min(max(opts.UDPSize, dns.MinMsgSize), dns.MaxMsgSize)
+	if opts.TCPConns <= 0 {
+		opts.TCPConns = DefaultTCPConns
+	}
+	if opts.TCPPerClient <= 0 {
+		opts.TCPPerClient = DefaultTCPPerClient
+	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{dir: dir, opts: opts, log: log, now: opts.Now, meta: make(map[string]*zoneMeta), events: synth.NewLog(0)}
+	s.live, s.stopLive = context.WithCancel(context.Background())
+	s.tcp = newTCPConns(opts.TCPConns, opts.TCPPerClient, func() { s.stats.tcpShed.Add(1) })
+	s.SetRRL(opts.RRL)
+	rand.Read(s.cookieSecret[:])
 	s.zones.Store(&served{zones: zoneSet{}, cache: newRespCache()})
 	if err := os.MkdirAll(filepath.Join(dir, "zones"), 0700); err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
 	root := synth.NewDir("dns", 0555)
 	s.zonesDir = synth.NewDir("zones", 0555)
-	root.Add(synth.Ctl("ctl", 0664, s.rootCmds(), s.rootStatus))
+	root.Add(synth.CtlBatch("ctl", 0664, s.rootCmds(), s.rootStatus, s.rootBatch))
 	root.Add(s.zonesDir)
 	root.Add(s.events.File("log", 0444))
 	root.Add(synth.String("stats", 0444, s.statsText))
@@ -106,6 +132,10 @@ func New(dir string, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetRRL sets the response rate limiting of UDP replies (the zero RRL
+// turns it off), starting the accounts afresh.
+func (s *Server) SetRRL(cfg RRL) { s.rrlp.Store(newRRL(cfg)) }
 
 // Attach serves the file tree.
 func (s *Server) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
@@ -200,10 +230,7 @@ func (s *Server) addZoneLocked(origin string, rrs []dns.RR) error {
 	if err != nil {
 		return err
 	}
-	if err := s.saveConf(origin, z.conf); err != nil {
-		return err
-	}
-	if err := s.saveZone(z); err != nil {
+	if err := s.saveZone(z, true); err != nil {
 		return err
 	}
 	m, err := s.addFiles(origin)
@@ -225,6 +252,11 @@ func (s *Server) RemoveZone(name string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.removeZoneLocked(origin)
+}
+
+// removeZoneLocked removes zone origin. s.mu is held.
+func (s *Server) removeZoneLocked(origin string) error {
 	m := s.meta[origin]
 	if m == nil {
 		return errNoZone
@@ -263,20 +295,7 @@ func (s *Server) changeLocked(origin string, f func(rrs []dns.RR, conf *zoneConf
 	if err != nil {
 		return err
 	}
-	z, err := newZone(origin, rrs, conf)
-	if err != nil {
-		return err
-	}
-	if !sameConf(old.conf, conf) {
-		if err := s.saveConf(origin, conf); err != nil {
-			return err
-		}
-	}
-	if err := s.saveZone(z); err != nil {
-		return err
-	}
-	s.publish(origin, z)
-	return nil
+	return s.commitLocked(old, rrs, conf, false)
 }
 
 // sameConf reports whether two settings are the same.
@@ -302,25 +321,37 @@ func sameConf(a, b *zoneConf) bool {
 // in master-file format. A zone that does not parse or check is refused
 // and the old one stays.
 func (s *Server) SetZone(name string, text []byte) error {
+	return s.setZone(context.Background(), name, text, false)
+}
+
+// setZone is SetZone; files tells a write of the zone file, refused
+// while the module is stopped.
+func (s *Server) setZone(ctx context.Context, name string, text []byte, files bool) error {
 	origin, err := zoneName(name)
 	if err != nil {
 		return err
 	}
 	rrs, err := parseZone(origin, string(text))
 	if err != nil {
+		if m := s.metaOf(origin); m != nil {
+			s.zlogf(m, origin, "zone write refused: %v", err)
+		}
 		return err
 	}
-	err = s.change(origin, func(_ []dns.RR, conf *zoneConf) ([]dns.RR, *zoneConf, error) {
-		return rrs, conf, nil
+	var n int
+	var serial uint32
+	err = s.editZone(ctx, origin, files, func(_ context.Context, t *zoneTxn) error {
+		t.rrs = rrs
+		n = len(rrs)
+		for _, rr := range rrs {
+			if soa, ok := rr.(*dns.SOA); ok {
+				serial = soa.Serial
+			}
+		}
+		t.done = append(t.done, fmt.Sprintf("zone written: %d records, serial %d", n, serial))
+		return nil
 	})
-	m := s.metaOf(origin)
-	if err != nil {
-		s.zlogf(m, origin, "zone write refused: %v", err)
-		return err
-	}
-	z := s.zone(origin)
-	s.zlogf(m, origin, "zone written: %d records, serial %d", len(z.rrs), z.soa.Serial)
-	return nil
+	return err
 }
 
 // ZoneText returns zone name in master-file format.
@@ -362,17 +393,42 @@ type tsigKeyFile struct {
 	Secret    string `json:"secret"`
 }
 
-// saveZone writes z's records to its file.
-func (s *Server) saveZone(z *zone) error {
-	p := filepath.Join(s.dir, "zones", zoneFileName(z.origin)+".zone")
-	if err := writeFileAtomic(p, z.text(), 0644, !s.nosync); err != nil {
+// saveZone writes z's records to its file and, if conf, its settings
+// to theirs, both through atomicfile and renamed into place together.
+func (s *Server) saveZone(z *zone, conf bool) error {
+	base := filepath.Join(s.dir, "zones", zoneFileName(z.origin))
+	var files []*atomicfile.Staged
+	abort := func(err error) error {
+		for _, f := range files {
+			f.Abort()
+		}
 		return fmt.Errorf("save zone: %w", err)
 	}
+	if conf {
+		data, err := confText(z.conf)
+		if err != nil {
+			return abort(err)
+		}
+		f, err := atomicfile.Stage(base+".conf", data, 0600)
+		if err != nil {
+			return abort(err)
+		}
+		files = append(files, f)
+	}
+	f, err := atomicfile.Stage(base+".zone", z.text(), 0644)
+	if err != nil {
+		return abort(err)
+	}
+	files = append(files, f)
+	if err := atomicfile.CommitAll(files); err != nil {
+		return fmt.Errorf("save zone: %w", err)
+	}
+	s.saves.Add(1)
 	return nil
 }
 
-// saveConf writes the settings of zone origin to its file.
-func (s *Server) saveConf(origin string, c *zoneConf) error {
+// confText is the JSON text of the settings c.
+func confText(c *zoneConf) ([]byte, error) {
 	f := confFile{DNSSEC: c.dnssec, NodeNames: c.nodeNames}
 	for _, k := range c.keys {
 		f.Keys = append(f.Keys, keyFile{DNSKEY: k.pub.String(), Private: k.pub.PrivateKeyString(k.priv), Created: k.created, Retired: k.retired})
@@ -383,13 +439,9 @@ func (s *Server) saveConf(origin string, c *zoneConf) error {
 	slices.SortFunc(f.TSIG, func(a, b tsigKeyFile) int { return strings.Compare(a.Name, b.Name) })
 	data, err := json.MarshalIndent(f, "", "\t")
 	if err != nil {
-		return fmt.Errorf("save settings: %w", err)
+		return nil, err
 	}
-	p := filepath.Join(s.dir, "zones", zoneFileName(origin)+".conf")
-	if err := writeFileAtomic(p, append(data, '\n'), 0600, !s.nosync); err != nil {
-		return fmt.Errorf("save settings: %w", err)
-	}
-	return nil
+	return append(data, '\n'), nil
 }
 
 // loadConf reads the settings of zone origin; a missing file means none.
@@ -471,50 +523,6 @@ func (s *Server) load() error {
 		}
 		s.meta[origin] = m
 		s.publish(origin, z)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces the file at p with data: written to a
-// temporary file in the same directory, synced (if sync), and renamed
-// over p.
-func writeFileAtomic(p string, data []byte, perm os.FileMode, sync bool) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	ok = true
-	if !sync {
-		return nil
-	}
-	if d, err := os.Open(filepath.Dir(p)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

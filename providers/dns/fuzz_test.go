@@ -19,7 +19,6 @@ func fuzzServer(f *testing.F) *Server {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s.nosync = true
 	if err := s.AddZone("example.test"); err != nil {
 		f.Fatal(err)
 	}

@@ -2,14 +2,17 @@ package dns
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 )
 
 // handle answers req, one DNS message from from (tcp tells the
-// transport). It returns the reply, packed in buf's space when that is
-// enough, or nil if nothing is to be sent. It never panics: a panic is
-// counted, logged and the message dropped.
+// transport: TCP or HTTPS, whose source address is not forged). It
+// returns the reply, packed in buf's space when that is enough, or nil if
+// nothing is to be sent. A UDP reply goes through response rate limiting
+// (rrl.go) unless the query had a good server cookie. It never panics: a
+// panic is counted, logged and the message dropped.
 func (s *Server) handle(req []byte, tcp bool, from netip.AddrPort, buf []byte) (resp []byte) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -18,14 +21,32 @@ func (s *Server) handle(req []byte, tcp bool, from netip.AddrPort, buf []byte) (
 			resp = nil
 		}
 	}()
+	now := s.now()
+	resp, verified := s.respond(req, tcp, from, buf, now)
+	rl := s.rrlp.Load()
+	if resp == nil || tcp || verified || rl == nil {
+		return resp
+	}
+	switch rl.check(resp, from.Addr(), now) {
+	case rrlSlip:
+		s.stats.rrlSlipped.Add(1)
+		return truncated(resp)
+	case rrlDrop:
+		s.stats.rrlDropped.Add(1)
+		return nil
+	}
+	return resp
+}
+
+// respond is handle without rate limiting, at time now. It reports
+// whether the query had a good server cookie.
+func (s *Server) respond(req []byte, tcp bool, from netip.AddrPort, buf []byte, now time.Time) ([]byte, bool) {
 	sv := s.zones.Load()
 	var kb [264]byte
 	key, size, quick := quickKey(req, kb[:0])
 	quick = quick && !s.nocache
-	var now int64
 	if quick {
-		now = s.now().Unix()
-		if r := sv.cache.get(key, now); r != nil {
+		if r := sv.cache.get(key, now.Unix()); r != nil {
 			limit := dns.MaxMsgSize
 			if !tcp {
 				limit = dns.MinMsgSize
@@ -39,30 +60,36 @@ func (s *Server) handle(req []byte, tcp bool, from netip.AddrPort, buf []byte) (
 				out[0], out[1] = req[0], req[1]
 				out[2] = out[2]&^0x01 | req[2]&0x01 // RD
 				out[3] = out[3]&^0x10 | req[3]&0x10 // CD
-				return out
+				return out, false
 			}
 		}
 	}
-	out, complete := s.answerMsg(sv, req, tcp, from, buf)
+	out, complete, verified := s.answerMsg(sv, req, tcp, from, buf)
 	if quick && complete {
-		sv.cache.put(key, out, now)
+		sv.cache.put(key, out, now.Unix())
 	}
-	return out
+	return out, verified
 }
 
 // answerMsg answers req from sv without the cache. It reports whether
-// the reply may be cached: a query answered in full.
-func (s *Server) answerMsg(sv *served, req []byte, tcp bool, from netip.AddrPort, buf []byte) ([]byte, bool) {
+// the reply may be cached (a query answered in full) and whether the
+// query had a good server cookie.
+func (s *Server) answerMsg(sv *served, req []byte, tcp bool, from netip.AddrPort, buf []byte) ([]byte, bool, bool) {
 	if len(req) < 12 || req[2]&0x80 != 0 {
 		// Too short to answer, or a response: answering could loop.
 		s.stats.dropped.Add(1)
-		return nil, false
+		return nil, false, false
 	}
 	var m dns.Msg
 	if err := m.Unpack(req); err != nil {
 		s.stats.formerr.Add(1)
-		return headerReply(req, dns.RcodeFormatError, buf), false
+		return headerReply(req, dns.RcodeFormatError, buf), false, false
 	}
+	return s.answerParsed(sv, req, &m, tcp, from, buf)
+}
+
+// answerParsed is answerMsg once req has been parsed as m.
+func (s *Server) answerParsed(sv *served, req []byte, m *dns.Msg, tcp bool, from netip.AddrPort, buf []byte) ([]byte, bool, bool) {
 	s.stats.queries.Add(1)
 	r := &dns.Msg{MsgHdr: dns.MsgHdr{Id: m.Id, Response: true, Opcode: m.Opcode,
 		RecursionDesired: m.RecursionDesired, CheckingDisabled: m.CheckingDisabled}}
@@ -79,11 +106,11 @@ func (s *Server) answerMsg(sv *served, req []byte, tcp bool, from netip.AddrPort
 		}
 		if opt != nil || o.Hdr.Name != "." {
 			s.stats.formerr.Add(1)
-			return headerReply(req, dns.RcodeFormatError, buf), false
+			return headerReply(req, dns.RcodeFormatError, buf), false, false
 		}
 		opt = o
 	}
-	do := false
+	do, verified := false, false
 	if opt != nil {
 		ro := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 		ro.SetUDPSize(uint16(s.opts.UDPSize))
@@ -98,23 +125,44 @@ func (s *Server) answerMsg(sv *served, req []byte, tcp bool, from netip.AddrPort
 		if opt.Version() != 0 {
 			r.Rcode = dns.RcodeBadVers
 			r.Question = nil
-			return s.pack(r, limit, buf), false
+			return s.pack(r, limit, buf), false, false
+		}
+		c, state := s.checkCookie(opt, from.Addr())
+		switch state {
+		case cookieMalformed:
+			s.stats.formerr.Add(1)
+			r.Rcode = dns.RcodeFormatError
+			r.Question = nil
+			return s.pack(r, limit, buf), false, false
+		case cookieBad:
+			if !tcp {
+				s.stats.badcookie.Add(1)
+				r.Rcode = dns.RcodeBadCookie
+				ro.Option = append(ro.Option, c)
+				return s.pack(r, limit, buf), false, false
+			}
+		case cookieGood:
+			verified = true
+		}
+		if c != nil {
+			ro.Option = append(ro.Option, c)
 		}
 	}
 	if len(m.Question) != 1 {
 		s.stats.formerr.Add(1)
 		r.Rcode = dns.RcodeFormatError
 		r.Question = nil
-		return s.pack(r, limit, buf), false
+		return s.pack(r, limit, buf), false, verified
 	}
 	switch m.Opcode {
 	case dns.OpcodeQuery:
-		return s.query(sv, req, &m, r, do, limit, buf)
+		out, cache := s.query(sv, req, m, r, do, limit, buf)
+		return out, cache, verified
 	case dns.OpcodeUpdate:
-		return s.update(req, &m, r, from, buf), false
+		return s.update(req, m, r, from, buf), false, verified
 	}
 	r.Rcode = dns.RcodeNotImplemented
-	return s.pack(r, limit, buf), false
+	return s.pack(r, limit, buf), false, verified
 }
 
 // query answers the query m with r.
@@ -260,7 +308,9 @@ func (s *Server) packTSIG(r *dns.Msg, key tsigKey, req *dns.TSIG, tsigErr uint16
 	r.SetTsig(key.name, key.algorithm, 300, s.now().Unix())
 	t := r.Extra[len(r.Extra)-1].(*dns.TSIG)
 	t.Error = tsigErr
-	t.OrigId = req.OrigId
+	// The reply's Original ID is its own ID, the request's, whatever
+	// the request's TSIG says (TsigGenerate writes it over the ID).
+	t.OrigId = r.Id
 	mac := req.MAC
 	if tsigErr == dns.RcodeBadKey || tsigErr == dns.RcodeBadSig {
 		mac = ""

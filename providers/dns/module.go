@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -21,13 +22,17 @@ const DefaultListen = "127.0.0.1:5353"
 // TCP sockets, opened by Start and closed by Stop. The zones belong to
 // the Server and so outlive the module's instances.
 //
-// Configuration, one address a line:
+// Configuration, one setting a line:
 //
 //	listen udp!HOST!PORT
 //	listen tcp!HOST!PORT
 //	listen HOST:PORT	(UDP and TCP)
+//	rrl RATE [slip N] [window SECONDS]
+//	rrl off
 //
-// Without a listen line it listens on DefaultListen.
+// Without a listen line it listens on DefaultListen. Without an rrl line
+// UDP replies are rate limited at DefaultRRLRate a second, slip
+// DefaultRRLSlip (see RRL).
 type Module struct {
 	srv     *Server
 	version string
@@ -35,8 +40,15 @@ type Module struct {
 
 var _ modules.Module = (*Module)(nil)
 
-// NewModule returns the module serving srv.
-func NewModule(srv *Server, version string) *Module { return &Module{srv: srv, version: version} }
+// NewModule returns the module serving srv. Until Start, and after
+// Stop, srv's files change nothing: writes fail with "dns: module
+// stopped" (srv's Go methods still work).
+func NewModule(srv *Server, version string) *Module {
+	if srv != nil {
+		srv.halt()
+	}
+	return &Module{srv: srv, version: version}
+}
 
 // Manifest describes the module.
 func (m *Module) Manifest() modules.Manifest {
@@ -49,53 +61,113 @@ type listenAddr struct {
 	network, addr string
 }
 
-// parseListen returns the sockets cfg asks for.
-func parseListen(cfg modules.Config) ([]listenAddr, error) {
-	var out []listenAddr
-	for _, e := range cfg.Entries {
-		if e.Key != "listen" {
-			return nil, e.Errorf("unknown setting (want listen udp!HOST!PORT, tcp!HOST!PORT or HOST:PORT)")
-		}
-		if len(e.Args) != 1 {
-			return nil, e.Errorf("want listen udp!HOST!PORT, tcp!HOST!PORT or HOST:PORT")
-		}
-		a := e.Args[0]
-		if strings.Contains(a, "!") {
-			d, err := plan9.ParseDial(a)
-			if err != nil {
-				return nil, e.Errorf("%v", err)
-			}
-			network, addr := d.NetAddr()
-			if network != "udp" && network != "tcp" {
-				return nil, e.Errorf("%q: want udp or tcp", a)
-			}
-			out = append(out, listenAddr{network, addr})
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, e.Errorf("%q: %v", a, err)
-		}
-		out = append(out, listenAddr{"udp", a}, listenAddr{"tcp", a})
-	}
-	if len(out) == 0 {
-		out = []listenAddr{{"udp", DefaultListen}, {"tcp", DefaultListen}}
-	}
-	return out, nil
+// settings are what a configuration asks for.
+type settings struct {
+	listen []listenAddr
+	rrl    RRL
 }
 
-// CheckConfig checks the listen lines of cfg.
+// parseConfig returns the settings of cfg.
+func parseConfig(cfg modules.Config) (settings, error) {
+	st := settings{rrl: RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip, Window: DefaultRRLWindow}}
+	for _, e := range cfg.Entries {
+		switch e.Key {
+		case "listen":
+			a, err := parseListen(e)
+			if err != nil {
+				return settings{}, err
+			}
+			st.listen = append(st.listen, a...)
+		case "rrl":
+			r, err := parseRRL(e)
+			if err != nil {
+				return settings{}, err
+			}
+			st.rrl = r
+		default:
+			return settings{}, e.Errorf("unknown setting (want listen or rrl)")
+		}
+	}
+	if len(st.listen) == 0 {
+		st.listen = []listenAddr{{"udp", DefaultListen}, {"tcp", DefaultListen}}
+	}
+	return st, nil
+}
+
+// parseListen parses a listen line.
+func parseListen(e modules.ConfigEntry) ([]listenAddr, error) {
+	if len(e.Args) != 1 {
+		return nil, e.Errorf("want listen udp!HOST!PORT, tcp!HOST!PORT or HOST:PORT")
+	}
+	a := e.Args[0]
+	if strings.Contains(a, "!") {
+		d, err := plan9.ParseDial(a)
+		if err != nil {
+			return nil, e.Errorf("%v", err)
+		}
+		network, addr := d.NetAddr()
+		if network != "udp" && network != "tcp" {
+			return nil, e.Errorf("%q: want udp or tcp", a)
+		}
+		return []listenAddr{{network, addr}}, nil
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return nil, e.Errorf("%q: %v", a, err)
+	}
+	return []listenAddr{{"udp", a}, {"tcp", a}}, nil
+}
+
+// parseRRL parses an rrl line: rrl off, or rrl RATE [slip N] [window S].
+func parseRRL(e modules.ConfigEntry) (RRL, error) {
+	const usage = "want rrl off or rrl RATE [slip N] [window SECONDS]"
+	if len(e.Args) == 1 && e.Args[0] == "off" {
+		return RRL{}, nil
+	}
+	if len(e.Args) == 0 || len(e.Args)%2 != 1 {
+		return RRL{}, e.Errorf(usage)
+	}
+	num := func(s string, least int) (int, error) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < least || n > 1e6 {
+			return 0, e.Errorf("%q: want a number from %d to 1000000", s, least)
+		}
+		return n, nil
+	}
+	r := RRL{Slip: DefaultRRLSlip, Window: DefaultRRLWindow}
+	var err error
+	if r.Rate, err = num(e.Args[0], 1); err != nil {
+		return RRL{}, err
+	}
+	for i := 1; i < len(e.Args); i += 2 {
+		switch e.Args[i] {
+		case "slip":
+			r.Slip, err = num(e.Args[i+1], 0)
+		case "window":
+			r.Window, err = num(e.Args[i+1], 1)
+		default:
+			return RRL{}, e.Errorf(usage)
+		}
+		if err != nil {
+			return RRL{}, err
+		}
+	}
+	return r, nil
+}
+
+// CheckConfig checks the lines of cfg.
 func (m *Module) CheckConfig(cfg modules.Config) error {
-	_, err := parseListen(cfg)
+	_, err := parseConfig(cfg)
 	return err
 }
 
 // Start opens the sockets of env.Config and answers queries on them
 // until Stop.
 func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
-	addrs, err := parseListen(env.Config)
+	st, err := parseConfig(env.Config)
 	if err != nil {
 		return nil, err
 	}
+	addrs := st.listen
 	var lc net.ListenConfig
 	var pcs []net.PacketConn
 	var ls []net.Listener
@@ -126,6 +198,8 @@ func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, 
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{srv: m.srv, cancel: cancel}
+	m.srv.SetRRL(st.rrl)
+	m.srv.resume()
 	serve := func(pc net.PacketConn, l net.Listener) {
 		defer inst.wg.Done()
 		if err := m.srv.Serve(sctx, pc, l); err != nil && sctx.Err() == nil && env.Fail != nil {
@@ -165,8 +239,11 @@ func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 	return i.srv.Attach(ctx, uname, aname, auth)
 }
 
-// Stop closes the sockets and waits for the queries in hand.
+// Stop ends changes through the files (a batch under way is abandoned,
+// and changes nothing), closes the sockets and waits for the queries in
+// hand.
 func (i *instance) Stop(ctx context.Context) error {
+	i.srv.halt()
 	i.cancel()
 	done := make(chan struct{})
 	go func() { i.wg.Wait(); close(done) }()

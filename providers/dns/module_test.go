@@ -29,6 +29,14 @@ func TestModuleConfig(t *testing.T) {
 		{"listen 127.0.0.1", false},
 		{"listen", false},
 		{"port 53", false},
+		{"rrl off", true},
+		{"rrl 5", true},
+		{"rrl 5 slip 0 window 30", true},
+		{"rrl 5 slip", false},
+		{"rrl 0", false},
+		{"rrl fast", false},
+		{"rrl 5 burst 3", false},
+		{"rrl", false},
 	} {
 		cfg, err := modules.ParseConfig(c.text)
 		if err != nil {
@@ -39,9 +47,16 @@ func TestModuleConfig(t *testing.T) {
 		}
 	}
 	cfg, _ := modules.ParseConfig("")
-	addrs, _ := parseListen(cfg)
-	if len(addrs) != 2 || addrs[0].addr != "127.0.0.1:5353" {
-		t.Errorf("default %v", addrs)
+	st, _ := parseConfig(cfg)
+	if len(st.listen) != 2 || st.listen[0].addr != "127.0.0.1:5353" {
+		t.Errorf("default %v", st.listen)
+	}
+	if st.rrl != (RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip, Window: DefaultRRLWindow}) {
+		t.Errorf("default rrl %+v", st.rrl)
+	}
+	cfg, _ = modules.ParseConfig("rrl 7 window 3")
+	if st, _ := parseConfig(cfg); st.rrl != (RRL{Rate: 7, Slip: DefaultRRLSlip, Window: 3}) {
+		t.Errorf("rrl 7 window 3: %+v", st.rrl)
 	}
 }
 

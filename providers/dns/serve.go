@@ -16,11 +16,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Limits of the TCP service.
+// Limits of the TCP service (the caps on connections are in tcp.go).
 const (
-	maxTCPConns = 256              // connections served at once; more are closed at once
-	tcpIdle     = 10 * time.Second // a connection idle this long is closed
-	tcpWrite    = 10 * time.Second // the most a reply may take to write
+	tcpIdle  = 10 * time.Second // the most a message may take to arrive, from the end of the last
+	tcpWrite = 10 * time.Second // the most a reply may take to write
 )
 
 // stats counts what the server has answered.
@@ -30,13 +29,19 @@ type stats struct {
 	refused  atomic.Uint64 // refused: no zone, or an update without a valid key
 	dropped  atomic.Uint64 // messages not answered at all
 	panicked atomic.Uint64 // handler panics caught (bugs)
+	tcpShed  atomic.Uint64 // TCP connections closed or refused to make room
+
+	rrlDropped atomic.Uint64 // UDP replies dropped by rate limiting
+	rrlSlipped atomic.Uint64 // UDP replies sent truncated by rate limiting
+	badcookie  atomic.Uint64 // UDP queries answered BADCOOKIE
 }
 
 // statsText is the text of /dns/stats.
 func (s *Server) statsText(ctx context.Context) string {
-	return fmt.Sprintf("queries %d\nformerr %d\nrefused %d\ndropped %d\npanics %d\n",
+	return fmt.Sprintf("queries %d\nformerr %d\nrefused %d\ndropped %d\npanics %d\ntcp %d\ntcpshed %d\nrrldropped %d\nrrlslipped %d\nbadcookie %d\n",
 		s.stats.queries.Load(), s.stats.formerr.Load(), s.stats.refused.Load(),
-		s.stats.dropped.Load(), s.stats.panicked.Load())
+		s.stats.dropped.Load(), s.stats.panicked.Load(), s.tcp.count(), s.stats.tcpShed.Load(),
+		s.stats.rrlDropped.Load(), s.stats.rrlSlipped.Load(), s.stats.badcookie.Load())
 }
 
 // ListenAndServe answers queries on the UDP and TCP addresses (host:port;
@@ -175,7 +180,6 @@ func (s *Server) udpWorker(ctx context.Context, pc net.PacketConn) error {
 func (s *Server) serveTCP(ctx context.Context, l net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sem := make(chan struct{}, maxTCPConns)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -193,39 +197,45 @@ func (s *Server) serveTCP(ctx context.Context, l net.Listener) error {
 			}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			s.stats.dropped.Add(1)
-			c.Close()
+		var from netip.AddrPort
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			from = a.AddrPort()
+		}
+		tc := s.tcp.add(c, from.Addr())
+		if tc == nil {
 			continue
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			s.serveConn(ctx, c)
+			defer s.tcp.remove(tc)
+			s.serveConn(ctx, tc, from)
 		})
 	}
 }
 
-// serveConn answers the messages of one TCP connection in order.
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+// serveConn answers the messages of one TCP connection in order. While
+// it waits for a message the connection is idle, and may be closed to
+// make room for another (see tcpConns).
+func (s *Server) serveConn(ctx context.Context, tc *tcpConn, from netip.AddrPort) {
+	c := tc.c
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	var from netip.AddrPort
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		from = a.AddrPort()
-	}
 	var hdr [2]byte
 	buf := make([]byte, dns.MaxMsgSize)
 	out := make([]byte, 2, 4096)
 	for {
+		if !s.tcp.setIdle(tc, true) {
+			return
+		}
 		c.SetReadDeadline(time.Now().Add(tcpIdle))
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
 		n := int(binary.BigEndian.Uint16(hdr[:]))
 		if _, err := io.ReadFull(c, buf[:n]); err != nil {
+			return
+		}
+		if !s.tcp.setIdle(tc, false) {
 			return
 		}
 		resp := s.handle(buf[:n], true, from, out[2:2])
