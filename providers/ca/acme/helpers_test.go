@@ -189,6 +189,16 @@ func testResolve(_ context.Context, host string) ([]net.IP, error) {
 	return nil, fmt.Errorf("no such host %q in the test resolver", host)
 }
 
+// testPolicy is the policy of the tests that are not about policy: open
+// accounts, the zones test and example less forbidden.test, and
+// loopback addresses.
+var testPolicy = &Policy{
+	Zones:    []string{"test", "example."},
+	Reserved: []string{"forbidden.test", "*.forbidden.test"},
+	Allow:    []string{"127.0.0.1", "::1"},
+	Open:     true,
+}
+
 // env is an ACME server under httptest.NewTLSServer at /acme, with a test
 // CA and an http-01 responder.
 type env struct {
@@ -217,6 +227,7 @@ func newEnv(t *testing.T, adjust func(*Options)) *env {
 		HTTP01Port: e.resp.port,
 		Resolve:    testResolve,
 		Log:        testLogger(t),
+		Policy:     func() *Policy { return testPolicy },
 	}
 	if adjust != nil {
 		adjust(&e.opts)
