@@ -247,7 +247,17 @@ func newEnv(t *testing.T, adjust func(*Options)) *env {
 }
 
 func (e *env) client(key crypto.Signer) *xacme.Client {
-	return &xacme.Client{Key: key, DirectoryURL: e.dirURL, HTTPClient: e.ts.Client(), UserAgent: "acme-test"}
+	return &xacme.Client{Key: key, DirectoryURL: e.dirURL, HTTPClient: e.ts.Client(), UserAgent: "acme-test",
+		RetryBackoff: testBackoff}
+}
+
+// testBackoff is x/crypto/acme's backoff without jitter, except that a
+// rateLimited answer is returned at once rather than retried.
+func testBackoff(n int, r *http.Request, res *http.Response) time.Duration {
+	if res != nil && res.StatusCode == http.StatusTooManyRequests {
+		return 0
+	}
+	return min(time.Second<<(n-1), 10*time.Second)
 }
 
 func ecKey(t testing.TB) *ecdsa.PrivateKey {
