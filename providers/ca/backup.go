@@ -235,6 +235,8 @@ func (c *CA) Restore(text []byte, passphrase string) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.jr.keys(caKeys{root: c.root, rootKey: c.rootKey, inter: c.inter, interKey: c.interKey, ssh: c.ssh, sshText: c.sshText})
+	c.jr.revocations(c.revoked)
 	if err := c.writeCA(root, rootKey, inter, interKey, more); err != nil {
 		return fmt.Errorf("ca: restore: %w", err)
 	}
@@ -268,6 +270,7 @@ func (c *CA) SetBackupText(text []byte) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.jr.backupText(c.backup)
 	c.backup = bytes.Clone(text)
 	return nil
 }

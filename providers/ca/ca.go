@@ -89,7 +89,10 @@ type CA struct {
 	log  *slog.Logger
 	opts Options
 
+	batchMu sync.Mutex // held by a ctl write for all its lines; before mu
+
 	mu        sync.Mutex
+	jr        *journal              // guarded by mu: what the ctl write running replaced; nil outside one
 	root      *x509.Certificate     // guarded by mu
 	rootKey   *ecdsa.PrivateKey     // guarded by mu
 	inter     *x509.Certificate     // guarded by mu
@@ -102,6 +105,9 @@ type CA struct {
 	ssh       ssh.Signer            // guarded by mu
 	sshText   []byte                // guarded by mu: its private key, OpenSSH format
 	backup    []byte                // guarded by mu: the text of the backup file
+	eab       map[string][]byte     // guarded by mu: ACME external account keys by key id; replaced, never changed
+	acmeCfg   acmeConfig            // guarded by mu: the acme lines of the module's config
+	zones     func() []string       // guarded by mu: the zones the node serves (SetZones)
 }
 
 // An Issued certificate: a leaf, its key and its chain.
@@ -174,6 +180,9 @@ func Open(dir string, opts Options) (*CA, error) {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	c.loadCerts()
+	if err := c.loadEAB(); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
 	return c, nil
 }
 
@@ -480,6 +489,7 @@ func (c *CA) issueLocked(name string, sans []string, ttl time.Duration) (*Issued
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
+	c.jr.cert(name, c.certs[name])
 	err = replaceDir(filepath.Join(c.dir, certsDir), name,
 		map[string][]byte{"cert.pem": is.CertPEM, "key.pem": is.KeyPEM, "chain.pem": is.ChainPEM},
 		map[string]os.FileMode{"cert.pem": 0644, "key.pem": 0600, "chain.pem": 0644})
@@ -627,6 +637,7 @@ func (c *CA) Revoke(serial, reason string) error {
 	}
 	next := maps.Clone(c.revoked)
 	next[st] = revocation{serial: n, at: c.now(), reason: code}
+	c.jr.revocations(c.revoked)
 	if err := writeAtomic(filepath.Join(c.dir, revokedFile), revokedText(next), 0644); err != nil {
 		return fmt.Errorf("ca: %w", err)
 	}

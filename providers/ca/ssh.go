@@ -180,7 +180,15 @@ func (c *CA) signSSH(name string, kind uint32, principals []string, pub ssh.Publ
 		return nil, fmt.Errorf("ca: signing ssh certificate: %w", err)
 	}
 	text := ssh.MarshalAuthorizedKey(cert)
-	if err := writeAtomic(filepath.Join(c.dir, sshCertsDir, name+sshCertSufx), text, 0644); err != nil {
+	p := filepath.Join(c.dir, sshCertsDir, name+sshCertSufx)
+	if c.jr != nil {
+		old, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		c.jr.sshCert(name, old)
+	}
+	if err := writeAtomic(p, text, 0644); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	what := "user"
