@@ -24,7 +24,7 @@ func TestACMEConfig(t *testing.T) {
 	m := Module(openCA(t, t.TempDir(), nil), "test")
 	for text, want := range map[string]string{
 		"acme allow extra.test *.dev.test 192.0.2.1 10.0.0.0/8\nacme open\nacme orders 5 50\nacme authz 10\n": "",
-		"acme account " + strings.Repeat("A", 43):                                                               "",
+		"acme account " + strings.Repeat("A", 43):                                                             "",
 		"frob x":                "config line 1 (frob): unknown setting",
 		"acme":                  "unknown setting",
 		"acme allow":            "want acme allow",
