@@ -6,7 +6,10 @@
 //
 // The Server is an http.Handler mounted at Options.Prefix. Requests are
 // JWS-signed (ES256/384/512, RS256/384/512, PS256/384/512, EdDSA); the
-// JWS and JWK code is written here on crypto/*. Accounts, orders,
+// JWS and JWK code is written here on crypto/*. A Policy says who may
+// make an account (external account binding, listed keys, or anyone),
+// which names may be certified and how many orders may be pending.
+// Accounts, orders,
 // authorizations and certificates live in memory and, when Options.Dir is
 // set, in JSON files there.
 package acme
