@@ -218,10 +218,10 @@ func (c *CA) saveEABLocked(m map[string][]byte) error {
 	return writeAtomic(filepath.Join(c.dir, eabFile), b.Bytes(), 0600)
 }
 
-// AddEAB makes an external account key kid for ACME (RFC 8555 section
+// addEAB makes an external account key kid for ACME (RFC 8555 section
 // 7.3.4) with the HMAC key hmacKey, or a random 256-bit one if it is
 // empty. An account made with it is the only one it admits.
-func (c *CA) AddEAB(kid string, hmacKey []byte) error {
+func (c *CA) addEAB(kid string, hmacKey []byte) error {
 	if !validKID(kid) {
 		return fmt.Errorf("ca: bad key id %q: want letters, digits, '.', '_' and '-'", cut(kid, 40))
 	}
@@ -247,9 +247,9 @@ func (c *CA) AddEAB(kid string, hmacKey []byte) error {
 	return nil
 }
 
-// RemoveEAB withdraws the external account key kid: no account can be
+// removeEAB withdraws the external account key kid: no account can be
 // made with it, and the account made with it is refused.
-func (c *CA) RemoveEAB(kid string) error {
+func (c *CA) removeEAB(kid string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.eab[kid]; !ok {

@@ -3,11 +3,13 @@ package ca
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -18,8 +20,12 @@ import (
 // first, then memory. Writes to ctl are serialised by batchMu, which is
 // taken before mu.
 //
-// Certificates signed during a failed write stay recorded in issued/
-// (they were made, if never handed out) and can still be revoked.
+// Every other change to the CA (the exported methods below, which the
+// ctl commands do not use) waits for the write running to end, so that a
+// failed write never undoes what it did not do. Certificates signed for
+// CSRs are only recorded in issued/ and need not wait. Certificates
+// signed during a failed write stay recorded in issued/ (they were made,
+// if never handed out) and can still be revoked.
 
 // A journal is what the lines of a write replaced. It is guarded by c.mu.
 type journal struct {
@@ -174,4 +180,87 @@ func (c *CA) undoLocked(j *journal) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// outside waits for the ctl write running, if any, to end; the caller
+// calls the function returned when its change is made.
+func (c *CA) outside() func() {
+	c.batchMu.Lock()
+	return c.batchMu.Unlock
+}
+
+// Issue issues a certificate named name for the names sans (DNS names,
+// IP addresses, email addresses with @, URIs with ://; name itself if
+// there are none), valid for ttl (DefaultTTL if 0, at most MaxTTL), with
+// a new ECDSA P-256 key, signed by the intermediate. It is kept in
+// certs/NAME, replacing any certificate of that name (which stays valid
+// until it expires or is revoked).
+func (c *CA) Issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
+	defer c.outside()()
+	return c.issue(name, sans, ttl)
+}
+
+// Renew issues the certificate name again, for the same names and as
+// long a lifetime, with a new key.
+func (c *CA) Renew(name string) (*Issued, error) {
+	defer c.outside()()
+	return c.renew(name)
+}
+
+// Revoke revokes the certificate with the serial number serial (hex, as
+// info and openssl show it) for reason, an RFC 5280 reason name
+// (keyCompromise, superseded, cessationOfOperation, ...; "" for
+// unspecified). The serial must be one this CA issued. The CRL is made
+// again at once.
+func (c *CA) Revoke(serial, reason string) error {
+	defer c.outside()()
+	return c.revoke(serial, reason)
+}
+
+// SignSSHUser issues a user certificate named name for pub, letting it
+// log in as the principals, valid for ttl (DefaultSSHUserTTL if 0), with
+// the usual permissions (pty, forwarding, agent, X11, user rc). It is
+// kept as ssh/certs/NAME-cert.pub.
+func (c *CA) SignSSHUser(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
+	defer c.outside()()
+	return c.signSSHUser(name, principals, pub, ttl)
+}
+
+// SignSSHHost issues a host certificate named name for pub, valid for the
+// host names principals (name if none) and for ttl (DefaultSSHHostTTL if
+// 0). It is kept as ssh/certs/NAME-cert.pub.
+func (c *CA) SignSSHHost(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
+	defer c.outside()()
+	return c.signSSHHost(name, principals, pub, ttl)
+}
+
+// Restore replaces the CA with the one sealed in text (see restore).
+func (c *CA) Restore(text []byte, passphrase string) error {
+	defer c.outside()()
+	return c.restore(text, passphrase)
+}
+
+// SetBackupText sets the text of the backup file.
+func (c *CA) SetBackupText(text []byte) error {
+	defer c.outside()()
+	return c.setBackupText(text)
+}
+
+// AddEAB makes an external account key kid for ACME (see addEAB).
+func (c *CA) AddEAB(kid string, hmacKey []byte) error {
+	defer c.outside()()
+	return c.addEAB(kid, hmacKey)
+}
+
+// RemoveEAB withdraws the external account key kid (see removeEAB).
+func (c *CA) RemoveEAB(kid string) error {
+	defer c.outside()()
+	return c.removeEAB(kid)
+}
+
+// Certificate returns the TLS certificate of the node's endpoint name
+// (see certificate), waiting for a ctl write that is running.
+func (c *CA) Certificate(name string, sans []string) (*tls.Certificate, error) {
+	defer c.outside()()
+	return c.certificate(name, sans)
 }

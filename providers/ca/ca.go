@@ -450,13 +450,8 @@ func (c *CA) RootPool() *x509.CertPool {
 	return p
 }
 
-// Issue issues a certificate named name for the names sans (DNS names,
-// IP addresses, email addresses with @, URIs with ://; name itself if
-// there are none), valid for ttl (DefaultTTL if 0, at most MaxTTL), with
-// a new ECDSA P-256 key, signed by the intermediate. It is kept in
-// certs/NAME, replacing any certificate of that name (which stays valid
-// until it expires or is revoked).
-func (c *CA) Issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
+// issue is Issue without waiting for a ctl write: the ctl commands call it.
+func (c *CA) issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.issueLocked(name, sans, ttl)
@@ -554,9 +549,8 @@ func (c *CA) signLocked(subject pkix.Name, set sanSet, pub any, ttl time.Duratio
 	return leaf, nil
 }
 
-// Renew issues the certificate name again, for the same names and as
-// long a lifetime, with a new key.
-func (c *CA) Renew(name string) (*Issued, error) {
+// renew is Renew without waiting for a ctl write: the ctl commands call it.
+func (c *CA) renew(name string) (*Issued, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	is, ok := c.certs[name]
@@ -608,12 +602,8 @@ func (c *CA) Info(name string) (string, error) {
 	return b.String(), nil
 }
 
-// Revoke revokes the certificate with the serial number serial (hex, as
-// info and openssl show it) for reason, an RFC 5280 reason name
-// (keyCompromise, superseded, cessationOfOperation, ...; "" for
-// unspecified). The serial must be one this CA issued. The CRL is made
-// again at once.
-func (c *CA) Revoke(serial, reason string) error {
+// revoke is Revoke without waiting for a ctl write: the ctl commands call it.
+func (c *CA) revoke(serial, reason string) error {
 	n, err := parseSerial(serial)
 	if err != nil {
 		return err

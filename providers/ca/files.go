@@ -222,7 +222,7 @@ func (c *CA) commands() []synth.Cmd {
 				}
 				sans = append(sans, w)
 			}
-			_, err := c.Issue(args[0], sans, ttl)
+			_, err := c.issue(args[0], sans, ttl)
 			return err
 		}},
 		{Name: "revoke", Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
@@ -233,10 +233,10 @@ func (c *CA) commands() []synth.Cmd {
 			if len(args) == 2 {
 				reason = args[1]
 			}
-			return c.Revoke(args[0], reason)
+			return c.revoke(args[0], reason)
 		}},
 		{Name: "renew", Args: 2, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
-			_, err := c.Renew(args[0])
+			_, err := c.renew(args[0])
 			return err
 		}},
 		{Name: "ssh-user", Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
@@ -248,7 +248,7 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			_, err = c.SignSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
+			_, err = c.signSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
 			return err
 		}},
 		{Name: "ssh-host", Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
@@ -268,7 +268,7 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			_, err = c.SignSSHHost(name, principals, pub, ttl)
+			_, err = c.signSSHHost(name, principals, pub, ttl)
 			return err
 		}},
 		// The passphrase commands count their own words, so that a
@@ -282,7 +282,7 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			return c.SetBackupText(text)
+			return c.setBackupText(text)
 		}},
 		{Name: "eab add", Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
@@ -296,16 +296,16 @@ func (c *CA) commands() []synth.Cmd {
 				}
 				key = k
 			}
-			return c.AddEAB(args[0], key)
+			return c.addEAB(args[0], key)
 		}},
 		{Name: "eab remove", Args: 3, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
-			return c.RemoveEAB(args[0])
+			return c.removeEAB(args[0])
 		}},
 		{Name: "restore", Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
 			if len(args) != 1 {
 				return usage(usageRestore)
 			}
-			return c.Restore(c.BackupText(), args[0])
+			return c.restore(c.BackupText(), args[0])
 		}},
 	}
 }
