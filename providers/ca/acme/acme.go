@@ -58,13 +58,15 @@ type Options struct {
 	// reason code. Nil leaves revokeCert out of the directory.
 	Revoke func(ctx context.Context, cert *x509.Certificate, reason int) error
 
-	pruneEvery time.Duration // how often expired objects are pruned (gcInterval if 0); for tests
+	pruneEvery  time.Duration // how often expired objects are pruned (gcInterval if 0); for tests
+	bodyTimeout time.Duration // for reading a request's body (maxBodyTime if 0); for tests
 }
 
 // Limits and lifetimes.
 const (
-	maxBody           = 64 << 10 // of a JWS request
-	maxIdentifiers    = 100      // per order
+	maxBody           = 64 << 10         // of a JWS request
+	maxBodyTime       = 10 * time.Second // to read it, against clients that trickle it
+	maxIdentifiers    = 100              // per order
 	maxContacts       = 10
 	maxNonces         = 1 << 14 // outstanding; the oldest are forgotten first
 	nonceLifetime     = time.Hour
@@ -124,6 +126,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.pruneEvery <= 0 {
 		o.pruneEvery = gcInterval
+	}
+	if o.bodyTimeout <= 0 {
+		o.bodyTimeout = maxBodyTime
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -259,6 +264,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Cache-Control", "no-store")
+	// A body trickled in holds a connection and a goroutine; the
+	// listener's header timeout does not cover it. (A recorder, as in
+	// tests, cannot set deadlines: then there is none.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.o.bodyTimeout))
 	if p := s.post(w, r, base, rel); p != nil {
 		if p.Status >= 500 {
 			s.log.Warn("request failed", "path", rel, "type", p.Type, "detail", p.Detail)

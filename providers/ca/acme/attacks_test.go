@@ -1,15 +1,21 @@
 package acme
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Attacks the server already survives, kept as tests so that it goes on
@@ -117,5 +123,35 @@ func TestNonceFlood(t *testing.T) {
 	}
 	if !e.srv.nonces.use(last, e.srv.o.Now()) {
 		t.Error("the newest nonce was forgotten")
+	}
+}
+
+// TestSlowBody: a client that sends its headers and then trickles the
+// body, or stops, is answered and let go once the body's time is up; the
+// header timeout of the listener does not cover bodies.
+func TestSlowBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.bodyTimeout = 200 * time.Millisecond })
+	conn, err := tls.Dial("tcp", e.ts.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test server
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := testCtx(t, 20*time.Second) // a bound for a failing test only
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	fmt.Fprintf(conn, "POST /acme/new-account HTTP/1.1\r\nHost: node.test\r\nContent-Type: application/jose+json\r\nContent-Length: 1000\r\n\r\n{")
+	// Send nothing more: the server must give up on the body by itself.
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the server waited for the body until the test's bound: %v", err)
+		}
+		return // it closed the connection: let go
+	}
+	res.Body.Close()
+	if res.StatusCode < 400 {
+		t.Errorf("status %d for a body that never came", res.StatusCode)
 	}
 }
