@@ -9,9 +9,8 @@
 // JWS and JWK code is written here on crypto/*. A Policy says who may
 // make an account (external account binding, listed keys, or anyone),
 // which names may be certified and how many orders may be pending.
-// Accounts, orders,
-// authorizations and certificates live in memory and, when Options.Dir is
-// set, in JSON files there.
+// Accounts, orders, authorizations and certificates live in memory and,
+// when Options.Dir is set, in JSON files there.
 package acme
 
 import (

@@ -419,3 +419,22 @@ func TestRedirectOffName(t *testing.T) {
 		t.Errorf("responder asked %d times, want 1 (the redirect not followed)", hits)
 	}
 }
+
+// TestTotalAuthzCap: pending authorizations of all accounts together stop
+// at their cap.
+func TestTotalAuthzCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) {
+		o.Policy = func() *Policy { return &Policy{Zones: []string{"name.test"}, Open: true, MaxTotalAuthzs: 2} }
+	})
+	ctx := testCtx(t, 20*time.Second)
+	for i, want := range []string{"", "", errRateLimited} {
+		c := e.client(ecKey(t))
+		if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.AuthorizeOrder(ctx, xacme.DomainIDs("t"+itoa(i)+".name.test")); acmeProblem(err) != want {
+			t.Fatalf("order %d: %v, want %q", i, err, want)
+		}
+	}
+}
