@@ -175,13 +175,13 @@ func openBackup(text []byte, passphrase string) (*backupContent, error) {
 	return &bc, nil
 }
 
-// Restore replaces the CA with the one sealed in a backup's text: its
+// restore replaces the CA with the one sealed in a backup's text: its
 // root, intermediate, SSH CA key and revocation list. It is meant for a
 // new node; certificates in certs/ are issued again by the restored
-// intermediate, for the same names and lifetimes. Restore changes
+// intermediate, for the same names and lifetimes. It changes
 // nothing if the text does not open with the passphrase
 // (ErrWrongPassphrase) or holds an inconsistent CA.
-func (c *CA) Restore(text []byte, passphrase string) error {
+func (c *CA) restore(text []byte, passphrase string) error {
 	if len(text) == 0 {
 		return errors.New("ca: no backup to restore")
 	}
@@ -235,6 +235,8 @@ func (c *CA) Restore(text []byte, passphrase string) error {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.jr.keys(caKeys{root: c.root, rootKey: c.rootKey, inter: c.inter, interKey: c.interKey, ssh: c.ssh, sshText: c.sshText})
+	c.jr.revocations(c.revoked)
 	if err := c.writeCA(root, rootKey, inter, interKey, more); err != nil {
 		return fmt.Errorf("ca: restore: %w", err)
 	}
@@ -261,13 +263,14 @@ func (c *CA) BackupText() []byte {
 	return bytes.Clone(c.backup)
 }
 
-// SetBackupText sets the text of the backup file.
-func (c *CA) SetBackupText(text []byte) error {
+// setBackupText is SetBackupText without waiting for a ctl write: the ctl commands call it.
+func (c *CA) setBackupText(text []byte) error {
 	if len(text) > maxBackup {
 		return fmt.Errorf("ca: backup larger than %d bytes", maxBackup)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.jr.backupText(c.backup)
 	c.backup = bytes.Clone(text)
 	return nil
 }

@@ -89,7 +89,10 @@ type CA struct {
 	log  *slog.Logger
 	opts Options
 
+	batchMu sync.Mutex // held by a ctl write for all its lines; before mu
+
 	mu        sync.Mutex
+	jr        *journal              // guarded by mu: what the ctl write running replaced; nil outside one
 	root      *x509.Certificate     // guarded by mu
 	rootKey   *ecdsa.PrivateKey     // guarded by mu
 	inter     *x509.Certificate     // guarded by mu
@@ -102,6 +105,9 @@ type CA struct {
 	ssh       ssh.Signer            // guarded by mu
 	sshText   []byte                // guarded by mu: its private key, OpenSSH format
 	backup    []byte                // guarded by mu: the text of the backup file
+	eab       map[string][]byte     // guarded by mu: ACME external account keys by key id; replaced, never changed
+	acmeCfg   acmeConfig            // guarded by mu: the acme lines of the module's config
+	zones     func() []string       // guarded by mu: the zones the node serves (SetZones)
 }
 
 // An Issued certificate: a leaf, its key and its chain.
@@ -174,6 +180,9 @@ func Open(dir string, opts Options) (*CA, error) {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	c.loadCerts()
+	if err := c.loadEAB(); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
 	return c, nil
 }
 
@@ -441,13 +450,8 @@ func (c *CA) RootPool() *x509.CertPool {
 	return p
 }
 
-// Issue issues a certificate named name for the names sans (DNS names,
-// IP addresses, email addresses with @, URIs with ://; name itself if
-// there are none), valid for ttl (DefaultTTL if 0, at most MaxTTL), with
-// a new ECDSA P-256 key, signed by the intermediate. It is kept in
-// certs/NAME, replacing any certificate of that name (which stays valid
-// until it expires or is revoked).
-func (c *CA) Issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
+// issue is Issue without waiting for a ctl write: the ctl commands call it.
+func (c *CA) issue(name string, sans []string, ttl time.Duration) (*Issued, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.issueLocked(name, sans, ttl)
@@ -480,6 +484,7 @@ func (c *CA) issueLocked(name string, sans []string, ttl time.Duration) (*Issued
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
+	c.jr.cert(name, c.certs[name])
 	err = replaceDir(filepath.Join(c.dir, certsDir), name,
 		map[string][]byte{"cert.pem": is.CertPEM, "key.pem": is.KeyPEM, "chain.pem": is.ChainPEM},
 		map[string]os.FileMode{"cert.pem": 0644, "key.pem": 0600, "chain.pem": 0644})
@@ -544,9 +549,8 @@ func (c *CA) signLocked(subject pkix.Name, set sanSet, pub any, ttl time.Duratio
 	return leaf, nil
 }
 
-// Renew issues the certificate name again, for the same names and as
-// long a lifetime, with a new key.
-func (c *CA) Renew(name string) (*Issued, error) {
+// renew is Renew without waiting for a ctl write: the ctl commands call it.
+func (c *CA) renew(name string) (*Issued, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	is, ok := c.certs[name]
@@ -598,12 +602,8 @@ func (c *CA) Info(name string) (string, error) {
 	return b.String(), nil
 }
 
-// Revoke revokes the certificate with the serial number serial (hex, as
-// info and openssl show it) for reason, an RFC 5280 reason name
-// (keyCompromise, superseded, cessationOfOperation, ...; "" for
-// unspecified). The serial must be one this CA issued. The CRL is made
-// again at once.
-func (c *CA) Revoke(serial, reason string) error {
+// revoke is Revoke without waiting for a ctl write: the ctl commands call it.
+func (c *CA) revoke(serial, reason string) error {
 	n, err := parseSerial(serial)
 	if err != nil {
 		return err
@@ -627,6 +627,7 @@ func (c *CA) Revoke(serial, reason string) error {
 	}
 	next := maps.Clone(c.revoked)
 	next[st] = revocation{serial: n, at: c.now(), reason: code}
+	c.jr.revocations(c.revoked)
 	if err := writeAtomic(filepath.Join(c.dir, revokedFile), revokedText(next), 0644); err != nil {
 		return fmt.Errorf("ca: %w", err)
 	}

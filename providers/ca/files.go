@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,15 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"cheshire/plan9"
-	"cheshire/providers/modules"
 	"cheshire/synth"
 )
-
-// Module makes the CA a built-in module named "ca", mounted at /ca.
-func Module(c *CA, version string) modules.Module {
-	return modules.Native(modules.Manifest{Name: "ca", Version: version, Mount: "/ca",
-		Description: "certificate authority: x509 and ssh certificates, crl, backup"}, c.Files())
-}
 
 // Files returns a server of the CA's files:
 //
@@ -35,10 +29,12 @@ func Module(c *CA, version string) modules.Module {
 //	/ca/certs/NAME/info       key value lines
 //	/ca/ssh/ca.pub            the SSH CA's public key
 //	/ca/ssh/certs/NAME-cert.pub  issued SSH certificates
+//	/ca/acme/policy           the ACME policy in force
+//	/ca/acme/eab/KID          an external account key (owner only)
 //
 // Each call makes a new tree; the files are owned by Options.Owner.
 func (c *CA) Files() *synth.Server {
-	t := &tree{c: c, dirs: map[string]*synth.Dir{}, sshFiles: map[string]*synth.File{}}
+	t := &tree{c: c, dirs: map[string]*synth.Dir{}, sshFiles: map[string]*synth.File{}, eabFiles: map[string]*synth.File{}}
 	root := synth.NewDir("ca", 0555)
 	pemFile := func(name string, get func() []byte) *synth.File {
 		return synth.Snapshot(name, 0444, func(context.Context) ([]byte, error) { return get(), nil })
@@ -48,11 +44,14 @@ func (c *CA) Files() *synth.Server {
 	sshDir := synth.NewDir("ssh", 0555)
 	sshCerts := synth.NewDir("certs", 0555)
 	sshCerts.SetGen(t.genSSH)
+	acmeD := synth.NewDir("acme", 0555)
+	eab := synth.NewDir("eab", 0500)
+	eab.SetGen(t.genEAB)
 	for _, err := range []error{
 		root.Add(pemFile("root.pem", c.RootPEM)),
 		root.Add(pemFile("intermediate.pem", c.IntermediatePEM)),
 		root.Add(synth.Snapshot("crl.pem", 0444, func(context.Context) ([]byte, error) { return c.CRL() })),
-		root.Add(synth.Ctl("ctl", 0600, c.commands(), func(context.Context) string { return c.Status() })),
+		root.Add(synth.CtlBatch("ctl", 0600, c.commands(), func(context.Context) string { return c.Status() }, c.batch)),
 		root.Add(synth.NewFile("csr", 0600, csrHandler{c: c})),
 		root.Add(synth.ReadWrite("backup", 0600,
 			func(context.Context) ([]byte, error) { return c.BackupText(), nil },
@@ -61,6 +60,9 @@ func (c *CA) Files() *synth.Server {
 		root.Add(sshDir),
 		sshDir.Add(pemFile("ca.pub", c.SSHCAPub)),
 		sshDir.Add(sshCerts),
+		root.Add(acmeD),
+		acmeD.Add(synth.Snapshot("policy", 0444, func(context.Context) ([]byte, error) { return c.PolicyText(), nil })),
+		acmeD.Add(eab),
 	} {
 		if err != nil {
 			panic(fmt.Sprintf("ca: building tree: %v", err)) // names are constant and distinct
@@ -80,6 +82,7 @@ type tree struct {
 	mu       sync.Mutex
 	dirs     map[string]*synth.Dir  // guarded by mu: certs/NAME
 	sshFiles map[string]*synth.File // guarded by mu: ssh/certs/NAME-cert.pub
+	eabFiles map[string]*synth.File // guarded by mu: acme/eab/KID
 }
 
 func (t *tree) genCerts(ctx context.Context) ([]synth.Node, error) {
@@ -146,6 +149,28 @@ func (t *tree) genSSH(ctx context.Context) ([]synth.Node, error) {
 	return out, nil
 }
 
+func (t *tree) genEAB(ctx context.Context) ([]synth.Node, error) {
+	kids := t.c.EABKeyIDs()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]synth.Node, 0, len(kids))
+	for _, k := range kids {
+		f, ok := t.eabFiles[k]
+		if !ok {
+			f = synth.Snapshot(k, 0400, func(context.Context) ([]byte, error) {
+				text, ok := t.c.EABText(k)
+				if !ok {
+					return nil, plan9.ErrNotFound
+				}
+				return text, nil
+			})
+			t.eabFiles[k] = f
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // Status is the text of ctl: "key value" lines.
 func (c *CA) Status() string {
 	c.mu.Lock()
@@ -171,6 +196,8 @@ const (
 	usageSSHHost = "ssh-host NAME [ttl=DURATION] [principals=P,...] PUBKEY-TEXT..."
 	usageBackup  = "backup PASSPHRASE"
 	usageRestore = "restore PASSPHRASE"
+	usageEABAdd  = "eab add KID [HMAC-BASE64URL]"
+	usageEABDel  = "eab remove KID"
 )
 
 func usage(u string) error { return errors.New("usage: " + u) }
@@ -195,7 +222,7 @@ func (c *CA) commands() []synth.Cmd {
 				}
 				sans = append(sans, w)
 			}
-			_, err := c.Issue(args[0], sans, ttl)
+			_, err := c.issue(args[0], sans, ttl)
 			return err
 		}},
 		{Name: "revoke", Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
@@ -206,10 +233,10 @@ func (c *CA) commands() []synth.Cmd {
 			if len(args) == 2 {
 				reason = args[1]
 			}
-			return c.Revoke(args[0], reason)
+			return c.revoke(args[0], reason)
 		}},
 		{Name: "renew", Args: 2, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
-			_, err := c.Renew(args[0])
+			_, err := c.renew(args[0])
 			return err
 		}},
 		{Name: "ssh-user", Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
@@ -221,7 +248,7 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			_, err = c.SignSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
+			_, err = c.signSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
 			return err
 		}},
 		{Name: "ssh-host", Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
@@ -241,7 +268,7 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			_, err = c.SignSSHHost(name, principals, pub, ttl)
+			_, err = c.signSSHHost(name, principals, pub, ttl)
 			return err
 		}},
 		// The passphrase commands count their own words, so that a
@@ -255,13 +282,30 @@ func (c *CA) commands() []synth.Cmd {
 			if err != nil {
 				return err
 			}
-			return c.SetBackupText(text)
+			return c.setBackupText(text)
+		}},
+		{Name: "eab add", Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usage(usageEABAdd)
+			}
+			var key []byte
+			if len(args) == 2 {
+				k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(args[1], "="))
+				if err != nil {
+					return errors.New("ca: hmac key is not base64url")
+				}
+				key = k
+			}
+			return c.addEAB(args[0], key)
+		}},
+		{Name: "eab remove", Args: 3, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
+			return c.removeEAB(args[0])
 		}},
 		{Name: "restore", Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
 			if len(args) != 1 {
 				return usage(usageRestore)
 			}
-			return c.Restore(c.BackupText(), args[0])
+			return c.restore(c.BackupText(), args[0])
 		}},
 	}
 }

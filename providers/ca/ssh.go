@@ -117,11 +117,8 @@ func ParseSSHKey(text string) (ssh.PublicKey, error) {
 var userExtensions = []string{"permit-X11-forwarding", "permit-agent-forwarding",
 	"permit-port-forwarding", "permit-pty", "permit-user-rc"}
 
-// SignSSHUser issues a user certificate named name for pub, letting it
-// log in as the principals, valid for ttl (DefaultSSHUserTTL if 0), with
-// the usual permissions (pty, forwarding, agent, X11, user rc). It is
-// kept as ssh/certs/NAME-cert.pub.
-func (c *CA) SignSSHUser(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
+// signSSHUser is SignSSHUser without waiting for a ctl write: the ctl commands call it.
+func (c *CA) signSSHUser(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
 	if ttl == 0 {
 		ttl = DefaultSSHUserTTL
 	}
@@ -132,10 +129,8 @@ func (c *CA) SignSSHUser(name string, principals []string, pub ssh.PublicKey, tt
 	return c.signSSH(name, ssh.UserCert, principals, pub, ttl, ext)
 }
 
-// SignSSHHost issues a host certificate named name for pub, valid for the
-// host names principals (name if none) and for ttl (DefaultSSHHostTTL if
-// 0). It is kept as ssh/certs/NAME-cert.pub.
-func (c *CA) SignSSHHost(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
+// signSSHHost is SignSSHHost without waiting for a ctl write: the ctl commands call it.
+func (c *CA) signSSHHost(name string, principals []string, pub ssh.PublicKey, ttl time.Duration) (*ssh.Certificate, error) {
 	if ttl == 0 {
 		ttl = DefaultSSHHostTTL
 	}
@@ -180,7 +175,15 @@ func (c *CA) signSSH(name string, kind uint32, principals []string, pub ssh.Publ
 		return nil, fmt.Errorf("ca: signing ssh certificate: %w", err)
 	}
 	text := ssh.MarshalAuthorizedKey(cert)
-	if err := writeAtomic(filepath.Join(c.dir, sshCertsDir, name+sshCertSufx), text, 0644); err != nil {
+	p := filepath.Join(c.dir, sshCertsDir, name+sshCertSufx)
+	if c.jr != nil {
+		old, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		c.jr.sshCert(name, old)
+	}
+	if err := writeAtomic(p, text, 0644); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	what := "user"

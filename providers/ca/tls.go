@@ -21,13 +21,8 @@ func renewAt(cert *x509.Certificate) time.Time {
 	return cert.NotBefore.Add(life / 3 * 2)
 }
 
-// Certificate returns the certificate name for a TLS endpoint answering
-// to sans (name if none): the one in certs/NAME if it names the same and
-// is fresh, else a new one. A certificate two thirds through its
-// lifetime, revoked, issued by another intermediate or for other names
-// is replaced, so that a server using it never needs a restart. If
-// renewal fails the old certificate is served while it is valid.
-func (c *CA) Certificate(name string, sans []string) (*tls.Certificate, error) {
+// certificate is Certificate without waiting for a ctl write: the ctl commands call it.
+func (c *CA) certificate(name string, sans []string) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(sans) == 0 {

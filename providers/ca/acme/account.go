@@ -54,12 +54,16 @@ func (s *Server) newAccount(w http.ResponseWriter, base string, q *request) *pro
 	if err != nil {
 		return newProblem(http.StatusBadRequest, errBadPublicKey, "%v", err)
 	}
+	pol := s.policy()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id, ok := s.st.byKey[tp]; ok {
 		a := s.st.accounts[id]
 		if a.Status != statusValid {
 			return unauthorized("account is %s", a.Status)
+		}
+		if !pol.admits(a) {
+			return unauthorized("account is no longer admitted by this server's owner")
 		}
 		s.writeAccount(w, base, http.StatusOK, a)
 		return nil
@@ -74,16 +78,26 @@ func (s *Server) newAccount(w http.ResponseWriter, base string, q *request) *pro
 	if err != nil {
 		return newProblem(http.StatusBadRequest, errBadPublicKey, "%v", err)
 	}
+	via, pr := pol.admit(tp, jwk, p.ExternalAccountBinding, q.url, func(kid string) bool {
+		_, ok := s.st.byEAB[kid]
+		return ok
+	})
+	if pr != nil {
+		return pr
+	}
 	a := &account{
 		ID: newID(), Key: jwk, Thumbprint: tp, Contact: p.Contact,
-		Status: statusValid, Created: s.now(), pub: q.key,
+		Status: statusValid, Created: s.now(), Via: via, pub: q.key,
 	}
 	if err := s.st.save(kindAccounts, a.ID, a); err != nil {
 		return internal("%v", err)
 	}
 	s.st.accounts[a.ID] = a
 	s.st.byKey[tp] = a.ID
-	s.log.Info("account created", "account", a.ID, "contact", a.Contact)
+	if kid, ok := strings.CutPrefix(via, viaEAB); ok {
+		s.st.byEAB[kid] = a.ID
+	}
+	s.log.Info("account created", "account", a.ID, "contact", a.Contact, "via", via)
 	s.writeAccount(w, base, http.StatusCreated, a)
 	return nil
 }

@@ -6,9 +6,11 @@
 //
 // The Server is an http.Handler mounted at Options.Prefix. Requests are
 // JWS-signed (ES256/384/512, RS256/384/512, PS256/384/512, EdDSA); the
-// JWS and JWK code is written here on crypto/*. Accounts, orders,
-// authorizations and certificates live in memory and, when Options.Dir is
-// set, in JSON files there.
+// JWS and JWK code is written here on crypto/*. A Policy says who may
+// make an account (external account binding, listed keys, or anyone),
+// which names may be certified and how many orders may be pending.
+// Accounts, orders, authorizations and certificates live in memory and,
+// when Options.Dir is set, in JSON files there.
 package acme
 
 import (
@@ -43,36 +45,42 @@ type Options struct {
 	// Resolve gives the addresses of a DNS name for http-01 validation
 	// (default net.DefaultResolver).
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
-	// Allow says whether an identifier (a DNS name or an IP address in
-	// text form) may be certified; a non-nil error refuses it (default:
-	// every syntactically valid DNS name and IP address).
-	Allow func(identifier string) error
-	Dir   string // where accounts and orders persist (JSON files, 0600); "" keeps them in memory
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Policy returns the policy in force: who may make an account, what
+	// may be certified, the caps on orders. It is called at every
+	// request. Nil, or a nil result, is the zero Policy: no account and
+	// no identifier is admitted.
+	Policy func() *Policy
+	Dir    string // where accounts and orders persist (JSON files, 0600); "" keeps them in memory
+	Log    *slog.Logger
+	Now    func() time.Time
 	// Revoke revokes a certificate this server issued, with an RFC 5280
 	// reason code. Nil leaves revokeCert out of the directory.
 	Revoke func(ctx context.Context, cert *x509.Certificate, reason int) error
+
+	pruneEvery  time.Duration // how often expired objects are pruned (gcInterval if 0); for tests
+	bodyTimeout time.Duration // for reading a request's body (maxBodyTime if 0); for tests
 }
 
 // Limits and lifetimes.
 const (
-	maxBody           = 64 << 10 // of a JWS request
-	maxIdentifiers    = 100      // per order
+	maxBody           = 64 << 10         // of a JWS request
+	maxBodyTime       = 10 * time.Second // to read it, against clients that trickle it
+	maxIdentifiers    = 100              // per order
 	maxContacts       = 10
 	maxNonces         = 1 << 14 // outstanding; the oldest are forgotten first
 	nonceLifetime     = time.Hour
-	orderLifetime     = 7 * 24 * time.Hour
-	pendingAuthzLife  = 7 * 24 * time.Hour
+	orderLifetime     = 24 * time.Hour
+	pendingAuthzLife  = 24 * time.Hour
 	validAuthzLife    = 30 * 24 * time.Hour
 	validationTimeout = 30 * time.Second // one http-01 validation, redirects included
 	maxValidations    = 16               // at once
-	maxRedirects      = 10
+	maxRedirects      = 10               // and only on the validated name
 	maxChallengeBody  = 8 << 10
 	signTimeout       = time.Minute
 	retryAfterSeconds = "1"
-	gcInterval        = time.Hour
-	gcGrace           = 24 * time.Hour // expired objects linger this long
+	gcInterval        = 10 * time.Minute
+	gcGrace           = time.Hour // expired objects linger this long
+	retryLimited      = "60"      // Retry-After of a rateLimited problem, in seconds
 )
 
 // Server is an ACME server; see ServeHTTP.
@@ -87,9 +95,8 @@ type Server struct {
 	wg     sync.WaitGroup
 	sem    chan struct{} // bounds concurrent validations
 
-	mu     sync.Mutex // guards st, lastGC and closed
+	mu     sync.Mutex // guards st and closed
 	st     *store
-	lastGC time.Time
 	closed bool // no validation may start
 }
 
@@ -113,8 +120,14 @@ func New(o Options) (*Server, error) {
 			return net.DefaultResolver.LookupIP(ctx, "ip", host)
 		}
 	}
-	if o.Allow == nil {
-		o.Allow = func(string) error { return nil }
+	if o.Policy == nil {
+		o.Policy = func() *Policy { return nil }
+	}
+	if o.pruneEvery <= 0 {
+		o.pruneEvery = gcInterval
+	}
+	if o.bodyTimeout <= 0 {
+		o.bodyTimeout = maxBodyTime
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -129,10 +142,49 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("acme: %w", err)
 	}
 	s.st = st
+	if err := st.gc(s.now()); err != nil {
+		s.log.Warn("pruning expired objects", "err", err)
+	}
 	s.nonces.m = make(map[string]time.Time)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.client = s.newValidationClient()
+	s.wg.Add(1)
+	go s.pruneLoop()
 	return s, nil
+}
+
+// policy is the policy in force.
+func (s *Server) policy() *Policy {
+	if p := s.o.Policy(); p != nil {
+		return p
+	}
+	return &Policy{}
+}
+
+// pruneLoop prunes expired orders and authorizations every pruneEvery
+// until Close.
+func (s *Server) pruneLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.o.pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.prune()
+		}
+	}
+}
+
+// prune forgets the orders and authorizations that expired more than
+// gcGrace ago, and their files.
+func (s *Server) prune() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.st.gc(s.now()); err != nil {
+		s.log.Warn("pruning expired objects", "err", err)
+	}
 }
 
 // Close stops validations in progress and waits for them to end.
@@ -211,6 +263,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Cache-Control", "no-store")
+	// A body trickled in holds a connection and a goroutine; the
+	// listener's header timeout does not cover it. (A recorder, as in
+	// tests, cannot set deadlines: then there is none.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.o.bodyTimeout))
 	if p := s.post(w, r, base, rel); p != nil {
 		if p.Status >= 500 {
 			s.log.Warn("request failed", "path", rel, "type", p.Type, "detail", p.Detail)
@@ -311,7 +367,7 @@ func (s *Server) directory(w http.ResponseWriter, base string) {
 		"newAccount": base + pathNewAccount,
 		"newOrder":   base + pathNewOrder,
 		"keyChange":  base + pathKeyChange,
-		"meta":       map[string]any{"externalAccountRequired": false},
+		"meta":       map[string]any{"externalAccountRequired": s.policy().eabRequired()},
 	}
 	if s.o.Revoke != nil {
 		d["revokeCert"] = base + pathRevoke
@@ -451,6 +507,9 @@ func (s *Server) accountByKID(kid, reqURL string) (*account, *problem) {
 	}
 	if a.Status != statusValid {
 		return nil, unauthorized("account is %s", a.Status)
+	}
+	if !s.policy().admits(a) {
+		return nil, unauthorized("account is no longer admitted by this server's owner")
 	}
 	c := *a // accounts are replaced, never changed, under s.mu; a copy is still safer
 	return &c, nil

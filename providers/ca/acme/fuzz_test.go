@@ -14,7 +14,8 @@ import (
 // fresh nonce, so none can succeed).
 func FuzzJWS(f *testing.F) {
 	ca := newTestCA(f)
-	s, err := New(Options{Prefix: "/acme", Signer: ca.sign, Revoke: ca.revoke, Resolve: testResolve, Log: testLogger(f)})
+	s, err := New(Options{Prefix: "/acme", Signer: ca.sign, Revoke: ca.revoke, Resolve: testResolve, Log: testLogger(f),
+		Policy: func() *Policy { return testPolicy }})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -189,6 +189,16 @@ func testResolve(_ context.Context, host string) ([]net.IP, error) {
 	return nil, fmt.Errorf("no such host %q in the test resolver", host)
 }
 
+// testPolicy is the policy of the tests that are not about policy: open
+// accounts, the zones test and example less forbidden.test, and
+// loopback addresses.
+var testPolicy = &Policy{
+	Zones:    []string{"test", "example."},
+	Reserved: []string{"forbidden.test", "*.forbidden.test"},
+	Allow:    []string{"127.0.0.1", "::1"},
+	Open:     true,
+}
+
 // env is an ACME server under httptest.NewTLSServer at /acme, with a test
 // CA and an http-01 responder.
 type env struct {
@@ -217,6 +227,7 @@ func newEnv(t *testing.T, adjust func(*Options)) *env {
 		HTTP01Port: e.resp.port,
 		Resolve:    testResolve,
 		Log:        testLogger(t),
+		Policy:     func() *Policy { return testPolicy },
 	}
 	if adjust != nil {
 		adjust(&e.opts)
@@ -236,7 +247,17 @@ func newEnv(t *testing.T, adjust func(*Options)) *env {
 }
 
 func (e *env) client(key crypto.Signer) *xacme.Client {
-	return &xacme.Client{Key: key, DirectoryURL: e.dirURL, HTTPClient: e.ts.Client(), UserAgent: "acme-test"}
+	return &xacme.Client{Key: key, DirectoryURL: e.dirURL, HTTPClient: e.ts.Client(), UserAgent: "acme-test",
+		RetryBackoff: testBackoff}
+}
+
+// testBackoff is x/crypto/acme's backoff without jitter, except that a
+// rateLimited answer is returned at once rather than retried.
+func testBackoff(n int, r *http.Request, res *http.Response) time.Duration {
+	if res != nil && res.StatusCode == http.StatusTooManyRequests {
+		return 0
+	}
+	return min(time.Second<<(n-1), 10*time.Second)
 }
 
 func ecKey(t testing.TB) *ecdsa.PrivateKey {

@@ -58,11 +58,21 @@ func freePort(t *testing.T) int {
 }
 
 // TestLego has Debian's lego get a certificate for some.name.test over
-// https from the server, answering http-01 itself.
+// https from the server, answering http-01 itself, with an account made
+// through an external account binding: the path the node's owner sets up
+// (a zone of the node, a key id made with the ca's ctl).
 func TestLego(t *testing.T) {
 	lego := legoBinary(t)
 	httpPort := freePort(t)
-	e := newEnv(t, func(o *Options) { o.HTTP01Port = httpPort })
+	hmacKey := []byte("lego's external account hmac key")
+	e := newEnv(t, func(o *Options) {
+		o.HTTP01Port = httpPort
+		o.Policy = func() *Policy {
+			// A key id binds one account: one for each run of lego.
+			return &Policy{Zones: []string{"name.test"},
+				EAB: map[string][]byte{"localhost": hmacKey, "google.com": hmacKey, "lego": hmacKey}}
+		}
+	})
 
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "acme-server-ca.pem")
@@ -71,18 +81,29 @@ func TestLego(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lego,
-		"--server", e.dirURL,
-		"--accept-tos",
-		"--email", "admin@name.test",
-		"--domains", "some.name.test",
-		"--http", "--http.port", "127.0.0.1:"+strconv.Itoa(httpPort),
-		"--path", filepath.Join(dir, "lego"),
-		"run")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+caFile, "HOME="+dir)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
+	run := func(path string, args ...string) ([]byte, error) {
+		args = append([]string{"--server", e.dirURL, "--accept-tos", "--email", "admin@name.test",
+			"--http", "--http.port", "127.0.0.1:" + strconv.Itoa(httpPort), "--path", filepath.Join(dir, path)}, args...)
+		cmd := exec.CommandContext(ctx, lego, append(args, "run")...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+caFile, "HOME="+dir)
+		cmd.WaitDelay = 5 * time.Second
+		return cmd.CombinedOutput()
+	}
+	eab := func(kid string) []string { return []string{"--eab", "--kid", kid, "--hmac", b64enc(hmacKey)} }
+
+	// Refused: no binding; localhost and a name outside the zones.
+	if out, err := run("no-eab", "--domains", "some.name.test"); err == nil {
+		t.Fatalf("lego without a binding got a certificate:\n%s", out)
+	}
+	for _, name := range []string{"localhost", "google.com"} {
+		out, err := run("refused-"+name, append(eab(name), "--domains", name)...)
+		if err == nil || !strings.Contains(string(out), "rejectedIdentifier") {
+			t.Fatalf("lego for %s: %v, want rejectedIdentifier:\n%s", name, err, out)
+		}
+	}
+
+	out, err := run("lego", append(eab("lego"), "--domains", "some.name.test")...)
 	if err != nil {
 		t.Fatalf("lego: %v\n%s", err, out)
 	}

@@ -104,7 +104,8 @@ func (s *Server) writeAuthz(w http.ResponseWriter, base string, a *authz) {
 }
 
 // checkIdentifier validates and normalizes an order's identifier.
-func (s *Server) checkIdentifier(id identifier) (identifier, *problem) {
+// It refuses what pol does not allow.
+func (s *Server) checkIdentifier(pol *Policy, id identifier) (identifier, *problem) {
 	switch id.Type {
 	case "dns":
 		name := strings.ToLower(id.Value)
@@ -129,7 +130,7 @@ func (s *Server) checkIdentifier(id identifier) (identifier, *problem) {
 	default:
 		return id, newProblem(http.StatusBadRequest, errUnsupportedIdentifier, "identifier type %q is not supported; use dns or ip", id.Type)
 	}
-	if err := s.o.Allow(id.Value); err != nil {
+	if err := pol.check(id); err != nil {
 		return id, newProblem(http.StatusBadRequest, errRejectedIdentifier, "%s is not allowed: %v", id.Value, err)
 	}
 	return id, nil
@@ -173,10 +174,11 @@ func (s *Server) newOrder(w http.ResponseWriter, base string, q *request) *probl
 		return newProblem(http.StatusBadRequest, errRejectedIdentifier, "at most %d identifiers per order", maxIdentifiers)
 	}
 	now := s.now()
+	pol := s.policy()
 	var ids []identifier
 	var subs []*problem
 	for _, id := range p.Identifiers {
-		n, pr := s.checkIdentifier(id)
+		n, pr := s.checkIdentifier(pol, id)
 		if pr != nil {
 			pr.Identifier = &identifier{Type: id.Type, Value: id.Value}
 			subs = append(subs, pr)
@@ -218,12 +220,6 @@ func (s *Server) newOrder(w http.ResponseWriter, base string, q *request) *probl
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.lastGC) > gcInterval {
-		s.lastGC = now
-		if err := s.st.gc(now); err != nil {
-			s.log.Warn("garbage collection", "err", err)
-		}
-	}
 	var fresh []*authz
 	for _, id := range ids {
 		a := s.reusableAuthz(q.acct.ID, id, now)
@@ -239,6 +235,9 @@ func (s *Server) newOrder(w http.ResponseWriter, base string, q *request) *probl
 		if a.Expires.Before(o.Expires) {
 			o.Expires = a.Expires
 		}
+	}
+	if pr := s.st.checkCaps(pol, q.acct.ID, len(fresh), now); pr != nil {
+		return pr
 	}
 	for _, a := range fresh {
 		if err := s.st.save(kindAuthzs, a.ID, a); err != nil {
@@ -328,6 +327,7 @@ func (s *Server) challenge(w http.ResponseWriter, base string, q *request, authz
 			return pr
 		}
 	}
+	pol := s.policy()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.st.authzs[authzID]
@@ -336,6 +336,9 @@ func (s *Server) challenge(w http.ResponseWriter, base string, q *request, authz
 	}
 	c := a.Challenges[0]
 	if start && c.Status == statusPending && a.status(s.now()) == statusPending {
+		if err := pol.check(a.Identifier); err != nil { // the policy changed since the order
+			return newProblem(http.StatusBadRequest, errRejectedIdentifier, "%s is not allowed: %v", a.Identifier.Value, err)
+		}
 		if s.closed {
 			return newProblem(http.StatusServiceUnavailable, errServerInternal, "server is shutting down")
 		}
@@ -452,11 +455,18 @@ func (s *Server) finalize(w http.ResponseWriter, base string, q *request, id str
 		return newProblem(http.StatusBadRequest, errBadCSR, "CSR signature: %v", err)
 	}
 
+	pol := s.policy()
 	s.mu.Lock()
 	o := s.st.orders[id]
 	if o == nil || o.Account != q.acct.ID {
 		s.mu.Unlock()
 		return notFound("order")
+	}
+	for _, ident := range o.Identifiers { // the policy may have changed since the order
+		if err := pol.check(ident); err != nil {
+			s.mu.Unlock()
+			return newProblem(http.StatusBadRequest, errRejectedIdentifier, "%s is no longer allowed: %v", ident.Value, err)
+		}
 	}
 	now := s.now()
 	if st := s.st.orderStatus(o, now); st != statusReady {

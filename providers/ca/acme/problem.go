@@ -28,6 +28,7 @@ const (
 	errUnsupportedContact      = "unsupportedContact"
 	errUnsupportedIdentifier   = "unsupportedIdentifier"
 	errExternalAccountRequired = "externalAccountRequired"
+	errRateLimited             = "rateLimited"
 
 	errPrefix = "urn:ietf:params:acme:error:"
 )
@@ -67,6 +68,11 @@ func internal(format string, args ...any) *problem {
 	return newProblem(http.StatusInternalServerError, errServerInternal, format, args...)
 }
 
+// rateLimited is a rateLimited problem (HTTP 429).
+func rateLimited(format string, args ...any) *problem {
+	return newProblem(http.StatusTooManyRequests, errRateLimited, format, args...)
+}
+
 // writeProblem sends p as application/problem+json.
 func writeProblem(w http.ResponseWriter, p *problem) {
 	if p.Status == 0 {
@@ -78,6 +84,9 @@ func writeProblem(w http.ResponseWriter, p *problem) {
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
+	if p.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", retryLimited)
+	}
 	w.WriteHeader(p.Status)
 	_, _ = w.Write(b)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"cheshire/atomicfile"
 )
 
 // Object statuses (RFC 8555 section 7.1.6).
@@ -39,6 +41,7 @@ type account struct {
 	Contact    []string        `json:"contact,omitempty"`
 	Status     string          `json:"status"`
 	Created    time.Time       `json:"created"`
+	Via        string          `json:"via,omitempty"` // how it was admitted: "eab KID", "key THUMBPRINT", "open"
 
 	pub crypto.PublicKey
 }
@@ -92,6 +95,7 @@ type store struct {
 	dir      string
 	accounts map[string]*account
 	byKey    map[string]string // thumbprint → account ID
+	byEAB    map[string]string // external account key id → account ID
 	orders   map[string]*order
 	authzs   map[string]*authz
 	certs    map[string]*certificate
@@ -110,6 +114,7 @@ func openStore(dir string) (*store, error) {
 		dir:      dir,
 		accounts: make(map[string]*account),
 		byKey:    make(map[string]string),
+		byEAB:    make(map[string]string),
 		orders:   make(map[string]*order),
 		authzs:   make(map[string]*authz),
 		certs:    make(map[string]*certificate),
@@ -131,6 +136,9 @@ func openStore(dir string) (*store, error) {
 		a.pub = pub
 		st.accounts[a.ID] = a
 		st.byKey[a.Thumbprint] = a.ID
+		if kid, ok := strings.CutPrefix(a.Via, viaEAB); ok {
+			st.byEAB[kid] = a.ID
+		}
 		return nil
 	})
 	if err == nil {
@@ -203,27 +211,7 @@ func (st *store) save(kind, id string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s %s: %w", kind, id, err)
 	}
-	d := filepath.Join(st.dir, kind)
-	f, err := os.CreateTemp(d, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("saving %s %s: %w", kind, id, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(d, id+".json"))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(filepath.Join(st.dir, kind, id+".json"), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving %s %s: %w", kind, id, err)
 	}
 	return nil
@@ -302,4 +290,41 @@ func (st *store) gc(now time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkCaps refuses an order of the account that would bring its
+// unfinished orders or pending authorizations (fresh more of them) over
+// pol's caps, or all accounts' over the total caps. The caller holds the
+// Server's mutex.
+func (st *store) checkCaps(pol *Policy, acct string, fresh int, now time.Time) *problem {
+	var orders, allOrders, authzs, allAuthzs int
+	for _, o := range st.orders {
+		if o.Status == statusValid {
+			continue
+		}
+		allOrders++
+		if o.Account == acct {
+			orders++
+		}
+	}
+	for _, a := range st.authzs {
+		if a.status(now) != statusPending {
+			continue
+		}
+		allAuthzs++
+		if a.Account == acct {
+			authzs++
+		}
+	}
+	switch {
+	case orders >= orDefault(pol.MaxOrders, DefaultMaxOrders):
+		return rateLimited("the account has %d unfinished orders, the most allowed; finish them or let them expire", orders)
+	case authzs+fresh > orDefault(pol.MaxAuthzs, DefaultMaxAuthzs):
+		return rateLimited("the account has %d pending authorizations; %d more would pass the cap of %d", authzs, fresh, orDefault(pol.MaxAuthzs, DefaultMaxAuthzs))
+	case allOrders >= orDefault(pol.MaxTotalOrders, DefaultMaxTotalOrders):
+		return rateLimited("the server holds %d unfinished orders, the most allowed", allOrders)
+	case allAuthzs+fresh > orDefault(pol.MaxTotalAuthzs, DefaultMaxTotalAuthzs):
+		return rateLimited("the server holds %d pending authorizations, the most allowed", allAuthzs)
+	}
+	return nil
 }

@@ -54,10 +54,16 @@ func (s *Server) dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn
 }
 
 // checkRedirect lets the http-01 fetch follow up to maxRedirects
-// redirects to http or https URLs on ports 80, 443 or HTTP01Port.
+// redirects to http or https URLs on ports 80, 443 or HTTP01Port of the
+// name being validated, and nowhere else: RFC 8555 section 8.3 lets a
+// server follow redirects, and a redirect off the name would make the
+// server fetch, from inside the node's network, wherever the client says.
 func (s *Server) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("more than %d redirects", maxRedirects)
+	}
+	if len(via) > 0 && !strings.EqualFold(req.URL.Hostname(), via[0].URL.Hostname()) {
+		return fmt.Errorf("redirect to %q, off the validated name %q", req.URL.Hostname(), via[0].URL.Hostname())
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return fmt.Errorf("redirect to scheme %q", req.URL.Scheme)
