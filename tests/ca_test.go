@@ -1,15 +1,10 @@
 package tests
 
 import (
-	"context"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // httpsAddr returns the node's HTTPS host:port from /node/addrs.
@@ -71,39 +66,5 @@ func TestCAThroughFUSE(t *testing.T) {
 	sh(t, "echo start ca > "+m+"/modules/ctl")
 	if out := sh(t, "curl -sS --cacert "+work+"/root.pem https://"+addr+"/ca/root.pem"); !strings.Contains(out, "BEGIN CERTIFICATE") {
 		t.Errorf("root.pem over https: %s", out)
-	}
-}
-
-// TestACMEWithLego: Debian's lego gets a certificate for localhost from
-// the node's ACME endpoint, validated over http-01, and it verifies
-// against /ca's root.
-func TestACMEWithLego(t *testing.T) {
-	if _, err := exec.LookPath("lego"); err != nil {
-		t.Skip("lego not installed (test.sh installs it)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	n := startNode(t, shortTemp(t), "--acme-http-port", port)
-	m := mount(t, n)
-	work := shortTemp(t)
-	sh(t, "cp "+m+"/ca/root.pem "+m+"/ca/intermediate.pem "+work)
-	addr := httpsAddr(t, m)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "lego", "--server", "https://"+addr+"/acme/directory", "--accept-tos",
-		"--email", "glenda@example.test", "--domains", "localhost", "--http", "--http.port", "127.0.0.1:"+port,
-		"--path", filepath.Join(work, "lego"), "run")
-	cmd.Env = append(os.Environ(), "LEGO_CA_CERTIFICATES="+filepath.Join(work, "root.pem"), "HOME="+work)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("lego: %v\n%s", err, out)
-	}
-	t.Logf("lego obtained a certificate")
-	crt := filepath.Join(work, "lego", "certificates", "localhost.crt")
-	if out := sh(t, "openssl verify -CAfile "+work+"/root.pem -untrusted "+work+"/intermediate.pem "+crt); !strings.Contains(out, ": OK") {
-		t.Errorf("openssl verify of lego's certificate: %s", out)
 	}
 }

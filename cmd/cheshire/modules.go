@@ -118,8 +118,7 @@ func addWeb(web *node.HTTPS, mods *modules.Manager, authority *ca.CA, dir string
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(authority.RootPEM())
 	})))
-	a, err := acme.New(acme.Options{Prefix: "/acme", Signer: authority.SignCSRContext, Revoke: authority.RevokeCert,
-		HTTP01Port: acmePort, Dir: filepath.Join(dir, "ca", "acme"), Log: log.With("module", "ca", "part", "acme")})
+	a, err := authority.ACME(acme.Options{Prefix: "/acme", HTTP01Port: acmePort, Log: log.With("module", "ca", "part", "acme")})
 	if err != nil {
 		return nil, fmt.Errorf("acme: %w", err)
 	}

@@ -151,6 +151,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	authority.SetZones(names.Zones) // ACME issues for names in the node's zones
 	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, o.exposeData, n, authority, names, dhtMod))
 	if err != nil {
 		return err
