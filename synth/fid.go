@@ -56,20 +56,22 @@ func (f *fid) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, 
 			return qids, nil, err
 		}
 		if m, ok := n.(*Dir); ok && m.mount != nil {
-			return f.cross(ctx, m.mount, qids, names[i+1:])
+			return f.cross(ctx, m, qids, names[i+1:])
 		}
 		qids = append(qids, n.base().qid())
 	}
 	return qids, &fid{srv: f.srv, user: f.user, n: n}, nil
 }
 
-// cross finishes a walk that reached a mount: it attaches to a and walks
-// the rest of the names there.
-func (f *fid) cross(ctx context.Context, a styx.Attacher, qids []styx.Qid, rest []string) ([]styx.Qid, styx.File, error) {
-	root, err := a.Attach(ctx, f.user, "", nil)
+// cross finishes a walk that reached the mount m: it attaches to its
+// server and walks the rest of the names there. The server's files are
+// given qid paths of f's server (see qidSpace).
+func (f *fid) cross(ctx context.Context, m *Dir, qids []styx.Qid, rest []string) ([]styx.Qid, styx.File, error) {
+	a, err := m.mount.Attach(ctx, f.user, "", nil)
 	if err != nil {
 		return qids, nil, err
 	}
+	root := mountFile{a, m.space(f.srv)}
 	qids = append(qids, root.Qid())
 	if len(rest) == 0 {
 		return qids, root, nil

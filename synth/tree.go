@@ -197,6 +197,7 @@ type Dir struct {
 	remove func(ctx context.Context, name string) error
 	rename func(ctx context.Context, oldname, newname string) error
 	mount  styx.Attacher // set by NewMount; fixed for the Dir's life
+	qids   *qidSpace     // guarded by mu: the qid paths given to mount's files
 }
 
 // genEntry is what a Dir remembers of a generated name, so that the node

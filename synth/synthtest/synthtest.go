@@ -84,7 +84,29 @@ func testServer(t tb, a styx.Attacher, uname string) {
 	if err != nil {
 		t.Fatalf("synthtest: attach as %s: %v", uname, err)
 	}
-	w := &walker{t: t, ctx: ctx, seen: make(map[uint64]string)}
+	testRoot(t, ctx, root, false)
+}
+
+// TestRoot makes TestServer's checks on the tree below root, a fid of
+// any server (a whole namespace of a running node, say). It clunks a
+// clone of root, not root. With mountPoints, a directory whose walk
+// gives another directory qid than its entry is taken for a mount point,
+// as in Plan 9 and Linux: its entry describes the directory mounted on,
+// and its stat, which must agree with the walk, the root mounted there.
+func TestRoot(t *testing.T, root *styx.Fid, mountPoints bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, f, err := root.Walk(ctx)
+	if err != nil {
+		t.Fatalf("synthtest: clone of the root: %v", err)
+	}
+	testRoot(t, ctx, f, mountPoints)
+}
+
+func testRoot(t tb, ctx context.Context, root *styx.Fid, mountPoints bool) {
+	t.Helper()
+	w := &walker{t: t, ctx: ctx, seen: make(map[uint64]string), mountPoints: mountPoints}
 	w.dir(root, "/", root.Qid(), 0)
 }
 
@@ -94,6 +116,8 @@ type walker struct {
 	ctx   context.Context
 	seen  map[uint64]string // qid path to the first path that had it
 	nodes int
+
+	mountPoints bool // entries may be mount points (see TestRoot)
 }
 
 func (w *walker) errorf(format string, args ...any) {
@@ -207,15 +231,31 @@ func (w *walker) child(f *styx.Fid, p string, e styx.Dir, dq styx.Qid, depth int
 		}
 		return
 	}
+	mounted := false
 	if q := qids[0]; q.Path != e.Qid.Path || q.Type != e.Qid.Type {
-		w.errorf("%s: walk gives qid %v, the directory entry %v", p, q, e.Qid)
+		if w.mountPoints && q.Type&styx.QTDIR != 0 && e.Qid.Type&styx.QTDIR != 0 {
+			// A mount point: its entry is the directory mounted on,
+			// the walk gives the root mounted there.
+			mounted = true
+			e.Qid = q
+		} else {
+			w.errorf("%s: walk gives qid %v, the directory entry %v", p, q, e.Qid)
+		}
 	}
 	fresh := w.note(p, e.Qid)
 	cs, err := cf.Stat(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		w.errorf("%s: stat: %v", p, err)
-	} else if d := diffEntry(e, cs); d != "" {
-		w.errorf("%s: stat differs from the directory entry: %s", p, d)
+	case mounted:
+		if cs.Qid.Path != e.Qid.Path || cs.Qid.Type != e.Qid.Type {
+			w.errorf("%s: stat gives qid %v, the walk %v", p, cs.Qid, e.Qid)
+		}
+		e = cs
+	default:
+		if d := diffEntry(e, cs); d != "" {
+			w.errorf("%s: stat differs from the directory entry: %s", p, d)
+		}
 	}
 	w.checkMode(p, e)
 	if e.Mode&styx.DMDIR == 0 || !fresh {
