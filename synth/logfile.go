@@ -15,8 +15,10 @@ const DefaultLogKeep = 256 << 10
 // A Log is an event source whose file reads like a growing log: the file's
 // length is the number of bytes written to the log so far, a read below
 // that length returns history (the last keep bytes are kept), and a read
-// at the end blocks until the next line arrives. So `cat` shows the recent
-// log and follows it, and `tail -f` works as on a regular log file. A
+// at the end is the end of file (File) or blocks until the next line
+// arrives (FollowFile). So `cat` of the File shows the recent log and
+// ends, `tail -f` follows it as a regular log file (by polling its
+// length), and `cat` of the FollowFile follows it, until interrupted. A
 // reader that falls behind the kept history gets one line
 // "overflow: N bytes dropped" in its place, never a silent gap. Memory is
 // the one shared history, however many readers there are.
@@ -69,18 +71,29 @@ func (l *Log) Close() {
 	}
 }
 
-// File returns the log as an append-only file.
+// File returns the log as an append-only file whose reads end at the end
+// of the log.
 func (l *Log) File(name string, perm uint32) *File {
-	return NewFile(name, perm|styx.DMAPPEND, logHandler{l})
+	return NewFile(name, perm|styx.DMAPPEND, logHandler{l: l})
 }
 
-type logHandler struct{ l *Log }
+// FollowFile returns the log as an append-only file whose reads at the end
+// wait for the next line. A client that cannot interrupt a read (Tflush)
+// waits until one comes.
+func (l *Log) FollowFile(name string, perm uint32) *File {
+	return NewFile(name, perm|styx.DMAPPEND, logHandler{l: l, follow: true})
+}
+
+type logHandler struct {
+	l      *Log
+	follow bool
+}
 
 func (h logHandler) Open(ctx context.Context, mode uint8) (Handle, error) {
 	if writeMode(mode) || mode&styx.OTRUNC != 0 {
 		return nil, plan9.ErrPerm
 	}
-	return &logReader{l: h.l, nextOff: -1}, nil
+	return &logReader{l: h.l, follow: h.follow, nextOff: -1}, nil
 }
 
 func (h logHandler) Length(ctx context.Context) int64 {
@@ -94,12 +107,13 @@ func (h logHandler) Length(ctx context.Context) int64 {
 // sequential reader stays in step after an overflow line.
 type logReader struct {
 	l       *Log
+	follow  bool
 	mu      sync.Mutex
 	nextOff int64 // offset the client will read next, if sequential
 	pos     int64 // position in the log that offset stands for
 }
 
-func (r *logReader) Length(ctx context.Context) int64 { return logHandler{r.l}.Length(ctx) }
+func (r *logReader) Length(ctx context.Context) int64 { return logHandler{l: r.l}.Length(ctx) }
 
 func (r *logReader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	if len(p) == 0 {
@@ -127,7 +141,7 @@ func (r *logReader) Read(ctx context.Context, p []byte, off int64) (int, error) 
 			l.mu.Unlock()
 			r.nextOff, r.pos = off+int64(n), pos+int64(n)
 			return n, nil
-		case l.closed:
+		case l.closed || !r.follow:
 			l.mu.Unlock()
 			return 0, nil
 		}

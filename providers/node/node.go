@@ -34,7 +34,8 @@ type Config struct {
 //	/node/addrs    one dial string a line
 //	/node/version  the program version
 //	/node/uptime   seconds since start
-//	/node/log      the log: recent lines, then new ones as they come
+//	/node/log        the log: recent lines, up to now (tail -f follows it)
+//	/node/logfollow  the same, then new lines as they come (cat follows it)
 func New(c Config) *Node {
 	root := synth.NewDir("node", 0555)
 	now := time.Now
@@ -52,5 +53,6 @@ func New(c Config) *Node {
 		return fmt.Sprintf("%d\n", int64(now().Sub(c.Start).Seconds()))
 	}))
 	root.Add(c.Log.File("log", 0444))
+	root.Add(c.Log.FollowFile("logfollow", 0444))
 	return &Node{Server: synth.NewServer(root, synth.WithOwner(c.Owner)), log: c.Log}
 }
