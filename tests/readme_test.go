@@ -38,11 +38,13 @@ package tests
 // through these substitutions in each block's text (substitutions, below):
 //
 //	go build -o cheshire ./cmd/cheshire  not run: ./cheshire is the binary under test
-//	./cheshire serve                     ./cheshire serve --https tcp!127.0.0.1!HTTPS --acme-http-port ACME
-//	8443                                 HTTPS (the node's HTTPS listener)
-//	5353                                 DNS (the dns module's listen, preset in ~/.cheshire/modules/dns/config)
-//	6881                                 DHT (the dht module's listen, preset in ~/.cheshire/modules/dht/config)
+//	./cheshire serve (without --https)   ./cheshire serve --https tcp!127.0.0.1!8443 --acme-http-port ACME
 //	--http run (lego)                    --http --http.port 127.0.0.1:ACME run (lego's http-01 server)
+//	a port of readmePorts                a free loopback port, the same one throughout the README
+//
+// The README's node (~/.cheshire) has its dns and dht modules' listen
+// addresses preset in its data directory, at the free ports for 5353 and
+// 6881, as startNode presets them.
 //
 // At the end every FUSE mount under the temporary directories is undone
 // (fusermount3 -u -z), and every process the blocks started is killed: the
@@ -160,26 +162,44 @@ func outside(text string) string {
 // readmeEnv is what the blocks of one README run with.
 type readmeEnv struct {
 	home, work string
-	marker     string // CHESHIRE_README_TEST's value, to find stray processes
-	ports      map[string]int
+	marker     string      // CHESHIRE_README_TEST's value, to find stray processes
+	ports      map[int]int // README port: free port
+	acme       int         // lego's http-01 port
 	env        []string
 	log        *os.File
 	pgids      []int
 }
 
+// readmePorts are the port numbers the READMEs use, each mapped to a free
+// port; true for those that need UDP too.
+var readmePorts = map[int]bool{
+	8443: false, 8444: false, // HTTPS
+	5353: true, 5354: true, // DNS
+	6881: true, 6882: true, // DHT
+	5640: false, 5641: false, // 9P over TCP, over TLS
+}
+
+var portRE = regexp.MustCompile(`\b\d{4}\b`)
+
 // substitutions rewrites a block's text for this machine; see the table
 // at the top of the file. Lines keep their number.
 func (e *readmeEnv) substitutions(text string) string {
-	p := func(name string) string { return strconv.Itoa(e.ports[name]) }
-	r := strings.NewReplacer(
-		"go build -o cheshire ./cmd/cheshire", ": go build: ./cheshire is the binary under test",
-		"./cheshire serve", "./cheshire serve --https 'tcp!127.0.0.1!"+p("https")+"' --acme-http-port "+p("acme"),
-		"8443", p("https"),
-		"5353", p("dns"),
-		"6881", p("dht"),
-		"--http run", "--http --http.port 127.0.0.1:"+p("acme")+" run",
-	)
-	return r.Replace(text)
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		l = strings.ReplaceAll(l, "go build -o cheshire ./cmd/cheshire", ": go build: ./cheshire is the binary under test")
+		if strings.Contains(l, "./cheshire serve") && !strings.Contains(l, "--https") {
+			l = strings.Replace(l, "./cheshire serve", "./cheshire serve --https 'tcp!127.0.0.1!8443'", 1)
+		}
+		l = strings.Replace(l, "./cheshire serve", "./cheshire serve --acme-http-port "+strconv.Itoa(e.acme), 1)
+		l = strings.ReplaceAll(l, "--http run", "--http --http.port 127.0.0.1:"+strconv.Itoa(e.acme)+" run")
+		lines[i] = portRE.ReplaceAllStringFunc(l, func(s string) string {
+			if p, err := strconv.Atoi(s); err == nil && e.ports[p] != 0 {
+				return strconv.Itoa(e.ports[p])
+			}
+			return s
+		})
+	}
+	return strings.Join(lines, "\n")
 }
 
 // freeTCPUDPPort returns a loopback port free for both TCP and UDP.
@@ -221,7 +241,18 @@ func newReadmeEnv(t *testing.T, root string) *readmeEnv {
 	t.Helper()
 	base := shortTemp(t)
 	e := &readmeEnv{home: filepath.Join(base, "h"), work: filepath.Join(base, "w"), marker: base,
-		ports: map[string]int{"https": freePort(t), "acme": freePort(t), "dns": freeTCPUDPPort(t), "dht": freeTCPUDPPort(t)}}
+		ports: map[int]int{}, acme: freePort(t)}
+	used := map[int]bool{e.acme: true}
+	for p, udp := range readmePorts {
+		for e.ports[p] == 0 || used[e.ports[p]] { // distinct, though each was closed
+			if udp {
+				e.ports[p] = freeTCPUDPPort(t)
+			} else {
+				e.ports[p] = freePort(t)
+			}
+		}
+		used[e.ports[p]] = true
+	}
 	for _, d := range []string{e.work, filepath.Join(e.home, "src"), filepath.Join(e.home, ".ssh")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -231,7 +262,7 @@ func newReadmeEnv(t *testing.T, root string) *readmeEnv {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
 	// The modules' listen addresses, as startNode presets them.
-	for mod, port := range map[string]int{"dns": e.ports["dns"], "dht": e.ports["dht"]} {
+	for mod, port := range map[string]int{"dns": e.ports[5353], "dht": e.ports[6881]} {
 		p := filepath.Join(e.home, ".cheshire", "modules", mod, "config")
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			t.Fatal(err)
