@@ -447,3 +447,46 @@ func tail(b []byte, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestReadmeRules checks that the rules above refuse what they should: a
+// norun marker without a reason or away from a fence, an unclosed fence,
+// and unmarked blocks that would leave the machine.
+func TestReadmeRules(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{
+		"<!-- norun: -->\n```sh\nls\n```\n",
+		"<!-- norun: why -->\ntext\n```sh\nls\n```\n",
+		"```sh\nls\n",
+	} {
+		if _, err := parseBlocks("x.md", []byte(bad)); err == nil {
+			t.Errorf("parseBlocks accepted %q", bad)
+		}
+	}
+	blocks, err := parseBlocks("x.md", []byte("text\n\n<!-- norun: needs root -->\n```sh\nsudo ls\n```\n```\nplain\n```\n```sh\nls\n```\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []mdBlock{
+		{file: "x.md", line: 5, tag: "sh", norun: "needs root", text: "sudo ls\n"},
+		{file: "x.md", line: 8, tag: "", text: "plain\n"},
+		{file: "x.md", line: 11, tag: "sh", text: "ls\n"},
+	}
+	if fmt.Sprint(blocks) != fmt.Sprint(want) {
+		t.Errorf("parseBlocks:\n got %v\nwant %v", blocks, want)
+	}
+	for text, want := range map[string]bool{
+		"sudo update-ca-certificates":                true,
+		"serve --listen 'tls!0.0.0.0!5641'":          true,
+		"--dht-bootstrap 192.0.2.10:6881":            true,
+		"dig @8.8.8.8 example.org":                   true,
+		"dig @127.0.0.1 -p 5353 www.example.test":    false,
+		"echo 'add www 300 A 192.0.2.1' > ctl":       false,
+		"--dht-bootstrap 127.0.0.1:6881":             false,
+		"echo 'listen 127.0.0.1:5354' > config":      false,
+		"./cheshire 9p ls /node # pseudo-sudoers ok": false,
+	} {
+		if got := outside(text) != ""; got != want {
+			t.Errorf("outside(%q) = %q, want refused %v", text, outside(text), want)
+		}
+	}
+}
