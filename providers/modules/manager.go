@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/atomicfile"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/styx"
@@ -68,6 +70,8 @@ type Manager struct {
 	mods    map[string]*module // guarded by mu
 	trusted []string           // guarded by mu: author keys allowed to sign packages (DIR/modules/trusted)
 	always  []string           // author keys trusted whatever the file says (the node's own)
+
+	saveMu sync.Mutex // serialises writes of the files kept in dir
 
 	root *synth.Dir
 }
@@ -882,40 +886,45 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 	return nil
 }
 
-// persist keeps d's package (if given) and config in DIR/modules/NAME.
+// persist keeps d's package (if given) and config in DIR/modules/NAME:
+// all of them or, if one cannot be written, none.
 func (m *Manager) persist(d *module, pkg []byte, cfgText string) {
 	dir := filepath.Join(m.dir, d.name)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		d.slog.Error("keeping module state", "err", err)
-		return
-	}
+	files := map[string][]byte{"config": []byte(cfgText)}
 	if pkg != nil {
-		if err := writeAtomic(filepath.Join(dir, "package"), pkg); err != nil {
-			d.slog.Error("keeping the package", "err", err)
-		}
 		d.mu.Lock()
 		src := d.source
 		d.mu.Unlock()
-		writeAtomic(filepath.Join(dir, "source"), []byte(src+"\n"))
+		files["package"], files["source"] = pkg, []byte(src+"\n")
 	}
-	if err := writeAtomic(filepath.Join(dir, "config"), []byte(cfgText)); err != nil {
-		d.slog.Error("keeping the config", "err", err)
+	if err := m.save(dir, files); err != nil {
+		d.slog.Error("keeping the module's package and config", "err", err)
 	}
 }
 
 func (d *module) saveStateLocked(s string) {
-	dir := filepath.Join(d.mgr.dir, d.name)
-	if err := os.MkdirAll(dir, 0700); err == nil {
-		writeAtomic(filepath.Join(dir, "state"), []byte(s+"\n"))
+	if err := d.mgr.save(filepath.Join(d.mgr.dir, d.name), map[string][]byte{"state": []byte(s + "\n")}); err != nil {
+		d.slog.Error("keeping the module's state", "err", err)
 	}
 }
 
-func writeAtomic(name string, data []byte) error {
-	tmp := name + ".new"
-	if err := os.WriteFile(tmp, data, 0600); err != nil {
-		return err
+// save writes files (name → content) into dir through atomicfile, as one
+// unit: every file is staged before any replaces its old version.
+func (m *Manager) save(dir string, files map[string][]byte) error {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	var staged []*atomicfile.Staged
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		s, err := atomicfile.Stage(filepath.Join(dir, name), files[name], 0600)
+		if err != nil {
+			for _, s := range staged {
+				s.Abort()
+			}
+			return err
+		}
+		staged = append(staged, s)
 	}
-	return os.Rename(tmp, name)
+	return atomicfile.CommitAll(staged)
 }
 
 // Load loads the package at source (a path in user's namespace, or on

@@ -179,6 +179,9 @@ func (m *Manager) watch(d *module) {
 			d.slog.Info("package file changed; reloading", "source", src)
 			if err := m.Reload(ctx, d.name); err != nil {
 				d.slog.Error("hot reload refused; the old version keeps running", "err", err)
+				d.mu.Lock()
+				d.lastErr = "hot reload refused: " + err.Error()
+				d.mu.Unlock()
 			}
 		}
 	}()
