@@ -163,6 +163,11 @@ func newEnv(t *testing.T, stores ...*store) *env {
 	if err := mgr.Boot(ctx); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-mgr.Booted():
+	case <-ctx.Done():
+		t.Fatal("boot starts did not end")
+	}
 	return e
 }
 
