@@ -136,7 +136,7 @@ func (d *module) status() string {
 	if d.state == Running {
 		up = d.mgr.now().Sub(d.started).Truncate(time.Second)
 	}
-	fmt.Fprintf(&b, "uptime %s\nrestarts %d\n", up, max(d.starts-1, 0))
+	fmt.Fprintf(&b, "uptime %s\nrestarts %d\nfailures %d\n", up, max(d.starts-1, 0), d.mc.failures)
 	kind := "package"
 	if d.builtin {
 		kind = "builtin"

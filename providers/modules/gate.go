@@ -38,14 +38,18 @@ type gate struct {
 
 func (g gate) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	f := &gfile{m: g.m, ns: g.ns, uname: uname, aname: aname, length: -1}
-	// A lazy module is not started by the attach (namespaces attach every
-	// mount when they are made) but by the first real operation.
-	if g.m.available() && !g.m.isLazyStopped() {
-		_, _, done, err := f.enter(ctx)
+	// Namespaces attach every mount when they are made, so an attach
+	// neither starts a lazy module nor waits for a start under way: the
+	// file is bound to an instance at its first real operation if it
+	// cannot be now.
+	if inst, gen, ok := g.m.tryAcquire(); ok {
+		defer g.m.release()
+		f.mu.Lock()
+		err := f.bindLocked(ctx, inst, gen)
+		f.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
-		done()
 	}
 	return f, nil
 }

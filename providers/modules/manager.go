@@ -210,12 +210,6 @@ func (d *module) available() bool {
 	return false
 }
 
-func (d *module) isLazyStopped() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state == Stopped && d.mc.lazy
-}
-
 // acquire returns the running instance, counting the caller in flight
 // until release. It waits through a start or a reload, starts a lazy
 // module, and fails at once with "module stopped" otherwise.

@@ -139,33 +139,18 @@ type env struct {
 
 func newEnv(t *testing.T, stores ...*store) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	defaults, err := plan9.ParseNS(strings.NewReader("mount '#modules' /modules\n"))
-	if err != nil {
-		t.Fatal(err)
+	mods := make([]modules.Module, len(stores))
+	for i, s := range stores {
+		mods[i] = s
 	}
-	nsm := ns.NewManager(ns.WithDefaults(defaults))
-	e := &env{t: t, ctx: ctx, nsm: nsm, dir: t.TempDir(), mods: map[string]*store{}}
-	mgr, err := modules.NewManager(modules.Options{Dir: e.dir, Owner: "glenda", Namespace: nsm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr = mgr
-	t.Cleanup(func() { mgr.Close(context.Background()) })
+	e := newManager(t, modules.Options{}, mods...)
+	e.mods = map[string]*store{}
 	for _, s := range stores {
 		e.mods[s.name] = s
-		if err := mgr.Add(s, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nsm.Register("#modules", mgr.Files())
-	if err := mgr.Boot(ctx); err != nil {
-		t.Fatal(err)
 	}
 	select {
-	case <-mgr.Booted():
-	case <-ctx.Done():
+	case <-e.mgr.Booted():
+	case <-e.ctx.Done():
 		t.Fatal("boot starts did not end")
 	}
 	return e

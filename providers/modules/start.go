@@ -142,7 +142,9 @@ func (m *Manager) endStart(d *module, op *startOp, inst Instance, gen uint64, i 
 		return err
 	}
 	v := tries[i]
-	d.mod, d.pkg, d.cfg, d.mc = v.mod, v.pkg, v.cfg, mergeMC(v.mc, d.mc)
+	if why != "" { // a replacement: the version that started is d's now
+		d.mod, d.pkg, d.cfg, d.mc = v.mod, v.pkg, v.cfg, v.mc
+	}
 	d.install(inst, gen)
 	d.userStop, d.suspended = false, false
 	d.saveStateLocked("running")
