@@ -148,11 +148,7 @@ func newEnv(t *testing.T, stores ...*store) *env {
 	for _, s := range stores {
 		e.mods[s.name] = s
 	}
-	select {
-	case <-e.mgr.Booted():
-	case <-e.ctx.Done():
-		t.Fatal("boot starts did not end")
-	}
+	e.wait(e.mgr.Booted(), "the boot")
 	return e
 }
 

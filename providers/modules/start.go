@@ -248,9 +248,11 @@ func safeStart(ctx context.Context, mod Module, env Env) (inst Instance, err err
 
 // Boot loads the packages kept from earlier runs, then starts every
 // module that is neither lazy nor stopped by its owner, dependencies
-// first, in the background: it returns without waiting for any module's
-// code to start (Booted says when the starts have ended). A module that
-// fails is marked failed; the others go on.
+// first, each start bounded by the start timeout. It waits for the
+// built-in modules (the node's own code, which the node's other parts
+// expect running once Boot returns) but not for packages, whose starts
+// go on in the background: Booted says when every start has ended. A
+// module that fails is marked failed; the others go on.
 func (m *Manager) Boot(ctx context.Context) error {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
@@ -275,7 +277,7 @@ func (m *Manager) Boot(ctx context.Context) error {
 	if err := m.lock(ctx); err != nil {
 		return err
 	}
-	var ops []*startOp
+	var ops, builtins []*startOp
 	for _, d := range m.list() {
 		d.mu.Lock()
 		skip := d.userStop || d.mc.lazy || d.state == Running
@@ -289,6 +291,9 @@ func (m *Manager) Boot(ctx context.Context) error {
 		}
 		if op != nil {
 			ops = append(ops, op)
+			if d.builtin {
+				builtins = append(builtins, op)
+			}
 		}
 	}
 	m.unlock()
@@ -300,6 +305,13 @@ func (m *Manager) Boot(ctx context.Context) error {
 			<-op.done
 		}
 	}()
+	for _, op := range builtins {
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return fmt.Errorf("modules: %w", ctx.Err())
+		}
+	}
 	return nil
 }
 

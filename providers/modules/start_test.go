@@ -77,7 +77,7 @@ func (i *gatedInst) Stop(ctx context.Context) error {
 }
 
 // newManager is newEnv for modules of any kind, with options, without
-// waiting for the boot's starts.
+// waiting for the boot's starts of packages.
 func newManager(t *testing.T, o modules.Options, mods ...modules.Module) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -87,8 +87,11 @@ func newManager(t *testing.T, o modules.Options, mods ...modules.Module) *env {
 		t.Fatal(err)
 	}
 	nsm := ns.NewManager(ns.WithDefaults(defaults))
-	e := &env{t: t, ctx: ctx, nsm: nsm, dir: t.TempDir()}
-	o.Dir, o.Owner, o.Namespace = e.dir, "glenda", nsm
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	e := &env{t: t, ctx: ctx, nsm: nsm, dir: o.Dir}
+	o.Owner, o.Namespace = "glenda", nsm
 	mgr, err := modules.NewManager(o)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +124,16 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
+// wait waits for ch, or fails the test when its context ends.
+func (e *env) wait(ch <-chan struct{}, what string) {
+	e.t.Helper()
+	select {
+	case <-ch:
+	case <-e.ctx.Done():
+		e.t.Fatalf("waiting for %s: %v", what, e.ctx.Err())
+	}
+}
+
 // status returns key's value in name's status.
 func (e *env) status(name, key string) string {
 	e.t.Helper()
@@ -132,17 +145,45 @@ func (e *env) status(name, key string) string {
 	return ""
 }
 
-// TestSlowStart: a module whose start blocks holds up neither the boot,
+// keep makes dir hold the packages of names, as loads in an earlier run
+// would have left them.
+func keep(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := os.MkdirAll(filepath.Join(dir, n), 0700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n, "package"), []byte(n), 0600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// loaderOf loads a package whose content is the name of one of mods.
+func loaderOf(mods ...*gated) modules.Loader {
+	return func(ctx context.Context, name string, data []byte, source string) (modules.Module, error) {
+		for _, m := range mods {
+			if m.name == string(data) {
+				return m, nil
+			}
+		}
+		return nil, errors.New("no such test package")
+	}
+}
+
+// TestSlowStart: a package whose start blocks holds up neither the boot,
 // nor /modules/ctl, nor the modules that do not need it; operations on
 // its files wait for it; a stop cancels its start.
 func TestSlowStart(t *testing.T) {
 	t.Parallel()
 	slow, fast := newGated("slow", true), newGated("fast", false)
 	user := newGated("user", false, "slow")
-	e := newManager(t, modules.Options{}, slow, fast, user)
+	dir := t.TempDir()
+	keep(t, dir, "slow", "user")
+	e := newManager(t, modules.Options{Dir: dir, Loader: loaderOf(slow, user)}, fast)
 	// Boot returned while slow's start is blocked.
-	<-slow.started
-	<-fast.started
+	e.wait(slow.started, "slow started")
+	e.wait(fast.started, "fast started")
 	if s := e.state("slow"); s != "starting" {
 		t.Errorf("slow after boot: %s, want starting", s)
 	}
@@ -185,11 +226,7 @@ func TestSlowStart(t *testing.T) {
 	if got := <-read; got != "hellohello" {
 		t.Errorf("reads during the start: %q, want hello twice", got)
 	}
-	select {
-	case <-e.mgr.Booted():
-	case <-e.ctx.Done():
-		t.Fatal("boot did not end")
-	}
+	e.wait(e.mgr.Booted(), "the boot")
 	for _, n := range []string{"slow", "user"} {
 		if s := e.state(n); s != "running" {
 			t.Errorf("%s after the start: %s", n, s)
@@ -202,11 +239,11 @@ func TestSlowStart(t *testing.T) {
 	if err := e.ctl("/modules/ctl", "stop slow"); err != nil {
 		t.Fatal(err)
 	}
-	<-slow.stopped
-	<-user.stopped
+	e.wait(slow.stopped, "slow stopped")
+	e.wait(user.stopped, "user stopped")
 	started := make(chan error, 1)
 	go func() { started <- e.ctl("/modules/ctl", "start slow") }()
-	<-slow.started
+	e.wait(slow.started, "slow started")
 	if err := e.ctl("/modules/ctl", "stop slow"); err != nil {
 		t.Fatalf("stop during a start: %v", err)
 	}
@@ -217,7 +254,7 @@ func TestSlowStart(t *testing.T) {
 		t.Errorf("after a stop during the start: %s", s)
 	}
 	close(slow.block)
-	<-slow.stopped // the late instance
+	e.wait(slow.stopped, "slow stopped") // the late instance
 }
 
 // TestStartTimeout: a start that outlasts the start timeout fails the
@@ -226,7 +263,7 @@ func TestStartTimeout(t *testing.T) {
 	t.Parallel()
 	slow := newGated("slow", true)
 	e := newManager(t, modules.Options{StartTimeout: time.Millisecond}, slow)
-	<-e.mgr.Booted()
+	e.wait(e.mgr.Booted(), "the boot")
 	if s := e.state("slow"); s != "failed" {
 		t.Fatalf("state %s, want failed", s)
 	}
@@ -234,7 +271,7 @@ func TestStartTimeout(t *testing.T) {
 		t.Errorf("error %q", got)
 	}
 	close(slow.block)
-	<-slow.stopped
+	e.wait(slow.stopped, "slow stopped")
 }
 
 // TestStopEndsCalls: a stop ends the calls in flight at once, with
@@ -243,13 +280,13 @@ func TestStopEndsCalls(t *testing.T) {
 	t.Parallel()
 	g := newGated("g", false)
 	e := newManager(t, modules.Options{}, g)
-	<-e.mgr.Booted()
+	e.wait(e.mgr.Booted(), "the boot")
 	got := make(chan error, 1)
 	go func() {
 		_, err := walkOpen(e.ctx, e.root("g"), "wait", styx.OREAD)
 		got <- err
 	}()
-	<-g.waiting
+	e.wait(g.waiting, "g waiting")
 	if err := e.ctl("/modules/ctl", "stop g"); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +315,7 @@ func TestBackoffReset(t *testing.T) {
 	rec := &recorder{}
 	s := newStore("kv", rec)
 	e := newManager(t, modules.Options{Now: clock, RestartReset: 5 * time.Minute}, s)
-	<-e.mgr.Booted()
+	e.wait(e.mgr.Booted(), "the boot")
 	fail := func(want string) {
 		t.Helper()
 		(*s.fail.Load())(errors.New("boom"))
@@ -461,19 +498,20 @@ func TestHotReloadRefusal(t *testing.T) {
 func TestLoadSlow(t *testing.T) {
 	t.Parallel()
 	slow := newGated("slow", true)
-	loader := func(ctx context.Context, name string, data []byte, source string) (modules.Module, error) {
-		return slow, nil
-	}
 	fast := newGated("fast", false)
-	e := newManager(t, modules.Options{Loader: loader}, fast)
-	<-e.mgr.Booted()
+	e := newManager(t, modules.Options{Loader: loaderOf(slow)}, fast)
+	e.wait(e.mgr.Booted(), "the boot")
 	src := filepath.Join(t.TempDir(), "slow.pkg")
-	if err := os.WriteFile(src, []byte("slow\n"), 0600); err != nil {
+	if err := os.WriteFile(src, []byte("slow"), 0600); err != nil {
 		t.Fatal(err)
 	}
 	loaded := make(chan error, 1)
 	go func() { loaded <- e.ctl("/modules/ctl", "load slow host:"+src) }()
-	<-slow.started
+	select {
+	case <-slow.started:
+	case err := <-loaded:
+		t.Fatalf("load ended before the start: %v", err)
+	}
 	if err := e.ctl("/modules/ctl", "restart fast"); err != nil {
 		t.Errorf("restart fast during a slow load: %v", err)
 	}
