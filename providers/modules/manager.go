@@ -637,26 +637,38 @@ func (m *Manager) Restart(ctx context.Context, name string) error {
 // answered is lost. If the new instance does not start, the old code
 // and config are started again and the error is returned.
 func (m *Manager) Reload(ctx context.Context, name string) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	// Reading and compiling the package take no lock.
+	d.mu.Lock()
+	pkg, source := d.pkg, d.source
+	d.mu.Unlock()
+	var newMod Module
+	var newPkg []byte
+	if source != "" {
+		data, err := m.readSource(ctx, source)
+		if err != nil {
+			return fmt.Errorf("reload %s: %w", name, err)
+		}
+		if !slices.Equal(data, pkg) {
+			if newMod, err = m.loader(ctx, name, data, source); err != nil {
+				return fmt.Errorf("reload %s: %w", name, err)
+			}
+			newPkg = data
+		}
+	}
 	return m.do(ctx, func() (*startOp, error) {
 		d, err := m.get(name)
 		if err != nil {
 			return nil, err
 		}
 		d.mu.Lock()
-		mod, pkg, source, cfgText := d.mod, d.pkg, d.source, d.cfg.Text
+		mod, pkg, cfgText := d.mod, d.pkg, d.cfg.Text
 		d.mu.Unlock()
-		newMod, newPkg := mod, pkg
-		if source != "" {
-			data, err := m.readSource(ctx, source)
-			if err != nil {
-				return nil, fmt.Errorf("reload %s: %w", name, err)
-			}
-			if !slices.Equal(data, pkg) {
-				if newMod, err = m.loader(ctx, name, data, source); err != nil {
-					return nil, fmt.Errorf("reload %s: %w", name, err)
-				}
-				newPkg = data
-			}
+		if newMod == nil {
+			newMod, newPkg = mod, pkg
 		}
 		if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
 			cfgText = string(b)
@@ -812,10 +824,29 @@ func (m *Manager) Load(ctx context.Context, user, name, source string) error {
 	if m.loader == nil {
 		return errors.New("this node cannot load packages")
 	}
+	if !validName.MatchString(name) {
+		return fmt.Errorf("module name %q: want lower-case letters, digits, . _ - (at most 64)", name)
+	}
+	if _, err := m.get(name); err == nil {
+		return fmt.Errorf("module %s is already loaded (reload it, or unload it first)", name)
+	}
+	// Reading and compiling the package take no lock.
+	source, err := m.resolveSource(ctx, user, source)
+	if err != nil {
+		return err
+	}
+	data, err := m.readSource(ctx, source)
+	if err != nil {
+		return err
+	}
+	mod, err := m.loader(ctx, name, data, source)
+	if err != nil {
+		return err
+	}
 	if err := m.lock(ctx); err != nil {
 		return err
 	}
-	op, err := m.loadLocked(ctx, user, name, source)
+	op, err := m.loadLocked(name, mod, data, source)
 	m.unlock()
 	if err != nil {
 		return err
@@ -826,22 +857,11 @@ func (m *Manager) Load(ctx context.Context, user, name, source string) error {
 	return nil
 }
 
-func (m *Manager) loadLocked(ctx context.Context, user, name, source string) (*startOp, error) {
-	if _, err := m.get(name); err == nil {
-		return nil, fmt.Errorf("module %s is already loaded (reload it, or unload it first)", name)
-	}
-	source, err := m.resolveSource(ctx, user, source)
+func (m *Manager) loadLocked(name string, mod Module, data []byte, source string) (*startOp, error) {
+	d, err := m.addPackage(name, mod, data, source)
 	if err != nil {
 		return nil, err
 	}
-	data, err := m.readSource(ctx, source)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.loadBytes(ctx, name, data, source); err != nil {
-		return nil, err
-	}
-	d, _ := m.get(name)
 	d.mu.Lock()
 	d.userStop = false
 	lazy := d.mc.lazy
@@ -865,9 +885,15 @@ func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, sourc
 	if err != nil {
 		return err
 	}
+	_, err = m.addPackage(name, mod, data, source)
+	return err
+}
+
+// addPackage adds mod, loaded from data, and keeps the package.
+func (m *Manager) addPackage(name string, mod Module, data []byte, source string) (*module, error) {
 	d, err := m.add(name, mod, data, source, "", false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.mu.Lock()
 	text := d.cfg.Text
@@ -875,7 +901,7 @@ func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, sourc
 	m.persist(d, data, text)
 	m.watch(d)
 	d.slog.Info("loaded", "source", source, "version", mod.Manifest().Version, "author", mod.Manifest().Author)
-	return nil
+	return d, nil
 }
 
 // Unload stops name and forgets it. Built-in modules cannot be unloaded,
