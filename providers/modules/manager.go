@@ -742,9 +742,13 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 			return nil, err
 		}
 		d.mu.Lock()
-		mod, pkg, inst, running := d.mod, d.pkg, d.inst, d.state == Running
+		mod, pkg, inst, running, starting := d.mod, d.pkg, d.inst, d.state == Running, d.state == Starting
 		oldModCfg, _ := splitConfig(d.cfg)
 		d.mu.Unlock()
+		if starting {
+			// Its start runs under the old configuration.
+			return nil, fmt.Errorf("config %s: the module is starting; try again once it runs", name)
+		}
 		cfg, mc, _, err := m.checkConfig(mod, text, d.builtin)
 		if err != nil {
 			return nil, err

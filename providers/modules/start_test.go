@@ -204,6 +204,11 @@ func TestSlowStart(t *testing.T) {
 			t.Errorf("%s while slow starts: %v", cmd, err)
 		}
 	}
+	for _, w := range [][2]string{{"/modules/slow/config", "lazy off\n"}, {"/modules/ctl", "reload slow"}} {
+		if err := e.ctl(w[0], w[1]); err == nil || !strings.Contains(err.Error(), "is starting") {
+			t.Errorf("write %q to %s while slow starts: %v, want a refusal", w[1], w[0], err)
+		}
+	}
 	if got := e.read("/modules/fast/fs/hello"); got != "hello" {
 		t.Errorf("fast/fs/hello = %q", got)
 	}
