@@ -1,8 +1,11 @@
 package modules
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,11 +18,16 @@ type managerConfig struct {
 	interval  time.Duration // how often the package file is looked at
 	mount     string        // where live namespaces get the module mounted
 	restart   string        // "never" or "on-failure"
+	maxRead   int64         // most bytes a read of one file serves through one fid; 0: no limit
 	failures  int           // failures in a row, for the restart back-off (not configured)
 }
 
 // managerKeys are the configuration keys the manager takes out.
-var managerKeys = map[string]bool{"lazy": true, "hotreload": true, "mount": true, "restart": true}
+var managerKeys = map[string]bool{"lazy": true, "hotreload": true, "mount": true, "restart": true, "maxread": true}
+
+// defaultMaxRead is the read limit of a package's files unless its
+// configuration sets another; built-in modules have none.
+const defaultMaxRead = 64 << 20
 
 // splitConfig separates cfg into the module's part and the manager's.
 // The module's text keeps its line numbers: the manager's lines are
@@ -40,13 +48,16 @@ func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
 
 // checkConfig parses and validates text for mod: the manager's keys here,
 // the rest by mod.CheckConfig.
-func (m *Manager) checkConfig(mod Module, text string) (Config, managerConfig, Config, error) {
+func (m *Manager) checkConfig(mod Module, text string, builtin bool) (Config, managerConfig, Config, error) {
 	cfg, err := ParseConfig(text)
 	if err != nil {
 		return Config{}, managerConfig{}, Config{}, err
 	}
 	mf := mod.Manifest()
 	mc := managerConfig{lazy: mf.Lazy, hotreload: true, interval: time.Second, restart: "never"}
+	if !builtin {
+		mc.maxRead = defaultMaxRead
+	}
 	modCfg, mgrEntries := splitConfig(cfg)
 	for _, e := range mgrEntries {
 		switch e.Key {
@@ -77,6 +88,12 @@ func (m *Manager) checkConfig(mod Module, text string) (Config, managerConfig, C
 				return Config{}, mc, Config{}, e.Errorf("want restart never|on-failure")
 			}
 			mc.restart = e.Args[0]
+		case "maxread":
+			n, err := parseSize(e.Args)
+			if err != nil {
+				return Config{}, mc, Config{}, e.Errorf("want maxread SIZE (bytes, or with K, M or G; 0 for no limit)")
+			}
+			mc.maxRead = n
 		}
 	}
 	if err := mod.CheckConfig(modCfg); err != nil {
@@ -89,4 +106,29 @@ func (m *Manager) checkConfig(mod Module, text string) (Config, managerConfig, C
 func mergeMC(nc, old managerConfig) managerConfig {
 	nc.failures = old.failures
 	return nc
+}
+
+// parseSize parses one argument, a count of bytes with an optional K, M
+// or G (binary) suffix.
+func parseSize(args []string) (int64, error) {
+	if len(args) != 1 || args[0] == "" {
+		return 0, errors.New("want one size")
+	}
+	a, shift := args[0], 0
+	switch a[len(a)-1] {
+	case 'K', 'k':
+		shift = 10
+	case 'M', 'm':
+		shift = 20
+	case 'G', 'g':
+		shift = 30
+	}
+	if shift > 0 {
+		a = a[:len(a)-1]
+	}
+	n, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return 0, errors.New("bad size")
+	}
+	return n << shift, nil
 }

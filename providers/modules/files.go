@@ -25,7 +25,7 @@ import (
 //	NAME/deps        what it needs and what needs it, with their states
 //	NAME/log         its log (tail -f works)
 //	NAME/ctl         start, stop, restart, reload
-//	NAME/fs          its files (while it runs)
+//	NAME/fs          its files (while it is stopped or failed, "module stopped")
 
 // Attacher returns the server of /modules.
 func (m *Manager) Files() *synth.Server {
@@ -118,13 +118,10 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 	dir.Add(synth.Ctl("ctl", 0600, []synth.Cmd{
 		verb("start", m.Start), verb("stop", m.Stop), verb("restart", m.Restart), verb("reload", m.Reload),
 	}, func(ctx context.Context) string { return d.status() }))
-	fs := synth.NewMount("fs", 0555, gate{m: d})
-	dir.SetGen(func(ctx context.Context) ([]synth.Node, error) {
-		if d.available() {
-			return []synth.Node{fs}, nil
-		}
-		return nil, nil
-	})
+	// fs is there whatever the state: while the module is stopped or
+	// failed, walks into it fail with "module stopped…" (the gate's
+	// error), not "file not found".
+	dir.Add(synth.NewMount("fs", 0555, gate{m: d}))
 	return dir
 }
 
@@ -139,7 +136,7 @@ func (d *module) status() string {
 	if d.state == Running {
 		up = d.mgr.now().Sub(d.started).Truncate(time.Second)
 	}
-	fmt.Fprintf(&b, "uptime %s\nrestarts %d\n", up, max(d.starts-1, 0))
+	fmt.Fprintf(&b, "uptime %s\nrestarts %d\nfailures %d\n", up, max(d.starts-1, 0), d.mc.failures)
 	kind := "package"
 	if d.builtin {
 		kind = "builtin"
@@ -232,7 +229,7 @@ func (m *Manager) setTrusted(data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(m.trustedFile(), data); err != nil {
+	if err := m.save(m.dir, map[string][]byte{"trusted": data}); err != nil {
 		return fmt.Errorf("saving trusted keys: %w", err)
 	}
 	m.mu.Lock()

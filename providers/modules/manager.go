@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"cheshire/atomicfile"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/styx"
@@ -37,8 +40,9 @@ func (s State) String() string {
 
 // Timeouts of the life cycle.
 const (
-	drainTimeout = 10 * time.Second // longest wait for operations in flight before a stop
-	startTimeout = 60 * time.Second // longest start of an instance
+	drainTimeout        = 10 * time.Second // longest wait for operations in flight before a stop
+	defaultStartTimeout = 60 * time.Second // longest start of an instance, unless configured
+	defaultResetAfter   = 5 * time.Minute  // a run this long forgets earlier failures
 )
 
 // validName is what a module may be called: it is a directory name in
@@ -49,8 +53,9 @@ var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 // routes their files' operations through a gate, and serves /modules.
 //
 // Lock order: Manager.tx (the life-cycle lock: one start, stop, reload,
-// load, unload or configuration at a time), then Manager.mu, then a
-// module's mu.
+// load, unload or configuration decided at a time; never held while a
+// module's code starts, see start.go), then Manager.mu, then a module's
+// mu.
 type Manager struct {
 	dir    string // DIR/modules
 	owner  string
@@ -60,7 +65,12 @@ type Manager struct {
 	now    func() time.Time
 	ctx    context.Context // ends when the manager closes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // watchers and restarters
+	wg     sync.WaitGroup // watchers, restarters and starts
+
+	startTimeout time.Duration // longest start of an instance
+	resetAfter   time.Duration // a run this long resets the restart back-off
+	gens         atomic.Uint64 // instance generations, never reused
+	booted       chan struct{} // closed when Boot's starts have ended
 
 	tx chan struct{} // the life-cycle lock, a channel so waits can be cancelled
 
@@ -68,6 +78,8 @@ type Manager struct {
 	mods    map[string]*module // guarded by mu
 	trusted []string           // guarded by mu: author keys allowed to sign packages (DIR/modules/trusted)
 	always  []string           // author keys trusted whatever the file says (the node's own)
+
+	saveMu sync.Mutex // serialises writes of the files kept in dir
 
 	root *synth.Dir
 }
@@ -81,6 +93,13 @@ type Options struct {
 	Loader    Loader       // turns package files into Modules; nil: packages cannot be loaded
 	Trusted   []string     // author keys always trusted, besides those in DIR/modules/trusted
 	Now       func() time.Time
+
+	// StartTimeout bounds the start of one instance (default 1 min): a
+	// module whose start takes longer is marked failed.
+	StartTimeout time.Duration
+	// RestartReset is how long a module must run for its earlier
+	// failures to be forgotten by the restart back-off (default 5 min).
+	RestartReset time.Duration
 }
 
 // NewManager returns a Manager with no modules.
@@ -91,12 +110,19 @@ func NewManager(o Options) (*Manager, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = defaultStartTimeout
+	}
+	if o.RestartReset <= 0 {
+		o.RestartReset = defaultResetAfter
+	}
 	if err := os.MkdirAll(o.Dir, 0700); err != nil {
 		return nil, fmt.Errorf("modules: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{dir: o.Dir, owner: o.Owner, nsm: o.Namespace, log: o.Log, loader: o.Loader, now: o.Now,
-		ctx: ctx, cancel: cancel, tx: make(chan struct{}, 1), mods: map[string]*module{}}
+		ctx: ctx, cancel: cancel, tx: make(chan struct{}, 1), mods: map[string]*module{},
+		startTimeout: o.StartTimeout, resetAfter: o.RestartReset, booted: make(chan struct{})}
 	m.always = o.Trusted
 	if err := m.loadTrusted(); err != nil {
 		cancel()
@@ -128,15 +154,18 @@ type module struct {
 	dir     *synth.Dir // its directory in /modules
 
 	mu        sync.Mutex
-	mod       Module                 // guarded by mu
-	pkg       []byte                 // guarded by mu: the package file, for loaded modules
-	source    string                 // guarded by mu
-	cfg       Config                 // guarded by mu: the whole config, manager keys too
-	mc        managerConfig          // guarded by mu
-	state     State                  // guarded by mu
-	reloading bool                   // guarded by mu: waiters wait instead of failing
-	inst      Instance               // guarded by mu
-	gen       uint64                 // guarded by mu: bumped at every start
+	mod       Module          // guarded by mu
+	pkg       []byte          // guarded by mu: the package file, for loaded modules
+	source    string          // guarded by mu
+	cfg       Config          // guarded by mu: the whole config, manager keys too
+	mc        managerConfig   // guarded by mu
+	state     State           // guarded by mu
+	reloading bool            // guarded by mu: waiters wait instead of failing
+	inst      Instance        // guarded by mu
+	gen       uint64          // guarded by mu: inst's generation
+	ictx      context.Context // guarded by mu: inst's calls; ends when it stops
+	icancel   context.CancelCauseFunc
+	op        *startOp               // guarded by mu: the start under way, while starting
 	inflight  int                    // guarded by mu
 	drained   chan struct{}          // guarded by mu: closed when inflight drops to 0
 	changed   chan struct{}          // guarded by mu: closed at every state change
@@ -181,48 +210,65 @@ func (d *module) available() bool {
 	return false
 }
 
-func (d *module) isLazyStopped() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state == Stopped && d.mc.lazy
-}
-
 // acquire returns the running instance, counting the caller in flight
 // until release. It waits through a start or a reload, starts a lazy
 // module, and fails at once with "module stopped" otherwise.
-func (d *module) acquire(ctx context.Context) (Instance, uint64, error) {
+func (d *module) acquire(ctx context.Context) (Instance, uint64, context.Context, error) {
 	d.mu.Lock()
 	for {
 		switch {
 		case d.state == Running:
 			d.inflight++
-			inst, gen := d.inst, d.gen
+			inst, gen, ictx := d.inst, d.gen, d.ictx
 			d.mu.Unlock()
-			return inst, gen, nil
+			return inst, gen, ictx, nil
 		case d.state == Starting || d.state == Stopping && d.reloading:
 			ch := d.changed
 			d.mu.Unlock()
 			select {
 			case <-ch:
 			case <-ctx.Done():
-				return nil, 0, ctx.Err()
+				return nil, 0, nil, ctx.Err()
 			}
 			d.mu.Lock()
 		case d.state == Stopped && d.mc.lazy && !d.userStop && !d.suspended:
 			d.mu.Unlock()
 			if err := d.mgr.Start(ctx, d.name); err != nil {
-				return nil, 0, fmt.Errorf("module %s: lazy start: %w", d.name, err)
+				return nil, 0, nil, fmt.Errorf("module %s: lazy start: %w", d.name, err)
 			}
 			d.mu.Lock()
 		case d.state == Failed:
-			err := fmt.Errorf("%w: module %s failed: %s", plan9.ErrModuleStopped, d.name, d.lastErr)
+			err := d.failedErrLocked()
 			d.mu.Unlock()
-			return nil, 0, err
+			return nil, 0, nil, err
 		default:
 			d.mu.Unlock()
-			return nil, 0, plan9.ErrModuleStopped
+			return nil, 0, nil, plan9.ErrModuleStopped
 		}
 	}
+}
+
+// failedErrLocked is the error of an operation on a failed module.
+func (d *module) failedErrLocked() error {
+	return fmt.Errorf("%w: module %s failed: %s", plan9.ErrModuleStopped, d.name, d.lastErr)
+}
+
+// stoppedErr is the error of an operation on d while it does not run.
+func (d *module) stoppedErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == Failed {
+		return d.failedErrLocked()
+	}
+	return plan9.ErrModuleStopped
+}
+
+// readLimit is the most a read of one of d's files may serve, through
+// one fid; 0 for no limit.
+func (d *module) readLimit() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mc.maxRead
 }
 
 // tryAcquire is acquire without waiting or starting.
@@ -285,7 +331,7 @@ func (m *Manager) add(name string, mod Module, pkg []byte, source, defCfg string
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("module %s: config: %w", name, err)
 	}
-	cfg, mc, _, err := m.checkConfig(mod, text)
+	cfg, mc, _, err := m.checkConfig(mod, text, builtin)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", name, err)
 	}
@@ -372,242 +418,6 @@ func (m *Manager) Attacher(name string) (styx.Attacher, error) {
 	return gate{m: d}, nil
 }
 
-// Boot loads the packages kept from earlier runs and starts every module
-// that is neither lazy nor stopped by its owner, dependencies first. A
-// module that fails is marked failed; the others go on.
-func (m *Manager) Boot(ctx context.Context) error {
-	ents, err := os.ReadDir(m.dir)
-	if err != nil {
-		return fmt.Errorf("modules: %w", err)
-	}
-	for _, e := range ents {
-		pkgFile := filepath.Join(m.dir, e.Name(), "package")
-		data, err := os.ReadFile(pkgFile)
-		if err != nil {
-			continue
-		}
-		if _, err := m.get(e.Name()); err == nil {
-			continue
-		}
-		src, _ := os.ReadFile(filepath.Join(m.dir, e.Name(), "source"))
-		if err := m.loadBytes(ctx, e.Name(), data, strings.TrimSpace(string(src))); err != nil {
-			m.log.Error("module not reloaded from the data dir", "module", e.Name(), "err", err)
-		}
-	}
-	for _, d := range m.list() {
-		d.mu.Lock()
-		skip := d.userStop || d.mc.lazy || d.state == Running
-		d.mu.Unlock()
-		if skip {
-			continue
-		}
-		if err := m.Start(ctx, d.name); err != nil {
-			m.log.Error("module failed to start", "module", d.name, "err", err)
-		}
-	}
-	return nil
-}
-
-// Start starts module name, starting its dependencies first, then brings
-// back the modules that were suspended when a dependency stopped.
-func (m *Manager) Start(ctx context.Context, name string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	if err := m.startLocked(ctx, name, nil); err != nil {
-		return err
-	}
-	m.resumeLocked(ctx)
-	return nil
-}
-
-// startLocked starts name and what it needs; path detects cycles.
-func (m *Manager) startLocked(ctx context.Context, name string, path []string) error {
-	if slices.Contains(path, name) {
-		return fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " → "))
-	}
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	state, mod := d.state, d.mod
-	d.mu.Unlock()
-	if state == Running {
-		return nil
-	}
-	for _, dep := range mod.Manifest().Deps {
-		if _, err := m.get(dep); err != nil {
-			return fmt.Errorf("module %s needs %s, which is not loaded", name, dep)
-		}
-		if err := m.startLocked(ctx, dep, append(path, name)); err != nil {
-			return fmt.Errorf("module %s needs %s: %w", name, dep, err)
-		}
-	}
-	return m.startOne(ctx, d)
-}
-
-// startOne starts d's instance under its current code and config.
-func (m *Manager) startOne(ctx context.Context, d *module) error {
-	d.mu.Lock()
-	if d.state == Running {
-		d.mu.Unlock()
-		return nil
-	}
-	mod, cfg := d.mod, d.cfg
-	d.setStateLocked(Starting)
-	d.mu.Unlock()
-
-	inst, err := m.startInstance(ctx, d, mod, cfg)
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err != nil {
-		d.lastErr = err.Error()
-		d.setStateLocked(Failed)
-		d.slog.Error("start failed", "err", err)
-		return err
-	}
-	d.install(inst)
-	d.userStop, d.suspended = false, false
-	d.saveStateLocked("running")
-	d.slog.Info("started", "version", mod.Manifest().Version)
-	return nil
-}
-
-// install makes inst the running instance. Called with mu held.
-func (d *module) install(inst Instance) {
-	d.inst = inst
-	d.gen++
-	if d.starts > 0 {
-		d.starts++
-	} else {
-		d.starts = 1
-	}
-	d.started = d.mgr.now()
-	d.setStateLocked(Running)
-	go d.mgr.applyMount(d)
-}
-
-func (m *Manager) startInstance(ctx context.Context, d *module, mod Module, cfg Config) (Instance, error) {
-	modCfg, _ := splitConfig(cfg)
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	var gen uint64
-	d.mu.Lock()
-	gen = d.gen + 1
-	d.mu.Unlock()
-	env := Env{
-		Name:   d.name,
-		Config: modCfg,
-		Dir:    filepath.Join(m.dir, d.name, "data"),
-		Log:    d.slog,
-		Fail:   func(err error) { m.fail(d, gen, err) },
-	}
-	if m.nsm != nil {
-		owner := m.owner
-		env.Namespace = styx.AttachFunc(func(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
-			return m.nsm.Attach(ctx, owner, aname, nil)
-		})
-	}
-	inst, err := safeStart(ctx, mod, env)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: start: %w", d.name, err)
-	}
-	return inst, nil
-}
-
-// safeStart runs mod.Start, turning a panic into an error.
-func safeStart(ctx context.Context, mod Module, env Env) (inst Instance, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			inst, err = nil, fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return mod.Start(ctx, env)
-}
-
-// fail marks d failed when its instance of generation gen reports it can
-// no longer serve, and stops that instance once its calls are done.
-func (m *Manager) fail(d *module, gen uint64, err error) {
-	d.mu.Lock()
-	if d.gen != gen || d.state != Running {
-		d.mu.Unlock()
-		return
-	}
-	inst := d.inst
-	d.lastErr = err.Error()
-	d.inst = nil
-	d.setStateLocked(Failed)
-	d.mu.Unlock()
-	d.slog.Error("module failed", "err", err)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(m.ctx, drainTimeout)
-		defer cancel()
-		d.mu.Lock()
-		d.drainLocked()
-		d.mu.Unlock()
-		if err := inst.Stop(ctx); err != nil {
-			d.slog.Warn("stop after failure", "err", err)
-		}
-		m.restartLater(d, gen)
-	}()
-}
-
-// restartLater restarts a failed module whose config says
-// "restart on-failure", after a delay that doubles with each failure in
-// a row (1 s to 1 min).
-func (m *Manager) restartLater(d *module, gen uint64) {
-	d.mu.Lock()
-	policy, n := d.mc.restart, d.mc.failures
-	d.mc.failures++
-	d.mu.Unlock()
-	if policy != "on-failure" {
-		return
-	}
-	delay := time.Second << min(n, 6)
-	if delay > time.Minute {
-		delay = time.Minute
-	}
-	select {
-	case <-time.After(delay):
-	case <-m.ctx.Done():
-		return
-	}
-	d.mu.Lock()
-	still := d.state == Failed && d.gen == gen
-	d.mu.Unlock()
-	if !still {
-		return
-	}
-	if err := m.Start(m.ctx, d.name); err != nil {
-		d.slog.Error("restart after failure", "err", err)
-	}
-}
-
-// resumeLocked starts the suspended modules whose dependencies run.
-func (m *Manager) resumeLocked(ctx context.Context) {
-	for again := true; again; {
-		again = false
-		for _, d := range m.list() {
-			d.mu.Lock()
-			sus, deps := d.suspended && d.state != Running, d.mod.Manifest().Deps
-			d.mu.Unlock()
-			if !sus || !m.allRunning(deps) {
-				continue
-			}
-			if err := m.startOne(ctx, d); err != nil {
-				d.slog.Error("resume after dependency came back", "err", err)
-				continue
-			}
-			again = true
-		}
-	}
-}
-
 func (m *Manager) allRunning(names []string) bool {
 	for _, n := range names {
 		if !m.Running(n) {
@@ -649,289 +459,62 @@ func (m *Manager) dependents(name string) []*module {
 	return order
 }
 
-// Stop stops module name: first the modules that need it (they are
-// suspended, and come back when it starts again), then it. A module
-// stopped by its owner stays stopped across node restarts.
-func (m *Manager) Stop(ctx context.Context, name string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	return m.stopLocked(ctx, name, true)
-}
-
-func (m *Manager) stopLocked(ctx context.Context, name string, byUser bool) error {
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	for _, u := range m.dependents(name) {
-		u.mu.Lock()
-		running := u.state == Running
-		u.mu.Unlock()
-		if !running {
-			continue
-		}
-		if err := m.stopOne(ctx, u); err != nil {
-			return err
-		}
-		u.mu.Lock()
-		u.suspended = true
-		u.mu.Unlock()
-		u.slog.Info("suspended: a module it needs is stopping", "needs", name)
-	}
-	if err := m.stopOne(ctx, d); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	if byUser {
-		d.userStop, d.suspended = true, false
-		d.saveStateLocked("stopped")
-	}
-	d.mu.Unlock()
-	return nil
-}
-
-// stopOne drains and stops d's instance.
-func (m *Manager) stopOne(ctx context.Context, d *module) error {
-	d.mu.Lock()
-	if d.state != Running {
-		if d.state == Failed {
-			d.setStateLocked(Stopped)
-		}
-		d.mu.Unlock()
-		return nil
-	}
-	d.setStateLocked(Stopping)
-	d.drainLocked()
-	inst := d.inst
-	d.inst = nil
-	d.mu.Unlock()
-	err := inst.Stop(ctx)
-	d.mu.Lock()
-	d.setStateLocked(Stopped)
-	d.mu.Unlock()
-	if err != nil {
-		d.slog.Warn("stop", "err", err)
-	}
-	d.slog.Info("stopped")
-	return nil
-}
-
-// Restart stops and starts name (and what needed it).
-func (m *Manager) Restart(ctx context.Context, name string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	if err := m.stopLocked(ctx, name, false); err != nil {
-		return err
-	}
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.suspended = false
-	d.mu.Unlock()
-	if err := m.startLocked(ctx, name, nil); err != nil {
-		return err
-	}
-	m.resumeLocked(ctx)
-	return nil
-}
-
-// Reload replaces name's instance by one of its current code and static
-// config (read again from DIR/modules/NAME/config), or, for a loaded
-// package, of the package read again from its source. Operations wait
-// while it happens and those in flight finish first, so none that was
-// answered is lost. If the new instance does not start, the old code
-// and config are started again and the error is returned.
-func (m *Manager) Reload(ctx context.Context, name string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	mod, pkg, source, cfgText := d.mod, d.pkg, d.source, d.cfg.Text
-	d.mu.Unlock()
-	newMod, newPkg := mod, pkg
-	if source != "" {
-		data, err := m.readSource(ctx, source)
-		if err != nil {
-			return fmt.Errorf("reload %s: %w", name, err)
-		}
-		if !slices.Equal(data, pkg) {
-			if newMod, err = m.loader(ctx, name, data, source); err != nil {
-				return fmt.Errorf("reload %s: %w", name, err)
-			}
-			newPkg = data
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
-		cfgText = string(b)
-	}
-	return m.replaceLocked(ctx, d, newMod, newPkg, cfgText, "reload")
-}
-
-// replaceLocked swaps d to newMod under config text, restarting its
-// instance if it runs, with rollback on failure.
-func (m *Manager) replaceLocked(ctx context.Context, d *module, newMod Module, newPkg []byte, text, why string) error {
-	cfg, mc, _, err := m.checkConfig(newMod, text)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", why, d.name, err)
-	}
-	for _, dep := range newMod.Manifest().Deps {
-		if _, err := m.get(dep); err != nil {
-			return fmt.Errorf("%s %s: needs %s, which is not loaded", why, d.name, dep)
-		}
-	}
-	d.mu.Lock()
-	oldMod, oldPkg, oldCfg, oldMC := d.mod, d.pkg, d.cfg, d.mc
-	if d.state != Running {
-		d.mod, d.pkg, d.cfg, d.mc = newMod, newPkg, cfg, mergeMC(mc, oldMC)
-		d.mu.Unlock()
-		m.persist(d, newPkg, text)
-		d.slog.Info(why+": applied; takes effect at the next start", "version", newMod.Manifest().Version)
-		m.watch(d)
-		return nil
-	}
-	d.reloading = true
-	d.setStateLocked(Stopping)
-	d.drainLocked()
-	old := d.inst
-	d.inst = nil
-	d.mu.Unlock()
-	if err := old.Stop(ctx); err != nil {
-		d.slog.Warn(why+": stopping the old instance", "err", err)
-	}
-	inst, err := m.startInstance(ctx, d, newMod, cfg)
-	if err != nil {
-		d.slog.Error(why+": new instance failed; starting the old one again", "err", err)
-		back, berr := m.startInstance(ctx, d, oldMod, oldCfg)
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		d.reloading = false
-		if berr != nil {
-			d.lastErr = berr.Error()
-			d.setStateLocked(Failed)
-			return fmt.Errorf("%s %s: %w; and the old version failed too: %v", why, d.name, err, berr)
-		}
-		d.mod, d.pkg, d.cfg, d.mc = oldMod, oldPkg, oldCfg, oldMC
-		d.install(back)
-		return fmt.Errorf("%s %s refused: %w", why, d.name, err)
-	}
-	d.mu.Lock()
-	d.reloading = false
-	d.mod, d.pkg, d.cfg, d.mc = newMod, newPkg, cfg, mergeMC(mc, oldMC)
-	d.install(inst)
-	d.mu.Unlock()
-	m.persist(d, newPkg, text)
-	m.watch(d)
-	d.slog.Info(why+": done", "version", newMod.Manifest().Version)
-	return nil
-}
-
-// SetConfig validates text as name's whole new configuration and applies
-// it: in place if only the manager's keys changed or the instance can
-// reconfigure itself, else by restarting the instance (drained first). A
-// refused configuration changes nothing.
-func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	mod, pkg, inst, running, oldMC := d.mod, d.pkg, d.inst, d.state == Running, d.mc
-	oldModCfg, _ := splitConfig(d.cfg)
-	d.mu.Unlock()
-	cfg, mc, _, err := m.checkConfig(mod, text)
-	if err != nil {
-		return err
-	}
-	modCfg, _ := splitConfig(cfg)
-	same := slices.EqualFunc(oldModCfg.Entries, modCfg.Entries, func(a, b ConfigEntry) bool {
-		return a.Key == b.Key && slices.Equal(a.Args, b.Args)
-	})
-	if running && !same {
-		if r, ok := inst.(Reconfigurer); ok {
-			if err := r.Reconfigure(ctx, modCfg); err != nil {
-				return fmt.Errorf("config refused: %w", err)
-			}
-		} else {
-			return m.replaceLocked(ctx, d, mod, pkg, text, "config")
-		}
-	}
-	d.mu.Lock()
-	d.cfg, d.mc = cfg, mergeMC(mc, oldMC)
-	d.mu.Unlock()
-	m.persist(d, nil, text)
-	m.watch(d)
-	if running {
-		m.applyMount(d)
-	}
-	d.slog.Info("config applied")
-	return nil
-}
-
-// persist keeps d's package (if given) and config in DIR/modules/NAME.
+// persist keeps d's package (if given) and config in DIR/modules/NAME:
+// all of them or, if one cannot be written, none.
 func (m *Manager) persist(d *module, pkg []byte, cfgText string) {
 	dir := filepath.Join(m.dir, d.name)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		d.slog.Error("keeping module state", "err", err)
-		return
-	}
+	files := map[string][]byte{"config": []byte(cfgText)}
 	if pkg != nil {
-		if err := writeAtomic(filepath.Join(dir, "package"), pkg); err != nil {
-			d.slog.Error("keeping the package", "err", err)
-		}
 		d.mu.Lock()
 		src := d.source
 		d.mu.Unlock()
-		writeAtomic(filepath.Join(dir, "source"), []byte(src+"\n"))
+		files["package"], files["source"] = pkg, []byte(src+"\n")
 	}
-	if err := writeAtomic(filepath.Join(dir, "config"), []byte(cfgText)); err != nil {
-		d.slog.Error("keeping the config", "err", err)
+	if err := m.save(dir, files); err != nil {
+		d.slog.Error("keeping the module's package and config", "err", err)
 	}
 }
 
 func (d *module) saveStateLocked(s string) {
-	dir := filepath.Join(d.mgr.dir, d.name)
-	if err := os.MkdirAll(dir, 0700); err == nil {
-		writeAtomic(filepath.Join(dir, "state"), []byte(s+"\n"))
+	if err := d.mgr.save(filepath.Join(d.mgr.dir, d.name), map[string][]byte{"state": []byte(s + "\n")}); err != nil {
+		d.slog.Error("keeping the module's state", "err", err)
 	}
 }
 
-func writeAtomic(name string, data []byte) error {
-	tmp := name + ".new"
-	if err := os.WriteFile(tmp, data, 0600); err != nil {
-		return err
+// save writes files (name → content) into dir through atomicfile, as one
+// unit: every file is staged before any replaces its old version.
+func (m *Manager) save(dir string, files map[string][]byte) error {
+	m.saveMu.Lock()
+	defer m.saveMu.Unlock()
+	var staged []*atomicfile.Staged
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		s, err := atomicfile.Stage(filepath.Join(dir, name), files[name], 0600)
+		if err != nil {
+			for _, s := range staged {
+				s.Abort()
+			}
+			return err
+		}
+		staged = append(staged, s)
 	}
-	return os.Rename(tmp, name)
+	return atomicfile.CommitAll(staged)
 }
 
 // Load loads the package at source (a path in user's namespace, or on
 // the host; "ns:" or "host:" in front says which) as module name and
-// starts it unless it is lazy.
+// starts it unless it is lazy, waiting for the start without holding up
+// other module operations.
 func (m *Manager) Load(ctx context.Context, user, name, source string) error {
 	if m.loader == nil {
 		return errors.New("this node cannot load packages")
 	}
-	if err := m.lock(ctx); err != nil {
-		return err
+	if !validName.MatchString(name) {
+		return fmt.Errorf("module name %q: want lower-case letters, digits, . _ - (at most 64)", name)
 	}
-	defer m.unlock()
 	if _, err := m.get(name); err == nil {
 		return fmt.Errorf("module %s is already loaded (reload it, or unload it first)", name)
 	}
+	// Reading and compiling the package take no lock.
 	source, err := m.resolveSource(ctx, user, source)
 	if err != nil {
 		return err
@@ -940,20 +523,41 @@ func (m *Manager) Load(ctx context.Context, user, name, source string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.loadBytes(ctx, name, data, source); err != nil {
+	mod, err := m.loader(ctx, name, data, source)
+	if err != nil {
 		return err
 	}
-	d, _ := m.get(name)
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	op, err := m.loadLocked(name, mod, data, source)
+	m.unlock()
+	if err != nil {
+		return err
+	}
+	if err := op.wait(ctx); err != nil {
+		return fmt.Errorf("loaded, but %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) loadLocked(name string, mod Module, data []byte, source string) (*startOp, error) {
+	d, err := m.addPackage(name, mod, data, source)
+	if err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	d.userStop = false
 	lazy := d.mc.lazy
 	d.mu.Unlock()
-	if !lazy {
-		if err := m.startLocked(ctx, name, nil); err != nil {
-			return fmt.Errorf("loaded, but %w", err)
-		}
+	if lazy {
+		return nil, nil
 	}
-	return nil
+	op, err := m.startLocked(name, nil)
+	if err != nil {
+		return nil, fmt.Errorf("loaded, but %w", err)
+	}
+	return op, nil
 }
 
 // loadBytes adds a package module without starting it.
@@ -965,9 +569,15 @@ func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, sourc
 	if err != nil {
 		return err
 	}
+	_, err = m.addPackage(name, mod, data, source)
+	return err
+}
+
+// addPackage adds mod, loaded from data, and keeps the package.
+func (m *Manager) addPackage(name string, mod Module, data []byte, source string) (*module, error) {
 	d, err := m.add(name, mod, data, source, "", false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.mu.Lock()
 	text := d.cfg.Text
@@ -975,7 +585,7 @@ func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, sourc
 	m.persist(d, data, text)
 	m.watch(d)
 	d.slog.Info("loaded", "source", source, "version", mod.Manifest().Version, "author", mod.Manifest().Author)
-	return nil
+	return d, nil
 }
 
 // Unload stops name and forgets it. Built-in modules cannot be unloaded,
@@ -1000,7 +610,7 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 	if len(users) > 0 {
 		return fmt.Errorf("module %s is needed by %s: unload those first", name, strings.Join(users, ", "))
 	}
-	if err := m.stopOne(ctx, d); err != nil {
+	if err := m.stopOne(ctx, d, true); err != nil {
 		return err
 	}
 	d.mu.Lock()

@@ -139,30 +139,16 @@ type env struct {
 
 func newEnv(t *testing.T, stores ...*store) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	defaults, err := plan9.ParseNS(strings.NewReader("mount '#modules' /modules\n"))
-	if err != nil {
-		t.Fatal(err)
+	mods := make([]modules.Module, len(stores))
+	for i, s := range stores {
+		mods[i] = s
 	}
-	nsm := ns.NewManager(ns.WithDefaults(defaults))
-	e := &env{t: t, ctx: ctx, nsm: nsm, dir: t.TempDir(), mods: map[string]*store{}}
-	mgr, err := modules.NewManager(modules.Options{Dir: e.dir, Owner: "glenda", Namespace: nsm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.mgr = mgr
-	t.Cleanup(func() { mgr.Close(context.Background()) })
+	e := newManager(t, modules.Options{}, mods...)
+	e.mods = map[string]*store{}
 	for _, s := range stores {
 		e.mods[s.name] = s
-		if err := mgr.Add(s, ""); err != nil {
-			t.Fatal(err)
-		}
 	}
-	nsm.Register("#modules", mgr.Files())
-	if err := mgr.Boot(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.wait(e.mgr.Booted(), "the boot")
 	return e
 }
 
@@ -373,13 +359,12 @@ func TestStoppedDisappears(t *testing.T) {
 	if got := ls("/"); slices.Contains(got, "a") {
 		t.Errorf("ls / = %q with a stopped", got)
 	}
-	if got := ls("/modules/a"); slices.Contains(got, "fs") {
-		t.Errorf("ls /modules/a = %q with a stopped", got)
-	}
 	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 	defer root.Clunk()
-	if _, err := readFile(e.ctx, root, "/a/greeting"); err == nil || !strings.Contains(err.Error(), "module stopped") {
-		t.Errorf("read /a/greeting while stopped: %v", err)
+	for _, p := range []string{"/a/greeting", "/modules/a/fs/greeting"} {
+		if _, err := readFile(e.ctx, root, p); err == nil || !strings.Contains(err.Error(), "module stopped") {
+			t.Errorf("read %s while stopped: %v, want module stopped", p, err)
+		}
 	}
 	e.ctl("/modules/ctl", "start a")
 	if got := e.read("/a/greeting"); got != "hello" {
@@ -515,8 +500,8 @@ func TestLazyAndFailure(t *testing.T) {
 	}
 	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 	defer root.Clunk()
-	if _, err := readFile(e.ctx, root, "/modules/lazy/fs/greeting"); err == nil {
-		t.Error("read of a failed module succeeded")
+	if _, err := readFile(e.ctx, root, "/modules/lazy/fs/greeting"); err == nil || err.Error() != "module stopped: module lazy failed: boom" {
+		t.Errorf("read of a failed module: %v, want module stopped: module lazy failed: boom", err)
 	}
 	if err := e.ctl("/modules/ctl", "restart lazy"); err != nil {
 		t.Fatal(err)

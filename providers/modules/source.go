@@ -147,6 +147,15 @@ func (r *fileReader) Read(p []byte) (int, error) {
 // config: while hotreload is on, the source is looked at every interval
 // and a change reloads the module.
 func (m *Manager) watch(d *module) {
+	// The stamp to compare with is taken now, not when the watcher
+	// first runs, so a change made right after this returns is seen.
+	d.mu.Lock()
+	src, on := d.source, d.mc.hotreload
+	d.mu.Unlock()
+	var last string
+	if on && src != "" {
+		last, _ = m.stamp(m.ctx, src)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.watchStop != nil {
@@ -162,7 +171,6 @@ func (m *Manager) watch(d *module) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		last, _ := m.stamp(ctx, src)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -179,6 +187,9 @@ func (m *Manager) watch(d *module) {
 			d.slog.Info("package file changed; reloading", "source", src)
 			if err := m.Reload(ctx, d.name); err != nil {
 				d.slog.Error("hot reload refused; the old version keeps running", "err", err)
+				d.mu.Lock()
+				d.lastErr = "hot reload refused: " + err.Error()
+				d.mu.Unlock()
 			}
 		}
 	}()

@@ -45,8 +45,11 @@
 // functions it calls need no locking; they must not block waiting for
 // other goroutines, which do not run between calls. A call has a CPU
 // budget (one second unless the owner configured another); a module that
-// exceeds it, or panics, is stopped and restarted by the node, so state
-// that must survive belongs in /data, written before the call returns.
+// exceeds it, or panics, fails that call and is stopped. The node starts
+// it again only if its configuration says "restart on-failure" (the
+// default is "restart never": it stays failed until the owner starts
+// it), so state that must survive belongs in /data, written before the
+// call returns.
 //
 // The package also builds for other platforms, where Serve records the FS
 // and the namespace calls fail with ErrNotModule, so that module code can

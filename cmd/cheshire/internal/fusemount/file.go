@@ -30,9 +30,11 @@ var (
 // A handle is an open file: an open fid of its own.
 type handle struct {
 	n      *node
-	direct bool  // FOPEN_DIRECT_IO: one read(2) is one Tread
-	append bool  // O_APPEND: write at the server's length
-	mode   uint8 // to open the file again after a flush
+	direct bool   // FOPEN_DIRECT_IO: one read(2) is one Tread
+	vers   uint32 // the qid version at open
+	length uint64 // the stat length at open
+	append bool   // O_APPEND: write at the server's length
+	mode   uint8  // to open the file again after a flush
 
 	mu    sync.RWMutex // held to write the fields below, and for O_APPEND writes
 	fid   *styx.Fid    // nil if reopening after a flush failed
@@ -47,11 +49,21 @@ const errBadHandle = syscall.EBADF
 // server makes it (a read of an event file blocks until there is data);
 // a cached file fills dest up to end of file, since the kernel takes a
 // short read for the end.
+//
+// A cached file may end before its stat length (a synthetic file that
+// declares one): the kernel then shrinks the file to the read's end, as
+// long as no attributes of the file reached it while the read was in
+// flight, so attribute replies wait for cached reads (nodeState.rd); and
+// later opens of the file use direct I/O.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.fid == nil {
 		return nil, errBadHandle
+	}
+	if !h.direct {
+		h.n.st.rd.RLock()
+		defer h.n.st.rd.RUnlock()
 	}
 	if h.direct {
 		n, err := h.fid.ReadOnce(ctx, dest, off)
@@ -73,6 +85,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		if err != nil {
 			return nil, toErrno(err)
 		}
+	}
+	if total < len(dest) && uint64(off)+uint64(total) < h.length {
+		h.n.st.readShort(h.vers)
 	}
 	return fuse.ReadResultData(dest[:total]), 0
 }

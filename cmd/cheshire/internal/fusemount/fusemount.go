@@ -25,6 +25,14 @@
 // write(2) is one Twrite. O_APPEND writes go to the file's length as the
 // server reports it just before the write.
 //
+// A cached file that ends before its stat length (a synthetic file that
+// declares a length it does not serve) reads as what the server serves,
+// never padded with NUL bytes: the kernel shrinks the file to a short
+// read's end unless attributes of the file reached it while the read was
+// in flight, so replies that carry a file's attributes wait for its
+// cached reads; and once a file has read short at a qid version, it is
+// opened with FOPEN_DIRECT_IO until that version changes.
+//
 // # Mapping
 //
 // Inode numbers are qid.path+1. DMDIR files are directories and all
@@ -92,6 +100,10 @@ type Options struct {
 	// Log receives warnings and the Debug trace. If nil, they go to
 	// standard error when Debug is set and are discarded otherwise.
 	Log *slog.Logger
+
+	// attrWait, if set, is called when a reply carrying a file's
+	// attributes is about to wait for the file's cached reads (tests).
+	attrWait func()
 }
 
 // Mounted is a live FUSE mount of a 9P server, as returned by Mount. (It
@@ -168,6 +180,7 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 		entryTimeout: timeout(o.EntryTimeout),
 		log:          lg,
 		nodes:        make(map[fs.StableAttr]*node),
+		attrWait:     o.attrWait,
 	}
 	// One FUSE write should be one Twrite: no larger than the iounit.
 	maxWrite := min(maxIO, int(c.Msize()-styx.IOHdrSz))

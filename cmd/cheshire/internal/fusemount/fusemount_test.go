@@ -23,6 +23,12 @@ import (
 // cp, mv...) and check the server's tree directly.
 func mount(t *testing.T, m *memFS) (string, *Mounted) {
 	t.Helper()
+	return mountWith(t, m, Options{})
+}
+
+// mountWith is mount with options (Addr and Uname are set).
+func mountWith(t *testing.T, m *memFS, o Options) (string, *Mounted) {
+	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("FUSE is not available (%v): skipping the mount tests", err)
 	}
@@ -30,7 +36,8 @@ func mount(t *testing.T, m *memFS) (string, *Mounted) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	mt, err := Mount(ctx, dir, Options{Addr: addr, Uname: "glenda"})
+	o.Addr, o.Uname = addr, "glenda"
+	mt, err := Mount(ctx, dir, o)
 	if err != nil {
 		t.Fatalf("Mount: %v", err)
 	}
@@ -340,5 +347,80 @@ func TestUnmountDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "x")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after unmount, stat x: %v", err)
+	}
+}
+
+// TestShortRead: a file that declares more than it serves (a synthetic
+// file of a module, say) reads as what it serves, as over 9P, not padded
+// with NUL bytes to the declared length.
+func TestShortRead(t *testing.T) {
+	t.Parallel()
+	m := newMemFS()
+	f := m.add("short", short, 0444, "8 bytes\n")
+	f.declared = 100
+	m.add("big", short, 0444, strings.Repeat("x", 10000)).declared = 1 << 20
+	// No attribute caching: each open sees the declared length again, as
+	// it does once the default 1 s has passed.
+	mnt, _ := mountWith(t, m, Options{AttrTimeout: -1, EntryTimeout: -1})
+	for range 2 { // the second read would come from the page cache
+		if got := sh(t, mnt, `cat "$M/short"`); got != "8 bytes\n" {
+			t.Errorf("cat short = %q, want %q", got, "8 bytes\n")
+		}
+	}
+	if got := sh(t, mnt, `wc -c < "$M/big"`); strings.TrimSpace(got) != "10000" {
+		t.Errorf("wc -c big = %q, want 10000", got)
+	}
+	if got := sh(t, mnt, `dd if="$M/short" bs=1 skip=2 count=3 2>/dev/null`); got != "byt" {
+		t.Errorf("dd at offset 2 = %q, want %q", got, "byt")
+	}
+}
+
+// TestShortReadRace: a short read whose reply races a GETATTR (the kernel
+// then does not shrink the file to what was read) is not padded either.
+func TestShortReadRace(t *testing.T) {
+	t.Parallel()
+	m := newMemFS()
+	m.add("short", short, 0444, "8 bytes\n").declared = 100
+	m.holdShort = make(chan chan struct{})
+	waiting := make(chan struct{}, 16)
+	mnt, _ := mountWith(t, m, Options{AttrTimeout: -1, EntryTimeout: -1,
+		attrWait: func() { waiting <- struct{}{} }})
+	out := make(chan string, 1)
+	go func() {
+		got, err := shErr(mnt, `cat "$M/short"`)
+		if err != nil {
+			got += err.Error()
+		}
+		out <- got
+	}()
+	release := <-m.holdShort // the cat's first read is at the server
+	statted := make(chan string, 1)
+	go func() {
+		out, err := shErr(mnt, `stat -c %s "$M/short"`)
+		if err != nil {
+			out += err.Error()
+		}
+		statted <- out
+	}()
+	select {
+	case <-waiting: // the stat's GETATTR waits for the read
+	case got := <-statted:
+		t.Errorf("stat answered (%q) while a read was in flight", got)
+		statted <- got
+	}
+	close(release)
+	go func() { // further reads of the short file go through at once
+		for r := range m.holdShort {
+			close(r)
+		}
+	}()
+	if got := <-out; got != "8 bytes\n" {
+		t.Errorf("cat short = %q, want %q", got, "8 bytes\n")
+	}
+	if got := <-statted; got != "100\n" {
+		t.Errorf("stat -c %%s short = %q, want the declared 100", got)
+	}
+	if got := sh(t, mnt, `cat "$M/short"`); got != "8 bytes\n" {
+		t.Errorf("cat short again = %q, want %q", got, "8 bytes\n")
 	}
 }

@@ -26,6 +26,10 @@ type memFS struct {
 
 	blocked chan string // an event read blocked (name)
 	flushed chan string // a blocked event read was flushed (name)
+
+	// holdShort, if set, makes each read of a short file send on it and
+	// wait for it to be closed or received from again.
+	holdShort chan chan struct{}
 }
 
 type fileKind int
@@ -34,6 +38,7 @@ const (
 	regular   fileKind = iota
 	generated          // stat length 0, content generated on read
 	event              // stat length 0, reads past the end block
+	short              // stat length declared, reads give less (data only)
 )
 
 type memFile struct {
@@ -43,6 +48,7 @@ type memFile struct {
 	mtime    uint32
 	kind     fileKind
 	data     []byte
+	declared uint64   // the stat length of a short file
 	parent   *memFile // nil once removed (the root is its own parent)
 	children []*memFile
 }
@@ -174,6 +180,9 @@ func (f *memFile) stat() plan9.Dir {
 	if f.kind == regular && f.mode&plan9.DMDIR == 0 {
 		d.Length = uint64(len(f.data))
 	}
+	if f.kind == short {
+		d.Length = f.declared
+	}
 	return d
 }
 
@@ -267,6 +276,14 @@ func (m *memFS) server() *srv9p.Server {
 			}
 			f := st.f
 			switch f.kind {
+			case short:
+				if m.holdShort != nil {
+					release := make(chan struct{})
+					m.mu.Unlock()
+					m.holdShort <- release
+					<-release
+					m.mu.Lock()
+				}
 			case generated:
 				return fid.ReadString(data, off, "generated "+f.name+"\n")
 			case event:

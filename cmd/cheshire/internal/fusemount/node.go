@@ -25,6 +25,7 @@ type fsys struct {
 	entryTimeout time.Duration
 	blksize      uint32
 	log          *slog.Logger
+	attrWait     func() // Options.attrWait
 
 	// nodes holds the live nodes by identity (the key the bridge
 	// deduplicates on), so that a lookup of a known file returns its
@@ -48,6 +49,13 @@ type node struct {
 // cleanup attached to the node can release the fid without keeping the
 // node alive.
 type nodeState struct {
+	// rd is held shared by each cached read in flight and exclusively
+	// while attributes of the node are put in a reply. The kernel shrinks
+	// a file to a short read's end only if no attributes of it arrived
+	// while the read was in flight; otherwise it pads the read with NUL
+	// bytes up to the length it was told (see handle.Read).
+	rd sync.RWMutex
+
 	mu  sync.Mutex
 	ref *fidRef // nil: walk from the parent when next needed
 
@@ -59,6 +67,11 @@ type nodeState struct {
 	cacheVers  uint32
 	cacheLen   uint64
 	cacheMtime uint32
+
+	// The file read short of its stat length at this version: it is
+	// synthetic, and opens of it use direct I/O.
+	short     bool
+	shortVers uint32
 }
 
 // A fidRef counts the users of a node's fid: the node itself and each
@@ -149,6 +162,22 @@ func (s *nodeState) keepCache(d *styx.Dir) bool {
 	keep := s.cacheOK && s.cacheVers == d.Qid.Vers && s.cacheLen == d.Length && s.cacheMtime == d.Mtime
 	s.cacheOK, s.cacheVers, s.cacheLen, s.cacheMtime = true, d.Qid.Vers, d.Length, d.Mtime
 	return keep
+}
+
+// readShort records that the file, at version vers, ended before its
+// stat length.
+func (s *nodeState) readShort(vers uint32) {
+	s.mu.Lock()
+	s.short, s.shortVers = true, vers
+	s.mu.Unlock()
+}
+
+// isShort reports whether the file at version vers is known to end before
+// its stat length.
+func (s *nodeState) isShort(vers uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.short && s.shortVers == vers
 }
 
 func (s *nodeState) invalidateCache() {
@@ -296,6 +325,8 @@ func (n *node) stat(ctx context.Context, fh fs.FileHandle) (styx.Dir, syscall.Er
 
 // Getattr stats the file.
 func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fsys.lockAttrs(n.st)
+	defer n.st.rd.Unlock()
 	d, errno := n.stat(ctx, fh)
 	if errno != 0 {
 		return errno
@@ -310,11 +341,25 @@ func (n *node) fillAttrOut(out *fuse.AttrOut, d *styx.Dir) {
 	out.SetTimeout(n.fsys.attrTimeoutFor(d, changed))
 }
 
+// lockAttrs waits for the cached reads of s in flight and keeps others
+// from starting until s.rd is unlocked.
+func (f *fsys) lockAttrs(s *nodeState) {
+	if s.rd.TryLock() {
+		return
+	}
+	if f.attrWait != nil {
+		f.attrWait()
+	}
+	s.rd.Lock()
+}
+
 // fillEntry fills out for the child c described by d.
 func (f *fsys) fillEntry(c *fs.Inode, out *fuse.EntryOut, d *styx.Dir) {
 	f.fillAttr(&out.Attr, d)
 	changed := false
 	if cn, ok := c.Operations().(*node); ok {
+		f.lockAttrs(cn.st)
+		defer cn.st.rd.Unlock()
 		changed = cn.st.observe(d)
 	}
 	out.SetEntryTimeout(f.entryTimeout)
@@ -390,10 +435,12 @@ func (n *node) newHandle(ctx context.Context, fid *styx.Fid, flags uint32, d *st
 		d = new(styx.Dir)
 		*d, err = fid.Stat(ctx)
 	}
+	h.vers, h.length = d.Qid.Vers, d.Length
 	switch {
-	case err != nil || d.Length == 0 || h.append || d.Mode&styx.DMAPPEND != 0:
-		// Synthetic (or empty) file, an append-only file such as an
-		// event file, or writes whose offset we choose: no page cache.
+	case err != nil || d.Length == 0 || h.append || d.Mode&styx.DMAPPEND != 0 || n.st.isShort(d.Qid.Vers):
+		// Synthetic (or empty) file, one that read short of its
+		// length, an append-only file such as an event file, or
+		// writes whose offset we choose: no page cache.
 		h.direct = true
 		n.st.invalidateCache()
 		return h, fuse.FOPEN_DIRECT_IO
