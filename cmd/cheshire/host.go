@@ -32,10 +32,10 @@ type hostModule struct {
 
 func (h *hostModule) Manifest() modules.Manifest {
 	if h.ro {
-		return modules.Manifest{Name: "host.ro", Version: version,
+		return modules.Manifest{Name: "host.ro", Version: version, NoTree: true,
 			Description: "host directories, read-only: mount '#host.ro' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 	}
-	return modules.Manifest{Name: "host", Version: version,
+	return modules.Manifest{Name: "host", Version: version, NoTree: true,
 		Description: "host directories: mount '#host' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 }
 

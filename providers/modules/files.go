@@ -121,7 +121,9 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 	// fs is there whatever the state: while the module is stopped or
 	// failed, walks into it fail with "module stopped…" (the gate's
 	// error), not "file not found".
-	dir.Add(synth.NewMount("fs", 0555, gate{m: d}))
+	if !d.mod.Manifest().NoTree {
+		dir.Add(synth.NewMount("fs", 0555, gate{m: d}))
+	}
 	return dir
 }
 

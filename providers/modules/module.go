@@ -76,6 +76,11 @@ type Manifest struct {
 	Lazy        bool     // start at the first walk into its files, not at node start
 	Requires    []Perm   // permissions a package asks for
 	Source      string   // where it was loaded from; "" for built-ins
+	// NoTree says the module has no tree of its own to serve: it serves
+	// only a tree named by a mount's spec (#host) or one per namespace
+	// (#ns). NAME/fs is then left out of /modules, since nothing could
+	// be walked to through it.
+	NoTree bool
 }
 
 // Text is the manifest as NAME/manifest shows it: "key value" lines.

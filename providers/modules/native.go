@@ -16,6 +16,7 @@ func Native(mf Manifest, a styx.Attacher) Module { return &native{mf: mf, a: a} 
 // NativePerNS is Native for a provider that serves each namespace a tree
 // of its own (#ns).
 func NativePerNS(mf Manifest, mk func(n *ns.Namespace) styx.Attacher) Module {
+	mf.NoTree = true
 	return &native{mf: mf, mk: mk}
 }
 
