@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,9 @@ type Manager struct {
 
 	exportMu sync.Mutex // serializes changes to the exports
 	exports  []Export   // guarded by mu: the exports when there is no dir
+
+	madeMu sync.Mutex
+	made   []func(ctx context.Context, ns *Namespace) // guarded by madeMu: see OnMade
 
 	mu      sync.Mutex
 	spaces  map[string]*Namespace                        // guarded by mu
@@ -241,6 +245,12 @@ func (m *Manager) acquire(ctx context.Context, user string) (*Namespace, error) 
 			m.log.Warn("namespace command failed", "user", user, "from", source, "line", c.Line, "cmd", c.String(), "err", err)
 		}
 	}
+	m.madeMu.Lock()
+	made := slices.Clone(m.made)
+	m.madeMu.Unlock()
+	for _, f := range made {
+		f(ctx, ns)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if other := m.spaces[user]; other != nil {
@@ -252,6 +262,16 @@ func (m *Manager) acquire(ctx context.Context, user string) (*Namespace, error) 
 	m.spaces[user] = ns
 	m.holdLocked(ns)
 	return ns, nil
+}
+
+// OnMade adds f to what is run on each user's namespace once it is made
+// (from its file or the defaults), before any attach sees it: modules
+// loaded at run time mount themselves in namespaces made later, for
+// instance, including ones made again after an idle drop.
+func (m *Manager) OnMade(f func(ctx context.Context, ns *Namespace)) {
+	m.madeMu.Lock()
+	m.made = append(m.made, f)
+	m.madeMu.Unlock()
 }
 
 // hold takes a reference to ns.

@@ -129,6 +129,9 @@ func NewManager(o Options) (*Manager, error) {
 		return nil, err
 	}
 	m.root = m.tree()
+	if m.nsm != nil {
+		m.nsm.OnMade(m.mountIn)
+	}
 	return m, nil
 }
 
@@ -652,25 +655,44 @@ func (m *Manager) Close(ctx context.Context) {
 // applyMount mounts a running module at its mount point in every live
 // namespace that does not have it yet.
 func (m *Manager) applyMount(d *module) {
+	if m.nsm == nil {
+		return
+	}
+	for _, n := range m.nsm.Spaces() {
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		d.mountIn(ctx, n)
+		cancel()
+	}
+}
+
+// mountIn mounts every running module that has a mount point in the
+// namespace n, just made.
+func (m *Manager) mountIn(ctx context.Context, n *ns.Namespace) {
+	for _, d := range m.list() {
+		d.mu.Lock()
+		running := d.state == Running
+		d.mu.Unlock()
+		if running {
+			d.mountIn(ctx, n)
+		}
+	}
+}
+
+// mountIn mounts d at its mount point in n unless it is there already
+// or d is a built-in (the default namespace names those).
+func (d *module) mountIn(ctx context.Context, n *ns.Namespace) {
 	d.mu.Lock()
 	point := d.mc.mount
 	if point == "" && !d.builtin {
 		point = d.mod.Manifest().Mount
 	}
 	d.mu.Unlock()
-	if point == "" || m.nsm == nil || d.builtin {
+	spec := "#" + d.name
+	if point == "" || d.builtin || hasMount(n, spec, point) {
 		return
 	}
-	spec := "#" + d.name
-	for _, n := range m.nsm.Spaces() {
-		if hasMount(n, spec, point) {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-		if err := n.Mount(ctx, spec, point, "", 0); err != nil {
-			d.slog.Warn("mount", "user", n.User(), "at", point, "err", err)
-		}
-		cancel()
+	if err := n.Mount(ctx, spec, point, "", 0); err != nil {
+		d.slog.Warn("mount", "user", n.User(), "at", point, "err", err)
 	}
 }
 

@@ -149,6 +149,9 @@ func (m *Manager) endStart(d *module, op *startOp, inst Instance, gen uint64, i 
 	d.userStop, d.suspended = false, false
 	d.saveStateLocked("running")
 	d.mu.Unlock()
+	// Mounted before the start is done, so that a load or start
+	// written to ctl returns with the module in every namespace.
+	m.applyMount(d)
 	if after != nil {
 		after(i)
 	}
@@ -174,7 +177,8 @@ func (m *Manager) stopLate(d *module, inst Instance) {
 }
 
 // install makes inst, of generation gen, the running instance. Called
-// with mu held.
+// with mu held; the caller mounts it in the namespaces (applyMount) once
+// mu is released.
 func (d *module) install(inst Instance, gen uint64) {
 	d.inst = inst
 	d.gen = gen
@@ -186,7 +190,6 @@ func (d *module) install(inst Instance, gen uint64) {
 	}
 	d.started = d.mgr.now()
 	d.setStateLocked(Running)
-	go d.mgr.applyMount(d)
 }
 
 // startInstance starts an instance of mod under cfg. It returns when ctx
