@@ -2,6 +2,7 @@ package synth
 
 import (
 	"context"
+	"hash/crc32"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,6 +186,14 @@ func (h *ctlHandler) Length(ctx context.Context) int64 {
 		return 0
 	}
 	return int64(len(h.status(ctx)))
+}
+
+// Version is a hash of the status text (see snapshotHandler.Version).
+func (h *ctlHandler) Version(ctx context.Context) uint32 {
+	if h.status == nil {
+		return 0
+	}
+	return crc32.ChecksumIEEE([]byte(h.status(ctx)))
 }
 
 // run carries out the control message p.

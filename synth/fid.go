@@ -300,6 +300,9 @@ func (s *Server) stat(ctx context.Context, n Node) styx.Dir {
 		if l, ok := file.h.(lengther); ok {
 			length = uint64(max(0, l.Length(ctx)))
 		}
+		if v, ok := file.h.(versioner); ok {
+			a.qid.Vers ^= v.Version(ctx)
+		}
 	}
 	mt := uint32(a.mtime.Unix())
 	return styx.Dir{Qid: a.qid, Mode: a.mode, Atime: mt, Mtime: mt, Length: length,

@@ -3,6 +3,7 @@ package synth
 import (
 	"bytes"
 	"context"
+	"hash/crc32"
 	"sync"
 
 	"cheshire/plan9"
@@ -57,6 +58,16 @@ func (h snapshotHandler) Length(ctx context.Context) int64 {
 		return 0
 	}
 	return int64(len(data))
+}
+
+// Version is a hash of the content, so that a client caching by qid
+// version sees a change that kept the length.
+func (h snapshotHandler) Version(ctx context.Context) uint32 {
+	data, err := h.get(ctx)
+	if err != nil {
+		return 0
+	}
+	return crc32.ChecksumIEEE(data)
 }
 
 // Static returns a read-only file of constant content (a copy of data).

@@ -1,8 +1,10 @@
 package synth_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"cheshire/styx"
@@ -53,5 +55,35 @@ func TestLog(t *testing.T) {
 	}
 	if d, err := e.stat(r, "log"); err != nil || d.Length != 8+6+100 {
 		t.Errorf("length %d, want %d: %v", d.Length, 8+6+100, err)
+	}
+}
+
+// TestGeneratedVersion: a generated file whose text changes but not its
+// length gets another qid version at stat, so that clients caching by
+// version (FUSE's page cache) do not serve the old text.
+func TestGeneratedVersion(t *testing.T) {
+	t.Parallel()
+	text := "version 1.0.0\n"
+	var mu sync.Mutex
+	get := func(context.Context) string { mu.Lock(); defer mu.Unlock(); return text }
+	root := synth.NewDir("/", 0555)
+	must(t, root.Add(synth.String("status", 0444, get)))
+	must(t, root.Add(synth.Ctl("ctl", 0644, nil, get)))
+	e := newEnv(t, synth.NewServer(root))
+	r := e.attach("glenda")
+	for _, name := range []string{"status", "ctl"} {
+		mu.Lock()
+		text = "version 1.0.0\n"
+		mu.Unlock()
+		before, err := e.stat(r, name)
+		must(t, err)
+		mu.Lock()
+		text = "version 1.0.1\n"
+		mu.Unlock()
+		after, err := e.stat(r, name)
+		must(t, err)
+		if before.Length != after.Length || before.Qid.Vers == after.Qid.Vers {
+			t.Errorf("%s: length %d then %d, qid.vers %d then %d: want the same length, another version", name, before.Length, after.Length, before.Qid.Vers, after.Qid.Vers)
+		}
 	}
 }

@@ -535,10 +535,15 @@ func (f *File) Handler() Handler { return f.h }
 //	Length(ctx context.Context) int64
 //	Truncate(ctx context.Context, size int64) error
 //
+//	Version(ctx context.Context) uint32
+//
 // Length gives the stat length (0 without it): files whose content is
 // known must give its exact length, as Linux v9fs trusts it. Truncate
 // allows changing the length by wstat; without it that fails with
-// "permission denied".
+// "permission denied". Version, for generated content, is a number that
+// changes when the content does (a hash of it, say); stat mixes it into
+// qid.vers, so that clients caching by version (FUSE's page cache) see
+// a status whose text changed but not its length as changed.
 type Handler interface {
 	// Open opens the file in mode (OREAD..OEXEC with OTRUNC). synth has
 	// checked permissions. The error is the reply to Topen.
@@ -561,6 +566,11 @@ type Handle interface {
 // lengther and truncater are the optional methods of a Handler.
 type lengther interface {
 	Length(ctx context.Context) int64
+}
+
+// versioner is the optional Version method of a Handler.
+type versioner interface {
+	Version(ctx context.Context) uint32
 }
 
 type truncater interface {
