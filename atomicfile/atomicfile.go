@@ -84,6 +84,29 @@ func (s *Staged) rename() error {
 	return nil
 }
 
+// CommitNew puts s in place only if its target does not exist yet (a
+// hard link, which fails with an error satisfying errors.Is(err,
+// fs.ErrExist) if it does), and syncs the directory: a file made once,
+// such as a key, is whole or absent, never half written.
+func (s *Staged) CommitNew() error {
+	defer os.Remove(s.tmp)
+	if err := os.Link(s.tmp, s.path); err != nil {
+		return fmt.Errorf("writing %s: %w", s.path, err)
+	}
+	SyncDir(filepath.Dir(s.path))
+	return nil
+}
+
+// Create writes a new file at path, failing if there is one already;
+// see CommitNew.
+func Create(path string, data []byte, perm os.FileMode) error {
+	s, err := Stage(path, data, perm)
+	if err != nil {
+		return err
+	}
+	return s.CommitNew()
+}
+
 // Abort removes the temporary file.
 func (s *Staged) Abort() { os.Remove(s.tmp) }
 

@@ -2,7 +2,9 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -83,5 +85,28 @@ func TestCommitAllAndAbort(t *testing.T) {
 	s.Abort()
 	if ents, _ := os.ReadDir(d); len(ents) != 3 {
 		t.Fatalf("abort left %v", ents)
+	}
+}
+
+// TestCreate: a new file is made whole; an existing one is not touched,
+// and the error says it exists; no temporary is left either way.
+func TestCreate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	if err := Create(p, []byte("one"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(p, []byte("two"), 0600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second Create: %v, want an error saying the file exists", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Errorf("content %q, want one", b)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0600 {
+		t.Errorf("mode %v, %v", fi.Mode(), err)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("%d files in the directory, want 1", len(es))
 	}
 }

@@ -210,21 +210,12 @@ func moduleKey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("new key: %w", err)
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
+	err = atomicfile.Create(*out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0600)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s exists; not overwriting a key", *out)
 	}
 	if err != nil {
 		return err
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		os.Remove(*out)
-		return fmt.Errorf("writing %s: %w", *out, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(*out)
-		return fmt.Errorf("writing %s: %w", *out, err)
 	}
 	fmt.Fprintln(stdout, node.EncodeKey(pub))
 	return nil

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"cheshire/atomicfile"
 )
 
 // Identity is a node's ed25519 key pair.
@@ -59,16 +61,10 @@ func newIdentity(p string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node identity: %w", err)
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
-	if err != nil {
+	// Whole or absent: a node killed while making its key must not be
+	// left with a file it cannot parse.
+	if err := atomicfile.Create(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0600); err != nil {
 		return nil, fmt.Errorf("node identity: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("node identity: writing %s: %w", p, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("node identity: writing %s: %w", p, err)
 	}
 	return &Identity{Private: priv, Public: pub}, nil
 }
