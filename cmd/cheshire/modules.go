@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -44,7 +45,7 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 // packages kept in DIR/modules, starts them, and registers #modules.
 // The returned func stops every module and releases the runtime.
 func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *ns.Manager, log *slog.Logger, builtins []modules.Module) (*modules.Manager, func(), error) {
-	loader, closeLoader, err := packageLoader(ctx, dir, log)
+	loader, closeLoader, err := packageLoader(ctx, dir, cacheKey(id), log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,15 +100,26 @@ func (l *wasmLoader) trusted() []ed25519.PublicKey {
 }
 
 // packageLoader starts the WebAssembly runtime, its compilation cache in
-// DIR/modules/cache.
-func packageLoader(ctx context.Context, dir string, log *slog.Logger) (*wasmLoader, func(), error) {
+// DIR/modules/cache, sealed with key.
+func packageLoader(ctx context.Context, dir string, key []byte, log *slog.Logger) (*wasmLoader, func(), error) {
 	l := &wasmLoader{}
-	rt, err := wasm.NewRuntime(ctx, wasm.Options{CacheDir: filepath.Join(dir, "modules", "cache"), Trusted: l.trusted, Log: log})
+	rt, err := wasm.NewRuntime(ctx, wasm.Options{CacheDir: filepath.Join(dir, "modules", "cache"), CacheKey: key,
+		Trusted: l.trusted, Log: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("webassembly runtime: %w", err)
 	}
 	l.rt = rt
 	return l, func() { rt.Close(context.Background()) }, nil
+}
+
+// cacheKey is the key that seals compiled WebAssembly in the data dir:
+// a hash of the node's private key, so that a seal cannot be forged by
+// one who can write the cache but does not hold the key.
+func cacheKey(id *node.Identity) []byte {
+	h := sha256.New()
+	h.Write([]byte("cheshire wasm compilation cache seal\x00"))
+	h.Write(id.Private.Seed())
+	return h.Sum(nil)
 }
 
 // addWeb mounts the modules' web handlers on the HTTPS listener; each

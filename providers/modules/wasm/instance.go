@@ -194,7 +194,11 @@ func (m *Module) start(ctx context.Context, env modules.Env, cfg config) (_ *ins
 	if err := in.hostModule(ctx); err != nil {
 		return nil, fmt.Errorf("start %s: host functions: %w", env.Name, err)
 	}
-	compiled, err := in.rt.CompileModule(ctx, m.wasm)
+	var compiled wazero.CompiledModule
+	err = m.rt.sealed.compile(func() (err error) {
+		compiled, err = in.rt.CompileModule(ctx, m.wasm)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: compile: %w", env.Name, err)
 	}

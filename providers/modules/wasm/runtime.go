@@ -65,12 +65,18 @@ import (
 // Options configure a Runtime.
 type Options struct {
 	// CacheDir is the directory, in the node's data directory, where
-	// compiled code was kept across restarts. Compiled code is now kept in
-	// memory only: native code read back from a file could not be told
-	// from code a writer of the file put there (wazero checks only a
-	// CRC32), and a hash of the package would not tell either. What
-	// wazero left there is removed. No module's /data may hold CacheDir.
+	// compiled code is kept across restarts if CacheKey is set. wazero
+	// checks a cache file by CRC32 only, which whoever writes the file
+	// can recompute, so each file is sealed with an HMAC under CacheKey
+	// and one that does not verify is deleted before wazero reads it
+	// (sealedCache). Without CacheKey, compiled code is kept in memory
+	// only and what wazero left in CacheDir is removed. No module's
+	// /data may hold CacheDir.
 	CacheDir string
+	// CacheKey is the secret that seals the files of CacheDir: derived
+	// from the node's identity, so that forging a seal takes the node's
+	// private key.
+	CacheKey []byte
 	// Trusted returns the keys whose packages the node runs.
 	Trusted func() []ed25519.PublicKey
 	// Log gets the runtime's own messages (an instance logs to its env.Log).
@@ -84,12 +90,14 @@ type Options struct {
 	unverifiedCache string
 }
 
-// A Runtime loads packages into Modules. It holds the compilation cache,
-// in memory, that the instances of all its modules share.
+// A Runtime loads packages into Modules. It holds the compilation cache
+// (in memory, and sealed on disk if CacheKey is set) that the instances
+// of all its modules share.
 type Runtime struct {
 	opts      Options
 	log       *slog.Logger
 	cache     wazero.CompilationCache
+	sealed    *sealedCache   // the on-disk cache's seals, or nil
 	check     wazero.Runtime // compiles at Load, keeping the code cached
 	transport http.RoundTripper
 	minInit   time.Duration // the least budget of an initialization
@@ -105,7 +113,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	if r.transport == nil {
 		r.transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	if opts.CacheDir != "" {
+	if opts.CacheDir != "" && len(opts.CacheKey) == 0 {
 		old, _ := filepath.Glob(filepath.Join(opts.CacheDir, "wazero-*"))
 		for _, d := range old {
 			if err := os.RemoveAll(d); err != nil {
@@ -113,13 +121,24 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 			}
 		}
 	}
-	if opts.unverifiedCache != "" {
+	switch {
+	case opts.CacheDir != "" && len(opts.CacheKey) != 0:
+		sealed, err := openSealed(opts.CacheDir, opts.CacheKey)
+		if err != nil {
+			return nil, err
+		}
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.CacheDir, err)
+		}
+		r.cache, r.sealed = c, sealed
+	case opts.unverifiedCache != "":
 		c, err := wazero.NewCompilationCacheWithDir(opts.unverifiedCache)
 		if err != nil {
 			return nil, fmt.Errorf("wasm: compilation cache %s: %w", opts.unverifiedCache, err)
 		}
 		r.cache = c
-	} else {
+	default:
 		r.cache = wazero.NewCompilationCache()
 	}
 	r.check = wazero.NewRuntimeWithConfig(ctx, r.runtimeConfig(DefaultMemory))
@@ -170,7 +189,11 @@ func (r *Runtime) Load(ctx context.Context, name string, data []byte, source str
 	if name != "" && name != m.Name {
 		return nil, fmt.Errorf("load %s: package is module %q, not %q", source, m.Name, name)
 	}
-	compiled, err := r.check.CompileModule(ctx, p.Wasm)
+	var compiled wazero.CompiledModule
+	err = r.sealed.compile(func() (err error) {
+		compiled, err = r.check.CompileModule(ctx, p.Wasm)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: not a wasm module: %w", source, err)
 	}

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -295,7 +296,7 @@ func TestMemoryBomb(t *testing.T) {
 }
 
 // Compiled code is never read from disk: what an older node left in
-// CacheDir is removed, and nothing is written there.
+// CacheDir is removed, and nothing is written there, without a CacheKey.
 func TestNoCompiledCodeOnDisk(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -316,5 +317,78 @@ func TestNoCompiledCodeOnDisk(t *testing.T) {
 	ok(t, "read cache dir", err)
 	for _, e := range ents {
 		t.Errorf("%s left in the cache directory", e.Name())
+	}
+}
+
+// TestSealedCache: with a CacheKey, compiled code is kept in CacheDir
+// and used again by the next runtime; a file planted or changed there
+// (its CRC32 made right or not) is deleted before wazero reads it, and
+// the package still loads, compiled anew.
+func TestSealedCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	trusted := func() []ed25519.PublicKey { return []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)} }
+	key := []byte("a key derived from the node's identity")
+	manifest := []byte("name trap\nversion 1\ndescription 'tiny'\n")
+	pkgData := signed(t, manifest, handWasm(1, false), testKey)
+	load := func() {
+		t.Helper()
+		r, err := NewRuntime(ctx, Options{CacheDir: dir, CacheKey: key, Trusted: trusted})
+		ok(t, "new runtime", err)
+		defer r.Close(ctx)
+		_, err = r.Load(ctx, "trap", pkgData, "test")
+		ok(t, "load", err)
+	}
+	code := func() []string {
+		t.Helper()
+		var out []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.Contains(p, "wazero-") {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	load()
+	files := code()
+	if len(files) == 0 {
+		t.Fatal("nothing kept in the cache directory")
+	}
+	seals, err := os.ReadFile(filepath.Join(dir, "seals"))
+	ok(t, "read seals", err)
+	if n := strings.Count(string(seals), "\n"); n != len(files) {
+		t.Errorf("%d seals for %d files", n, len(files))
+	}
+	// Kept and used again: nothing changes on the second load.
+	before, _ := os.Stat(files[0])
+	load()
+	if after, err := os.Stat(files[0]); err != nil || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("sealed file not used as it was: %v", err)
+	}
+	// Tampered: deleted, and written anew by the compile that follows.
+	data, err := os.ReadFile(files[0])
+	ok(t, "read cache file", err)
+	data[len(data)/2] ^= 0xff
+	ok(t, "tamper", os.WriteFile(files[0], data, 0o600))
+	planted := filepath.Join(filepath.Dir(files[0]), "planted")
+	ok(t, "plant", os.WriteFile(planted, []byte("native code"), 0o600))
+	load()
+	if _, err := os.Stat(planted); !os.IsNotExist(err) {
+		t.Errorf("planted file still there: %v", err)
+	}
+	if again, err := os.ReadFile(files[0]); err != nil || bytes.Equal(again, data) {
+		t.Errorf("tampered file not replaced: %v", err)
+	}
+	// Another key does not accept these seals: the file is written anew.
+	prev, err := os.ReadFile(files[0])
+	ok(t, "read cache file", err)
+	ok(t, "mark", os.WriteFile(files[0], prev, 0o600)) // same bytes, known inode
+	marked, _ := os.Stat(files[0])
+	key = []byte("another node")
+	load()
+	if again, err := os.Stat(files[0]); err == nil && os.SameFile(again, marked) {
+		t.Error("a file sealed under another key was used")
 	}
 }
