@@ -249,39 +249,79 @@ func safeStart(ctx context.Context, mod Module, env Env) (inst Instance, err err
 	return mod.Start(ctx, env)
 }
 
-// Boot loads the packages kept from earlier runs, then starts every
-// module that is neither lazy nor stopped by its owner, dependencies
-// first, each start bounded by the start timeout. It waits for the
-// built-in modules (the node's own code, which the node's other parts
-// expect running once Boot returns) but not for packages, whose starts
-// go on in the background: Booted says when every start has ended. A
-// module that fails is marked failed; the others go on.
+// Boot starts every module that is neither lazy nor stopped by its
+// owner, dependencies first, each start bounded by the start timeout,
+// and waits for the built-in modules (the node's own code, which the
+// node's other parts expect running once Boot returns). The packages
+// kept from earlier runs are loaded and started in the background, so
+// that no package, however slow to compile or start, holds up the node:
+// Booted says when every load and start has ended. A module that fails
+// is marked failed; the others go on.
 func (m *Manager) Boot(ctx context.Context) error {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
 		return fmt.Errorf("modules: %w", err)
 	}
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(m.dir, e.Name(), "package"))
-		if err != nil {
-			continue
-		}
-		if _, err := m.get(e.Name()); err == nil {
-			continue
-		}
-		src, _ := os.ReadFile(filepath.Join(m.dir, e.Name(), "source"))
-		lctx, cancel := context.WithTimeout(ctx, m.startTimeout)
-		err = m.loadBytes(lctx, e.Name(), data, strings.TrimSpace(string(src)))
-		cancel()
-		if err != nil {
-			m.log.Error("module not reloaded from the data dir", "module", e.Name(), "err", err)
-		}
-	}
-	if err := m.lock(ctx); err != nil {
+	ops, builtins, err := m.startNamed(ctx, nil)
+	if err != nil {
 		return err
 	}
-	var ops, builtins []*startOp
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(m.booted)
+		var loaded []string
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(m.dir, e.Name(), "package"))
+			if err != nil {
+				continue
+			}
+			if _, err := m.get(e.Name()); err == nil {
+				continue
+			}
+			src, _ := os.ReadFile(filepath.Join(m.dir, e.Name(), "source"))
+			lctx, cancel := context.WithTimeout(m.ctx, m.startTimeout)
+			err = m.loadBytes(lctx, e.Name(), data, strings.TrimSpace(string(src)))
+			cancel()
+			if err != nil {
+				m.log.Error("module not reloaded from the data dir", "module", e.Name(), "err", err)
+				continue
+			}
+			loaded = append(loaded, e.Name())
+		}
+		more, _, err := m.startNamed(m.ctx, loaded)
+		if err != nil {
+			m.log.Error("modules not started", "err", err)
+		}
+		for _, op := range append(ops, more...) {
+			<-op.done
+		}
+	}()
+	for _, op := range builtins {
+		select {
+		case <-op.done:
+		case <-ctx.Done():
+			return fmt.Errorf("modules: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// startNamed starts the modules named (all, if names is nil) that are
+// neither lazy, stopped by their owner, nor running, and returns the
+// starts begun and, among them, those of built-ins.
+func (m *Manager) startNamed(ctx context.Context, names []string) (ops, builtins []*startOp, err error) {
+	if names != nil && len(names) == 0 {
+		return nil, nil, nil
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer m.unlock()
 	for _, d := range m.list() {
+		if names != nil && !slices.Contains(names, d.name) {
+			continue
+		}
 		d.mu.Lock()
 		skip := d.userStop || d.mc.lazy || d.state == Running
 		d.mu.Unlock()
@@ -299,23 +339,7 @@ func (m *Manager) Boot(ctx context.Context) error {
 			}
 		}
 	}
-	m.unlock()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer close(m.booted)
-		for _, op := range ops {
-			<-op.done
-		}
-	}()
-	for _, op := range builtins {
-		select {
-		case <-op.done:
-		case <-ctx.Done():
-			return fmt.Errorf("modules: %w", ctx.Err())
-		}
-	}
-	return nil
+	return ops, builtins, nil
 }
 
 // Booted is closed when the starts Boot began have all ended.

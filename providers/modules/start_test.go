@@ -528,3 +528,41 @@ func TestLoadSlow(t *testing.T) {
 		t.Errorf("load: %v", err)
 	}
 }
+
+// TestBootDoesNotWaitForPackages: a package kept from an earlier run
+// whose loading (compiling) hangs holds up neither Boot nor the
+// built-ins; Booted says when it is done, and it then runs.
+func TestBootDoesNotWaitForPackages(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "slow"), 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "slow", "package"), []byte("slow"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	slow := newGated("slow", false)
+	loading, release := make(chan struct{}), make(chan struct{})
+	load := loaderOf(slow)
+	loader := func(ctx context.Context, name string, data []byte, source string) (modules.Module, error) {
+		close(loading)
+		<-release
+		return load(ctx, name, data, source)
+	}
+	builtin := newGated("builtin", false)
+	e := newManager(t, modules.Options{Dir: dir, Loader: loader}, builtin) // returns: Boot did not wait
+	e.wait(loading, "the load of the kept package")
+	if got := e.read("/modules/ctl"); !strings.Contains(got, "builtin running") {
+		t.Errorf("/modules/ctl while a package loads:\n%s", got)
+	}
+	select {
+	case <-e.mgr.Booted():
+		t.Fatal("booted while a package was still loading")
+	default:
+	}
+	close(release)
+	e.wait(e.mgr.Booted(), "the boot")
+	if got := e.read("/modules/ctl"); !strings.Contains(got, "slow running") {
+		t.Errorf("/modules/ctl after the boot:\n%s", got)
+	}
+}
