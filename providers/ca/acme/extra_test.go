@@ -42,25 +42,7 @@ func TestSignerFailure(t *testing.T) {
 func TestRedirect(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := testCtx(t, 15*time.Second)
-	c := e.client(ecKey(t))
-	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
-		t.Fatal(err)
-	}
-	o, err := c.AuthorizeOrder(ctx, xacme.DomainIDs("r.name.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := c.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := http01(t, z)
-	ka, err := c.HTTP01ChallengeResponse(ch.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.resp.set("moved", ka)
-	e.resp.redirect(ch.Token, "/.well-known/acme-challenge/moved")
+	c, o, ch := e.redirectedChallenge(ctx, t, "r.name.test", func(int) string { return "/.well-known/acme-challenge/moved" })
 	if _, err := c.Accept(ctx, ch); err != nil {
 		t.Fatal(err)
 	}

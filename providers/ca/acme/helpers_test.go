@@ -320,6 +320,35 @@ func (e *env) solve(ctx context.Context, t *testing.T, c *xacme.Client, o *xacme
 	}
 }
 
+// redirectedChallenge registers an account, orders name and sets the
+// responder to answer its http-01 challenge at the token "moved", with a
+// redirect from the challenge's own path to target (made from the
+// responder's port). It returns the client, the order and the
+// challenge, not yet accepted.
+func (e *env) redirectedChallenge(ctx context.Context, t *testing.T, name string, target func(port int) string) (*xacme.Client, *xacme.Order, *xacme.Challenge) {
+	t.Helper()
+	c := e.client(ecKey(t))
+	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.AuthorizeOrder(ctx, xacme.DomainIDs(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := c.GetAuthorization(ctx, o.AuthzURLs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := http01(t, z)
+	ka, err := c.HTTP01ChallengeResponse(ch.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.resp.set("moved", ka)
+	e.resp.redirect(ch.Token, target(e.resp.port))
+	return c, o, ch
+}
+
 func http01(t *testing.T, z *xacme.Authorization) *xacme.Challenge {
 	t.Helper()
 	for _, ch := range z.Challenges {

@@ -382,33 +382,17 @@ func TestRedirectOffName(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := testCtx(t, 15*time.Second)
-	c := e.client(ecKey(t))
-	if _, err := c.Register(ctx, &xacme.Account{}, xacme.AcceptTOS); err != nil {
-		t.Fatal(err)
-	}
-	o, err := c.AuthorizeOrder(ctx, xacme.DomainIDs("r.name.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := c.GetAuthorization(ctx, o.AuthzURLs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := http01(t, z)
-	ka, err := c.HTTP01ChallengeResponse(ch.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.resp.set("moved", ka)
 	// other.test resolves to the same responder: only the name differs.
-	e.resp.redirect(ch.Token, "http://other.test:"+itoa(e.resp.port)+"/.well-known/acme-challenge/moved")
+	c, o, ch := e.redirectedChallenge(ctx, t, "r.name.test", func(port int) string {
+		return "http://other.test:" + itoa(port) + "/.well-known/acme-challenge/moved"
+	})
 	if _, err := c.Accept(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.WaitAuthorization(ctx, o.AuthzURLs[0]); err == nil {
 		t.Fatal("validated through a redirect to another host")
 	}
-	ch, err = c.GetChallenge(ctx, ch.URI)
+	ch, err := c.GetChallenge(ctx, ch.URI)
 	if err != nil || ch.Error == nil || !strings.Contains(ch.Error.Error(), "off the validated name") {
 		t.Fatalf("challenge: %v %v, want a redirect refused", err, ch.Error)
 	}
