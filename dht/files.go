@@ -36,8 +36,7 @@ func (n *Node) Files(owner string) *synth.Server {
 	must(root.Add(synth.String("status", 0444, func(context.Context) string { return n.statusText() })))
 	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return n.peersText() })))
 	records := synth.NewDir("records", 0555)
-	rf := &recordFiles{n: n, files: make(map[string]*synth.File)}
-	records.SetGen(rf.gen)
+	records.SetGen(synth.GenNames(n.recordKeys, n.recordFile))
 	must(root.Add(records))
 	must(root.Add(synth.NewFile("ctl", 0660, &ctlHandler{n: n})))
 	return synth.NewServer(root, synth.WithOwner(owner))
@@ -94,17 +93,9 @@ func recordText(r Record, now time.Time) string {
 	return b.String()
 }
 
-// recordFiles makes the files of records/, keeping one File a key so
-// that its qid stays.
-type recordFiles struct {
-	n *Node
-
-	mu    sync.Mutex
-	files map[string]*synth.File // guarded by mu
-}
-
-func (rf *recordFiles) gen(ctx context.Context) ([]synth.Node, error) {
-	m := rf.n.mem
+// recordKeys lists the keys of the records kept, sorted.
+func (n *Node) recordKeys(context.Context) []string {
+	m := n.mem
 	m.mu.Lock()
 	keys := make([]string, 0, len(m.records))
 	for k := range m.records {
@@ -112,31 +103,21 @@ func (rf *recordFiles) gen(ctx context.Context) ([]synth.Node, error) {
 	}
 	m.mu.Unlock()
 	slices.Sort(keys)
-	rf.mu.Lock()
-	defer rf.mu.Unlock()
-	out := make([]synth.Node, 0, len(keys))
-	for _, k := range keys {
-		f := rf.files[k]
-		if f == nil {
-			f = synth.Snapshot(k, 0444, func(context.Context) ([]byte, error) {
-				m.mu.Lock()
-				r, ok := m.records[k]
-				m.mu.Unlock()
-				if !ok {
-					return nil, plan9.ErrNotFound
-				}
-				return []byte(recordText(r, rf.n.now())), nil
-			})
-			rf.files[k] = f
+	return keys
+}
+
+// recordFile is the file records/KEY.
+func (n *Node) recordFile(k string) synth.Node {
+	m := n.mem
+	return synth.Snapshot(k, 0444, func(context.Context) ([]byte, error) {
+		m.mu.Lock()
+		r, ok := m.records[k]
+		m.mu.Unlock()
+		if !ok {
+			return nil, plan9.ErrNotFound
 		}
-		out = append(out, f)
-	}
-	for k := range rf.files {
-		if !slices.Contains(keys, k) {
-			delete(rf.files, k)
-		}
-	}
-	return out, nil
+		return []byte(recordText(r, n.now())), nil
+	})
 }
 
 // ctlCmds are the ctl file's commands.

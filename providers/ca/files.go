@@ -34,19 +34,19 @@ import (
 //
 // Each call makes a new tree; the files are owned by Options.Owner.
 func (c *CA) Files() *synth.Server {
-	t := &tree{c: c, dirs: map[string]*synth.Dir{}, sshFiles: map[string]*synth.File{}, eabFiles: map[string]*synth.File{}}
+	t := &tree{c: c}
 	root := synth.NewDir("ca", 0555)
 	pemFile := func(name string, get func() []byte) *synth.File {
 		return synth.Snapshot(name, 0444, func(context.Context) ([]byte, error) { return get(), nil })
 	}
 	certs := synth.NewDir("certs", 0555)
-	certs.SetGen(t.genCerts)
+	certs.SetGen(synth.GenNames(func(context.Context) []string { return c.Names() }, t.certDir))
 	sshDir := synth.NewDir("ssh", 0555)
 	sshCerts := synth.NewDir("certs", 0555)
-	sshCerts.SetGen(t.genSSH)
+	sshCerts.SetGen(synth.GenNames(func(context.Context) []string { return c.SSHCertNames() }, t.sshCert))
 	acmeD := synth.NewDir("acme", 0555)
 	eab := synth.NewDir("eab", 0500)
-	eab.SetGen(t.genEAB)
+	eab.SetGen(synth.GenNames(func(context.Context) []string { return c.EABKeyIDs() }, t.eabKey))
 	for _, err := range []error{
 		root.Add(pemFile("root.pem", c.RootPEM)),
 		root.Add(pemFile("intermediate.pem", c.IntermediatePEM)),
@@ -78,31 +78,11 @@ func (c *CA) Files() *synth.Server {
 // tree keeps the nodes made for generated names, so that each name keeps
 // one node (and its qids) for the life of the tree.
 type tree struct {
-	c        *CA
-	mu       sync.Mutex
-	dirs     map[string]*synth.Dir  // guarded by mu: certs/NAME
-	sshFiles map[string]*synth.File // guarded by mu: ssh/certs/NAME-cert.pub
-	eabFiles map[string]*synth.File // guarded by mu: acme/eab/KID
-}
-
-func (t *tree) genCerts(ctx context.Context) ([]synth.Node, error) {
-	names := t.c.Names()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]synth.Node, 0, len(names))
-	for _, n := range names {
-		d, ok := t.dirs[n]
-		if !ok {
-			d = t.certDir(n)
-			t.dirs[n] = d
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	c *CA
 }
 
 // certDir is the directory of the certificate name.
-func (t *tree) certDir(name string) *synth.Dir {
+func (t *tree) certDir(name string) synth.Node {
 	c := t.c
 	d := synth.NewDir(name, 0555)
 	part := func(pick func(*Issued) []byte) func(context.Context) ([]byte, error) {
@@ -127,48 +107,26 @@ func (t *tree) certDir(name string) *synth.Dir {
 	return d
 }
 
-func (t *tree) genSSH(ctx context.Context) ([]synth.Node, error) {
-	names := t.c.SSHCertNames()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]synth.Node, 0, len(names))
-	for _, n := range names {
-		f, ok := t.sshFiles[n]
-		if !ok {
-			f = synth.Snapshot(n+sshCertSufx, 0444, func(context.Context) ([]byte, error) {
-				data, err := t.c.SSHCert(n)
-				if err != nil {
-					return nil, plan9.ErrNotFound
-				}
-				return data, nil
-			})
-			t.sshFiles[n] = f
+// sshCert is the file of the SSH certificate name.
+func (t *tree) sshCert(n string) synth.Node {
+	return synth.Snapshot(n+sshCertSufx, 0444, func(context.Context) ([]byte, error) {
+		data, err := t.c.SSHCert(n)
+		if err != nil {
+			return nil, plan9.ErrNotFound
 		}
-		out = append(out, f)
-	}
-	return out, nil
+		return data, nil
+	})
 }
 
-func (t *tree) genEAB(ctx context.Context) ([]synth.Node, error) {
-	kids := t.c.EABKeyIDs()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]synth.Node, 0, len(kids))
-	for _, k := range kids {
-		f, ok := t.eabFiles[k]
+// eabKey is the file of the external account key k.
+func (t *tree) eabKey(k string) synth.Node {
+	return synth.Snapshot(k, 0400, func(context.Context) ([]byte, error) {
+		text, ok := t.c.EABText(k)
 		if !ok {
-			f = synth.Snapshot(k, 0400, func(context.Context) ([]byte, error) {
-				text, ok := t.c.EABText(k)
-				if !ok {
-					return nil, plan9.ErrNotFound
-				}
-				return text, nil
-			})
-			t.eabFiles[k] = f
+			return nil, plan9.ErrNotFound
 		}
-		out = append(out, f)
-	}
-	return out, nil
+		return text, nil
+	})
 }
 
 // Status is the text of ctl: "key value" lines.
