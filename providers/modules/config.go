@@ -7,7 +7,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"cheshire/plan9"
 )
 
 // managerConfig is the part of a module's configuration the manager
@@ -46,9 +49,26 @@ func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
 	return mod, mgr
 }
 
+// ErrBadConfig is what a refused configuration's error wraps. Its text
+// carries the C library's "Invalid argument", so that a refused write
+// to NAME/config reads as EINVAL through FUSE and v9fs.
+var ErrBadConfig = fmt.Errorf("config refused: %w", errInvalid)
+
+// errInvalid is "Invalid argument", which plan9.Errno maps to EINVAL.
+var errInvalid = plan9.ErrorFor(syscall.EINVAL)
+
 // checkConfig parses and validates text for mod: the manager's keys here,
-// the rest by mod.CheckConfig.
+// the rest by mod.CheckConfig. Its error wraps ErrBadConfig, and a
+// *LineError if one line is to blame.
 func (m *Manager) checkConfig(mod Module, text string, builtin bool) (Config, managerConfig, Config, error) {
+	cfg, mc, modCfg, err := m.parseConfig(mod, text, builtin)
+	if err != nil {
+		return Config{}, mc, Config{}, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	return cfg, mc, modCfg, nil
+}
+
+func (m *Manager) parseConfig(mod Module, text string, builtin bool) (Config, managerConfig, Config, error) {
 	cfg, err := ParseConfig(text)
 	if err != nil {
 		return Config{}, managerConfig{}, Config{}, err
@@ -97,7 +117,7 @@ func (m *Manager) checkConfig(mod Module, text string, builtin bool) (Config, ma
 		}
 	}
 	if err := mod.CheckConfig(modCfg); err != nil {
-		return Config{}, mc, Config{}, fmt.Errorf("config refused: %w", err)
+		return Config{}, mc, Config{}, err
 	}
 	return cfg, mc, modCfg, nil
 }

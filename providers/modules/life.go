@@ -323,11 +323,18 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 		}
 		d.mu.Lock()
 		d.cfg, d.mc = cfg, mc
+		failed := d.state == Failed
 		d.mu.Unlock()
 		m.persist(d, nil, text)
 		m.watch(d)
 		if running {
 			m.applyMount(d)
+		}
+		if failed && !same {
+			// A failed module may have failed for want of this
+			// change (an address in use): it starts again by itself.
+			d.slog.Info("config applied; starting the failed module again")
+			return m.startLocked(name, nil)
 		}
 		d.slog.Info("config applied")
 		return nil, nil

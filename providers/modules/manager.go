@@ -197,13 +197,14 @@ func (d *module) manifest() Manifest {
 	return mf
 }
 
-// available reports whether the module's files are there: running, or
-// about to be (starting, reloading, lazy).
+// available reports whether the module's mount points are listed:
+// running, about to be (starting, reloading, lazy), or failed (so that
+// what failed stays in sight, its files answering with the reason).
 func (d *module) available() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch d.state {
-	case Running, Starting:
+	case Running, Starting, Failed:
 		return true
 	case Stopping:
 		return d.reloading
@@ -703,6 +704,20 @@ func hasMount(n *ns.Namespace, spec, point string) bool {
 		}
 	}
 	return false
+}
+
+// Failure returns why module name failed, or nil if it is not failed.
+func (m *Manager) Failure(name string) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != Failed {
+		return nil
+	}
+	return errors.New(d.lastErr)
 }
 
 // Running reports whether module name runs.

@@ -189,6 +189,7 @@ func (d *module) install(inst Instance, gen uint64) {
 		d.starts = 1
 	}
 	d.started = d.mgr.now()
+	d.lastErr = "" // it runs: an earlier failure is no longer the news
 	d.setStateLocked(Running)
 }
 
