@@ -141,3 +141,41 @@ func TestOccupiedPorts(t *testing.T) {
 		t.Errorf("ls /dns once running: %v", err)
 	}
 }
+
+// TestModuleBuildOutsideRepo: an edited copy of an example, outside the
+// repository, builds (offline: the binary carries the SDK), signs and
+// loads.
+func TestModuleBuildOutsideRepo(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	src := filepath.Join(shortTemp(t), "mykv")
+	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "providers", "modules", "examples", "kv"))); err != nil {
+		t.Fatal(err)
+	}
+	code, err := os.ReadFile(filepath.Join(src, "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(code), `"keys %d\n"`, `"entries %d\n"`, 1)
+	if edited == string(code) {
+		t.Fatal("the kv example no longer reads \"keys N\"")
+	}
+	os.WriteFile(filepath.Join(src, "main.go"), []byte(edited), 0644)
+	mf, _ := os.ReadFile(filepath.Join(src, "manifest"))
+	os.WriteFile(filepath.Join(src, "manifest"), []byte(strings.NewReplacer("name kv", "name mykv", "mount /n/kv", "mount /n/mykv").Replace(string(mf))), 0644)
+	build := exec.Command(binary(t), "module", "build", src)
+	build.Dir = filepath.Dir(src) // outside the repository: no go.mod above
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("module build outside the repository: %v\n%s", err, out)
+	}
+	pkgFile := filepath.Join(src, "mykv.pkg")
+	if out, err := n.run("", "module", "sign", pkgFile); err != nil {
+		t.Fatalf("module sign: %v\n%s", err, out)
+	}
+	if _, err := n.run("load mykv host:"+pkgFile+"\n", "9p", "write", "/modules/ctl"); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got, err := n.run("", "9p", "read", "/n/mykv/ctl"); err != nil || got != "entries 0\n" {
+		t.Errorf("edited module's ctl reads %q (%v), want entries 0", got, err)
+	}
+}
