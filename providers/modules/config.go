@@ -54,8 +54,18 @@ func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
 // to NAME/config reads as EINVAL through FUSE and v9fs.
 var ErrBadConfig = fmt.Errorf("config refused: %w", errInvalid)
 
-// errInvalid is "Invalid argument", which plan9.Errno maps to EINVAL.
-var errInvalid = plan9.ErrorFor(syscall.EINVAL)
+// Errors whose text plan9.Errno maps to the errno a client should see:
+// the C library's strerror texts.
+var (
+	errInvalid = plan9.ErrorFor(syscall.EINVAL)      // Invalid argument
+	errBusy    = plan9.Error(syscall.EBUSY.Error())  // device or resource busy
+	errAgain   = plan9.Error(syscall.EAGAIN.Error()) // resource temporarily unavailable
+)
+
+// badName is the error of a module name that is not a validName.
+func badName(name string) error {
+	return fmt.Errorf("%w: module name %q: want lower-case letters, digits, . _ - (at most 64)", errInvalid, name)
+}
 
 // checkConfig parses and validates text for mod: the manager's keys here,
 // the rest by mod.CheckConfig. Its error wraps ErrBadConfig, and a

@@ -242,7 +242,7 @@ func (m *Manager) replaceLocked(ctx context.Context, d *module, newMod Module, n
 	}
 	for _, dep := range newMod.Manifest().Deps {
 		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("%s %s: needs %s, which is not loaded", why, d.name, dep)
+			return nil, fmt.Errorf("%s %s: needs %s: no such module", why, d.name, dep)
 		}
 	}
 	d.mu.Lock()
@@ -253,7 +253,7 @@ func (m *Manager) replaceLocked(ctx context.Context, d *module, newMod Module, n
 	switch d.state {
 	case Starting:
 		d.mu.Unlock()
-		return nil, fmt.Errorf("%s %s: the module is starting; try again once it runs", why, d.name)
+		return nil, fmt.Errorf("%s %s: %w: the module is starting; try again once it runs", why, d.name, errAgain)
 	case Running:
 	default:
 		d.mod, d.pkg, d.cfg, d.mc = next.mod, next.pkg, next.cfg, next.mc
@@ -302,7 +302,7 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 		d.mu.Unlock()
 		if starting {
 			// Its start runs under the old configuration.
-			return nil, fmt.Errorf("config %s: the module is starting; try again once it runs", name)
+			return nil, fmt.Errorf("config %s: %w: the module is starting; try again once it runs", name, errAgain)
 		}
 		cfg, mc, _, err := m.checkConfig(mod, text, d.builtin)
 		if err != nil {

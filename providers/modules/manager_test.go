@@ -308,7 +308,7 @@ func TestDependencyOrder(t *testing.T) {
 	if err := e.ctl("/modules/ctl", "frob a"); err == nil || !strings.Contains(err.Error(), "unknown control message") {
 		t.Errorf("frob: %v", err)
 	}
-	if err := e.ctl("/modules/ctl", "stop nosuch"); err == nil || !strings.Contains(err.Error(), "no module") {
+	if err := e.ctl("/modules/ctl", "stop nosuch"); err == nil || !strings.Contains(err.Error(), "no such module") {
 		t.Errorf("stop nosuch: %v", err)
 	}
 	if err := e.ctl("/modules/ctl", "unload a"); err == nil || !strings.Contains(err.Error(), "built in") {
@@ -618,5 +618,33 @@ func TestFailedStaysInSight(t *testing.T) {
 	}
 	if got := e.read("/kv/greeting"); got != "hi" {
 		t.Errorf("greeting %q", got)
+	}
+}
+
+// TestErrnos: the refusals a user meets at /modules arrive, through
+// FUSE and v9fs, as the errno that says what went wrong, not EIO.
+func TestErrnos(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newStore("a", &recorder{}), newStore("b", &recorder{}, "a"))
+	for _, c := range []struct {
+		file, line string
+		want       syscall.Errno
+	}{
+		{"/modules/ctl", "stop nosuch", syscall.ENOENT},
+		{"/modules/ctl", "unload a", syscall.EACCES},
+		{"/modules/ctl", "load c /x.pkg", syscall.EOPNOTSUPP}, // this manager has no loader
+		{"/modules/ctl", "frob a", syscall.EINVAL},
+		{"/modules/a/config", "greeting\n", syscall.EINVAL},
+		{"/modules/a/config", "lazy maybe\n", syscall.EINVAL},
+		{"/modules/trusted", "notakey\n", syscall.EINVAL},
+	} {
+		err := e.ctl(c.file, c.line)
+		if err == nil {
+			t.Errorf("%s < %q: no error", c.file, c.line)
+			continue
+		}
+		if got := plan9.Errno(plan9.Errstr(err)); got != c.want {
+			t.Errorf("%s < %q: %q maps to %v, want %v", c.file, c.line, err, got, c.want)
+		}
 	}
 }

@@ -363,7 +363,7 @@ func (m *Manager) do(ctx context.Context, f func() (*startOp, error)) error {
 // detects cycles.
 func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
 	if slices.Contains(path, name) {
-		return nil, fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " → "))
+		return nil, fmt.Errorf("%w: dependency cycle: %s", errInvalid, strings.Join(append(path, name), " → "))
 	}
 	d, err := m.get(name)
 	if err != nil {
@@ -381,7 +381,7 @@ func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
 	var deps []*startOp
 	for _, dep := range mod.Manifest().Deps {
 		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("module %s needs %s, which is not loaded", name, dep)
+			return nil, fmt.Errorf("module %s needs %s: no such module", name, dep)
 		}
 		dop, err := m.startLocked(dep, append(path, name))
 		if err != nil {
