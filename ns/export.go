@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"cheshire/atomicfile"
 	"cheshire/plan9"
@@ -186,45 +187,128 @@ func isView(user string) bool { return strings.HasPrefix(user, "key:") }
 // it: each exported path at its own place, read-only where exported so;
 // nothing else. A key to which nothing is exported gets "permission
 // denied".
+//
+// The view attached at its root is looked at again at each walk from
+// that root (and each listing of it), so that an export added or
+// removed after a remote node connected shows, or goes, without a
+// reconnection; and an export whose path is not there (the in-memory
+// /tmp of a node that restarted, say) waits, and shows once the path is
+// made. Files walked to before an export was removed keep working until
+// they are clunked, as in Plan 9.
 func (m *Manager) AttachRemote(ctx context.Context, key, aname string) (styx.File, error) {
-	es, err := m.Exports()
-	if err != nil {
-		return nil, err
-	}
 	ns, err := newNamespace(ctx, m, viewUser(key))
 	if err != nil {
 		return nil, err
 	}
-	n := 0
+	v := &view{m: m, ns: ns, key: key, shown: map[Export]bool{}}
+	wanted, shown, err := v.refresh(ctx)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	if wanted == 0 {
+		ns.Close()
+		return nil, fmt.Errorf("%w: nothing is exported to key %s", plan9.ErrPerm, key)
+	}
+	if aname != "" && aname != "/" {
+		if shown == 0 {
+			ns.Close()
+			return nil, fmt.Errorf("%s: %w (what is exported to this key is not there now)", aname, plan9.ErrNotFound)
+		}
+		c, err := ns.resolve(ctx, aname, true)
+		if err != nil {
+			ns.Close()
+			return nil, err
+		}
+		return newFile(ns, c, false), nil
+	}
+	c, err := ns.rootChan(ctx)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	return viewRoot{newFile(ns, c, false), v}, nil
+}
+
+// A view is a remote key's namespace of what is exported to it.
+type view struct {
+	m   *Manager
+	ns  *Namespace
+	key string
+
+	mu    sync.Mutex
+	shown map[Export]bool // guarded by mu: the exports mounted in ns
+}
+
+// refresh mounts in the view the exports to its key that it lacks and
+// unmounts those no longer exported; it returns how many exports are
+// for the key and how many of them are shown.
+func (v *view) refresh(ctx context.Context) (wanted, shown int, err error) {
+	es, err := v.m.Exports()
+	if err != nil {
+		return 0, 0, err
+	}
+	want := map[Export]bool{}
 	for _, e := range es {
-		if e.To != key && e.To != "*" {
+		if e.To == v.key || e.To == "*" {
+			want[e] = true
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for e := range v.shown {
+		if want[e] {
+			continue
+		}
+		// Every #export at e.Path goes; those still wanted come back below.
+		// The mount point stays, an empty directory, as in Plan 9.
+		v.ns.Unmount(ctx, "#export", e.Path)
+		for o := range v.shown {
+			if o.Path == e.Path {
+				delete(v.shown, o)
+			}
+		}
+	}
+	for e := range want {
+		if v.shown[e] {
 			continue
 		}
 		flags := MCREATE // files may be made in a writable export
 		if e.RO {
 			flags = MREPL
 		}
-		if err := ns.Mount(ctx, "#export", e.Path, e.User+"!"+e.Path, flags); err != nil {
-			m.log.Warn("export not shown", "key", key, "export", e.String(), "err", err)
+		if err := v.ns.Mount(ctx, "#export", e.Path, e.User+"!"+e.Path, flags); err != nil {
+			v.m.log.Debug("export waits", "key", v.key, "export", e.String(), "err", err)
 			continue
 		}
-		n++
+		v.shown[e] = true
 	}
-	if n == 0 {
-		ns.Close()
-		return nil, fmt.Errorf("%w: nothing is exported to key %s", plan9.ErrPerm, key)
+	return len(want), len(v.shown), nil
+}
+
+// viewRoot is the root of a view: a walk from it, and a listing of it,
+// see the exports of the moment.
+type viewRoot struct {
+	styx.File
+	v *view
+}
+
+func (r viewRoot) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
+	if _, _, err := r.v.refresh(ctx); err != nil {
+		return nil, nil, err
 	}
-	var c *chn
-	if aname == "" || aname == "/" {
-		c, err = ns.rootChan(ctx)
-	} else {
-		c, err = ns.resolve(ctx, aname, true)
+	qids, f, err := r.File.Walk(ctx, names)
+	if f != nil && len(names) == 0 {
+		f = viewRoot{f, r.v}
 	}
-	if err != nil {
-		ns.Close()
+	return qids, f, err
+}
+
+func (r viewRoot) ReadDir(ctx context.Context) ([]styx.Dir, error) {
+	if _, _, err := r.v.refresh(ctx); err != nil {
 		return nil, err
 	}
-	return newFile(ns, c, false), nil
+	return r.File.ReadDir(ctx)
 }
 
 // exportServer is #export: a path of a user's namespace, attached only

@@ -16,13 +16,15 @@ import (
 	"strings"
 
 	"cheshire/atomicfile"
+	"cheshire/providers/modules"
 	"cheshire/providers/modules/pkg"
 	"cheshire/providers/node"
 )
 
 const moduleUsage = `usage: cheshire module COMMAND [ARGS]
   build [-o FILE] DIR             compile DIR (a manifest and a Go main package)
-                                  for wasip1 into an unsigned package, DIR/NAME.pkg
+                                  for wasip1 into an unsigned package, DIR/NAME.pkg;
+                                  DIR may be anywhere (the SDK is built in)
   sign [-key FILE] [-o OUT] PKG   sign PKG (in place unless -o) with the key in FILE,
                                   by default the node identity, DIR/identity.pem
   key [-o FILE]                   make a new author key (default DIR/author.pem)
@@ -128,7 +130,12 @@ func moduleBuild(args []string, stdout, stderr io.Writer) error {
 }
 
 // goBuildWasm compiles the Go main package in dir as a WebAssembly
-// reactor for wasip1 and returns the binary.
+// reactor for wasip1 and returns the binary. A dir in a Go module (the
+// repository's examples, or a module with a go.mod of its own) is built
+// where it is; any other is copied below a temporary module holding the
+// SDK this binary carries (modules.WriteSDK), so an edited copy of an
+// example builds anywhere, offline, if it imports only the standard
+// library and the SDK.
 func goBuildWasm(dir string, stderr io.Writer) ([]byte, error) {
 	tmp, err := os.MkdirTemp("", "cheshire-module-")
 	if err != nil {
@@ -136,8 +143,19 @@ func goBuildWasm(dir string, stderr io.Writer) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	wasmPath := filepath.Join(tmp, "module.wasm")
+	build := dir
+	if !inGoModule(dir) {
+		sdk := filepath.Join(tmp, "sdk")
+		build = filepath.Join(sdk, "module")
+		if err := modules.WriteSDK(sdk); err != nil {
+			return nil, fmt.Errorf("writing the module SDK: %w", err)
+		}
+		if err := os.CopyFS(build, os.DirFS(dir)); err != nil {
+			return nil, fmt.Errorf("copying %s to build it: %w", dir, err)
+		}
+	}
 	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", wasmPath, ".")
-	cmd.Dir = dir
+	cmd.Dir = build
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
@@ -149,6 +167,15 @@ func goBuildWasm(dir string, stderr io.Writer) ([]byte, error) {
 		return nil, fmt.Errorf("go build in %s: %w", dir, err)
 	}
 	return wasm, nil
+}
+
+// inGoModule reports whether the go command finds a go.mod for dir.
+func inGoModule(dir string) bool {
+	cmd := exec.Command("go", "env", "GOMOD")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	gomod := strings.TrimSpace(string(out))
+	return err == nil && gomod != "" && gomod != os.DevNull
 }
 
 func moduleSign(args []string, stdout, stderr io.Writer) error {

@@ -24,10 +24,10 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, names *dns.Server, dhtMod *dht.Module) []modules.Module {
+func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module) []modules.Module {
 	return []modules.Module{
 		ca.Module(authority, version),
-		dns.NewModule(names, version),
+		dnsMod,
 		dhtMod,
 		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),

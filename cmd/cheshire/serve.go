@@ -52,6 +52,7 @@ type serveOptions struct {
 	https        []string
 	acmePort     int
 	debug        bool
+	dnsListen    []string // the dns module's listen addresses unless its config sets them
 	dhtListen    string   // the dht module's listen address unless its config sets one
 	dhtBootstrap []string // likewise its bootstrap nodes
 	advertise    []string // 9P-over-TLS addresses to publish instead of the listeners'
@@ -69,6 +70,8 @@ func serveCmd(args []string) error {
 	fs.Var(&https, "https", "serve HTTPS (DoH, ACME, ...) on this dial string (default tcp!127.0.0.1!8443; none for no HTTPS)")
 	fs.IntVar(&o.acmePort, "acme-http-port", 80, "port on which the ACME server fetches http-01 challenges")
 	fs.BoolVar(&o.debug, "D", false, "trace 9P messages to the log")
+	var dnsListen multi
+	fs.Var(&dnsListen, "dns-listen", "answer DNS on this address: HOST:PORT (UDP and TCP), udp!HOST!PORT or tcp!HOST!PORT; repeatable (default 127.0.0.1:5353; the dns module's config overrides)")
 	fs.StringVar(&o.dhtListen, "dht-listen", "", "UDP address of the DHT node, udp!HOST!PORT (default udp!127.0.0.1!6881; the dht module's config overrides)")
 	bootstrap := fs.String("dht-bootstrap", "", "HOST:PORT,... of DHT nodes to join through (the dht module's config overrides)")
 	fs.Var(&advertise, "advertise", "publish this tls!HOST!PORT in the DHT record instead of the TLS listeners' addresses (behind NAT or a proxy); repeatable")
@@ -97,7 +100,7 @@ func serveCmd(args []string) error {
 	if len(https) == 1 && https[0] == "none" {
 		https = nil
 	}
-	o.listens, o.https, o.advertise = listens, https, advertise
+	o.listens, o.https, o.advertise, o.dnsListen = listens, https, advertise, dnsListen
 	return serve(ctx, o)
 }
 
@@ -114,7 +117,7 @@ func serve(ctx context.Context, o serveOptions) error {
 
 	events := synth.NewLog(0)
 	defer events.Close()
-	log := slog.New(node.LogHandler(os.Stderr, events, slog.LevelInfo))
+	log := slog.New(dedupe(node.LogHandler(os.Stderr, events, slog.LevelInfo)))
 	id, err := node.LoadIdentity(dir)
 	if err != nil {
 		return err
@@ -152,11 +155,20 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	authority.SetZones(names.Zones) // ACME issues for names in the node's zones
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, o.exposeData, n, authority, names, dhtMod))
+	dnsMod := dns.NewModule(names, version)
+	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
+		return fmt.Errorf("--dns-listen: %w", err)
+	}
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, o.exposeData, n, authority, dnsMod, dhtMod))
 	if err != nil {
 		return err
 	}
 	defer stopModules()
+	for _, l := range []struct{ mod, flag string }{{"dns", "--dns-listen"}, {"dht", "--dht-listen"}} {
+		if err := mods.Failure(l.mod); err != nil {
+			notStarted(l.mod, err, fmt.Sprintf("%s ADDR, or a listen line in /modules/%s/config (it then starts by itself)", l.flag, l.mod))
+		}
+	}
 	maxConns := o.maxConns
 	if maxConns <= 0 {
 		maxConns = connBudget()
@@ -223,7 +235,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		}
 		l, err := plan9.Listen(a)
 		if err != nil {
-			log.Error("https listener failed; the node goes on without it", "addr", a, "err", err)
+			notStarted("https", err, "--https tcp!HOST!PORT, or --https none")
 			continue
 		}
 		start(boundName("https!", l), l, web.Serve)
@@ -237,6 +249,13 @@ func serve(ctx context.Context, o serveOptions) error {
 	web.Close()
 	wg.Wait()
 	return nil
+}
+
+// notStarted tells whoever started the node, in one line on stderr, that
+// a listener could not start and what to set instead; the node goes on
+// without it.
+func notStarted(what string, err error, set string) {
+	fmt.Fprintf(os.Stderr, "cheshire: %s not started: %v; set %s\n", what, err, set)
 }
 
 // connBudget is how many network connections each kind of listener (9P,

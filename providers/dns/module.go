@@ -30,12 +30,14 @@ const DefaultListen = "127.0.0.1:5353"
 //	rrl RATE [slip N] [window SECONDS]
 //	rrl off
 //
-// Without a listen line it listens on DefaultListen. Without an rrl line
+// Without a listen line it listens where SetDefaultListen said, else on
+// DefaultListen. Without an rrl line
 // UDP replies are rate limited at DefaultRRLRate a second, slip
 // DefaultRRLSlip (see RRL).
 type Module struct {
 	srv     *Server
 	version string
+	listen  []listenAddr // where to listen without a listen line; nil: DefaultListen
 }
 
 var _ modules.Module = (*Module)(nil)
@@ -67,8 +69,26 @@ type settings struct {
 	rrl    RRL
 }
 
-// parseConfig returns the settings of cfg.
-func parseConfig(cfg modules.Config) (settings, error) {
+// SetDefaultListen sets where the module listens when its configuration
+// has no listen line (cheshire serve --dns-listen): each of addrs is a
+// listen line's argument. Call it before the module is added to the
+// manager.
+func (m *Module) SetDefaultListen(addrs []string) error {
+	var ls []listenAddr
+	for _, a := range addrs {
+		l, err := parseListen(modules.ConfigEntry{Key: "listen", Args: []string{a}})
+		if err != nil {
+			return fmt.Errorf("dns: listen %s: %w", a, errors.Unwrap(err))
+		}
+		ls = append(ls, l...)
+	}
+	m.listen = ls
+	return nil
+}
+
+// parseConfig returns the settings of cfg, listening on def (or
+// DefaultListen) if no line says where.
+func parseConfig(cfg modules.Config, def []listenAddr) (settings, error) {
 	st := settings{rrl: RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip, Window: DefaultRRLWindow}}
 	for _, e := range cfg.Entries {
 		switch e.Key {
@@ -87,6 +107,9 @@ func parseConfig(cfg modules.Config) (settings, error) {
 		default:
 			return settings{}, e.Errorf("unknown setting (want listen or rrl)")
 		}
+	}
+	if len(st.listen) == 0 {
+		st.listen = def
 	}
 	if len(st.listen) == 0 {
 		st.listen = []listenAddr{{"udp", DefaultListen}, {"tcp", DefaultListen}}
@@ -156,14 +179,14 @@ func parseRRL(e modules.ConfigEntry) (RRL, error) {
 
 // CheckConfig checks the lines of cfg.
 func (m *Module) CheckConfig(cfg modules.Config) error {
-	_, err := parseConfig(cfg)
+	_, err := parseConfig(cfg, m.listen)
 	return err
 }
 
 // Start opens the sockets of env.Config and answers queries on them
 // until Stop.
 func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
-	st, err := parseConfig(env.Config)
+	st, err := parseConfig(env.Config, m.listen)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func TestModuleConfig(t *testing.T) {
 		}
 	}
 	cfg, _ := modules.ParseConfig("")
-	st, _ := parseConfig(cfg)
+	st, _ := parseConfig(cfg, nil)
 	if len(st.listen) != 2 || st.listen[0].addr != "127.0.0.1:5353" {
 		t.Errorf("default %v", st.listen)
 	}
@@ -55,7 +55,7 @@ func TestModuleConfig(t *testing.T) {
 		t.Errorf("default rrl %+v", st.rrl)
 	}
 	cfg, _ = modules.ParseConfig("rrl 7 window 3")
-	if st, _ := parseConfig(cfg); st.rrl != (RRL{Rate: 7, Slip: DefaultRRLSlip, Window: 3}) {
+	if st, _ := parseConfig(cfg, nil); st.rrl != (RRL{Rate: 7, Slip: DefaultRRLSlip, Window: 3}) {
 		t.Errorf("rrl 7 window 3: %+v", st.rrl)
 	}
 }
@@ -140,5 +140,19 @@ func TestListenAndServe(t *testing.T) {
 	}
 	if err := s.ListenAndServe(context.Background(), "256.0.0.1:1", ""); err == nil {
 		t.Error("bad address accepted")
+	}
+}
+
+// TestParseErrorWords: a zone's bad field reads in words.
+func TestParseErrorWords(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]string{
+		"www 60 IN A notanip\n":    `line 1: bad A record: "notanip" is not an IPv4 address`,
+		"www 60 IN AAAA 1.2.3.4\n": `line 1: bad AAAA record: "1.2.3.4" is not an IPv6 address`,
+	} {
+		_, err := parseZone("example.org.", text)
+		if err == nil || err.Error() != want {
+			t.Errorf("parseZone(%q) = %v, want %s", text, err, want)
+		}
 	}
 }

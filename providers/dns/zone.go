@@ -267,7 +267,27 @@ func parseError(err error) error {
 		return err
 	}
 	line, _ := strconv.Atoi(m[2])
-	return fmt.Errorf("line %d: %s", line, m[1])
+	return fmt.Errorf("line %d: %s", line, fieldError(m[1]))
+}
+
+// fieldRe finds miekg/dns's "bad TYPE FIELD: TOKEN" (as `bad A A: "x"`).
+var fieldRe = regexp.MustCompile(`^bad ([A-Z0-9]+) ([A-Za-z0-9]+): (".*")$`)
+
+// fieldError says what miekg/dns's "bad TYPE FIELD" means in words:
+// `bad A record: "x" is not an IPv4 address`.
+func fieldError(s string) string {
+	m := fieldRe.FindStringSubmatch(s)
+	switch {
+	case m == nil:
+		return s
+	case m[1] == "A" && m[2] == "A":
+		return fmt.Sprintf("bad A record: %s is not an IPv4 address", m[3])
+	case m[1] == "AAAA" && m[2] == "AAAA":
+		return fmt.Sprintf("bad AAAA record: %s is not an IPv6 address", m[3])
+	case strings.EqualFold(m[1], m[2]):
+		return fmt.Sprintf("bad %s record: %s", m[1], m[3])
+	}
+	return fmt.Sprintf("bad %s record: bad %s %s", m[1], m[2], m[3])
 }
 
 // parseZone parses text, a zone in master-file format with origin as the

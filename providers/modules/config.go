@@ -7,7 +7,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"cheshire/plan9"
 )
 
 // managerConfig is the part of a module's configuration the manager
@@ -46,9 +49,36 @@ func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
 	return mod, mgr
 }
 
+// ErrBadConfig is what a refused configuration's error wraps. Its text
+// carries the C library's "Invalid argument", so that a refused write
+// to NAME/config reads as EINVAL through FUSE and v9fs.
+var ErrBadConfig = fmt.Errorf("config refused: %w", errInvalid)
+
+// Errors whose text plan9.Errno maps to the errno a client should see:
+// the C library's strerror texts.
+var (
+	errInvalid = plan9.ErrorFor(syscall.EINVAL)      // Invalid argument
+	errBusy    = plan9.Error(syscall.EBUSY.Error())  // device or resource busy
+	errAgain   = plan9.Error(syscall.EAGAIN.Error()) // resource temporarily unavailable
+)
+
+// badName is the error of a module name that is not a validName.
+func badName(name string) error {
+	return fmt.Errorf("%w: module name %q: want lower-case letters, digits, . _ - (at most 64)", errInvalid, name)
+}
+
 // checkConfig parses and validates text for mod: the manager's keys here,
-// the rest by mod.CheckConfig.
+// the rest by mod.CheckConfig. Its error wraps ErrBadConfig, and a
+// *LineError if one line is to blame.
 func (m *Manager) checkConfig(mod Module, text string, builtin bool) (Config, managerConfig, Config, error) {
+	cfg, mc, modCfg, err := m.parseConfig(mod, text, builtin)
+	if err != nil {
+		return Config{}, mc, Config{}, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	return cfg, mc, modCfg, nil
+}
+
+func (m *Manager) parseConfig(mod Module, text string, builtin bool) (Config, managerConfig, Config, error) {
 	cfg, err := ParseConfig(text)
 	if err != nil {
 		return Config{}, managerConfig{}, Config{}, err
@@ -97,7 +127,7 @@ func (m *Manager) checkConfig(mod Module, text string, builtin bool) (Config, ma
 		}
 	}
 	if err := mod.CheckConfig(modCfg); err != nil {
-		return Config{}, mc, Config{}, fmt.Errorf("config refused: %w", err)
+		return Config{}, mc, Config{}, err
 	}
 	return cfg, mc, modCfg, nil
 }

@@ -61,7 +61,7 @@ func (m *Manager) tree() *synth.Dir {
 		}
 	}
 	root.Add(synth.Ctl("ctl", 0600, cmds, func(ctx context.Context) string { return m.summary() }))
-	root.Add(synth.ReadWrite("trusted", 0600, func(ctx context.Context) ([]byte, error) {
+	root.Add(checkedFile("trusted", 0600, func(ctx context.Context) ([]byte, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var b strings.Builder
@@ -72,7 +72,8 @@ func (m *Manager) tree() *synth.Dir {
 			b.WriteString(k + "\n")
 		}
 		return []byte(b.String()), nil
-	}, func(ctx context.Context, data []byte) error { return m.setTrusted(data) }))
+	}, func(ctx context.Context, data []byte) error { return m.setTrusted(data) },
+		func(ctx context.Context, text string) error { _, err := parseKeys([]byte(text)); return err }))
 	root.SetGen(func(ctx context.Context) ([]synth.Node, error) {
 		var out []synth.Node
 		for _, d := range m.list() {
@@ -83,12 +84,17 @@ func (m *Manager) tree() *synth.Dir {
 	return root
 }
 
-// summary is what reading /modules/ctl gives: a line per module.
+// summary is what reading /modules/ctl gives: a line per module, a
+// failed one's ending with its error.
 func (m *Manager) summary() string {
 	var b strings.Builder
 	for _, d := range m.list() {
 		d.mu.Lock()
-		fmt.Fprintf(&b, "%s %s %s\n", d.name, d.state, d.mod.Manifest().Version)
+		fmt.Fprintf(&b, "%s %s %s", d.name, d.state, d.mod.Manifest().Version)
+		if d.state == Failed {
+			fmt.Fprintf(&b, " %s", quoteLine(d.lastErr))
+		}
+		b.WriteString("\n")
 		d.mu.Unlock()
 	}
 	return b.String()
@@ -100,7 +106,11 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 	dir.Add(synth.String("status", 0444, func(ctx context.Context) string { return d.status() }))
 	dir.Add(synth.String("manifest", 0444, func(ctx context.Context) string { return d.manifest().Text() }))
 	dir.Add(synth.String("deps", 0444, func(ctx context.Context) string { return m.deps(d) }))
-	dir.Add(synth.ReadWrite("config", 0600, func(ctx context.Context) ([]byte, error) {
+	// A write fails as soon as it carries a line the module refuses; a
+	// configuration refused only as a whole (a setting missing) is
+	// refused at clunk. Either way the refusal is logged too: through
+	// FUSE the writer sees only an errno.
+	dir.Add(checkedFile("config", 0600, func(ctx context.Context) ([]byte, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return []byte(d.cfg.Text), nil
@@ -109,6 +119,16 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 		if err != nil {
 			d.slog.Warn("config refused", "err", err)
 		}
+		return err
+	}, func(ctx context.Context, text string) error {
+		d.mu.Lock()
+		mod, builtin := d.mod, d.builtin
+		d.mu.Unlock()
+		_, _, _, err := m.checkConfig(mod, text, builtin)
+		if _, ok := errors.AsType[*LineError](err); !ok {
+			return nil
+		}
+		d.slog.Warn("config refused", "err", err)
 		return err
 	}))
 	dir.Add(d.log.File("log", 0444))
@@ -219,7 +239,7 @@ func parseKeys(data []byte) ([]string, error) {
 			continue
 		}
 		if len(strings.Fields(t)) != 1 || len(t) != 52 {
-			return nil, fmt.Errorf("line %d: %q is not a key (52 characters of z-base-32, as cheshire module id prints)", line, t)
+			return nil, fmt.Errorf("%w: line %d: %q is not a key (52 characters of z-base-32, as cheshire module id prints)", errInvalid, line, t)
 		}
 		keys = append(keys, t)
 	}

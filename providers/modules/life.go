@@ -242,7 +242,7 @@ func (m *Manager) replaceLocked(ctx context.Context, d *module, newMod Module, n
 	}
 	for _, dep := range newMod.Manifest().Deps {
 		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("%s %s: needs %s, which is not loaded", why, d.name, dep)
+			return nil, fmt.Errorf("%s %s: needs %s: no such module", why, d.name, dep)
 		}
 	}
 	d.mu.Lock()
@@ -253,7 +253,7 @@ func (m *Manager) replaceLocked(ctx context.Context, d *module, newMod Module, n
 	switch d.state {
 	case Starting:
 		d.mu.Unlock()
-		return nil, fmt.Errorf("%s %s: the module is starting; try again once it runs", why, d.name)
+		return nil, fmt.Errorf("%s %s: %w: the module is starting; try again once it runs", why, d.name, errAgain)
 	case Running:
 	default:
 		d.mod, d.pkg, d.cfg, d.mc = next.mod, next.pkg, next.cfg, next.mc
@@ -302,7 +302,7 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 		d.mu.Unlock()
 		if starting {
 			// Its start runs under the old configuration.
-			return nil, fmt.Errorf("config %s: the module is starting; try again once it runs", name)
+			return nil, fmt.Errorf("config %s: %w: the module is starting; try again once it runs", name, errAgain)
 		}
 		cfg, mc, _, err := m.checkConfig(mod, text, d.builtin)
 		if err != nil {
@@ -323,11 +323,18 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 		}
 		d.mu.Lock()
 		d.cfg, d.mc = cfg, mc
+		failed := d.state == Failed
 		d.mu.Unlock()
 		m.persist(d, nil, text)
 		m.watch(d)
 		if running {
 			m.applyMount(d)
+		}
+		if failed && !same {
+			// A failed module may have failed for want of this
+			// change (an address in use): it starts again by itself.
+			d.slog.Info("config applied; starting the failed module again")
+			return m.startLocked(name, nil)
 		}
 		d.slog.Info("config applied")
 		return nil, nil

@@ -197,13 +197,14 @@ func (d *module) manifest() Manifest {
 	return mf
 }
 
-// available reports whether the module's files are there: running, or
-// about to be (starting, reloading, lazy).
+// available reports whether the module's mount points are listed:
+// running, about to be (starting, reloading, lazy), or failed (so that
+// what failed stays in sight, its files answering with the reason).
 func (d *module) available() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch d.state {
-	case Running, Starting:
+	case Running, Starting, Failed:
 		return true
 	case Stopping:
 		return d.reloading
@@ -326,7 +327,7 @@ func (m *Manager) Add(mod Module, cfg string) error {
 
 func (m *Manager) add(name string, mod Module, pkg []byte, source, defCfg string, builtin bool) (*module, error) {
 	if !validName.MatchString(name) {
-		return nil, fmt.Errorf("module name %q: want lower-case letters, digits, . _ - (at most 64)", name)
+		return nil, badName(name)
 	}
 	text := defCfg
 	if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
@@ -349,12 +350,12 @@ func (m *Manager) add(name string, mod Module, pkg []byte, source, defCfg string
 	m.mu.Lock()
 	if _, dup := m.mods[name]; dup {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("module %s is already loaded (reload it, or unload it first)", name)
+		return nil, fmt.Errorf("%w: module %s is already loaded (reload it, or unload it first)", plan9.ErrExist, name)
 	}
 	for _, dep := range mod.Manifest().Deps {
 		if dep == name || m.dependsLocked(dep, name) {
 			m.mu.Unlock()
-			return nil, fmt.Errorf("module %s: dependency on %s would make a cycle", name, dep)
+			return nil, fmt.Errorf("%w: module %s: dependency on %s would make a cycle", errInvalid, name, dep)
 		}
 	}
 	m.mods[name] = d
@@ -394,7 +395,7 @@ func (m *Manager) get(name string) (*module, error) {
 	defer m.mu.Unlock()
 	d := m.mods[name]
 	if d == nil {
-		return nil, fmt.Errorf("no module %q", name)
+		return nil, fmt.Errorf("no such module %q", name)
 	}
 	return d, nil
 }
@@ -509,13 +510,13 @@ func (m *Manager) save(dir string, files map[string][]byte) error {
 // other module operations.
 func (m *Manager) Load(ctx context.Context, user, name, source string) error {
 	if m.loader == nil {
-		return errors.New("this node cannot load packages")
+		return fmt.Errorf("%w: this node cannot load packages", plan9.ErrNotSupported)
 	}
 	if !validName.MatchString(name) {
-		return fmt.Errorf("module name %q: want lower-case letters, digits, . _ - (at most 64)", name)
+		return badName(name)
 	}
 	if _, err := m.get(name); err == nil {
-		return fmt.Errorf("module %s is already loaded (reload it, or unload it first)", name)
+		return fmt.Errorf("%w: module %s is already loaded (reload it, or unload it first)", plan9.ErrExist, name)
 	}
 	// Reading and compiling the package take no lock.
 	source, err := m.resolveSource(ctx, user, source)
@@ -566,7 +567,7 @@ func (m *Manager) loadLocked(name string, mod Module, data []byte, source string
 // loadBytes adds a package module without starting it.
 func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, source string) error {
 	if !validName.MatchString(name) {
-		return fmt.Errorf("module name %q: want lower-case letters, digits, . _ - (at most 64)", name)
+		return badName(name)
 	}
 	mod, err := m.loader(ctx, name, data, source)
 	if err != nil {
@@ -604,14 +605,14 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 		return err
 	}
 	if d.builtin {
-		return fmt.Errorf("module %s is built in: stop it instead", name)
+		return fmt.Errorf("%w: module %s is built in: stop it instead", plan9.ErrPerm, name)
 	}
 	var users []string
 	for _, u := range m.usersOf(name) {
 		users = append(users, u.name)
 	}
 	if len(users) > 0 {
-		return fmt.Errorf("module %s is needed by %s: unload those first", name, strings.Join(users, ", "))
+		return fmt.Errorf("%w: module %s is needed by %s: unload those first", errBusy, name, strings.Join(users, ", "))
 	}
 	if err := m.stopOne(ctx, d, true); err != nil {
 		return err
@@ -703,6 +704,20 @@ func hasMount(n *ns.Namespace, spec, point string) bool {
 		}
 	}
 	return false
+}
+
+// Failure returns why module name failed, or nil if it is not failed.
+func (m *Manager) Failure(name string) error {
+	d, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != Failed {
+		return nil
+	}
+	return errors.New(d.lastErr)
 }
 
 // Running reports whether module name runs.

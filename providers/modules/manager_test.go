@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,6 +83,9 @@ func (s *store) Start(ctx context.Context, env modules.Env) (modules.Instance, e
 	greeting := "hello"
 	if a, ok := env.Config.Get("greeting"); ok {
 		greeting = a[0]
+	}
+	if greeting == "fail" {
+		return nil, errors.New("listen 127.0.0.1:1: address already in use")
 	}
 	root := synth.NewDir("/", 0777)
 	root.Add(synth.Static("greeting", 0444, []byte(greeting)))
@@ -304,7 +308,7 @@ func TestDependencyOrder(t *testing.T) {
 	if err := e.ctl("/modules/ctl", "frob a"); err == nil || !strings.Contains(err.Error(), "unknown control message") {
 		t.Errorf("frob: %v", err)
 	}
-	if err := e.ctl("/modules/ctl", "stop nosuch"); err == nil || !strings.Contains(err.Error(), "no module") {
+	if err := e.ctl("/modules/ctl", "stop nosuch"); err == nil || !strings.Contains(err.Error(), "no such module") {
 		t.Errorf("stop nosuch: %v", err)
 	}
 	if err := e.ctl("/modules/ctl", "unload a"); err == nil || !strings.Contains(err.Error(), "built in") {
@@ -508,5 +512,139 @@ func TestLazyAndFailure(t *testing.T) {
 	}
 	if got := e.read("/modules/lazy/fs/greeting"); got != "hello" {
 		t.Errorf("after restart: %q", got)
+	}
+}
+
+// TestConfigRefusedAtWrite: the write that carries a bad config line
+// fails (a shell's echo sees it; it ignores close), with an error that
+// names the line and maps to EINVAL; a line not yet ended is judged at
+// the write that ends it, and the fid's clunk applies nothing.
+func TestConfigRefusedAtWrite(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newStore("kv", &recorder{}))
+	root, err := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Clunk()
+	f, err := walkOpen(e.ctx, root, "/modules/kv/config", styx.OWRITE|styx.OTRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(0)
+	for _, w := range []string{"greeting bonjour\n", "bogus"} {
+		n, err := f.Write(e.ctx, []byte(w), off)
+		if err != nil {
+			t.Fatalf("write %q: %v", w, err)
+		}
+		off += int64(n)
+	}
+	_, err = f.Write(e.ctx, []byte(" key\n"), off)
+	if err == nil || !strings.Contains(err.Error(), "config line 2 (bogus)") {
+		t.Fatalf("write ending a bad line: %v, want config line 2 refused", err)
+	}
+	if e := plan9.Errno(plan9.Errstr(err)); e != syscall.EINVAL {
+		t.Errorf("errno of %q: %v, want EINVAL", err, e)
+	}
+	if _, err2 := f.Write(e.ctx, []byte("greeting salut\n"), off); err2 == nil {
+		t.Errorf("write after a refused one succeeded")
+	}
+	if err2 := f.Clunk(); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("clunk after a refused write: %v, want %v", err2, err)
+	}
+	if got := e.read("/modules/kv/config"); got != "" {
+		t.Errorf("config after a refused write: %q", got)
+	}
+	// A configuration judged whole passes its writes and applies at clunk.
+	if err := e.ctl("/modules/kv/config", "greeting bonjour\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("/modules/kv/fs/greeting"); got != "bonjour" {
+		t.Errorf("after config: %q, want bonjour", got)
+	}
+}
+
+// TestFailedStaysInSight: a module that failed to start stays listed
+// (its mount point, /modules/ctl with its error, its status); a new
+// configuration starts it again by itself, and its status then drops
+// the old error.
+func TestFailedStaysInSight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newStore("kv", &recorder{}))
+	if err := e.ctl("/modules/ctl", "stop kv"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ctl("/modules/kv/config", "greeting fail\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ctl("/modules/ctl", "start kv"); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("start that fails: %v", err)
+	}
+	if s := e.state("kv"); s != "failed" {
+		t.Fatalf("state %s, want failed", s)
+	}
+	if got := e.read("/modules/ctl"); !strings.Contains(got, "kv failed 1.0 ") || !strings.Contains(got, "address already in use") {
+		t.Errorf("/modules/ctl:\n%s", got)
+	}
+	n, err := e.nsm.Namespace(e.ctx, "glenda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Mount(e.ctx, "#kv", "/kv", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
+	defer root.Clunk()
+	f, err := walkOpen(e.ctx, root, "/", styx.OREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.ReadDir(e.ctx)
+	f.Clunk()
+	if err != nil || !slices.ContainsFunc(ds, func(d styx.Dir) bool { return d.Name == "kv" }) {
+		t.Errorf("ls / with kv failed: %v %v, want kv listed", ds, err)
+	}
+	if _, err := readFile(e.ctx, root, "/kv/greeting"); err == nil || !strings.Contains(err.Error(), "module kv failed: ") {
+		t.Errorf("read of a failed module: %v", err)
+	}
+	if err := e.ctl("/modules/kv/config", "greeting hi\n"); err != nil {
+		t.Fatalf("config that mends it: %v", err)
+	}
+	if s := e.state("kv"); s != "running" {
+		t.Fatalf("after a new config: %s, want running", s)
+	}
+	if st := e.read("/modules/kv/status"); !strings.Contains(st, "error none\n") {
+		t.Errorf("status of the running module keeps an old error:\n%s", st)
+	}
+	if got := e.read("/kv/greeting"); got != "hi" {
+		t.Errorf("greeting %q", got)
+	}
+}
+
+// TestErrnos: the refusals a user meets at /modules arrive, through
+// FUSE and v9fs, as the errno that says what went wrong, not EIO.
+func TestErrnos(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, newStore("a", &recorder{}), newStore("b", &recorder{}, "a"))
+	for _, c := range []struct {
+		file, line string
+		want       syscall.Errno
+	}{
+		{"/modules/ctl", "stop nosuch", syscall.ENOENT},
+		{"/modules/ctl", "unload a", syscall.EACCES},
+		{"/modules/ctl", "load c /x.pkg", syscall.EOPNOTSUPP}, // this manager has no loader
+		{"/modules/ctl", "frob a", syscall.EINVAL},
+		{"/modules/a/config", "greeting\n", syscall.EINVAL},
+		{"/modules/a/config", "lazy maybe\n", syscall.EINVAL},
+		{"/modules/trusted", "notakey\n", syscall.EINVAL},
+	} {
+		err := e.ctl(c.file, c.line)
+		if err == nil {
+			t.Errorf("%s < %q: no error", c.file, c.line)
+			continue
+		}
+		if got := plan9.Errno(plan9.Errstr(err)); got != c.want {
+			t.Errorf("%s < %q: %q maps to %v, want %v", c.file, c.line, err, got, c.want)
+		}
 	}
 }

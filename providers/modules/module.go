@@ -8,6 +8,7 @@ package modules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -192,13 +193,13 @@ func ParseConfig(text string) (Config, error) {
 		}
 		w, err := plan9.Tokenize(line)
 		if err != nil {
-			return Config{}, fmt.Errorf("config line %d: %w", i+1, err)
+			return Config{}, &LineError{Line: i + 1, Err: err}
 		}
 		if len(w) == 0 {
 			continue
 		}
 		if w[0] == "" {
-			return Config{}, fmt.Errorf("config line %d: empty key", i+1)
+			return Config{}, &LineError{Line: i + 1, Err: errors.New("empty key")}
 		}
 		c.Entries = append(c.Entries, ConfigEntry{Key: w[0], Args: w[1:], Line: i + 1})
 	}
@@ -225,10 +226,29 @@ func (c Config) Get(key string) ([]string, bool) {
 	return all[len(all)-1].Args, true
 }
 
-// Errorf returns an error naming e's line.
+// Errorf returns an error naming e's line, a *LineError.
 func (e ConfigEntry) Errorf(format string, args ...any) error {
-	return fmt.Errorf("config line %d (%s): %s", e.Line, e.Key, fmt.Sprintf(format, args...))
+	return &LineError{Line: e.Line, Key: e.Key, Err: fmt.Errorf(format, args...)}
 }
+
+// A LineError is a configuration refused because of one of its lines,
+// as opposed to one refused as a whole (a setting missing). A line so
+// refused stays refused whatever follows it, so a write of the config
+// file fails as soon as it carries the line.
+type LineError struct {
+	Line int    // 1-based
+	Key  string // the line's key; "" if the line could not be parsed
+	Err  error
+}
+
+func (e *LineError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("config line %d: %v", e.Line, e.Err)
+	}
+	return fmt.Sprintf("config line %d (%s): %v", e.Line, e.Key, e.Err)
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
 
 // A NamespaceInstance is an Instance that serves each namespace a tree of
 // its own (as #ns shows the namespace it is mounted in). Attach is used

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"cheshire/plan9"
 	"cheshire/styx"
 )
 
@@ -27,7 +28,7 @@ func (m *Manager) resolveSource(ctx context.Context, user, src string) (string, 
 		kind, p = "", src
 	}
 	if !strings.HasPrefix(p, "/") {
-		return "", fmt.Errorf("source %q: want an absolute path (in the namespace, or host:/PATH)", src)
+		return "", fmt.Errorf("%w: source %q: want an absolute path (in the namespace, or host:/PATH)", errInvalid, src)
 	}
 	p = path.Clean(p)
 	switch kind {
@@ -42,7 +43,7 @@ func (m *Manager) resolveSource(ctx context.Context, user, src string) (string, 
 	if _, err := os.Stat(p); err == nil {
 		return "host:" + p, nil
 	}
-	return "", fmt.Errorf("source %s: not found in the namespace or on the host", p)
+	return "", fmt.Errorf("source %s: %w (neither in the namespace nor on the host)", p, plan9.ErrNotFound)
 }
 
 // readSource reads a package file.
@@ -64,7 +65,7 @@ func (m *Manager) readSource(ctx context.Context, src string) ([]byte, error) {
 		defer f.Clunk()
 		return readLimited(&fileReader{ctx: ctx, f: f}, src)
 	}
-	return nil, fmt.Errorf("source %q: unknown kind", src)
+	return nil, fmt.Errorf("%w: source %q: unknown kind", errInvalid, src)
 }
 
 func readLimited(r io.Reader, src string) ([]byte, error) {
@@ -73,7 +74,7 @@ func readLimited(r io.Reader, src string) ([]byte, error) {
 		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
 	if len(data) > maxPackage {
-		return nil, fmt.Errorf("source %s: larger than %d MiB", src, maxPackage>>20)
+		return nil, fmt.Errorf("source %s: %w (larger than %d MiB)", src, plan9.ErrTooBig, maxPackage>>20)
 	}
 	return data, nil
 }

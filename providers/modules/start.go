@@ -189,6 +189,7 @@ func (d *module) install(inst Instance, gen uint64) {
 		d.starts = 1
 	}
 	d.started = d.mgr.now()
+	d.lastErr = "" // it runs: an earlier failure is no longer the news
 	d.setStateLocked(Running)
 }
 
@@ -386,7 +387,7 @@ func (m *Manager) do(ctx context.Context, f func() (*startOp, error)) error {
 // detects cycles.
 func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
 	if slices.Contains(path, name) {
-		return nil, fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " → "))
+		return nil, fmt.Errorf("%w: dependency cycle: %s", errInvalid, strings.Join(append(path, name), " → "))
 	}
 	d, err := m.get(name)
 	if err != nil {
@@ -404,7 +405,7 @@ func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
 	var deps []*startOp
 	for _, dep := range mod.Manifest().Deps {
 		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("module %s needs %s, which is not loaded", name, dep)
+			return nil, fmt.Errorf("module %s needs %s: no such module", name, dep)
 		}
 		dop, err := m.startLocked(dep, append(path, name))
 		if err != nil {
