@@ -58,6 +58,7 @@ const (
 	ErrEmptyCtl      Error = "empty control message"
 	ErrOverflow      Error = "event overflow"
 	ErrNoVersion     Error = "version not negotiated"
+	ErrInvalid       Error = "invalid argument" // a bad value written to a file; EINVAL
 )
 
 // ErrMax is the size of a Plan 9 error buffer (ERRMAX), terminating
@@ -223,7 +224,8 @@ func ninepErrnos() []errnoEntry {
 		{"event overflow", syscall.EIO},
 		{"version not negotiated", syscall.EPROTO},
 		{"mounted directory forbids creation", syscall.EACCES},
-		{"usage", syscall.EINVAL},   // "bind: usage: bind [-abcC] new old"
+		{"usage", syscall.EINVAL}, // "bind: usage: bind [-abcC] new old"
+		{"config refused", syscall.EINVAL},
 		{"no such", syscall.ENOENT}, // as a prefix: no such server, zone, module...
 		{"No space left on device", syscall.ENOSPC},
 		{"Read-only file system", syscall.EROFS},

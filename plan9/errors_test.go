@@ -18,7 +18,7 @@ var allErrors = []Error{ErrReadOnly,
 	ErrInterrupted, ErrTooBig, ErrBadName, ErrFileInUse, ErrNoSpace,
 	ErrTimedOut, ErrUnreachable, ErrModuleStopped, ErrNotSupported,
 	ErrCrossDev, ErrHungup, ErrBadCtl, ErrBadArgs, ErrEmptyCtl,
-	ErrOverflow, ErrNoVersion,
+	ErrOverflow, ErrNoVersion, ErrInvalid,
 }
 
 func TestErrorConstants(t *testing.T) {
@@ -127,6 +127,7 @@ func TestErrno(t *testing.T) {
 		{"file not found (in zone)", syscall.ENOENT},
 		{"bind: usage: bind [-abcC] new old", syscall.EINVAL},
 		{"#nosuch: no such server", syscall.ENOENT},
+		{"config refused: config line 1 (bogus): unknown setting", syscall.EINVAL},
 		{"No such device", syscall.ENODEV},
 
 		// Unknown.

@@ -49,15 +49,15 @@ func splitConfig(cfg Config) (mod Config, mgr []ConfigEntry) {
 	return mod, mgr
 }
 
-// ErrBadConfig is what a refused configuration's error wraps. Its text
-// carries the C library's "Invalid argument", so that a refused write
-// to NAME/config reads as EINVAL through FUSE and v9fs.
-var ErrBadConfig = fmt.Errorf("config refused: %w", errInvalid)
+// ErrBadConfig is what a refused configuration's error wraps; plan9.Errno
+// maps its text to EINVAL, so that a refused write to NAME/config reads
+// as "Invalid argument" through FUSE.
+var ErrBadConfig = plan9.Error("config refused")
 
 // Errors whose text plan9.Errno maps to the errno a client should see:
 // the C library's strerror texts.
 var (
-	errInvalid = plan9.ErrorFor(syscall.EINVAL)      // Invalid argument
+	errInvalid = plan9.ErrInvalid
 	errBusy    = plan9.Error(syscall.EBUSY.Error())  // device or resource busy
 	errAgain   = plan9.Error(syscall.EAGAIN.Error()) // resource temporarily unavailable
 )
