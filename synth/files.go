@@ -103,9 +103,23 @@ func ReadWrite(name string, perm uint32, get func(ctx context.Context) ([]byte, 
 	return NewFile(name, perm, &rwHandler{get: get, set: set, open: make(map[*rwHandle]struct{})})
 }
 
+// CheckedReadWrite is ReadWrite whose writes are judged as they arrive:
+// after each write, check is called (with no lock held) on the fid's
+// copy cut after its last newline, and a refusal fails that write, so
+// that `echo line > file` in a shell sees it (shells ignore the error of
+// close(2), where ReadWrite's set refuses). check returns nil for a text
+// that may yet become acceptable (a setting still missing). A fid whose
+// write was refused fails every later write and applies nothing at
+// clunk, returning the same error; otherwise set judges the whole text
+// at clunk as in ReadWrite.
+func CheckedReadWrite(name string, perm uint32, get func(ctx context.Context) ([]byte, error), set func(ctx context.Context, data []byte) error, check func(ctx context.Context, text string) error) *File {
+	return NewFile(name, perm, &rwHandler{get: get, set: set, check: check, open: make(map[*rwHandle]struct{})})
+}
+
 type rwHandler struct {
-	get func(ctx context.Context) ([]byte, error)
-	set func(ctx context.Context, data []byte) error
+	get   func(ctx context.Context) ([]byte, error)
+	set   func(ctx context.Context, data []byte) error
+	check func(ctx context.Context, text string) error // CheckedReadWrite's, or nil
 
 	mu   sync.Mutex
 	open map[*rwHandle]struct{} // guarded by mu: fids open for writing
@@ -115,6 +129,9 @@ type rwHandler struct {
 type rwHandle struct {
 	h     *rwHandler
 	write bool // open for writing: registered in h.open
+
+	wmu     sync.Mutex // serialises writes of a checked file, so each check sees its own
+	refused error      // guarded by wmu: the first write check refused
 
 	mu    sync.Mutex
 	data  []byte // guarded by mu: this fid's copy
@@ -192,6 +209,34 @@ func (hd *rwHandle) Read(ctx context.Context, p []byte, off int64) (int, error) 
 }
 
 func (hd *rwHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	if hd.h.check == nil {
+		return hd.write1(p, off)
+	}
+	hd.wmu.Lock()
+	defer hd.wmu.Unlock()
+	if hd.refused != nil {
+		return 0, hd.refused
+	}
+	n, err := hd.write1(p, off)
+	if err != nil {
+		return n, err
+	}
+	hd.mu.Lock()
+	text := hd.data[:bytes.LastIndexByte(hd.data, '\n')+1]
+	text = bytes.Clone(text)
+	hd.mu.Unlock()
+	if len(text) == 0 {
+		return n, nil
+	}
+	if err := hd.h.check(ctx, string(text)); err != nil {
+		hd.refused = err
+		return 0, err
+	}
+	return n, nil
+}
+
+// write1 puts p at off in the fid's copy.
+func (hd *rwHandle) write1(p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
 	if end > MaxReadWrite || end < off {
 		return 0, plan9.ErrTooBig
@@ -212,10 +257,16 @@ func (hd *rwHandle) Close(ctx context.Context) error {
 		delete(hd.h.open, hd)
 		hd.h.mu.Unlock()
 	}
+	hd.wmu.Lock()
+	refused := hd.refused
+	hd.wmu.Unlock()
 	hd.mu.Lock()
 	data, dirty := hd.data, hd.dirty
 	hd.data = nil
 	hd.mu.Unlock()
+	if refused != nil {
+		return refused
+	}
 	if !dirty {
 		return nil
 	}

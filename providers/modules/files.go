@@ -61,7 +61,7 @@ func (m *Manager) tree() *synth.Dir {
 		}
 	}
 	root.Add(synth.Ctl("ctl", 0600, cmds, func(ctx context.Context) string { return m.summary() }))
-	root.Add(checkedFile("trusted", 0600, func(ctx context.Context) ([]byte, error) {
+	root.Add(synth.CheckedReadWrite("trusted", 0600, func(ctx context.Context) ([]byte, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		var b strings.Builder
@@ -110,7 +110,7 @@ func (m *Manager) moduleDir(d *module) *synth.Dir {
 	// configuration refused only as a whole (a setting missing) is
 	// refused at clunk. Either way the refusal is logged too: through
 	// FUSE the writer sees only an errno.
-	dir.Add(checkedFile("config", 0600, func(ctx context.Context) ([]byte, error) {
+	dir.Add(synth.CheckedReadWrite("config", 0600, func(ctx context.Context) ([]byte, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return []byte(d.cfg.Text), nil
