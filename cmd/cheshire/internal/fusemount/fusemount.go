@@ -93,6 +93,20 @@ type Options struct {
 	// files whose attributes are never cached.
 	AttrTimeout, EntryTimeout time.Duration
 
+	// AllowOther lets every user of the machine use the mount, not only
+	// the one who mounted it (FUSE's allow_other; a user other than root
+	// needs user_allow_other in /etc/fuse.conf). Every process still
+	// reaches the node as Uname, over the mounting user's connection:
+	// the node cannot tell them apart.
+	AllowOther bool
+
+	// DefaultPermissions has the kernel check each access against the
+	// attributes the mount reports (FUSE's default_permissions): every
+	// file belongs to the mounting user, so other users get the
+	// permissions the 9P mode gives "other". Without it, only the node
+	// checks, as Uname.
+	DefaultPermissions bool
+
 	// Debug logs every FUSE request and reply to Log, at
 	// slog.LevelDebug.
 	Debug bool
@@ -210,7 +224,8 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 			// As root, mount(2) directly: no need for fusermount3.
 			DirectMount: os.Geteuid() == 0,
-			AllowOther:  false,
+			AllowOther:  o.AllowOther,
+			Options:     mountOptions(o),
 			Debug:       o.Debug,
 			Logger:      stdlog,
 		},
@@ -254,6 +269,14 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 		}
 	}()
 	return m, nil
+}
+
+// mountOptions returns the -o options of o that go-fuse has no field for.
+func mountOptions(o Options) []string {
+	if o.DefaultPermissions {
+		return []string{"default_permissions"}
+	}
+	return nil
 }
 
 func timeout(d time.Duration) time.Duration {
