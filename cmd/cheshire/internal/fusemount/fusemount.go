@@ -42,6 +42,14 @@
 // they fail with EXDEV, and mv(1) then copies and removes. Flush and
 // fsync do nothing: writes are written through, and a 9P clunk happens at
 // the last close (FUSE release), whose error cannot be reported.
+//
+// What 9P2000 cannot say fails rather than being dropped: a chown to
+// another owner, and a mode with setuid, setgid or sticky bits, fail
+// with EPERM; so do symlink, link and mknod of anything but a regular
+// file (FIFOs, devices, sockets). Times are whole seconds. ctime is the
+// mtime, or the time this mount last changed the file's metadata if
+// later. Directories have one link; a file removed through the mount
+// has none. README.md tables each limit with its errno.
 package fusemount
 
 import (
