@@ -30,11 +30,24 @@ func mountCmd(args []string) error {
 	key := fs.String("k", "", "the server's key, for a tls! dial string (its /node/id)")
 	fg := fs.Bool("f", false, "stay in the foreground until unmounted")
 	debug := fs.Bool("D", false, "print FUSE traffic")
+	fuseOpts := fs.String("o", "", "FUSE options, comma-separated: allow_other, default_permissions")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: cheshire mount [-a DIALSTRING [-k KEY]] [-u USER] [-f] DIR")
+		return errors.New("usage: cheshire mount [-a DIALSTRING [-k KEY]] [-u USER] [-o allow_other,default_permissions] [-f] DIR")
+	}
+	var allowOther, defaultPerms bool
+	for _, o := range strings.Split(*fuseOpts, ",") {
+		switch o {
+		case "":
+		case "allow_other":
+			allowOther = true
+		case "default_permissions":
+			defaultPerms = true
+		default:
+			return fmt.Errorf("mount: unknown option %q (allow_other, default_permissions)", o)
+		}
 	}
 	dir := fs.Arg(0)
 	if *debug && !*fg {
@@ -50,7 +63,8 @@ func mountCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: waitNode(dialer(*key))})
+	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: waitNode(dialer(*key)),
+		AllowOther: allowOther, DefaultPermissions: defaultPerms})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,14 @@ import (
 // DefaultMaxBytes bounds the data held by an FS made with New.
 const DefaultMaxBytes = 4 << 30
 
+// MaxName is the longest file name, in bytes, as on Linux (NAME_MAX).
+const MaxName = 255
+
+// ErrNameTooLong is the error for a name longer than MaxName: the C
+// library's text for ENAMETOOLONG, which plan9.Errno and the Linux 9P
+// client map back to it.
+const ErrNameTooLong plan9.Error = "File name too long"
+
 // FS is an in-memory file tree; it implements styx.Attacher.
 type FS struct {
 	mu       sync.RWMutex
@@ -38,6 +46,7 @@ type node struct {
 	data     []byte
 	children map[string]*node
 	removed  bool
+	opens    int // fids open on the node; a removed node keeps its data while any are
 }
 
 // Option configures New.
@@ -71,6 +80,14 @@ func (fs *FS) Attach(ctx context.Context, uname, aname string, auth styx.File) (
 
 func member(user, group string) bool { return user == group }
 
+// release drops the data of a removed node once no fid is open on it.
+func (fs *FS) release(n *node) {
+	if n.removed && n.opens == 0 {
+		fs.used -= int64(len(n.data))
+		n.data = nil
+	}
+}
+
 func (fs *FS) allowed(n *node, user string, want uint8) bool {
 	return plan9.Allowed(n.mode, n.uid, n.gid, user, member, want)
 }
@@ -90,6 +107,7 @@ type file struct {
 	n    *node
 	user string
 	mode uint8
+	open bool // counted in n.opens
 }
 
 var _ styx.File = (*file)(nil)
@@ -114,6 +132,9 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 			return qids, nil, plan9.ErrPerm
 		}
 		var next *node
+		if len(name) > MaxName {
+			return qids, nil, ErrNameTooLong
+		}
 		if name == ".." {
 			next = n.parent
 		} else if next = n.children[name]; next == nil {
@@ -149,6 +170,8 @@ func (f *file) Open(ctx context.Context, mode uint8) (uint32, error) {
 		n.touch(uint32(fs.now().Unix()), f.user)
 	}
 	f.mode = mode
+	f.open = true
+	n.opens++
 	return 0, nil
 }
 
@@ -169,6 +192,9 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 	if !fs.allowed(d, f.user, plan9.OWRITE) {
 		return nil, 0, plan9.ErrPerm
 	}
+	if len(name) > MaxName {
+		return nil, 0, ErrNameTooLong
+	}
 	if _, ok := d.children[name]; ok {
 		return nil, 0, plan9.ErrExist
 	}
@@ -176,7 +202,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 		return nil, 0, plan9.ErrCreate
 	}
 	t := uint32(fs.now().Unix())
-	n := &node{name: name, parent: d, uid: f.user, gid: d.gid, muid: f.user, mtime: t, atime: t}
+	n := &node{name: name, parent: d, uid: f.user, gid: d.gid, muid: f.user, mtime: t, atime: t, opens: 1}
 	if perm&styx.DMDIR != 0 {
 		if mode&3 != plan9.OREAD || mode&plan9.OTRUNC != 0 {
 			return nil, 0, plan9.ErrIsDir
@@ -192,7 +218,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 	fs.nextPath++
 	d.children[name] = n
 	d.touch(t, f.user)
-	return &file{fs: fs, n: n, user: f.user, mode: mode}, 0, nil
+	return &file{fs: fs, n: n, user: f.user, mode: mode, open: true}, 0, nil
 }
 
 func qidType(mode uint32) uint8 {
@@ -234,13 +260,13 @@ func (f *file) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	n := f.n
-	if n.removed {
-		return 0, plan9.ErrNotFound
-	}
 	if n.mode&styx.DMAPPEND != 0 {
 		off = int64(len(n.data))
 	}
 	end := off + int64(len(p))
+	if end > fs.maxBytes || end < off {
+		return 0, plan9.ErrTooBig
+	}
 	if grow := end - int64(len(n.data)); grow > 0 {
 		if fs.used+grow > fs.maxBytes {
 			return 0, plan9.ErrNoSpace
@@ -265,15 +291,17 @@ func (f *file) Stat(ctx context.Context) (styx.Dir, error) {
 	return f.n.dir(0), nil
 }
 
-// Wstat implements rename (same directory), truncate, chmod, chgrp and
-// mtime. Don't-touch values are ignored, and so is muid (Linux v9fs sets it
-// on rename). All checks pass before anything changes.
+// Wstat implements rename (same directory), truncate, chmod, chgrp,
+// mtime and atime. Don't-touch values are ignored, and so is muid (Linux
+// v9fs sets it on rename). All checks pass before anything changes. A
+// removed file can still be changed through a fid open on it, but not
+// renamed.
 func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 	fs := f.fs
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	n := f.n
-	if n.removed {
+	if n.removed && !f.open {
 		return plan9.ErrNotFound
 	}
 	owner := f.user == n.uid
@@ -291,6 +319,12 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		if n == fs.root {
 			return plan9.ErrPerm
 		}
+		if n.removed {
+			return plan9.ErrNotFound
+		}
+		if len(d.Name) > MaxName {
+			return ErrNameTooLong
+		}
 		if !fs.allowed(n.parent, f.user, plan9.OWRITE) {
 			return plan9.ErrPerm
 		}
@@ -299,7 +333,7 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		}
 	}
 	if d.Length != ^uint64(0) && d.Length > uint64(fs.maxBytes) {
-		return plan9.ErrNoSpace
+		return plan9.ErrTooBig // no file can be that long
 	}
 	if d.Length != ^uint64(0) {
 		if n.mode&styx.DMDIR != 0 {
@@ -324,6 +358,9 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		}
 	}
 	if d.Mtime != ^uint32(0) && d.Mtime != n.mtime && !owner {
+		return plan9.ErrPerm
+	}
+	if d.Atime != ^uint32(0) && d.Atime != n.atime && !owner {
 		return plan9.ErrPerm
 	}
 	if d.Gid != "" && d.Gid != n.gid && !owner {
@@ -359,6 +396,9 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 	if d.Mtime != ^uint32(0) {
 		n.mtime = d.Mtime
 	}
+	if d.Atime != ^uint32(0) {
+		n.atime = d.Atime
+	}
 	if d.Gid != "" {
 		n.gid = d.Gid
 	}
@@ -385,9 +425,21 @@ func (f *file) Remove(ctx context.Context) error {
 	delete(n.parent.children, n.name)
 	n.parent.touch(uint32(fs.now().Unix()), f.user)
 	n.removed = true
-	fs.used -= int64(len(n.data))
-	n.data = nil
+	fs.release(n)
 	return nil
 }
 
-func (f *file) Clunk() error { return nil }
+// Clunk lets go of the data of a removed file when its last open fid
+// goes.
+func (f *file) Clunk() error {
+	if !f.open {
+		return nil
+	}
+	fs := f.fs
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f.open = false
+	f.n.opens--
+	fs.release(f.n)
+	return nil
+}

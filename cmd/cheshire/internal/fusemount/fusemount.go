@@ -42,6 +42,14 @@
 // they fail with EXDEV, and mv(1) then copies and removes. Flush and
 // fsync do nothing: writes are written through, and a 9P clunk happens at
 // the last close (FUSE release), whose error cannot be reported.
+//
+// What 9P2000 cannot say fails rather than being dropped: a chown to
+// another owner, and a mode with setuid, setgid or sticky bits, fail
+// with EPERM; so do symlink, link and mknod of anything but a regular
+// file (FIFOs, devices, sockets). Times are whole seconds. ctime is the
+// mtime, or the time this mount last changed the file's metadata if
+// later. Directories have one link; a file removed through the mount
+// has none. README.md tables each limit with its errno.
 package fusemount
 
 import (
@@ -92,6 +100,20 @@ type Options struct {
 	// a negative value means no caching. See the package comment for the
 	// files whose attributes are never cached.
 	AttrTimeout, EntryTimeout time.Duration
+
+	// AllowOther lets every user of the machine use the mount, not only
+	// the one who mounted it (FUSE's allow_other; a user other than root
+	// needs user_allow_other in /etc/fuse.conf). Every process still
+	// reaches the node as Uname, over the mounting user's connection:
+	// the node cannot tell them apart.
+	AllowOther bool
+
+	// DefaultPermissions has the kernel check each access against the
+	// attributes the mount reports (FUSE's default_permissions): every
+	// file belongs to the mounting user, so other users get the
+	// permissions the 9P mode gives "other". Without it, only the node
+	// checks, as Uname.
+	DefaultPermissions bool
 
 	// Debug logs every FUSE request and reply to Log, at
 	// slog.LevelDebug.
@@ -210,7 +232,8 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 			ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 			// As root, mount(2) directly: no need for fusermount3.
 			DirectMount: os.Geteuid() == 0,
-			AllowOther:  false,
+			AllowOther:  o.AllowOther,
+			Options:     mountOptions(o),
 			Debug:       o.Debug,
 			Logger:      stdlog,
 		},
@@ -254,6 +277,14 @@ func Mount(ctx context.Context, dir string, o Options) (*Mounted, error) {
 		}
 	}()
 	return m, nil
+}
+
+// mountOptions returns the -o options of o that go-fuse has no field for.
+func mountOptions(o Options) []string {
+	if o.DefaultPermissions {
+		return []string{"default_permissions"}
+	}
+	return nil
 }
 
 func timeout(d time.Duration) time.Duration {

@@ -98,7 +98,7 @@ func TestShellTools(t *testing.T) {
 	for _, want := range []string{
 		"-rw-r--r-- 1 " + strconv.Itoa(uid) + " " + strconv.Itoa(os.Getgid()) + " 13 ",
 		"-r--r--r-- 1 ",
-		"drwxr-xr-x 2 ",
+		"drwxr-xr-x 1 ",
 	} {
 		if !strings.Contains(ls, want) {
 			t.Errorf("ls -ln: no %q in\n%s", want, ls)

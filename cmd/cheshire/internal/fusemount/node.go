@@ -72,6 +72,37 @@ type nodeState struct {
 	// synthetic, and opens of it use direct I/O.
 	short     bool
 	shortVers uint32
+
+	// 9P2000 has no ctime and no link count: ctime is the last time
+	// this mount changed the file's metadata (zero: never), and
+	// unlinked is set once this mount has removed the file (cleared if
+	// a name leads to it again).
+	ctime    time.Time
+	unlinked bool
+}
+
+// touchCtime records a change of the file's metadata made now.
+func (s *nodeState) touchCtime() {
+	s.mu.Lock()
+	s.ctime = time.Now()
+	s.mu.Unlock()
+}
+
+// setUnlinked records whether the file has lost its name.
+func (s *nodeState) setUnlinked(u bool) {
+	s.mu.Lock()
+	s.unlinked = u
+	if u {
+		s.ctime = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// meta returns the recorded ctime and whether the file was unlinked.
+func (s *nodeState) meta() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctime, s.unlinked
 }
 
 // A fidRef counts the users of a node's fid: the node itself and each
@@ -216,6 +247,7 @@ func (f *fsys) nodeFor(ctx context.Context, parent *node, d *styx.Dir, fid *styx
 		if fid != nil {
 			n.st.set(fid)
 		}
+		n.st.setUnlinked(false) // reached by a name
 		return n.EmbeddedInode()
 	}
 	n := f.newNode(key, fid)
@@ -237,6 +269,9 @@ var (
 	_ fs.NodeRmdirer        = (*node)(nil)
 	_ fs.NodeRenamer        = (*node)(nil)
 	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
 )
 
 // OnForget drops the node's fid once the kernel has forgotten the node.
@@ -336,7 +371,7 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 }
 
 func (n *node) fillAttrOut(out *fuse.AttrOut, d *styx.Dir) {
-	n.fsys.fillAttr(&out.Attr, d)
+	n.fsys.fillAttr(&out.Attr, d, n.st)
 	changed := n.st.observe(d)
 	out.SetTimeout(n.fsys.attrTimeoutFor(d, changed))
 }
@@ -355,9 +390,14 @@ func (f *fsys) lockAttrs(s *nodeState) {
 
 // fillEntry fills out for the child c described by d.
 func (f *fsys) fillEntry(c *fs.Inode, out *fuse.EntryOut, d *styx.Dir) {
-	f.fillAttr(&out.Attr, d)
 	changed := false
-	if cn, ok := c.Operations().(*node); ok {
+	cn, ok := c.Operations().(*node)
+	if ok {
+		f.fillAttr(&out.Attr, d, cn.st)
+	} else {
+		f.fillAttr(&out.Attr, d, nil)
+	}
+	if ok {
 		f.lockAttrs(cn.st)
 		defer cn.st.rd.Unlock()
 		changed = cn.st.observe(d)
@@ -565,7 +605,15 @@ func (n *node) remove(ctx context.Context, name string) syscall.Errno {
 	if err != nil {
 		return toErrno(err)
 	}
-	return toErrno(fid.Remove(ctx)) // clunks fid, even on error
+	if err := fid.Remove(ctx); err != nil { // clunks fid, even on error
+		return toErrno(err)
+	}
+	if c := n.GetChild(name); c != nil {
+		if cn, ok := c.Operations().(*node); ok {
+			cn.st.setUnlinked(true)
+		}
+	}
+	return 0
 }
 
 // renameNoreplace is RENAME_NOREPLACE of renameat2(2).
@@ -579,7 +627,21 @@ const renameNoreplace = 0x1
 // Replacing is not atomic: the old newName is first renamed out of the
 // way, then name is renamed, then the old file is removed; if the second
 // step fails the first is undone, so nothing is lost.
+//
+// A renamed file's ctime moves (see fillAttr).
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	errno := n.rename(ctx, name, newParent, newName, flags)
+	if errno == 0 {
+		if c := n.GetChild(name); c != nil {
+			if cn, ok := c.Operations().(*node); ok {
+				cn.st.touchCtime()
+			}
+		}
+	}
+	return errno
+}
+
+func (n *node) rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if newParent.EmbeddedInode() != n.EmbeddedInode() {
 		return syscall.EXDEV
 	}
@@ -677,10 +739,22 @@ func isEmptyDir(ctx context.Context, dir *styx.Fid) (bool, error) {
 	return n == 0, err
 }
 
-// Setattr changes the length, permissions and mtime with one Twstat.
-// Changes of owner, group and atime are ignored: 9P names users by
-// string, and atime is the server's.
+// Setattr changes the length, permissions, mtime and atime with one
+// Twstat, in whole seconds (9P2000's unit). 9P2000 has neither numeric
+// owners nor setuid, setgid or sticky bits: a change of owner or group
+// to other than the mounting user's (the owner every file shows), and a
+// mode with any of those bits, fail with EPERM and change nothing. A
+// successful change moves the ctime this mount reports.
 func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if uid, ok := in.GetUID(); ok && uid != n.fsys.uid {
+		return syscall.EPERM
+	}
+	if gid, ok := in.GetGID(); ok && gid != n.fsys.gid {
+		return syscall.EPERM
+	}
+	if mode, ok := in.GetMode(); ok && mode&^0777 != 0 {
+		return syscall.EPERM
+	}
 	var fid *styx.Fid
 	if h, ok := fh.(*handle); ok {
 		h.mu.RLock()
@@ -713,6 +787,10 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 		w.Mtime = uint32(mtime.Unix())
 		change = true
 	}
+	if atime, ok := in.GetATime(); ok && uint32(atime.Unix()) != d.Atime {
+		w.Atime = uint32(atime.Unix())
+		change = true
+	}
 	if change {
 		if err := fid.Wstat(ctx, w); err != nil {
 			return toErrno(err)
@@ -724,8 +802,39 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 			return toErrno(err)
 		}
 	}
+	if in.Valid&(fuse.FATTR_MODE|fuse.FATTR_UID|fuse.FATTR_GID|fuse.FATTR_SIZE|fuse.FATTR_ATIME|fuse.FATTR_MTIME) != 0 {
+		n.st.touchCtime()
+	}
 	n.fillAttrOut(out, &d)
 	return 0
+}
+
+// Symlink fails: 9P2000 has no symbolic links. EPERM is what POSIX
+// gives for a file system that does not support them.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+// Link fails: 9P2000 has no hard links.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+// Mknod makes regular files only (as create does); 9P2000 has no device
+// files, FIFOs or sockets, so others fail with EPERM, as POSIX says for a
+// file system that does not support the type.
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, syscall.EPERM
+	}
+	c, fh, _, errno := n.Create(ctx, name, syscall.O_RDONLY|syscall.O_EXCL, mode&0777, out)
+	if errno != 0 {
+		return nil, errno
+	}
+	if h, ok := fh.(*handle); ok {
+		h.Release(ctx)
+	}
+	return c, 0
 }
 
 // Statfs reports an empty file system: 9P does not tell sizes.
@@ -759,8 +868,12 @@ func stableAttrOf(q styx.Qid) fs.StableAttr {
 	return stableAttr(&styx.Dir{Qid: q})
 }
 
-// fillAttr fills a from d.
-func (f *fsys) fillAttr(a *fuse.Attr, d *styx.Dir) {
+// fillAttr fills a from d and, if not nil, the state st of its node.
+// ctime is the mtime, or the time this mount last changed the file's
+// metadata if that is later. Directories have one link (the convention
+// for "the count of subdirectories is unknown"), files one, and a file
+// this mount has removed none.
+func (f *fsys) fillAttr(a *fuse.Attr, d *styx.Dir, st *nodeState) {
 	key := stableAttr(d)
 	*a = fuse.Attr{
 		Ino:     key.Ino,
@@ -774,8 +887,15 @@ func (f *fsys) fillAttr(a *fuse.Attr, d *styx.Dir) {
 		Owner:   fuse.Owner{Uid: f.uid, Gid: f.gid},
 		Blksize: f.blksize,
 	}
-	if key.Mode == syscall.S_IFDIR {
-		a.Nlink = 2
+	if st == nil {
+		return
+	}
+	ct, unlinked := st.meta()
+	if ct.Unix() >= int64(d.Mtime) {
+		a.Ctime, a.Ctimensec = uint64(ct.Unix()), uint32(ct.Nanosecond())
+	}
+	if unlinked {
+		a.Nlink = 0
 	}
 }
 
