@@ -19,7 +19,8 @@ const usage = `usage: cheshire COMMAND [ARGS]
 
 commands:
   serve [--dir DIR] [--listen DIALSTRING]...   run a node
-  mount [-a DIALSTRING [-k KEY]] [-u USER] [-f [-D]] DIR   mount a namespace with FUSE
+  mount [-a DIALSTRING [-k KEY]] [-u USER] [-o allow_other[,default_permissions]] [-f [-D]] DIR
+                                                mount a namespace with FUSE
   umount [-z] DIR                               unmount it (-z: detach now, even if busy)
   9p [-a DIALSTRING] [-u USER] [-k KEY] ls|read|write|stat|create|rm|rdwr PATH
   import [-b|--after] [-c] KEY [[REMOTEPATH] MOUNTPOINT]   import another node's exports by key
