@@ -6,9 +6,15 @@ import (
 	"time"
 )
 
-// QuietTTL is how long a node whose query timed out is left out of
-// traversals, unless it is heard from first.
-const QuietTTL = 5 * time.Minute
+// How long a node whose query timed out is left out of traversals,
+// unless it is heard from first: QuietFirst after one timeout, doubled
+// at each further timeout, up to QuietTTL. A node that missed one query
+// because the machine was busy is back soon; a dead node, which misses
+// every query it is asked, is soon left out for QuietTTL.
+const (
+	QuietFirst = 15 * time.Second
+	QuietTTL   = 5 * time.Minute
+)
 
 // maxQuiet bounds how many quiet nodes are remembered.
 const maxQuiet = 4096
@@ -19,23 +25,38 @@ const maxQuiet = 4096
 // without this every lookup after a node dies would wait for it.
 type quietNodes struct {
 	mu sync.Mutex
-	m  map[netip.AddrPort]time.Time // guarded by mu: address → when it went quiet
+	m  map[netip.AddrPort]quiet // guarded by mu
 }
 
-func newQuietNodes() *quietNodes { return &quietNodes{m: make(map[netip.AddrPort]time.Time)} }
+// quiet is what is known of a node that timed out.
+type quiet struct {
+	last time.Time     // its last timeout
+	ttl  time.Duration // how long after last it is left out
+}
 
-// mark notes that ap did not answer at now.
+func newQuietNodes() *quietNodes { return &quietNodes{m: make(map[netip.AddrPort]quiet)} }
+
+// mark notes that ap did not answer at now. A node that timed out before
+// and has not been heard from since is left out twice as long as then.
 func (q *quietNodes) mark(ap netip.AddrPort, now time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.m) >= maxQuiet {
-		for k, t := range q.m {
-			if now.Sub(t) > QuietTTL || len(q.m) >= maxQuiet {
+		for k, e := range q.m {
+			if now.Sub(e.last) > e.ttl || len(q.m) >= maxQuiet {
 				delete(q.m, k)
 			}
 		}
 	}
-	q.m[ap] = now
+	e, ok := q.m[ap]
+	switch {
+	case !ok || now.Sub(e.last) > 2*QuietTTL:
+		e.ttl = QuietFirst
+	case now.Sub(e.last) > time.Second: // not a timeout of the same burst
+		e.ttl = min(2*e.ttl, QuietTTL)
+	}
+	e.last = now
+	q.m[ap] = e
 }
 
 // heard forgets that ap was quiet: it answered or asked something.
@@ -45,21 +66,24 @@ func (q *quietNodes) heard(ap netip.AddrPort) {
 	delete(q.m, ap)
 }
 
-// is reports whether ap went quiet less than QuietTTL before now.
+// is reports whether ap is left out at now.
 func (q *quietNodes) is(ap netip.AddrPort, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	t, ok := q.m[ap]
-	if ok && now.Sub(t) > QuietTTL {
-		delete(q.m, ap)
-		return false
-	}
-	return ok
+	e, ok := q.m[ap]
+	return ok && now.Sub(e.last) <= e.ttl
 }
 
-// len is how many nodes are quiet now.
+// len is how many nodes are left out now.
 func (q *quietNodes) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.m)
+	now := time.Now()
+	n := 0
+	for _, e := range q.m {
+		if now.Sub(e.last) <= e.ttl {
+			n++
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -40,5 +41,35 @@ func TestQuietNodes(t *testing.T) {
 	}
 	if asker.quiet.mark(deadAddr, asker.now().Add(-2*QuietTTL)); asker.quiet.is(deadAddr, asker.now()) {
 		t.Error("a node quiet for longer than QuietTTL is still left out")
+	}
+}
+
+// TestQuietGrows: one timeout leaves a node out for QuietFirst; each
+// further timeout, not of the same burst, doubles that up to QuietTTL;
+// being heard from forgets it all.
+func TestQuietGrows(t *testing.T) {
+	t.Parallel()
+	q := newQuietNodes()
+	ap := netip.MustParseAddrPort("127.0.0.1:6881")
+	t0 := time.Unix(1700000000, 0)
+	q.mark(ap, t0)
+	q.mark(ap, t0.Add(100*time.Millisecond)) // the same burst
+	if !q.is(ap, t0.Add(QuietFirst)) || q.is(ap, t0.Add(QuietFirst+time.Second)) {
+		t.Errorf("after one timeout: not left out for exactly %v", QuietFirst)
+	}
+	at := t0.Add(QuietFirst + 2*time.Second)
+	want := QuietFirst
+	for range 10 {
+		q.mark(ap, at)
+		want = min(2*want, QuietTTL)
+		if !q.is(ap, at.Add(want)) || q.is(ap, at.Add(want+time.Second)) {
+			t.Fatalf("after a timeout at %v: not left out for exactly %v", at.Sub(t0), want)
+		}
+		at = at.Add(want + 2*time.Second)
+	}
+	q.heard(ap)
+	q.mark(ap, at)
+	if q.is(ap, at.Add(QuietFirst+time.Second)) {
+		t.Errorf("after being heard from, a timeout left it out longer than %v", QuietFirst)
 	}
 }
