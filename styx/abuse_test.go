@@ -372,8 +372,8 @@ func TestAbuseBigDirReadsUnread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := strings.Repeat("n", 1000)
-	for i := range 1000 { // 1000 entries of about 1070 bytes
+	long := strings.Repeat("n", 250) // names of at most 255 bytes
+	for i := range 4000 {            // 4000 entries of about 320 bytes
 		if _, _, err := dir.Create(ctx, fmt.Sprintf("%s%04d", long, i), 0644, styx.OREAD); err != nil {
 			t.Fatal(err)
 		}
