@@ -14,7 +14,7 @@ import (
 
 // fuzzServer is a Server with example.test (goodZone, signed, with a
 // TSIG key) for the fuzz targets; files are not synced.
-func fuzzServer(f *testing.F) *Server {
+func fuzzServer(f testing.TB) *Server {
 	s, err := New(f.TempDir(), Options{})
 	if err != nil {
 		f.Fatal(err)

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 
@@ -287,7 +288,10 @@ func (s *Server) checkTSIG(req []byte, t *dns.TSIG, z *zone) (tsigKey, uint16) {
 	}
 	// TsigVerify checks the time against the system clock after the
 	// MAC; the time is checked again here against the server's clock.
-	if err := dns.TsigVerify(req, key.secret, "", false); err != nil && err != dns.ErrTime {
+	// It also writes over its argument (the ID with the Original ID,
+	// the additional count): it gets a copy, so that the request, which
+	// the reply and the caller still read, stays as it came.
+	if err := dns.TsigVerify(bytes.Clone(req), key.secret, "", false); err != nil && err != dns.ErrTime {
 		return key, dns.RcodeBadSig
 	}
 	now := s.now().Unix()

@@ -1,7 +1,9 @@
 package dns
 
 import (
+	"bytes"
 	"context"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -74,5 +76,36 @@ func TestNsupdate(t *testing.T) {
 	// The serial went up with each change.
 	if st := ts.readFile("zones/example.test/ctl"); !strings.Contains(st, "serial 3\n") {
 		t.Errorf("status %q", st)
+	}
+}
+
+// TestTSIGLeavesRequest: checking a request's TSIG does not write over
+// the request (miekg's TsigVerify puts the Original ID in place of the ID
+// and lowers the additional count in its argument), so a reply to a
+// request whose TSIG carries another Original ID keeps the request's ID,
+// and the caller's buffer is as it came.
+func TestTSIGLeavesRequest(t *testing.T) {
+	t.Parallel()
+	s := fuzzServer(t)
+	m := new(dns.Msg)
+	m.SetUpdate("example.test.")
+	rr, _ := dns.NewRR("new.example.test. 300 A 192.0.2.1")
+	m.Insert([]dns.RR{rr})
+	m.SetTsig("upd.", dns.HmacSHA256, 300, time.Now().Unix())
+	m.Id = 0x1234
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unsigned: the MAC is empty. Give the TSIG another Original ID.
+	orig := bytes.Clone(wire)
+	wire[len(wire)-6], wire[len(wire)-5] = 0x97, 0x32
+	orig[len(orig)-6], orig[len(orig)-5] = 0x97, 0x32
+	resp := s.handle(wire, false, netip.AddrPort{}, nil)
+	if !bytes.Equal(wire, orig) {
+		t.Errorf("the request was written over:\n% x\nwas\n% x", wire[:12], orig[:12])
+	}
+	if resp == nil || resp[0] != 0x12 || resp[1] != 0x34 {
+		t.Errorf("reply ID % x, want 12 34", resp[:min(2, len(resp))])
 	}
 }
