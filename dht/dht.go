@@ -111,6 +111,9 @@ type Options struct {
 	// the first and longest waits of a module's advertising retries
 	// (advertMinBackoff and advertMaxBackoff if zero); tests shorten them.
 	advertBackoff, advertMaxBackoff time.Duration
+	// quietFirst and quietMax replace QuietFirst and QuietTTL if not
+	// zero: tests of small swarms on a loaded machine shorten them.
+	quietFirst, quietMax time.Duration
 }
 
 // A Node is one DHT server on its own UDP socket, with the records it
@@ -191,7 +194,7 @@ func newNode(opts Options, mem *memory) (*Node, error) {
 		conn:            conn,
 		items:           newItemStore(4096),
 		peers:           newPeerStore(now, PeerTTL),
-		quiet:           newQuietNodes(),
+		quiet:           newQuietNodes(opts.quietFirst, opts.quietMax),
 		mem:             mem,
 		boot:            slices.Clone(opts.Bootstrap),
 		republishEvery:  RepublishInterval,

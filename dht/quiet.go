@@ -24,6 +24,8 @@ const maxQuiet = 4096
 // out a dead node again and again while other nodes' tables list it, so
 // without this every lookup after a node dies would wait for it.
 type quietNodes struct {
+	first, max time.Duration // QuietFirst and QuietTTL, unless a test changed them
+
 	mu sync.Mutex
 	m  map[netip.AddrPort]quiet // guarded by mu
 }
@@ -34,7 +36,17 @@ type quiet struct {
 	ttl  time.Duration // how long after last it is left out
 }
 
-func newQuietNodes() *quietNodes { return &quietNodes{m: make(map[netip.AddrPort]quiet)} }
+// newQuietNodes returns an empty set; first and max, if not zero,
+// replace QuietFirst and QuietTTL.
+func newQuietNodes(first, max time.Duration) *quietNodes {
+	if first <= 0 {
+		first = QuietFirst
+	}
+	if max <= 0 {
+		max = QuietTTL
+	}
+	return &quietNodes{first: first, max: max, m: make(map[netip.AddrPort]quiet)}
+}
 
 // mark notes that ap did not answer at now. A node that timed out before
 // and has not been heard from since is left out twice as long as then.
@@ -50,10 +62,10 @@ func (q *quietNodes) mark(ap netip.AddrPort, now time.Time) {
 	}
 	e, ok := q.m[ap]
 	switch {
-	case !ok || now.Sub(e.last) > 2*QuietTTL:
-		e.ttl = QuietFirst
+	case !ok || now.Sub(e.last) > 2*q.max:
+		e.ttl = q.first
 	case now.Sub(e.last) > time.Second: // not a timeout of the same burst
-		e.ttl = min(2*e.ttl, QuietTTL)
+		e.ttl = min(2*e.ttl, q.max)
 	}
 	e.last = now
 	q.m[ap] = e

@@ -49,7 +49,7 @@ func TestQuietNodes(t *testing.T) {
 // being heard from forgets it all.
 func TestQuietGrows(t *testing.T) {
 	t.Parallel()
-	q := newQuietNodes()
+	q := newQuietNodes(0, 0)
 	ap := netip.MustParseAddrPort("127.0.0.1:6881")
 	t0 := time.Unix(1700000000, 0)
 	q.mark(ap, t0)
