@@ -68,6 +68,28 @@ func eachTree(t *testing.T, trees map[string]string, f func(t *testing.T, dir st
 	}
 }
 
+// retry runs a system call again while it fails with EINTR, as the os
+// package does: the Go runtime's preemption signals interrupt calls on
+// a FUSE mount (the kernel passes the interruption to the mount, which
+// ends the request), and syscall does not retry them by itself.
+func retry(call func() error) error {
+	for {
+		if err := call(); err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// retry1 is retry for a call that returns a value too.
+func retry1[T any](call func() (T, error)) (T, error) {
+	for {
+		v, err := call()
+		if err != syscall.EINTR {
+			return v, err
+		}
+	}
+}
+
 func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
 	t.Helper()
 	if !errors.Is(err, want) {
@@ -78,7 +100,7 @@ func wantErrno(t *testing.T, what string, err error, want syscall.Errno) {
 func stat(t *testing.T, p string) *syscall.Stat_t {
 	t.Helper()
 	var st syscall.Stat_t
-	if err := syscall.Stat(p, &st); err != nil {
+	if err := retry(func() error { return syscall.Stat(p, &st) }); err != nil {
 		t.Fatalf("stat %s: %v", p, err)
 	}
 	return &st
@@ -106,10 +128,10 @@ func posixLimits(t *testing.T, dir string) {
 	{
 		f := dir + "/f"
 		touch(t, f)
-		wantErrno(t, "symlink", syscall.Symlink("f", dir+"/sym"), syscall.EPERM)
-		wantErrno(t, "link", syscall.Link(f, dir+"/hard"), syscall.EPERM)
-		wantErrno(t, "mknod chr", syscall.Mknod(dir+"/chr", syscall.S_IFCHR|0600, 0x0103), syscall.EPERM)
-		wantErrno(t, "mkfifo", syscall.Mkfifo(dir+"/fifo", 0600), syscall.EPERM)
+		wantErrno(t, "symlink", retry(func() error { return syscall.Symlink("f", dir+"/sym") }), syscall.EPERM)
+		wantErrno(t, "link", retry(func() error { return syscall.Link(f, dir+"/hard") }), syscall.EPERM)
+		wantErrno(t, "mknod chr", retry(func() error { return syscall.Mknod(dir+"/chr", syscall.S_IFCHR|0600, 0x0103) }), syscall.EPERM)
+		wantErrno(t, "mkfifo", retry(func() error { return syscall.Mkfifo(dir+"/fifo", 0600) }), syscall.EPERM)
 		if err := syscall.Mknod(dir+"/reg", syscall.S_IFREG|0600, 0); err != nil {
 			t.Errorf("mknod of a regular file: %v", err)
 		}
@@ -117,7 +139,7 @@ func posixLimits(t *testing.T, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantErrno(t, "bind AF_UNIX", syscall.Bind(s, &syscall.SockaddrUnix{Name: dir + "/sock"}), syscall.EPERM)
+		wantErrno(t, "bind AF_UNIX", retry(func() error { return syscall.Bind(s, &syscall.SockaddrUnix{Name: dir + "/sock"}) }), syscall.EPERM)
 		syscall.Close(s)
 		for _, name := range []string{"sym", "hard", "chr", "fifo", "sock"} {
 			if _, err := os.Lstat(dir + "/" + name); !os.IsNotExist(err) {
@@ -127,7 +149,7 @@ func posixLimits(t *testing.T, dir string) {
 
 		// Rename across directories: EXDEV, and mv copies instead.
 		os.Mkdir(dir+"/sub", 0755)
-		wantErrno(t, "rename across directories", syscall.Rename(f, dir+"/sub/f"), syscall.EXDEV)
+		wantErrno(t, "rename across directories", retry(func() error { return syscall.Rename(f, dir+"/sub/f") }), syscall.EXDEV)
 		if out, err := exec.Command("mv", f, dir+"/sub/f").CombinedOutput(); err != nil {
 			t.Errorf("mv: %v %s", err, out)
 		} else if b, _ := os.ReadFile(dir + "/sub/f"); string(b) != "data" {
@@ -139,7 +161,7 @@ func posixLimits(t *testing.T, dir string) {
 		touch(t, g)
 		before := stat(t, g)
 		ts := []syscall.Timespec{{Sec: 1000000000, Nsec: 0}, {Nsec: utimeOmit}}
-		if err := syscall.UtimesNano(g, ts); err != nil {
+		if err := retry(func() error { return syscall.UtimesNano(g, ts) }); err != nil {
 			t.Errorf("utimensat atime alone: %v", err)
 		}
 		st := stat(t, g)
@@ -147,7 +169,7 @@ func posixLimits(t *testing.T, dir string) {
 			t.Errorf("atime alone: atime %v mtime %v (was %v)", st.Atim, st.Mtim, before.Mtim)
 		}
 		ts = []syscall.Timespec{{Sec: 1200000000, Nsec: 7}, {Sec: 1300000000, Nsec: 500000000}}
-		if err := syscall.UtimesNano(g, ts); err != nil {
+		if err := retry(func() error { return syscall.UtimesNano(g, ts) }); err != nil {
 			t.Errorf("utimensat: %v", err)
 		}
 		st = stat(t, g)
@@ -162,7 +184,7 @@ func posixLimits(t *testing.T, dir string) {
 		if err := os.Chmod(priv, 0700); err != nil {
 			t.Fatal(err)
 		}
-		if fd, err := syscall.Open(priv+"/f", syscall.O_CREAT|syscall.O_WRONLY, 0644); err != nil {
+		if fd, err := retry1(func() (int, error) { return syscall.Open(priv+"/f", syscall.O_CREAT|syscall.O_WRONLY, 0644) }); err != nil {
 			t.Error(err)
 		} else {
 			syscall.Close(fd)
@@ -181,10 +203,10 @@ func posixLimits(t *testing.T, dir string) {
 		if int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
 			t.Errorf("owner %d:%d, want %d:%d", st.Uid, st.Gid, os.Getuid(), os.Getgid())
 		}
-		wantErrno(t, "chown to another", syscall.Chown(g, 12345, -1), syscall.EPERM)
-		wantErrno(t, "chgrp to another", syscall.Chown(g, -1, 12345), syscall.EPERM)
-		wantErrno(t, "lchown to another", syscall.Lchown(g, 12345, 12345), syscall.EPERM)
-		if err := syscall.Chown(g, os.Getuid(), os.Getgid()); err != nil {
+		wantErrno(t, "chown to another", retry(func() error { return syscall.Chown(g, 12345, -1) }), syscall.EPERM)
+		wantErrno(t, "chgrp to another", retry(func() error { return syscall.Chown(g, -1, 12345) }), syscall.EPERM)
+		wantErrno(t, "lchown to another", retry(func() error { return syscall.Lchown(g, 12345, 12345) }), syscall.EPERM)
+		if err := retry(func() error { return syscall.Chown(g, os.Getuid(), os.Getgid()) }); err != nil {
 			t.Errorf("chown to the owner: %v", err)
 		}
 	}
@@ -197,9 +219,9 @@ func posixFixed(t *testing.T, dir string) {
 
 		// setuid, setgid, sticky: refused, never dropped.
 		for _, m := range []uint32{04777, 02777, 01777} {
-			wantErrno(t, "chmod "+strconv.FormatUint(uint64(m), 8), syscall.Chmod(f, m), syscall.EPERM)
+			wantErrno(t, "chmod "+strconv.FormatUint(uint64(m), 8), retry(func() error { return syscall.Chmod(f, m) }), syscall.EPERM)
 		}
-		wantErrno(t, "chmod 01777 of a directory", syscall.Chmod(dir, 01777), syscall.EPERM)
+		wantErrno(t, "chmod 01777 of a directory", retry(func() error { return syscall.Chmod(dir, 01777) }), syscall.EPERM)
 		if m := stat(t, f).Mode & 07777; m != 0644 {
 			t.Errorf("mode after refused chmods: %o", m)
 		}
@@ -209,43 +231,43 @@ func posixFixed(t *testing.T, dir string) {
 		if err := os.Mkdir(dir+"/"+ok, 0755); err != nil {
 			t.Errorf("mkdir of 255 bytes: %v", err)
 		}
-		wantErrno(t, "mkdir of 256 bytes", syscall.Mkdir(dir+"/"+long, 0755), syscall.ENAMETOOLONG)
-		_, err := syscall.Open(dir+"/"+long, syscall.O_CREAT|syscall.O_WRONLY, 0644)
+		wantErrno(t, "mkdir of 256 bytes", retry(func() error { return syscall.Mkdir(dir+"/"+long, 0755) }), syscall.ENAMETOOLONG)
+		_, err := retry1(func() (int, error) { return syscall.Open(dir+"/"+long, syscall.O_CREAT|syscall.O_WRONLY, 0644) })
 		wantErrno(t, "create of 256 bytes", err, syscall.ENAMETOOLONG)
-		wantErrno(t, "rename to 256 bytes", syscall.Rename(f, dir+"/"+long), syscall.ENAMETOOLONG)
+		wantErrno(t, "rename to 256 bytes", retry(func() error { return syscall.Rename(f, dir+"/"+long) }), syscall.ENAMETOOLONG)
 		var st syscall.Stat_t
-		wantErrno(t, "stat of 256 bytes", syscall.Stat(dir+"/"+long, &st), syscall.ENAMETOOLONG)
+		wantErrno(t, "stat of 256 bytes", retry(func() error { return syscall.Stat(dir+"/"+long, &st) }), syscall.ENAMETOOLONG)
 
 		// An open, unlinked file keeps its data.
 		u := dir + "/unlinked"
-		fd, err := syscall.Open(u, syscall.O_CREAT|syscall.O_RDWR, 0644)
+		fd, err := retry1(func() (int, error) { return syscall.Open(u, syscall.O_CREAT|syscall.O_RDWR, 0644) })
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer syscall.Close(fd)
-		if _, err := syscall.Pwrite(fd, []byte("kept"), 0); err != nil {
+		if _, err := retry1(func() (int, error) { return syscall.Pwrite(fd, []byte("kept"), 0) }); err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Unlink(u); err != nil {
+		if err := retry(func() error { return syscall.Unlink(u) }); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := syscall.Pwrite(fd, []byte("!"), 4); err != nil {
+		if _, err := retry1(func() (int, error) { return syscall.Pwrite(fd, []byte("!"), 4) }); err != nil {
 			t.Errorf("write after unlink: %v", err)
 		}
 		buf := make([]byte, 16)
-		if n, err := syscall.Pread(fd, buf, 0); err != nil || string(buf[:n]) != "kept!" {
+		if n, err := retry1(func() (int, error) { return syscall.Pread(fd, buf, 0) }); err != nil || string(buf[:n]) != "kept!" {
 			t.Errorf("read after unlink: %q %v", buf[:max(n, 0)], err)
 		}
-		if err := syscall.Fstat(fd, &st); err != nil || st.Nlink != 0 || st.Size != 5 {
+		if err := retry(func() error { return syscall.Fstat(fd, &st) }); err != nil || st.Nlink != 0 || st.Size != 5 {
 			t.Errorf("fstat after unlink: nlink %d size %d %v", st.Nlink, st.Size, err)
 		}
 
 		// Truncating beyond any size is EFBIG.
-		wantErrno(t, "truncate 999999999999999", syscall.Truncate(f, 999999999999999), syscall.EFBIG)
+		wantErrno(t, "truncate 999999999999999", retry(func() error { return syscall.Truncate(f, 999999999999999) }), syscall.EFBIG)
 
 		// chmod moves ctime; mtime stays.
 		before := stat(t, f)
-		if err := syscall.Chmod(f, 0600); err != nil {
+		if err := retry(func() error { return syscall.Chmod(f, 0600) }); err != nil {
 			t.Fatal(err)
 		}
 		after := stat(t, f)
