@@ -105,6 +105,11 @@ func newSwarmVia(t *testing.T, n int, via string) []*Node {
 			t.Fatalf("bootstrap of node %d: %v", i, err)
 		}
 	}
+	if via != "" {
+		// While its table is empty: a traversal starts from the table
+		// once it holds nodes, and via would never be asked.
+		bootstrap(0)
+	}
 	for i := 1; i < n; i++ {
 		bootstrap(i)
 	}
