@@ -197,8 +197,8 @@ func unescapeMount(s string) string {
 }
 
 // waitNode wraps a dialer so that a local node still starting (its
-// socket not yet there, or not yet listening) is waited for, up to 5 s,
-// and a node that is not running is named as such.
+// socket not yet there) is waited for, up to 5 s, and a node that is not
+// running is named as such at once (its socket refuses).
 func waitNode(dial func(ctx context.Context, addr string) (net.Conn, error)) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		if !strings.HasPrefix(addr, "unix!") {
@@ -206,8 +206,13 @@ func waitNode(dial func(ctx context.Context, addr string) (net.Conn, error)) fun
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
+			// No socket yet: a node starting. A socket that refuses is
+			// a node that died (its socket left behind): no waiting.
 			nc, err := dial(ctx, addr)
-			if err == nil || !(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
+			if err == nil || !errors.Is(err, syscall.ENOENT) {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					return nil, fmt.Errorf("no node at %s: is `cheshire serve` running? (%v)", addr, err)
+				}
 				return nc, err
 			}
 			if time.Now().After(deadline) {
