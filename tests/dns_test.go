@@ -1,33 +1,12 @@
 package tests
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-// freeDNSPort finds a port free for both UDP and TCP on 127.0.0.1.
-func freeDNSPort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
-		l.Close()
-		if err == nil {
-			pc.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 // TestDNSThroughFUSE: a record added with echo is answered by dig on the
 // next query, over UDP, TCP and DoH on the node's HTTPS listener; with

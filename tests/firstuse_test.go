@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,37 +40,6 @@ func TestRefusedConfigWriteThroughFUSE(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Invalid argument") {
 		t.Errorf("echo notakey >> trusted: %v %s", err, out)
 	}
-}
-
-// occupy binds a loopback port for TCP and UDP (either may be nil) and
-// returns it; the sockets stay bound until the test ends.
-func occupy(t *testing.T, tcp, udp bool) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			l.Close()
-			continue
-		}
-		if tcp {
-			t.Cleanup(func() { l.Close() })
-		} else {
-			l.Close()
-		}
-		if udp {
-			t.Cleanup(func() { u.Close() })
-		} else {
-			u.Close()
-		}
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 // TestOccupiedPorts: with the DNS, DHT and HTTPS ports taken, serve

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -190,3 +191,40 @@ func sh(t testing.TB, script string) string {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// occupy binds a loopback port for TCP and UDP (either may be false) and
+// returns it; the sockets stay bound until the test ends.
+func occupy(t *testing.T, tcp, udp bool) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			l.Close()
+			continue
+		}
+		if tcp {
+			t.Cleanup(func() { l.Close() })
+		} else {
+			l.Close()
+		}
+		if udp {
+			t.Cleanup(func() { u.Close() })
+		} else {
+			u.Close()
+		}
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// freeDNSPort finds a port free for both UDP and TCP on 127.0.0.1.
+func freeDNSPort(t *testing.T) int {
+	t.Helper()
+	return occupy(t, false, false)
+}

@@ -57,7 +57,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,26 +201,6 @@ func (e *readmeEnv) substitutions(text string) string {
 	return strings.Join(lines, "\n")
 }
 
-// freeTCPUDPPort returns a loopback port free for both TCP and UDP.
-func freeTCPUDPPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // goEnv returns the caller's Go caches, which a temporary HOME would lose.
 func goEnv(t *testing.T) []string {
 	t.Helper()
@@ -246,7 +225,7 @@ func newReadmeEnv(t *testing.T, root string) *readmeEnv {
 	for p, udp := range readmePorts {
 		for e.ports[p] == 0 || used[e.ports[p]] { // distinct, though each was closed
 			if udp {
-				e.ports[p] = freeTCPUDPPort(t)
+				e.ports[p] = freeDNSPort(t)
 			} else {
 				e.ports[p] = freePort(t)
 			}
