@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"cheshire/ns"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -17,15 +15,7 @@ import (
 func TestViewSeesLaterExports(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	m := ns.NewManager(ns.WithDir(t.TempDir()), ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
-	m.Register("#t", tmp.New("glenda"))
-	ns.RegisterFiles(m)
-	t.Cleanup(m.Close)
-	root, err := m.Attach(ctx, "glenda", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Clunk()
+	m, root := nsWithCtl(t)
 	do := func(names []string, f func(styx.File) error) error {
 		t.Helper()
 		_, fd, err := root.Walk(ctx, names)

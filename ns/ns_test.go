@@ -353,21 +353,29 @@ func TestUnusedNamespacesDropped(t *testing.T) {
 	waitSpaces("all dropped", func(s map[string]bool) bool { return len(s) == 0 })
 }
 
+// nsWithCtl is a manager keeping its files in a temporary directory,
+// whose default namespace mounts a tmp tree on /tmp and #ns on /ns, and
+// glenda's root in it, clunked at the end of the test.
+func nsWithCtl(t *testing.T) (*ns.Manager, styx.File) {
+	t.Helper()
+	m := ns.NewManager(ns.WithDir(t.TempDir()), ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
+	m.Register("#t", tmp.New("glenda"))
+	ns.RegisterFiles(m)
+	t.Cleanup(m.Close)
+	root, err := m.Attach(context.Background(), "glenda", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Clunk() })
+	return m, root
+}
+
 // TestExportsInBatch: export and unexport lines are part of their
 // write's all-or-none, checked in order, and saved once.
 func TestExportsInBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	m := ns.NewManager(ns.WithDir(dir), ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
-	m.Register("#t", tmp.New("glenda"))
-	ns.RegisterFiles(m)
-	t.Cleanup(m.Close)
-	root, err := m.Attach(ctx, "glenda", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Clunk()
+	m, root := nsWithCtl(t)
 	ctl := func(text string) error {
 		_, f, err := root.Walk(ctx, []string{"ns", "ctl"})
 		if err != nil {
@@ -396,7 +404,7 @@ func TestExportsInBatch(t *testing.T) {
 	}
 	before := exports()
 	// A bad last line: neither the unexport nor the new export happen.
-	err = ctl("unexport /tmp\nexport /tmp rw to *\nbind /nonexistent /n/x\n")
+	err := ctl("unexport /tmp\nexport /tmp rw to *\nbind /nonexistent /n/x\n")
 	if err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Fatalf("bad third line: %v", err)
 	}
