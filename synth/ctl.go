@@ -188,12 +188,14 @@ func (h *ctlHandler) Length(ctx context.Context) int64 {
 	return int64(len(h.status(ctx)))
 }
 
-// Version is a hash of the status text (see snapshotHandler.Version).
-func (h *ctlHandler) Version(ctx context.Context) uint32 {
+// contentStat is the status text's length and hash (see
+// snapshotHandler.contentStat).
+func (h *ctlHandler) contentStat(ctx context.Context) (int64, uint32) {
 	if h.status == nil {
-		return 0
+		return 0, 0
 	}
-	return crc32.ChecksumIEEE([]byte(h.status(ctx)))
+	text := h.status(ctx)
+	return int64(len(text)), crc32.ChecksumIEEE([]byte(text))
 }
 
 // run carries out the control message p.

@@ -297,11 +297,16 @@ func (s *Server) stat(ctx context.Context, n Node) styx.Dir {
 	a := n.base().attrs(s)
 	var length uint64
 	if file, ok := n.(*File); ok {
-		if l, ok := file.h.(lengther); ok {
-			length = uint64(max(0, l.Length(ctx)))
-		}
-		if v, ok := file.h.(versioner); ok {
-			a.qid.Vers ^= v.Version(ctx)
+		if cs, ok := file.h.(contentStater); ok {
+			l, v := cs.contentStat(ctx)
+			length, a.qid.Vers = uint64(max(0, l)), a.qid.Vers^v
+		} else {
+			if l, ok := file.h.(lengther); ok {
+				length = uint64(max(0, l.Length(ctx)))
+			}
+			if v, ok := file.h.(versioner); ok {
+				a.qid.Vers ^= v.Version(ctx)
+			}
 		}
 	}
 	mt := uint32(a.mtime.Unix())

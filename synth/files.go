@@ -60,14 +60,15 @@ func (h snapshotHandler) Length(ctx context.Context) int64 {
 	return int64(len(data))
 }
 
-// Version is a hash of the content, so that a client caching by qid
-// version sees a change that kept the length.
-func (h snapshotHandler) Version(ctx context.Context) uint32 {
+// contentStat gives the length and, as version, a hash of the content,
+// so that a client caching by qid version sees a change that kept the
+// length.
+func (h snapshotHandler) contentStat(ctx context.Context) (int64, uint32) {
 	data, err := h.get(ctx)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	return crc32.ChecksumIEEE(data)
+	return int64(len(data)), crc32.ChecksumIEEE(data)
 }
 
 // Static returns a read-only file of constant content (a copy of data).

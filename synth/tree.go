@@ -573,6 +573,13 @@ type versioner interface {
 	Version(ctx context.Context) uint32
 }
 
+// contentStater is a Handler of generated content that gives its
+// Length and Version from one rendering of it, where calling both would
+// render it twice.
+type contentStater interface {
+	contentStat(ctx context.Context) (length int64, vers uint32)
+}
+
 type truncater interface {
 	Truncate(ctx context.Context, size int64) error
 }
