@@ -52,7 +52,7 @@ func (n *Node) statusText() string {
 	kv("listen", "udp!"+n.Addr().Addr().String()+"!"+strconv.Itoa(int(n.Addr().Port())))
 	kv("nodes", st.Nodes)
 	kv("good", st.GoodNodes)
-	kv("quiet", n.quiet.len())
+	kv("quiet", n.quiet.len(n.now()))
 	kv("published", st.Published)
 	kv("fetched", st.Fetched)
 	kv("forged", st.Forged)

@@ -86,11 +86,10 @@ func (q *quietNodes) is(ap netip.AddrPort, now time.Time) bool {
 	return ok && now.Sub(e.last) <= e.ttl
 }
 
-// len is how many nodes are left out now.
-func (q *quietNodes) len() int {
+// len is how many nodes are left out at now.
+func (q *quietNodes) len(now time.Time) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	now := time.Now()
 	n := 0
 	for _, e := range q.m {
 		if now.Sub(e.last) <= e.ttl {
