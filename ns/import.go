@@ -33,7 +33,7 @@ func WithImporter(im Importer) Option { return func(m *Manager) { m.importer = i
 // import is made at once and reaches the node when first used.
 func (ns *Namespace) Import(ctx context.Context, key, rpath, old string, flags int, wait bool) error {
 	if ns.mgr.importer == nil {
-		return errors.New("import: this node imports nothing")
+		return fmt.Errorf("import: %w: this node imports nothing", plan9.ErrNotSupported)
 	}
 	if rpath != "" {
 		if !strings.HasPrefix(rpath, "/") {

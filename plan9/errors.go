@@ -225,10 +225,125 @@ func ninepErrnos() []errnoEntry {
 		{"version not negotiated", syscall.EPROTO},
 		{"mounted directory forbids creation", syscall.EACCES},
 		{"usage", syscall.EINVAL}, // "bind: usage: bind [-abcC] new old"
+		{"authentication not required", syscall.EOPNOTSUPP},
+		{"cannot walk an open fid", syscall.EBADF},
+		{"read count too small for a directory entry", syscall.EINVAL},
 		{"config refused", syscall.EINVAL},
 		{"no such", syscall.ENOENT}, // as a prefix: no such server, zone, module...
+
+		// Leading words of cheshire's own messages, matched as a part's
+		// prefix when nothing more specific matched: a refused value
+		// ("bad serial", "want on or off", "unknown setting") is EINVAL,
+		// a missing thing ("no certificate named x") ENOENT.
+		{"bad", syscall.EINVAL},
+		{"want", syscall.EINVAL},
+		{"wants", syscall.EINVAL},
+		{"invalid", syscall.EINVAL},
+		{"malformed", syscall.EINVAL},
+		{"missing", syscall.EINVAL},
+		{"empty", syscall.EINVAL},
+		{"unexpected", syscall.EINVAL},
+		{"unknown", syscall.EINVAL},
+		{"unsupported", syscall.EINVAL},
+		{"unterminated", syscall.EINVAL},
+		{"control character", syscall.EINVAL},
+		{"too many", syscall.EINVAL},
+		{"more than", syscall.EINVAL},
+		{"duplicate", syscall.EINVAL},
+		{"line", syscall.EINVAL},        // "line 3: want SERIAL TIME REASON"
+		{"config line", syscall.EINVAL}, // a refused line of a config file
+		{"manifest line", syscall.EINVAL},
+		{"dial string", syscall.EINVAL},
+		{"not a", syscall.EINVAL},
+		{"not an", syscall.EINVAL},
+		{"not valid", syscall.EINVAL},
+		{"no", syscall.ENOENT},
+		{"nothing", syscall.ENOENT},
+		{"not exported", syscall.EACCES},
+		{"not mounted", syscall.EINVAL}, // as umount(2) says
+		{"not supported", syscall.EOPNOTSUPP},
+		{"already", syscall.EEXIST},
+		{"exists", syscall.EEXIST},
+		{"is busy", syscall.EBUSY},
+		{"too long", syscall.ENAMETOOLONG},
+		{"value too big", syscall.ERANGE},
+		{"budget exceeded", syscall.EDQUOT},
+		{"cpu budget exceeded", syscall.EDQUOT},
+		{"signature does not verify", syscall.EBADMSG},
+		{"connection lost", syscall.ECONNRESET},
+		{"server closed", syscall.ECONNRESET},
+		{"the node is shutting down", syscall.ESHUTDOWN},
 		{"No space left on device", syscall.ENOSPC},
 		{"Read-only file system", syscall.EROFS},
+	}
+}
+
+// errnoPhrases are phrases of cheshire's messages that name their
+// errno wherever they stand in a part ("ca: ttl 90d too long (at most
+// 30d)", "x: is busy: …"). They are tried last, after whole texts and
+// prefixes, so a known cause or leading word always wins.
+func errnoPhrases() []errnoEntry {
+	return []errnoEntry{
+		{"presented", syscall.EACCES}, // "node presented key x, not the expected y"
+		{"unsigned", syscall.EACCES},
+		{"node's own", syscall.EPERM},
+		{"namespaces only", syscall.EOPNOTSUPP},
+		{"server speaks", syscall.EPROTO},
+		{"server offered", syscall.EPROTO},
+		{"node answered", syscall.EPROTO},
+		{"entries in the answer", syscall.EPROTO},
+		{"trailing bytes", syscall.EPROTO},
+		{"exceeds msize", syscall.EMSGSIZE},
+		{"unopened", syscall.EBADF},
+		{"mutually exclusive", syscall.EINVAL},
+		{"exclude each other", syscall.EINVAL},
+		{"not supported", syscall.EOPNOTSUPP},
+		{"not allowed", syscall.EPERM},
+		{"cannot be", syscall.EPERM}, // "the SOA cannot be deleted"
+		{"not trusted", syscall.EACCES},
+		{"readable by others", syscall.EACCES},
+		{"wrong passphrase", syscall.EACCES},
+		{"does not verify", syscall.EBADMSG},
+		{"does not match", syscall.EINVAL},
+		{"is not a directory", syscall.ENOTDIR},
+		{"is not a mount point", syscall.EINVAL},
+		{"is not mounted", syscall.EINVAL},
+		{"already a mount point", syscall.EBUSY},
+		{"is busy", syscall.EBUSY},
+		{"still running", syscall.EBUSY},
+		{"still in hand", syscall.EBUSY},
+		{"already", syscall.EALREADY}, // "serial 1f is already revoked"
+		{"exists", syscall.EEXIST},
+		{"has expired", syscall.EKEYEXPIRED},
+		{"too short", syscall.EINVAL},
+		{"too long", syscall.EINVAL},
+		{"too weak", syscall.EINVAL},
+		{"too large", syscall.EFBIG},
+		{"larger than", syscall.EFBIG},
+		{"longer than", syscall.EINVAL},
+		{"more than", syscall.EINVAL},
+		{"shorter than", syscall.EINVAL},
+		{"at most", syscall.EINVAL},
+		{"out of range", syscall.ERANGE},
+		{"must be", syscall.EINVAL}, // "path must be absolute"
+		{"must both be", syscall.EINVAL},
+		{"is a union", syscall.EINVAL},
+		{"has no", syscall.EINVAL}, // "manifest has no wasm line"
+		{"without", syscall.EINVAL},
+		{"outside a batch", syscall.EINVAL},
+		{"first", syscall.EINVAL}, // "write a certificate request first"
+		{"missing", syscall.ENOENT},
+		{", not", syscall.EINVAL}, // "package is module x, not y"
+		{"not absolute", syscall.EINVAL},
+		{"is not", syscall.EINVAL}, // "key is not in canonical z-base-32"
+		{"want", syscall.EINVAL},   // "key of 7 bytes, want 32"
+		{"wants", syscall.EINVAL},
+		{"needs", syscall.EINVAL},
+		{"outside memory", syscall.EFAULT},
+		{"not started within", syscall.ETIMEDOUT},
+		{"closed", syscall.EPIPE}, // "import closed"
+		{"forged", syscall.EBADMSG},
+		{"stale", syscall.ESTALE},
 	}
 }
 
@@ -267,8 +382,8 @@ var errnoTable = sync.OnceValue(func() map[string]syscall.Errno {
 // nothing is exported", `unknown control message "frob"`) is mapped by
 // the known text in it: errstr as a whole, else each of its ": "
 // separated parts, innermost (last) first, as a whole, else each part's
-// longest known prefix followed by a space, quote or parenthesis.
-// Anything else is EIO.
+// longest known prefix followed by a space, quote or parenthesis, else
+// the first phrase of errnoPhrases that it holds. Anything else is EIO.
 func Errno(errstr string) syscall.Errno {
 	m := errnoTable()
 	key := func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
@@ -295,7 +410,22 @@ func Errno(errstr string) syscall.Errno {
 			}
 		}
 	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := " " + key(parts[i]) + " "
+		for _, x := range errnoPhrases() {
+			j := strings.Index(p, x.s)
+			if j > 0 && (isWordEdge(p[j-1]) || isWordEdge(x.s[0])) && isWordEdge(p[j+len(x.s)]) {
+				return x.e
+			}
+		}
+	}
 	return syscall.EIO
+}
+
+// isWordEdge reports whether c may stand next to a phrase of
+// errnoPhrases: anything but a letter or digit.
+func isWordEdge(c byte) bool {
+	return !('a' <= c && c <= 'z' || '0' <= c && c <= '9')
 }
 
 // ErrorFor maps an errno value to a 9P error string: one of the

@@ -130,6 +130,26 @@ func TestErrno(t *testing.T) {
 		{"config refused: config line 1 (bogus): unknown setting", syscall.EINVAL},
 		{"No such device", syscall.ENODEV},
 
+		// Leading words of a part, then phrases within one.
+		{`ca: bad serial "zz" (want hex)`, syscall.EINVAL},
+		{`dns: lazy "maybe": want on or off`, syscall.EINVAL},
+		{`ca: no certificate named "web"`, syscall.ENOENT},
+		{"ca: ttl 90d too long (at most 30d)", syscall.EINVAL},
+		{"/n/x: is busy: a process has a file open", syscall.EBUSY},
+		{"ca: serial 1f is already revoked", syscall.EALREADY},
+		{"ca: backup version \"9\" not supported", syscall.EOPNOTSUPP},
+		{"node presented key abc, not the expected def", syscall.EACCES},
+		{"key is 3, not ECDSA", syscall.EINVAL},
+		{"the SOA cannot be changed here: use the zone file", syscall.EPERM},
+		{"remote: read of an unopened import root", syscall.EBADF},
+		{"module stopped while starting", syscall.ENXIO},
+		{"notable: statement", syscall.EIO}, // "not" and "stale" only as words
+		{"restless", syscall.EIO},
+
+		// A known cause inside wins over the leading word outside.
+		{"bad zone: read /z: input/output error", syscall.EIO},
+		{"no zone: open /z: permission denied", syscall.EACCES},
+
 		// Unknown.
 		{"", syscall.EIO},
 		{"something odd", syscall.EIO},

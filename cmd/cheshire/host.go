@@ -100,7 +100,7 @@ func realPath(p string) (string, error) {
 func (i *hostInst) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	spec := "#" + i.m.Manifest().Name
 	if aname == "" {
-		return nil, fmt.Errorf("%s: give the host directory as the mount's spec", spec)
+		return nil, fmt.Errorf("%s: want the host directory as the mount's spec", spec)
 	}
 	if !filepath.IsAbs(aname) {
 		return nil, fmt.Errorf("%s: %s: host path must be absolute", spec, aname)

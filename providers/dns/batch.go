@@ -206,7 +206,7 @@ func (t *zoneTxn) add(text string) error {
 		return err
 	}
 	if rr.Header().Rrtype == dns.TypeSOA {
-		return errors.New("use the zone file to change the SOA")
+		return errors.New("the SOA cannot be changed here: use the zone file")
 	}
 	t.rrs = append(t.rrs, rr)
 	t.bump = true

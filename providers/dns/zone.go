@@ -330,7 +330,7 @@ func checkRoundTrip(rr dns.RR) error {
 // parseRecord parses one record, relative names taken from origin.
 func parseRecord(origin, text string) (dns.RR, error) {
 	if strings.HasPrefix(strings.TrimSpace(text), "$") {
-		return nil, errors.New("directives are for the zone file")
+		return nil, errors.New("bad record: directives are for the zone file")
 	}
 	rrs, err := parseZone(origin, text)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"cheshire/plan9"
 	"cheshire/styx"
 )
 
@@ -53,7 +54,7 @@ type version struct {
 }
 
 var (
-	errStoppedStarting = errors.New("stopped while starting")
+	errStoppedStarting = fmt.Errorf("%w while starting", plan9.ErrModuleStopped)
 	errClosing         = errors.New("the node is shutting down")
 )
 
