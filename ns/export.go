@@ -45,6 +45,40 @@ func (m *Manager) Exports() ([]Export, error) {
 		defer m.mu.Unlock()
 		return slices.Clone(m.exports), nil
 	}
+	// A remote view asks on every walk: parse the file again only when
+	// it is another file (saves rename a new one in) or was changed in
+	// place (by hand), as its stat tells.
+	fi, err := os.Stat(m.exportsFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exports: %w", err)
+	}
+	m.mu.Lock()
+	c := m.exportsCache
+	m.mu.Unlock()
+	if c.fi != nil && os.SameFile(c.fi, fi) && c.fi.ModTime().Equal(fi.ModTime()) && c.fi.Size() == fi.Size() {
+		return slices.Clone(c.es), nil
+	}
+	es, err := m.parseExports()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.exportsCache = exportsCache{fi: fi, es: es}
+	m.mu.Unlock()
+	return slices.Clone(es), nil
+}
+
+// exportsCache is the exports file as last parsed, with its stat.
+type exportsCache struct {
+	fi os.FileInfo
+	es []Export
+}
+
+// parseExports reads and parses the exports file.
+func (m *Manager) parseExports() ([]Export, error) {
 	data, err := os.ReadFile(m.exportsFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

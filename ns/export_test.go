@@ -2,9 +2,12 @@ package ns_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"cheshire/ns"
 	"cheshire/styx"
 )
 
@@ -107,5 +110,33 @@ func TestViewSeesLaterExports(t *testing.T) {
 	}
 	if _, err := m.AttachRemote(ctx, strings.Repeat("y", 52), ""); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("key with nothing exported: %v", err)
+	}
+}
+
+// TestExportsFollowTheFile: Exports parses the exports file again when
+// a save replaces it and when it is edited by hand in place, and not
+// otherwise (the parsed copy is not shared with callers).
+func TestExportsFollowTheFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	m := ns.NewManager(ns.WithDir(dir))
+	if err := m.AddExport(ns.Export{User: "glenda", Path: "/tmp", To: "*"}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := m.Exports()
+	if err != nil || len(es) != 1 || es[0].Path != "/tmp" {
+		t.Fatalf("Exports = %v, %v; want /tmp", es, err)
+	}
+	es[0].Path = "/changed-by-caller"
+	if es, _ := m.Exports(); es[0].Path != "/tmp" {
+		t.Fatalf("a caller's change reached the cache: %v", es)
+	}
+	// Edit in place, as an editor that writes through the file would.
+	if err := os.WriteFile(filepath.Join(dir, "exports"), []byte("glenda /srv ro *\nglenda /tmp rw key1\n"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	es, err = m.Exports()
+	if err != nil || len(es) != 2 || es[0].Path != "/srv" || !es[0].RO || es[1].To != "key1" {
+		t.Fatalf("after a hand edit Exports = %v, %v", es, err)
 	}
 }
