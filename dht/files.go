@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/nodekey"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 	"cheshire/synth"
 )
 
@@ -47,7 +47,7 @@ func (n *Node) statusText() string {
 	st := n.Stats()
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s %v\n", k, v) }
-	kv("key", node.EncodeKey(n.pub))
+	kv("key", nodekey.Encode(n.pub))
 	kv("id", fmt.Sprintf("%x", n.ID()))
 	kv("listen", "udp!"+n.Addr().Addr().String()+"!"+strconv.Itoa(int(n.Addr().Port())))
 	kv("nodes", st.Nodes)
@@ -80,7 +80,7 @@ func (n *Node) peersText() string {
 // recordText is a record as records/KEY and lookup show it.
 func recordText(r Record, now time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "key %s\n", node.EncodeKey(r.Key))
+	fmt.Fprintf(&b, "key %s\n", nodekey.Encode(r.Key))
 	fmt.Fprintf(&b, "seq %d\n", r.Seq)
 	fmt.Fprintf(&b, "age %s\n", ageOf(r.Seq, now).Truncate(time.Second))
 	if r.From > 0 {
@@ -227,7 +227,7 @@ func (e *cmdError) Unwrap() error { return e.err }
 func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, error) {
 	switch verb {
 	case "lookup":
-		pub, err := node.DecodeKey(args[0])
+		pub, err := nodekey.Decode(args[0])
 		if err != nil {
 			return nil, err
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/providers/node"
+	"cheshire/nodekey"
 	"cheshire/styx"
 )
 
@@ -87,10 +87,10 @@ func command(ctx context.Context, f *styx.Fid, cmd string) (string, error) {
 
 func testFiles(t *testing.T, a, b *Node) {
 	ctx, root := client(t, b.Files("glenda"))
-	akey := node.EncodeKey(a.PublicKey())
+	akey := nodekey.Encode(a.PublicKey())
 
 	status := readFile(t, ctx, root, "status")
-	for _, want := range []string{"key " + node.EncodeKey(b.PublicKey()) + "\n", "listen udp!127.0.0.1!", "nodes ", "good ", "forged ", "stale "} {
+	for _, want := range []string{"key " + nodekey.Encode(b.PublicKey()) + "\n", "listen udp!127.0.0.1!", "nodes ", "good ", "forged ", "stale "} {
 		if !strings.Contains(status, want) {
 			t.Errorf("status lacks %q:\n%s", want, status)
 		}

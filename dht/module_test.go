@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/nodekey"
 	"cheshire/providers/modules"
-	"cheshire/providers/node"
 )
 
 func config(t *testing.T, text string) modules.Config {
@@ -136,11 +136,11 @@ func TestModule(t *testing.T) {
 		}
 		actx, root := client(t, inst)
 		status := readFile(t, actx, root, "status")
-		if !strings.Contains(status, "key "+node.EncodeKey(key.Public().(ed25519.PublicKey))) {
+		if !strings.Contains(status, "key "+nodekey.Encode(key.Public().(ed25519.PublicKey))) {
 			t.Errorf("status:\n%s", status)
 		}
 		// The module's memory outlives its instances.
-		rec := readFile(t, actx, root, "records/"+node.EncodeKey(key.Public().(ed25519.PublicKey)))
+		rec := readFile(t, actx, root, "records/"+nodekey.Encode(key.Public().(ed25519.PublicKey)))
 		if !strings.Contains(rec, `value "from the module"`) {
 			t.Errorf("round %d: own record:\n%s", round, rec)
 		}

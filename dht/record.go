@@ -15,7 +15,7 @@ import (
 	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/krpc"
 
-	"cheshire/providers/node"
+	"cheshire/nodekey"
 )
 
 // MaxValue is the largest value Publish takes: BEP 44 nodes refuse an
@@ -155,7 +155,7 @@ func (n *Node) getAll(ctx context.Context, pub ed25519.PublicKey) (best *found, 
 						refused[kind]++
 					}
 				}
-				n.log.Debug("dht: refused record", "from", from, "key", node.EncodeKey(pub), "err", verr)
+				n.log.Debug("dht: refused record", "from", from, "key", nodekey.Encode(pub), "err", verr)
 				return
 			}
 			switch {
@@ -185,7 +185,7 @@ func (n *Node) Lookup(ctx context.Context, pub ed25519.PublicKey) (Record, error
 	}
 	ctx, cancel := n.opContext(ctx)
 	defer cancel()
-	key := node.EncodeKey(pub)
+	key := nodekey.Encode(pub)
 	best, _, refused, err := n.getAll(ctx, pub)
 	if best == nil {
 		switch {
@@ -261,7 +261,7 @@ func (n *Node) Publish(ctx context.Context, value []byte) (int, error) {
 		return 0, fmt.Errorf("dht: publish: %w", err)
 	}
 	seq := n.now().UnixMicro()
-	key := node.EncodeKey(n.pub)
+	key := nodekey.Encode(n.pub)
 	n.mem.mu.Lock()
 	if s, ok := n.mem.seen[key]; ok && s >= seq {
 		seq = s + 1
@@ -287,7 +287,7 @@ func (n *Node) putOwn(ctx context.Context, o *ownRecord, closest []closeNode) (i
 	})
 	now := n.now()
 	o.stored, o.when = stored, now
-	key := node.EncodeKey(n.pub)
+	key := nodekey.Encode(n.pub)
 	m := n.mem
 	m.mu.Lock()
 	// A republish that ran alongside a Publish does not bring back the

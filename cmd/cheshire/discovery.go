@@ -13,9 +13,9 @@ import (
 
 	"cheshire/dht"
 	"cheshire/importers/remote"
+	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 	"cheshire/styx"
 )
 
@@ -26,7 +26,7 @@ type importer struct{ im *remote.Importer }
 var _ ns.Importer = importer{}
 
 func (i importer) Import(ctx context.Context, key, rpath string, wait bool) (styx.File, error) {
-	pk, err := node.DecodeKey(key)
+	pk, err := nodekey.Decode(key)
 	if err != nil {
 		return nil, err // it names the key
 	}
@@ -34,7 +34,7 @@ func (i importer) Import(ctx context.Context, key, rpath string, wait bool) (sty
 }
 
 func (i importer) State(key string) string {
-	pk, err := node.DecodeKey(key)
+	pk, err := nodekey.Decode(key)
 	if err != nil {
 		return "state bad-key"
 	}
@@ -66,10 +66,10 @@ func resolver(mod *dht.Module) func(ctx context.Context, key ed25519.PublicKey) 
 		}
 		rec, err := remote.ParseRecord(r.Value)
 		if err != nil {
-			return nil, fmt.Errorf("dht record of %s: %w", node.EncodeKey(key), err)
+			return nil, fmt.Errorf("dht record of %s: %w", nodekey.Encode(key), err)
 		}
 		if len(rec.Addrs) == 0 {
-			return nil, fmt.Errorf("dht record of %s: no addresses", node.EncodeKey(key))
+			return nil, fmt.Errorf("dht record of %s: no addresses", nodekey.Encode(key))
 		}
 		return rec.Addrs, nil
 	}

@@ -16,9 +16,9 @@ import (
 	"strings"
 
 	"cheshire/atomicfile"
+	"cheshire/nodekey"
 	"cheshire/providers/modules"
 	"cheshire/providers/modules/pkg"
-	"cheshire/providers/node"
 )
 
 const moduleUsage = `usage: cheshire module COMMAND [ARGS]
@@ -208,7 +208,7 @@ func moduleSign(args []string, stdout, stderr io.Writer) error {
 	if err := atomicfile.Write(*out, data, 0644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s signed by %s\n", *out, node.EncodeKey(key.Public().(ed25519.PublicKey)))
+	fmt.Fprintf(stdout, "%s signed by %s\n", *out, nodekey.Encode(key.Public().(ed25519.PublicKey)))
 	return nil
 }
 
@@ -244,7 +244,7 @@ func moduleKey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, node.EncodeKey(pub))
+	fmt.Fprintln(stdout, nodekey.Encode(pub))
 	return nil
 }
 
@@ -262,7 +262,7 @@ func moduleID(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, node.EncodeKey(key.Public().(ed25519.PublicKey)))
+	fmt.Fprintln(stdout, nodekey.Encode(key.Public().(ed25519.PublicKey)))
 	return nil
 }
 
@@ -279,7 +279,7 @@ func moduleInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	var trusted []ed25519.PublicKey
 	for _, s := range trust {
-		k, err := node.DecodeKey(s)
+		k, err := nodekey.Decode(s)
 		if err != nil {
 			return fmt.Errorf("-trust: %w", err)
 		}
@@ -353,11 +353,11 @@ func orNone(s string) string {
 func loadKey(file string) (ed25519.PrivateKey, error) {
 	if file == "" {
 		dir := dataDir()
-		p := filepath.Join(dir, node.IdentityFile)
+		p := filepath.Join(dir, nodekey.IdentityFile)
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("node identity: %w (run cheshire serve once, or give -key FILE)", err)
 		}
-		id, err := node.LoadIdentity(dir)
+		id, err := nodekey.Load(dir)
 		if err != nil {
 			return nil, err
 		}

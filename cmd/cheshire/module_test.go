@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"cheshire/nodekey"
 	"cheshire/providers/modules/pkg"
-	"cheshire/providers/node"
 )
 
 // A guest that needs no SDK: one export, built as a reactor.
@@ -140,7 +140,7 @@ func TestModuleCommands(t *testing.T) {
 	// key and id.
 	keyFile := filepath.Join(tmp, "author.pem")
 	author := strings.TrimSpace(mustModule(t, "key", "-o", keyFile))
-	if _, err := node.DecodeKey(author); err != nil {
+	if _, err := nodekey.Decode(author); err != nil {
 		t.Fatalf("key printed %q: %v", author, err)
 	}
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0600 {
@@ -169,7 +169,7 @@ func TestModuleCommands(t *testing.T) {
 	}
 
 	// sign with the node identity (the default) into another file.
-	id, err := node.LoadIdentity(data)
+	id, err := nodekey.Load(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestModuleCommands(t *testing.T) {
 	mustModule(t, "sign", "-o", nodeSigned, pkgFile)
 	mustModule(t, "inspect", "-trust", id.ID(), nodeSigned)
 	// ... and with -key naming an identity.pem.
-	mustModule(t, "sign", "-key", filepath.Join(data, node.IdentityFile), "-o", nodeSigned, pkgFile)
+	mustModule(t, "sign", "-key", filepath.Join(data, nodekey.IdentityFile), "-o", nodeSigned, pkgFile)
 	mustModule(t, "inspect", "-trust", author, "-trust", id.ID(), nodeSigned)
 	if _, err := module(t, "inspect", "-trust", author, nodeSigned); !errors.Is(err, pkg.ErrUntrusted) ||
 		!strings.Contains(err.Error(), "author "+id.ID()+" is not trusted by this node") {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"cheshire/dht"
+	"cheshire/httpsd"
+	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
@@ -44,7 +46,7 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 // startModules makes the module manager, adds the built-ins and the
 // packages kept in DIR/modules, starts them, and registers #modules.
 // The returned func stops every module and releases the runtime.
-func startModules(ctx context.Context, dir, owner string, id *node.Identity, m *ns.Manager, log *slog.Logger, builtins []modules.Module) (*modules.Manager, func(), error) {
+func startModules(ctx context.Context, dir, owner string, id *nodekey.Identity, m *ns.Manager, log *slog.Logger, builtins []modules.Module) (*modules.Manager, func(), error) {
 	loader, closeLoader, err := packageLoader(ctx, dir, cacheKey(id), log)
 	if err != nil {
 		return nil, nil, err
@@ -92,7 +94,7 @@ func (l *wasmLoader) trusted() []ed25519.PublicKey {
 	}
 	var out []ed25519.PublicKey
 	for _, k := range l.mgr.Trusted() {
-		if pk, err := node.DecodeKey(k); err == nil {
+		if pk, err := nodekey.Decode(k); err == nil {
 			out = append(out, pk)
 		}
 	}
@@ -115,7 +117,7 @@ func packageLoader(ctx context.Context, dir string, key []byte, log *slog.Logger
 // cacheKey is the key that seals compiled WebAssembly in the data dir:
 // a hash of the node's private key, so that a seal cannot be forged by
 // one who can write the cache but does not hold the key.
-func cacheKey(id *node.Identity) []byte {
+func cacheKey(id *nodekey.Identity) []byte {
 	h := sha256.New()
 	h.Write([]byte("cheshire wasm compilation cache seal\x00"))
 	h.Write(id.Private.Seed())
@@ -125,7 +127,7 @@ func cacheKey(id *node.Identity) []byte {
 // addWeb mounts the modules' web handlers on the HTTPS listener; each
 // answers 503 while its module is stopped. The ACME server validates
 // http-01 challenges on port acmePort of the names it certifies.
-func addWeb(web *node.HTTPS, mods *modules.Manager, authority *ca.CA, dir string, acmePort int, log *slog.Logger) (func(), error) {
+func addWeb(web *httpsd.Server, mods *modules.Manager, authority *ca.CA, dir string, acmePort int, log *slog.Logger) (func(), error) {
 	web.Handle("GET /ca/root.pem", mods.HTTP("ca", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(authority.RootPEM())

@@ -18,8 +18,10 @@ import (
 
 	"cheshire/connlimit"
 	"cheshire/dht"
+	"cheshire/httpsd"
 	"cheshire/importers/proxy"
 	"cheshire/importers/remote"
+	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/ca"
@@ -118,7 +120,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	events := synth.NewLog(0)
 	defer events.Close()
 	log := slog.New(dedupe(node.LogHandler(os.Stderr, events, slog.LevelInfo)))
-	id, err := node.LoadIdentity(dir)
+	id, err := nodekey.Load(dir)
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	var amu sync.Mutex
 	var bound []string
 	boundNow := func() []string { amu.Lock(); defer amu.Unlock(); return append([]string(nil), bound...) }
-	n := node.New(node.Config{Identity: id, Version: version, Start: time.Now(), Owner: owner, Log: events,
+	n := node.New(node.Config{ID: id.ID(), Version: version, Start: time.Now(), Owner: owner, Log: events,
 		Addrs: boundNow})
 
 	defaults, err := plan9.ParseNS(strings.NewReader(defaultNamespace))
@@ -173,7 +175,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if maxConns <= 0 {
 		maxConns = connBudget()
 	}
-	web := node.NewHTTPS(authority.TLSConfig("node", httpsNames()), log)
+	web := httpsd.New(authority.TLSConfig("node", httpsNames()), log)
 	web.Limit(&connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "https"})
 	web.Handle("/dns-query", mods.HTTP("dns", names.DoHHandler()))
 	closeWeb, err := addWeb(web, mods, authority, dir, o.acmePort, log)
@@ -315,7 +317,7 @@ func lockDir(dir string) (func(), error) {
 // ID.cheshire: the apex and "9p" get the hosts of the 9P listeners,
 // "https" those of the HTTPS listener (loopback hosts included: the zone
 // tells what the node listens on).
-func setNodeNames(names *dns.Server, id *node.Identity, bound []string, log *slog.Logger) {
+func setNodeNames(names *dns.Server, id *nodekey.Identity, bound []string, log *slog.Logger) {
 	recs := map[string][]net.IP{}
 	for _, a := range bound {
 		kind, rest, _ := strings.Cut(a, "!")

@@ -14,14 +14,14 @@ import (
 	"strings"
 
 	"cheshire/importers/remote"
+	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 	"cheshire/styx"
 )
 
 // listenTLS announces 9P over TLS on a tls!HOST!PORT dial string.
-func listenTLS(addr string, id *node.Identity) (net.Listener, error) {
+func listenTLS(addr string, id *nodekey.Identity) (net.Listener, error) {
 	cfg, err := id.ServerTLS()
 	if err != nil {
 		return nil, err
@@ -44,11 +44,11 @@ func dialer(key string) func(ctx context.Context, addr string) (net.Conn, error)
 		if key == "" {
 			return nil, fmt.Errorf("%s: give the server's key with -k (cat /node/id on it)", addr)
 		}
-		pk, err := node.DecodeKey(key)
+		pk, err := nodekey.Decode(key)
 		if err != nil {
 			return nil, fmt.Errorf("-k %s: %w", key, err)
 		}
-		id, err := node.LoadIdentity(dataDir())
+		id, err := nodekey.Load(dataDir())
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,7 @@ func (u users) lookup(key ed25519.PublicKey) (string, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("users: %w", err)
 	}
-	want := node.EncodeKey(key)
+	want := nodekey.Encode(key)
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -94,14 +94,14 @@ func newRemoteAuth(next *ns.Manager, dir string) remoteAuth {
 func (r remoteAuth) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	if ci := styx.ConnInfoFrom(ctx); ci != nil {
 		if _, isTLS := ci.Conn.(*tls.Conn); isTLS {
-			key, ok := node.PeerKey(ci.Conn)
+			key, ok := nodekey.Peer(ci.Conn)
 			if !ok {
 				return nil, plan9.ErrPerm
 			}
 			name, err := r.users.lookup(key)
 			if err != nil {
 				// Not a user: the key sees what is exported to it, if anything.
-				return r.next.AttachRemote(ctx, node.EncodeKey(key), aname)
+				return r.next.AttachRemote(ctx, nodekey.Encode(key), aname)
 			}
 			uname = name
 		}

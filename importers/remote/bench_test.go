@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"cheshire/dht"
-	"cheshire/providers/node"
+	"cheshire/nodekey"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
@@ -52,7 +52,7 @@ func BenchmarkKeyToMount(b *testing.B) {
 	}
 	// B serves 9P over TLS and publishes its record from its own DHT
 	// node, the 51st of the swarm.
-	bid, err := node.LoadIdentity(b.TempDir())
+	bid, err := nodekey.Load(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func BenchmarkKeyToMount(b *testing.B) {
 	}
 	// A looks up through its own DHT node, in the swarm like the others.
 	adht := nodes[swarm/2]
-	aid, _ := node.LoadIdentity(b.TempDir())
+	aid, _ := nodekey.Load(b.TempDir())
 	byDHT := func(ctx context.Context, key ed25519.PublicKey) ([]string, error) {
 		r, err := adht.Lookup(ctx, key)
 		if err != nil {

@@ -8,13 +8,13 @@ import (
 	"net"
 	"strings"
 
+	"cheshire/nodekey"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 )
 
 // TLSDialer returns a Dial for Options: it reaches tls!HOST!PORT over
 // TCP, proves id's key and requires the server to prove key.
-func TLSDialer(id *node.Identity) func(ctx context.Context, addr string, key ed25519.PublicKey) (net.Conn, error) {
+func TLSDialer(id *nodekey.Identity) func(ctx context.Context, addr string, key ed25519.PublicKey) (net.Conn, error) {
 	return func(ctx context.Context, addr string, key ed25519.PublicKey) (net.Conn, error) {
 		if !strings.HasPrefix(addr, "tls!") {
 			return nil, fmt.Errorf("%s: not a tls!HOST!PORT address", addr)

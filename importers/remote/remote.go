@@ -24,8 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/nodekey"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 	"cheshire/styx"
 )
 
@@ -141,7 +141,7 @@ func (im *Importer) Import(ctx context.Context, key ed25519.PublicKey, aname str
 // peer returns the peer of key, made and started on first use, with a
 // reference taken.
 func (im *Importer) peer(key ed25519.PublicKey) (*peer, error) {
-	name := node.EncodeKey(key)
+	name := nodekey.Encode(key)
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	if im.closed {
@@ -209,7 +209,7 @@ func (im *Importer) Status() []Status {
 // StatusOf returns the state of the connection to key, if there is one.
 func (im *Importer) StatusOf(key ed25519.PublicKey) (Status, bool) {
 	im.mu.Lock()
-	p := im.peers[node.EncodeKey(key)]
+	p := im.peers[nodekey.Encode(key)]
 	im.mu.Unlock()
 	if p == nil {
 		return Status{}, false

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/nodekey"
 	"cheshire/plan9"
-	"cheshire/providers/node"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
@@ -22,14 +22,14 @@ import (
 // server is a node serving an in-memory tree over 9P with mutual TLS.
 type server struct {
 	t    testing.TB
-	id   *node.Identity
+	id   *nodekey.Identity
 	fs   *tmp.FS
 	srv  *styx.Server
 	addr string
 }
 
-func identity(t testing.TB) *node.Identity {
-	id, err := node.LoadIdentity(t.TempDir())
+func identity(t testing.TB) *nodekey.Identity {
+	id, err := nodekey.Load(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func identity(t testing.TB) *node.Identity {
 }
 
 // serve starts a server with id on a fresh loopback port, serving fs.
-func serve(t testing.TB, id *node.Identity, fs *tmp.FS) *server {
+func serve(t testing.TB, id *nodekey.Identity, fs *tmp.FS) *server {
 	t.Helper()
 	cfg, err := id.ServerTLS()
 	if err != nil {
@@ -65,14 +65,14 @@ type resolver struct {
 func (r *resolver) set(key ed25519.PublicKey, addrs ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.addrs[node.EncodeKey(key)] = addrs
+	r.addrs[nodekey.Encode(key)] = addrs
 }
 
 func (r *resolver) resolve(ctx context.Context, key ed25519.PublicKey) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
-	a, ok := r.addrs[node.EncodeKey(key)]
+	a, ok := r.addrs[nodekey.Encode(key)]
 	if !ok {
 		return nil, errors.New("dht: lookup: not found")
 	}
@@ -262,7 +262,7 @@ func TestWrongKey(t *testing.T) {
 	if err == nil || !errors.Is(err, plan9.ErrUnreachable) || !strings.Contains(err.Error(), "not the expected") {
 		t.Fatalf("import of a key whose address answers with another: %v", err)
 	}
-	if !strings.Contains(err.Error(), "node presented key "+node.EncodeKey(c.id.Public)) {
+	if !strings.Contains(err.Error(), "node presented key "+nodekey.Encode(c.id.Public)) {
 		t.Errorf("the error does not say which key answered: %v", err)
 	}
 }

@@ -20,12 +20,12 @@ type Node struct {
 
 // Config describes the node to serve.
 type Config struct {
-	Identity *Identity
-	Version  string
-	Addrs    func() []string // current listening addresses, as dial strings
-	Start    time.Time
-	Owner    string
-	Log      *synth.Log // the node log (see LogHandler)
+	ID      string // the node's public key in z-base-32
+	Version string
+	Addrs   func() []string // current listening addresses, as dial strings
+	Start   time.Time
+	Owner   string
+	Log     *synth.Log // the node log (see LogHandler)
 }
 
 // New builds the tree:
@@ -39,7 +39,7 @@ type Config struct {
 func New(c Config) *Node {
 	root := synth.NewDir("node", 0555)
 	now := time.Now
-	root.Add(synth.Static("id", 0444, []byte(c.Identity.ID()+"\n")))
+	root.Add(synth.Static("id", 0444, []byte(c.ID+"\n")))
 	root.Add(synth.String("addrs", 0444, func(ctx context.Context) string {
 		var b strings.Builder
 		for _, a := range c.Addrs() {

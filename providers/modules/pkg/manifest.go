@@ -9,9 +9,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"cheshire/nodekey"
 	"cheshire/plan9"
 	"cheshire/providers/modules"
-	"cheshire/providers/node"
 )
 
 // Bounds on what a manifest may hold.
@@ -188,11 +188,11 @@ func checkName(s string) error {
 
 // checkAuthor checks that s is a public key in canonical z-base-32.
 func checkAuthor(s string) error {
-	k, err := node.DecodeKey(s)
+	k, err := nodekey.Decode(s)
 	if err != nil {
 		return fmt.Errorf("author: %w", err)
 	}
-	if node.EncodeKey(k) != s {
+	if nodekey.Encode(k) != s {
 		return fmt.Errorf("author: key %q is not in canonical z-base-32", s)
 	}
 	return nil

@@ -46,8 +46,8 @@ import (
 	"fmt"
 	"io"
 
+	"cheshire/nodekey"
 	"cheshire/providers/modules"
-	"cheshire/providers/node"
 )
 
 // Entry names and size bounds.
@@ -189,7 +189,7 @@ func (p *Package) VerifySignature() error {
 	if p.Manifest.Author == "" {
 		return errors.New("package signed, but its manifest has no author line")
 	}
-	pub, err := node.DecodeKey(p.Manifest.Author)
+	pub, err := nodekey.Decode(p.Manifest.Author)
 	if err != nil {
 		return fmt.Errorf("package author: %w", err)
 	}
@@ -214,7 +214,7 @@ func (p *Package) Verify(trusted []ed25519.PublicKey) error {
 	if err := p.VerifySignature(); err != nil {
 		return err
 	}
-	pub, _ := node.DecodeKey(p.Manifest.Author) // VerifySignature parsed it
+	pub, _ := nodekey.Decode(p.Manifest.Author) // VerifySignature parsed it
 	ok := false
 	for _, k := range trusted {
 		if pub.Equal(k) {
@@ -272,7 +272,7 @@ func Sign(data []byte, key ed25519.PrivateKey) ([]byte, error) {
 	if err := p.CheckWasm(); err != nil {
 		return nil, fmt.Errorf("sign package: %w", err)
 	}
-	author := node.EncodeKey(key.Public().(ed25519.PublicKey))
+	author := nodekey.Encode(key.Public().(ed25519.PublicKey))
 	text := setLine(p.ManifestText, "author", "author "+author, "wasm")
 	if len(text) > MaxManifest {
 		return nil, fmt.Errorf("sign package: manifest with author line is more than %d bytes", MaxManifest)

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"cheshire/nodekey"
 	"cheshire/providers/modules"
-	"cheshire/providers/node"
 )
 
 const testManifest = `# a clock
@@ -117,7 +117,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	want := modules.Manifest{
 		Name: "clock", Version: "1.2.0", Description: "tells the time and more",
-		Author: node.EncodeKey(pub), Deps: []string{"tmp", "ns"}, Mount: "/clock", Lazy: true,
+		Author: nodekey.Encode(pub), Deps: []string{"tmp", "ns"}, Mount: "/clock", Lazy: true,
 		Requires: []modules.Perm{{Kind: "read", Arg: "/node/time"}, {Kind: "write", Arg: "/tmp/clock"}, {Kind: "http", Arg: "example.com:443"}},
 	}
 	if !reflect.DeepEqual(p.Manifest, want) {
@@ -126,7 +126,7 @@ func TestRoundTrip(t *testing.T) {
 	if p.WasmHash != Hash(testWasm) || !bytes.Equal(p.Wasm, testWasm) {
 		t.Errorf("wasm hash %s, want %s", p.WasmHash, Hash(testWasm))
 	}
-	wantText := testManifest + "author " + node.EncodeKey(pub) + "\nwasm " + Hash(testWasm) + "\n"
+	wantText := testManifest + "author " + nodekey.Encode(pub) + "\nwasm " + Hash(testWasm) + "\n"
 	if string(p.ManifestText) != wantText {
 		t.Errorf("manifest text:\n%s\nwant\n%s", p.ManifestText, wantText)
 	}
@@ -138,14 +138,14 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Sign again: %v", err)
 	}
 	p2 := mustRead(t, data2)
-	if strings.Count(string(p2.ManifestText), "author ") != 1 || p2.Manifest.Author != node.EncodeKey(pub2) {
+	if strings.Count(string(p2.ManifestText), "author ") != 1 || p2.Manifest.Author != nodekey.Encode(pub2) {
 		t.Errorf("re-signed manifest:\n%s", p2.ManifestText)
 	}
 	if err := p2.Verify([]ed25519.PublicKey{pub, pub2}); err != nil {
 		t.Errorf("Verify re-signed: %v", err)
 	}
 	var ue *UntrustedError
-	if err := p2.Verify([]ed25519.PublicKey{pub}); !errors.As(err, &ue) || ue.Author != node.EncodeKey(pub2) {
+	if err := p2.Verify([]ed25519.PublicKey{pub}); !errors.As(err, &ue) || ue.Author != nodekey.Encode(pub2) {
 		t.Errorf("Verify re-signed with old key trusted = %v", err)
 	}
 
@@ -205,14 +205,14 @@ func TestVerifyRefuses(t *testing.T) {
 	other, otherPriv := newKey(t)
 	trusted := []ed25519.PublicKey{pub}
 	good := mustRead(t, signed(t, priv))
-	author := node.EncodeKey(pub)
+	author := nodekey.Encode(pub)
 
 	tamperedManifest := bytes.Replace(good.ManifestText, []byte("version 1.2.0"), []byte("version 1.2.1"), 1)
 	evilWasm := append(bytes.Clone(testWasm), "evil"...)
 	// A package signed by another key, with its author line changed to
 	// the trusted key: the signature is not the author's.
 	forged := mustRead(t, signed(t, otherPriv))
-	forgedText := bytes.Replace(forged.ManifestText, []byte(node.EncodeKey(other)), []byte(author), 1)
+	forgedText := bytes.Replace(forged.ManifestText, []byte(nodekey.Encode(other)), []byte(author), 1)
 
 	for _, tc := range []struct {
 		name    string
@@ -320,7 +320,7 @@ func TestReadRefuses(t *testing.T) {
 
 func TestParseManifest(t *testing.T) {
 	pub, _ := newKey(t)
-	key := node.EncodeKey(pub)
+	key := nodekey.Encode(pub)
 	last := strings.IndexByte("ybndrfg8ejkmcpqxot1uwisza345h769", key[len(key)-1])
 	noncanon := key[:len(key)-1] + string("ybndrfg8ejkmcpqxot1uwisza345h769"[last|1])
 	hash := Hash(testWasm)

@@ -1,4 +1,9 @@
-package node
+// Package nodekey holds a node's identity: its ed25519 key pair, loaded
+// from and saved to the data directory, the z-base-32 text form of public
+// keys, the self-signed certificate bound to the key, and the TLS configs
+// with which nodes know each other by key (Peer). It imports nothing of
+// the project but atomicfile: dht, importers, modules and cmd all use it.
+package nodekey
 
 import (
 	"crypto/ed25519"
@@ -23,9 +28,9 @@ type Identity struct {
 // IdentityFile is the name of the private key in the data directory.
 const IdentityFile = "identity.pem"
 
-// LoadIdentity reads DIR/identity.pem, making a new key (mode 0600) on
+// Load reads DIR/identity.pem, making a new key (mode 0600) on
 // first use.
-func LoadIdentity(dir string) (*Identity, error) {
+func Load(dir string) (*Identity, error) {
 	p := filepath.Join(dir, IdentityFile)
 	data, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -74,10 +79,10 @@ const zbase32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 
 // ID is the node's name: its public key in z-base-32 (52 characters), as
 // Pkarr writes keys.
-func (id *Identity) ID() string { return EncodeKey(id.Public) }
+func (id *Identity) ID() string { return Encode(id.Public) }
 
-// EncodeKey writes an ed25519 public key in z-base-32.
-func EncodeKey(pub ed25519.PublicKey) string {
+// Encode writes an ed25519 public key in z-base-32.
+func Encode(pub ed25519.PublicKey) string {
 	var b strings.Builder
 	var acc, bits uint
 	for _, c := range pub {
@@ -94,8 +99,8 @@ func EncodeKey(pub ed25519.PublicKey) string {
 	return b.String()
 }
 
-// DecodeKey parses a z-base-32 public key.
-func DecodeKey(s string) (ed25519.PublicKey, error) {
+// Decode parses a z-base-32 public key.
+func Decode(s string) (ed25519.PublicKey, error) {
 	var out []byte
 	var acc, bits uint
 	for i := 0; i < len(s); i++ {

@@ -1,4 +1,4 @@
-package node_test
+package httpsd_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"cheshire/connlimit"
-	"cheshire/providers/node"
+	"cheshire/httpsd"
 )
 
 // TestHTTPSSlowloris: connections that finish TLS and then trickle a
@@ -25,7 +25,7 @@ func TestHTTPSSlowloris(t *testing.T) {
 	ts := httptest.NewTLSServer(nil) // for its certificate
 	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
 	ts.Close()
-	h := node.NewHTTPS(cfg, slog.New(slog.DiscardHandler))
+	h := httpsd.New(cfg, slog.New(slog.DiscardHandler))
 	lim := &connlimit.Limits{Total: 16, PerHost: 8}
 	h.Limit(lim)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,4 +1,7 @@
-package node
+// Package httpsd is the node's HTTPS listener: one mux that every
+// web-facing capability adds handlers to, on TLS with per-host and total
+// connection caps and header deadlines (connlimit).
+package httpsd
 
 import (
 	"context"
@@ -13,11 +16,11 @@ import (
 	"cheshire/connlimit"
 )
 
-// HTTPS is the node's HTTPS listener, shared by every web-facing
+// Server is the node's HTTPS listener, shared by every web-facing
 // capability (DNS-over-HTTPS, ACME, and later git, apps and the web UI).
 // Capabilities add handlers by path; the certificate comes from the
 // node's CA through the tls.Config, which renews it without a restart.
-type HTTPS struct {
+type Server struct {
 	mux *http.ServeMux
 	tls *tls.Config
 	log *slog.Logger
@@ -27,14 +30,14 @@ type HTTPS struct {
 	srv []*http.Server // guarded by mu
 }
 
-// NewHTTPS returns a listener serving with cfg (TLS 1.2 at least).
-func NewHTTPS(cfg *tls.Config, log *slog.Logger) *HTTPS {
+// New returns a listener serving with cfg (TLS 1.2 at least).
+func New(cfg *tls.Config, log *slog.Logger) *Server {
 	cfg = cfg.Clone()
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	cfg.NextProtos = []string{"h2", "http/1.1"}
-	h := &HTTPS{mux: http.NewServeMux(), tls: cfg, log: log}
+	h := &Server{mux: http.NewServeMux(), tls: cfg, log: log}
 	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("cheshire node\n"))
@@ -45,15 +48,15 @@ func NewHTTPS(cfg *tls.Config, log *slog.Logger) *HTTPS {
 // Limit bounds the connections Serve accepts (per host and in total);
 // a connection is established once it has sent a whole request header.
 // Call it before Serve.
-func (h *HTTPS) Limit(lim *connlimit.Limits) { h.lim = lim }
+func (h *Server) Limit(lim *connlimit.Limits) { h.lim = lim }
 
 type connKey struct{}
 
 // Handle adds a handler for pattern (http.ServeMux syntax).
-func (h *HTTPS) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+func (h *Server) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
 // Serve serves HTTPS on l until ctx ends or Close.
-func (h *HTTPS) Serve(ctx context.Context, l net.Listener) error {
+func (h *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
 		Handler:           h.mux,
 		TLSConfig:         h.tls,
@@ -94,7 +97,7 @@ func (h *HTTPS) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // Close stops every server.
-func (h *HTTPS) Close() {
+func (h *Server) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.srv {

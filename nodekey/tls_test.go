@@ -1,4 +1,4 @@
-package node_test
+package nodekey_test
 
 import (
 	"crypto/tls"
@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/providers/node"
+	"cheshire/nodekey"
 )
 
-func identity(t *testing.T) *node.Identity {
+func identity(t *testing.T) *nodekey.Identity {
 	t.Helper()
-	id, err := node.LoadIdentity(t.TempDir())
+	id, err := nodekey.Load(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,12 +49,12 @@ func TestMutualTLS(t *testing.T) {
 					keys <- "refused: " + err.Error()
 					return
 				}
-				k, ok := node.PeerKey(c)
+				k, ok := nodekey.Peer(c)
 				if !ok {
 					keys <- "no key"
 					return
 				}
-				keys <- node.EncodeKey(k)
+				keys <- nodekey.Encode(k)
 				c.Write([]byte("hi"))
 			}()
 		}

@@ -1,4 +1,4 @@
-package node
+package nodekey
 
 import (
 	"bytes"
@@ -65,7 +65,7 @@ func peerKeyOf(rawCerts [][]byte) (ed25519.PublicKey, error) {
 
 // ServerTLS is the configuration of a node's 9P-over-TLS listener: TLS
 // 1.3 only, a client certificate bound to an ed25519 key required (any
-// key: what the key may see is decided at attach, see PeerKey).
+// key: what the key may see is decided at attach, see Peer).
 func (id *Identity) ServerTLS() (*tls.Config, error) {
 	cert, err := id.Certificate()
 	if err != nil {
@@ -102,16 +102,16 @@ func (id *Identity) ClientTLS(peer ed25519.PublicKey) (*tls.Config, error) {
 				return err
 			}
 			if !bytes.Equal(k, peer) {
-				return fmt.Errorf("node presented key %s, not the expected %s", EncodeKey(k), EncodeKey(peer))
+				return fmt.Errorf("node presented key %s, not the expected %s", Encode(k), Encode(peer))
 			}
 			return nil
 		},
 	}, nil
 }
 
-// PeerKey returns the ed25519 key the other side of a TLS connection
+// Peer returns the ed25519 key the other side of a TLS connection
 // proved, after the handshake.
-func PeerKey(c net.Conn) (ed25519.PublicKey, bool) {
+func Peer(c net.Conn) (ed25519.PublicKey, bool) {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return nil, false
