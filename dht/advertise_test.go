@@ -2,6 +2,7 @@ package dht
 
 import (
 	"bytes"
+	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -14,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"cheshire/providers/modules"
 )
 
 // advertHolder holds the advert a test changes.
@@ -58,7 +57,7 @@ func freePort(t *testing.T) int {
 // the end of the test.
 func startModule(t *testing.T, m *Module, text string) *instance {
 	t.Helper()
-	inst, err := m.Start(t.Context(), modules.Env{Name: "dht", Config: config(t, text), Log: testLog()})
+	inst, err := m.Start(t.Context(), module.Env{Name: "dht", Config: config(t, text), Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"cheshire/providers/modules"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -37,7 +37,7 @@ type Module struct {
 	cur    *instance     // guarded by mu: the running instance, nil if stopped
 }
 
-var _ modules.Module = (*Module)(nil)
+var _ module.Module = (*Module)(nil)
 
 // NewModule returns the module of a node with key, its files owned by
 // owner. Its instances run with defaults, but for Key and Log (the
@@ -51,14 +51,14 @@ func NewModule(key ed25519.PrivateKey, owner, version string, defaults Options) 
 }
 
 // Manifest describes the module.
-func (m *Module) Manifest() modules.Manifest {
-	return modules.Manifest{Name: "dht", Version: m.version, Mount: "/dht",
+func (m *Module) Manifest() module.Manifest {
+	return module.Manifest{Name: "dht", Version: m.version, Mount: "/dht",
 		Description: "the BitTorrent mainline DHT: records signed by the node's key, paths announced and found"}
 }
 
 // parseConfig returns base with the settings of cfg in place of its
 // own, checked (without key and log).
-func parseConfig(cfg modules.Config, base Options) (Options, error) {
+func parseConfig(cfg module.Config, base Options) (Options, error) {
 	o := base
 	listens, boots := 0, 0
 	for _, e := range cfg.Entries {
@@ -113,14 +113,14 @@ func parseConfig(cfg modules.Config, base Options) (Options, error) {
 }
 
 // CheckConfig checks cfg, and the defaults it leaves in place.
-func (m *Module) CheckConfig(cfg modules.Config) error {
+func (m *Module) CheckConfig(cfg module.Config) error {
 	_, err := parseConfig(cfg, m.defaults)
 	return err
 }
 
 // Start opens the UDP socket of env.Config and runs a DHT node on it
 // until Stop, with a goroutine that advertises the node.
-func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
+func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, error) {
 	o, err := parseConfig(env.Config, m.defaults)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -11,12 +12,11 @@ import (
 	"time"
 
 	"cheshire/nodekey"
-	"cheshire/providers/modules"
 )
 
-func config(t *testing.T, text string) modules.Config {
+func config(t *testing.T, text string) module.Config {
 	t.Helper()
-	c, err := modules.ParseConfig(text)
+	c, err := module.ParseConfig(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestModule(t *testing.T) {
 	pc.Close()
 	cfg := config(t, fmt.Sprintf("listen udp!127.0.0.1!%d\nbootstrap %v\n", port, nodes[0].Addr()))
 	for round := range 2 {
-		inst, err := m.Start(ctx, modules.Env{Name: "dht", Config: cfg})
+		inst, err := m.Start(ctx, module.Env{Name: "dht", Config: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}

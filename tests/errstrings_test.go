@@ -147,7 +147,7 @@ func collectErrStrings(t *testing.T, root string) []errString {
 							r, wrap := renderFormat(s, x.Args[1:])
 							add(x, r, wrap)
 						}
-					case fn.Sel.Name == "Errorf" && pkg != nil && pkg.Name == "e": // modules.ConfigEntry.Errorf
+					case fn.Sel.Name == "Errorf" && pkg != nil && pkg.Name == "e": // module.ConfigEntry.Errorf
 						if s, ok := lit(x.Args[0]); ok {
 							r, wrap := renderFormat(s, x.Args[1:])
 							add(x, "config line 7 (key): "+r, wrap)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 
 	"cheshire/plan9"
 	"cheshire/providers/hostfs"
-	"cheshire/providers/modules"
 	"cheshire/styx"
 )
 
@@ -30,12 +30,12 @@ type hostModule struct {
 	exposeData bool // the owner may reach dataDir
 }
 
-func (h *hostModule) Manifest() modules.Manifest {
+func (h *hostModule) Manifest() module.Manifest {
 	if h.ro {
-		return modules.Manifest{Name: "host.ro", Version: version, NoTree: true,
+		return module.Manifest{Name: "host.ro", Version: version, NoTree: true,
 			Description: "host directories, read-only: mount '#host.ro' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 	}
-	return modules.Manifest{Name: "host", Version: version, NoTree: true,
+	return module.Manifest{Name: "host", Version: version, NoTree: true,
 		Description: "host directories: mount '#host' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 }
 
@@ -46,7 +46,7 @@ type grant struct {
 	ro         bool
 }
 
-func parseGrants(cfg modules.Config) ([]grant, error) {
+func parseGrants(cfg module.Config) ([]grant, error) {
 	var gs []grant
 	for _, e := range cfg.Entries {
 		if e.Key != "grant" {
@@ -66,12 +66,12 @@ func parseGrants(cfg modules.Config) ([]grant, error) {
 	return gs, nil
 }
 
-func (h *hostModule) CheckConfig(cfg modules.Config) error {
+func (h *hostModule) CheckConfig(cfg module.Config) error {
 	_, err := parseGrants(cfg)
 	return err
 }
 
-func (h *hostModule) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
+func (h *hostModule) Start(ctx context.Context, env module.Env) (module.Instance, error) {
 	gs, err := parseGrants(env.Config)
 	if err != nil {
 		return nil, err

@@ -16,9 +16,9 @@ import (
 	"strings"
 
 	"cheshire/atomicfile"
+	"cheshire/modules"
+	"cheshire/modules/pkg"
 	"cheshire/nodekey"
-	"cheshire/providers/modules"
-	"cheshire/providers/modules/pkg"
 )
 
 const moduleUsage = `usage: cheshire module COMMAND [ARGS]

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"cheshire/modules/pkg"
 	"cheshire/nodekey"
-	"cheshire/providers/modules/pkg"
 )
 
 // A guest that needs no SDK: one export, built as a reactor.
@@ -32,8 +32,8 @@ mount /hello
 `
 )
 
-// module runs cheshire module with args and returns its output.
-func module(t *testing.T, args ...string) (string, error) {
+// runModuleT runs cheshire module with args and returns its output.
+func runModuleT(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := runModule(args, &out, &errb)
@@ -45,7 +45,7 @@ func module(t *testing.T, args ...string) (string, error) {
 
 func mustModule(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := module(t, args...)
+	out, err := runModuleT(t, args...)
 	if err != nil {
 		t.Fatalf("module %s: %v", strings.Join(args, " "), err)
 	}
@@ -146,13 +146,13 @@ func TestModuleCommands(t *testing.T) {
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0600 {
 		t.Errorf("key file: %v, %v", fi.Mode(), err)
 	}
-	if _, err := module(t, "key", "-o", keyFile); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, err := runModuleT(t, "key", "-o", keyFile); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("key over an existing file: %v", err)
 	}
 	if id := strings.TrimSpace(mustModule(t, "id", "-key", keyFile)); id != author {
 		t.Errorf("id = %q, key printed %q", id, author)
 	}
-	if _, err := module(t, "inspect", "-trust", author, pkgFile); !errors.Is(err, pkg.ErrUnsigned) {
+	if _, err := runModuleT(t, "inspect", "-trust", author, pkgFile); !errors.Is(err, pkg.ErrUnsigned) {
 		t.Errorf("inspect -trust unsigned: %v", err)
 	}
 
@@ -182,7 +182,7 @@ func TestModuleCommands(t *testing.T) {
 	// ... and with -key naming an identity.pem.
 	mustModule(t, "sign", "-key", filepath.Join(data, nodekey.IdentityFile), "-o", nodeSigned, pkgFile)
 	mustModule(t, "inspect", "-trust", author, "-trust", id.ID(), nodeSigned)
-	if _, err := module(t, "inspect", "-trust", author, nodeSigned); !errors.Is(err, pkg.ErrUntrusted) ||
+	if _, err := runModuleT(t, "inspect", "-trust", author, nodeSigned); !errors.Is(err, pkg.ErrUntrusted) ||
 		!strings.Contains(err.Error(), "author "+id.ID()+" is not trusted by this node") {
 		t.Errorf("inspect signed by an untrusted key: %v", err)
 	}
@@ -214,15 +214,15 @@ func TestModuleCommands(t *testing.T) {
 		{evilWasm, pkg.ErrWasmMismatch},
 		{evilManifest, pkg.ErrBadSignature},
 	} {
-		if _, err := module(t, "inspect", "-trust", author, tc.file); !errors.Is(err, tc.want) {
+		if _, err := runModuleT(t, "inspect", "-trust", author, tc.file); !errors.Is(err, tc.want) {
 			t.Errorf("inspect -trust %s: %v, want %v", filepath.Base(tc.file), err, tc.want)
 		}
-		out, err := module(t, "inspect", tc.file)
+		out, err := runModuleT(t, "inspect", tc.file)
 		if !errors.Is(err, tc.want) || (!strings.Contains(out, "DOES NOT MATCH") && !strings.Contains(out, "signature: BAD: ")) {
 			t.Errorf("inspect %s: %v, output\n%s", filepath.Base(tc.file), err, out)
 		}
 	}
-	if _, err := module(t, "sign", "-key", keyFile, evilWasm); !errors.Is(err, pkg.ErrWasmMismatch) {
+	if _, err := runModuleT(t, "sign", "-key", keyFile, evilWasm); !errors.Is(err, pkg.ErrWasmMismatch) {
 		t.Errorf("sign tampered: %v", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestModuleErrors(t *testing.T) {
 	notPkg := filepath.Join(tmp, "not.pkg")
 	os.WriteFile(notPkg, []byte("hello"), 0644)
 
-	if _, err := module(t, "sign", "-h"); err != nil {
+	if _, err := runModuleT(t, "sign", "-h"); err != nil {
 		t.Errorf("sign -h: %v", err)
 	}
 	for _, tc := range []struct {
@@ -266,7 +266,7 @@ func TestModuleErrors(t *testing.T) {
 		{[]string{"inspect", "-trust", "nope", notPkg}, `inspect: -trust: key "nope"`},
 		{[]string{"inspect", notPkg}, "inspect: " + notPkg + ": not a package: not a zip archive"},
 	} {
-		_, err := module(t, tc.args...)
+		_, err := runModuleT(t, tc.args...)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("module %q: %v, want %q", tc.args, err, tc.want)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -12,13 +13,13 @@ import (
 
 	"cheshire/dht"
 	"cheshire/httpsd"
+	"cheshire/modules"
+	"cheshire/modules/wasm"
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
 	"cheshire/providers/dns"
-	"cheshire/providers/modules"
-	"cheshire/providers/modules/wasm"
 	"cheshire/providers/node"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
@@ -26,17 +27,17 @@ import (
 
 // builtins are the providers compiled into the node, in the order they
 // start. Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module) []modules.Module {
-	return []modules.Module{
+func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module) []module.Module {
+	return []module.Module{
 		ca.Module(authority, version),
 		dnsMod,
 		dhtMod,
-		modules.Native(modules.Manifest{Name: "node", Version: version, Mount: "/node",
+		module.Native(module.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
-		modules.NativePerNS(modules.Manifest{Name: "ns", Version: version, Mount: "/ns",
+		module.NativePerNS(module.Manifest{Name: "ns", Version: version, Mount: "/ns",
 			Description: "the namespace: its mount table and ctl"},
-			func(nsp *ns.Namespace) styx.Attacher { return ns.Files(nsp) }),
-		modules.Native(modules.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
+			func(nsp module.Namespace) styx.Attacher { return ns.Files(nsp.(*ns.Namespace)) }),
+		module.Native(module.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
 		&hostModule{ro: false, owner: owner, dataDir: dir, exposeData: exposeData},
 		&hostModule{ro: true, owner: owner, dataDir: dir, exposeData: exposeData},
@@ -46,7 +47,7 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 // startModules makes the module manager, adds the built-ins and the
 // packages kept in DIR/modules, starts them, and registers #modules.
 // The returned func stops every module and releases the runtime.
-func startModules(ctx context.Context, dir, owner string, id *nodekey.Identity, m *ns.Manager, log *slog.Logger, builtins []modules.Module) (*modules.Manager, func(), error) {
+func startModules(ctx context.Context, dir, owner string, id *nodekey.Identity, m *ns.Manager, log *slog.Logger, builtins []module.Module) (*modules.Manager, func(), error) {
 	loader, closeLoader, err := packageLoader(ctx, dir, cacheKey(id), log)
 	if err != nil {
 		return nil, nil, err
@@ -84,7 +85,7 @@ type wasmLoader struct {
 	mgr *modules.Manager
 }
 
-func (l *wasmLoader) load(ctx context.Context, name string, data []byte, source string) (modules.Module, error) {
+func (l *wasmLoader) load(ctx context.Context, name string, data []byte, source string) (module.Module, error) {
 	return l.rt.Load(ctx, name, data, source)
 }
 

@@ -3,6 +3,7 @@ package ca
 import (
 	"bufio"
 	"bytes"
+	"cheshire/module"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,7 +17,6 @@ import (
 	"strings"
 
 	"cheshire/providers/ca/acme"
-	"cheshire/providers/modules"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -42,7 +42,7 @@ type acmeConfig struct {
 }
 
 // parseConfig reads the ca module's config: only acme lines.
-func parseConfig(cfg modules.Config) (acmeConfig, error) {
+func parseConfig(cfg module.Config) (acmeConfig, error) {
 	var ac acmeConfig
 	for _, e := range cfg.Entries {
 		if e.Key != "acme" || len(e.Args) == 0 {
@@ -319,29 +319,29 @@ func (c *CA) PolicyText() []byte {
 
 // The module.
 
-// module is the ca as a node module: its files, and its config (the acme
+// caModule is the ca as a node module: its files, and its config (the acme
 // lines) applied to the CA.
-type module struct {
+type caModule struct {
 	c     *CA
-	mf    modules.Manifest
+	mf    module.Manifest
 	files *synth.Server
 }
 
 // Module makes the CA a built-in module named "ca", mounted at /ca. Its
 // config holds the ACME policy's lines (see README).
-func Module(c *CA, version string) modules.Module {
-	return &module{c: c, files: c.Files(), mf: modules.Manifest{Name: "ca", Version: version, Mount: "/ca",
+func Module(c *CA, version string) module.Module {
+	return &caModule{c: c, files: c.Files(), mf: module.Manifest{Name: "ca", Version: version, Mount: "/ca",
 		Description: "certificate authority: x509 and ssh certificates, crl, backup, acme policy"}}
 }
 
-func (m *module) Manifest() modules.Manifest { return m.mf }
+func (m *caModule) Manifest() module.Manifest { return m.mf }
 
-func (m *module) CheckConfig(cfg modules.Config) error {
+func (m *caModule) CheckConfig(cfg module.Config) error {
 	_, err := parseConfig(cfg)
 	return err
 }
 
-func (m *module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
+func (m *caModule) Start(ctx context.Context, env module.Env) (module.Instance, error) {
 	ac, err := parseConfig(env.Config)
 	if err != nil {
 		return nil, err
@@ -351,7 +351,7 @@ func (m *module) Start(ctx context.Context, env modules.Env) (modules.Instance, 
 }
 
 // instance is the running ca module.
-type instance struct{ m *module }
+type instance struct{ m *caModule }
 
 func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	return i.m.files.Attach(ctx, uname, aname, auth)
@@ -360,7 +360,7 @@ func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 func (i *instance) Stop(ctx context.Context) error { return nil }
 
 // Reconfigure applies a new config in place.
-func (i *instance) Reconfigure(ctx context.Context, cfg modules.Config) error {
+func (i *instance) Reconfigure(ctx context.Context, cfg module.Config) error {
 	ac, err := parseConfig(cfg)
 	if err != nil {
 		return err
@@ -370,6 +370,6 @@ func (i *instance) Reconfigure(ctx context.Context, cfg modules.Config) error {
 }
 
 var (
-	_ modules.Instance     = (*instance)(nil)
-	_ modules.Reconfigurer = (*instance)(nil)
+	_ module.Instance     = (*instance)(nil)
+	_ module.Reconfigurer = (*instance)(nil)
 )

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"cheshire/module"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"cheshire/providers/ca/acme"
-	"cheshire/providers/modules"
 )
 
 func TestACMEConfig(t *testing.T) {
@@ -36,7 +36,7 @@ func TestACMEConfig(t *testing.T) {
 		"acme\nacme allow x.io": "config line 1",
 		"acme frob":             `unknown acme setting "frob"`,
 	} {
-		cfg, err := modules.ParseConfig(text)
+		cfg, err := module.ParseConfig(text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,8 +60,8 @@ func TestACMEPolicyOfTheNode(t *testing.T) {
 	}
 	e := serve(t, c)
 	m := Module(c, "test")
-	cfg, _ := modules.ParseConfig("acme allow extra.test\nacme orders 5\n")
-	inst, err := m.Start(t.Context(), modules.Env{Name: "ca", Config: cfg})
+	cfg, _ := module.ParseConfig("acme allow extra.test\nacme orders 5\n")
+	inst, err := m.Start(t.Context(), module.Env{Name: "ca", Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +94,8 @@ func TestACMEPolicyOfTheNode(t *testing.T) {
 		t.Errorf("second eab add lego: %v", err)
 	}
 	// Reconfigured in place, the policy follows.
-	cfg, _ = modules.ParseConfig("acme allow extra.test other.test\n")
-	if err := inst.(modules.Reconfigurer).Reconfigure(t.Context(), cfg); err != nil {
+	cfg, _ = module.ParseConfig("acme allow extra.test other.test\n")
+	if err := inst.(module.Reconfigurer).Reconfigure(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(c.ACMEPolicy().Allow, " "); got != "extra.test other.test" {

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"cheshire/module"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/providers/modules"
 	"cheshire/styx"
 	"cheshire/synth/synthtest"
 )
@@ -494,7 +494,7 @@ func TestModule(t *testing.T) {
 	if mf := m.Manifest(); mf.Name != "ca" || mf.Mount != "/ca" {
 		t.Fatalf("manifest %+v", mf)
 	}
-	inst, err := m.Start(t.Context(), modules.Env{Name: "ca"})
+	inst, err := m.Start(t.Context(), module.Env{Name: "ca"})
 	if err != nil {
 		t.Fatal(err)
 	}

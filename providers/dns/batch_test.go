@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cheshire/module"
 	"context"
 	"fmt"
 	"os"
@@ -8,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"cheshire/providers/modules"
 )
 
 // TestCtlAllOrNone: a write of several lines with a bad line in the
@@ -141,8 +140,8 @@ func TestStoppedModuleChangesNothing(t *testing.T) {
 	if err := writeFileErr(root, "zones/example.test/ctl", "add a 300 A 192.0.2.1"); err == nil || err.Error() != "dns: module stopped" {
 		t.Errorf("before start: %v", err)
 	}
-	cfg, _ := modules.ParseConfig("listen udp!127.0.0.1!0\nlisten tcp!127.0.0.1!0\n")
-	inst, err := m.Start(context.Background(), modules.Env{Name: "dns", Config: cfg})
+	cfg, _ := module.ParseConfig("listen udp!127.0.0.1!0\nlisten tcp!127.0.0.1!0\n")
+	inst, err := m.Start(context.Background(), module.Env{Name: "dns", Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"sync"
 
 	"cheshire/plan9"
-	"cheshire/providers/modules"
 	"cheshire/styx"
 )
 
@@ -40,7 +40,7 @@ type Module struct {
 	listen  []listenAddr // where to listen without a listen line; nil: DefaultListen
 }
 
-var _ modules.Module = (*Module)(nil)
+var _ module.Module = (*Module)(nil)
 
 // NewModule returns the module serving srv. Until Start, and after
 // Stop, srv's files change nothing: writes fail with "dns: module
@@ -53,8 +53,8 @@ func NewModule(srv *Server, version string) *Module {
 }
 
 // Manifest describes the module.
-func (m *Module) Manifest() modules.Manifest {
-	return modules.Manifest{Name: "dns", Version: m.version, Mount: "/dns",
+func (m *Module) Manifest() module.Manifest {
+	return module.Manifest{Name: "dns", Version: m.version, Mount: "/dns",
 		Description: "DNS zones as files, served over UDP, TCP and HTTPS, signed and updated live"}
 }
 
@@ -76,7 +76,7 @@ type settings struct {
 func (m *Module) SetDefaultListen(addrs []string) error {
 	var ls []listenAddr
 	for _, a := range addrs {
-		l, err := parseListen(modules.ConfigEntry{Key: "listen", Args: []string{a}})
+		l, err := parseListen(module.ConfigEntry{Key: "listen", Args: []string{a}})
 		if err != nil {
 			return fmt.Errorf("dns: listen %s: %w", a, errors.Unwrap(err))
 		}
@@ -88,7 +88,7 @@ func (m *Module) SetDefaultListen(addrs []string) error {
 
 // parseConfig returns the settings of cfg, listening on def (or
 // DefaultListen) if no line says where.
-func parseConfig(cfg modules.Config, def []listenAddr) (settings, error) {
+func parseConfig(cfg module.Config, def []listenAddr) (settings, error) {
 	st := settings{rrl: RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip, Window: DefaultRRLWindow}}
 	for _, e := range cfg.Entries {
 		switch e.Key {
@@ -118,7 +118,7 @@ func parseConfig(cfg modules.Config, def []listenAddr) (settings, error) {
 }
 
 // parseListen parses a listen line.
-func parseListen(e modules.ConfigEntry) ([]listenAddr, error) {
+func parseListen(e module.ConfigEntry) ([]listenAddr, error) {
 	if len(e.Args) != 1 {
 		return nil, e.Errorf("want listen udp!HOST!PORT, tcp!HOST!PORT or HOST:PORT")
 	}
@@ -141,7 +141,7 @@ func parseListen(e modules.ConfigEntry) ([]listenAddr, error) {
 }
 
 // parseRRL parses an rrl line: rrl off, or rrl RATE [slip N] [window S].
-func parseRRL(e modules.ConfigEntry) (RRL, error) {
+func parseRRL(e module.ConfigEntry) (RRL, error) {
 	const usage = "want rrl off or rrl RATE [slip N] [window SECONDS]"
 	if len(e.Args) == 1 && e.Args[0] == "off" {
 		return RRL{}, nil
@@ -178,14 +178,14 @@ func parseRRL(e modules.ConfigEntry) (RRL, error) {
 }
 
 // CheckConfig checks the lines of cfg.
-func (m *Module) CheckConfig(cfg modules.Config) error {
+func (m *Module) CheckConfig(cfg module.Config) error {
 	_, err := parseConfig(cfg, m.listen)
 	return err
 }
 
 // Start opens the sockets of env.Config and answers queries on them
 // until Stop.
-func (m *Module) Start(ctx context.Context, env modules.Env) (modules.Instance, error) {
+func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, error) {
 	st, err := parseConfig(env.Config, m.listen)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"cheshire/module"
 	"context"
 	"net"
 	"strings"
@@ -8,8 +9,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"cheshire/providers/modules"
 )
 
 func TestModuleConfig(t *testing.T) {
@@ -38,7 +37,7 @@ func TestModuleConfig(t *testing.T) {
 		{"rrl 5 burst 3", false},
 		{"rrl", false},
 	} {
-		cfg, err := modules.ParseConfig(c.text)
+		cfg, err := module.ParseConfig(c.text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +45,7 @@ func TestModuleConfig(t *testing.T) {
 			t.Errorf("%q: %v", c.text, err)
 		}
 	}
-	cfg, _ := modules.ParseConfig("")
+	cfg, _ := module.ParseConfig("")
 	st, _ := parseConfig(cfg, nil)
 	if len(st.listen) != 2 || st.listen[0].addr != "127.0.0.1:5353" {
 		t.Errorf("default %v", st.listen)
@@ -54,7 +53,7 @@ func TestModuleConfig(t *testing.T) {
 	if st.rrl != (RRL{Rate: DefaultRRLRate, Slip: DefaultRRLSlip, Window: DefaultRRLWindow}) {
 		t.Errorf("default rrl %+v", st.rrl)
 	}
-	cfg, _ = modules.ParseConfig("rrl 7 window 3")
+	cfg, _ = module.ParseConfig("rrl 7 window 3")
 	if st, _ := parseConfig(cfg, nil); st.rrl != (RRL{Rate: 7, Slip: DefaultRRLSlip, Window: 3}) {
 		t.Errorf("rrl 7 window 3: %+v", st.rrl)
 	}
@@ -71,9 +70,9 @@ func TestModuleStartStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewModule(s, "test")
-	cfg, _ := modules.ParseConfig("listen udp!127.0.0.1!0\nlisten tcp!127.0.0.1!0\n")
+	cfg, _ := module.ParseConfig("listen udp!127.0.0.1!0\nlisten tcp!127.0.0.1!0\n")
 	ctx := context.Background()
-	inst, err := m.Start(ctx, modules.Env{Name: "dns", Config: cfg})
+	inst, err := m.Start(ctx, module.Env{Name: "dns", Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
