@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -141,7 +140,6 @@ type Namespace struct {
 	user string
 	mgr  *Manager
 
-	rootfs  *tmp.FS
 	rootDev *device
 
 	mu      sync.RWMutex
@@ -210,30 +208,11 @@ func (ns *Namespace) Batch(ctx context.Context, run func(ctx context.Context) er
 // User is the namespace's owner.
 func (ns *Namespace) User() string { return ns.user }
 
-const rootOwner = "#/"
-
 func newNamespace(ctx context.Context, m *Manager, user string) (*Namespace, error) {
 	ns := &Namespace{user: user, mgr: m, table: map[mountKey][]*entry{}, nextDev: 1}
-	ns.rootfs = tmp.New(rootOwner)
-	admin, err := ns.rootfs.Attach(ctx, rootOwner, "", nil)
+	admin, err := newRootTree().Attach(ctx, rootOwner, "", nil)
 	if err != nil {
-		return nil, err
-	}
-	nd := styx.NullDir()
-	nd.Mode = styx.DMDIR | 0755
-	if err := admin.Wstat(ctx, nd); err != nil {
 		return nil, fmt.Errorf("ns: root: %w", err)
-	}
-	for _, d := range []string{"n", "mnt"} {
-		_, f, err := admin.Walk(ctx, nil)
-		if err != nil {
-			return nil, err
-		}
-		nf, _, err := f.Create(ctx, d, styx.DMDIR|0755, styx.OREAD)
-		if err != nil {
-			return nil, fmt.Errorf("ns: making /%s: %w", d, err)
-		}
-		nf.Clunk()
 	}
 	ns.rootDev = &device{id: 0, spec: "#/", root: admin}
 	return ns, nil
