@@ -20,6 +20,7 @@ import (
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
 	"cheshire/providers/dns"
+	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
@@ -39,8 +40,8 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 			func(nsp module.Namespace) styx.Attacher { return ns.Files(nsp.(*ns.Namespace)) }),
 		module.Native(module.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
-		&hostModule{ro: false, owner: owner, dataDir: dir, exposeData: exposeData},
-		&hostModule{ro: true, owner: owner, dataDir: dir, exposeData: exposeData},
+		hostfs.Module(hostfs.ModuleOptions{Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),
+		hostfs.Module(hostfs.ModuleOptions{RO: true, Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),
 	}
 }
 

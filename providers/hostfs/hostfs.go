@@ -47,6 +47,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,11 @@ type FS struct {
 
 	hidden map[fileID]bool // files never served (the node's data dir)
 
+	// refs counts the files not yet clunked; with closeUnused, the
+	// root closes when it drops to 0 after an attach.
+	refs        atomic.Int64
+	closeUnused bool
+
 	mu    sync.Mutex
 	devs  map[uint64]uint64 // guarded by mu: device → index for Qid.Path
 	names map[uint64]string // guarded by mu: id (groups: | 1<<32) → name
@@ -75,6 +81,12 @@ type FS struct {
 
 // Option configures New.
 type Option func(*FS)
+
+// WithCloseWhenUnused makes the FS close its export directory when the
+// last file attached from it is clunked: an FS made for one attach
+// holds its descriptor no longer than the attach's files. It cannot be
+// attached again after that.
+func WithCloseWhenUnused() Option { return func(f *FS) { f.closeUnused = true } }
 
 // WithOwner reports name as the uid and gid of every file instead of the
 // host owner and group names.
@@ -186,7 +198,20 @@ func (h *FS) Attach(ctx context.Context, uname, aname string, auth styx.File) (s
 	if err != nil {
 		return nil, hostErr(err)
 	}
-	return &file{fs: h, user: uname, path: ".", qid: h.qid(fi, ".")}, nil
+	return h.newFile(uname, ".", h.qid(fi, "."), 0), nil
+}
+
+// newFile returns a file of h, counted until its Clunk.
+func (h *FS) newFile(user, path string, q styx.Qid, mode uint8) *file {
+	h.refs.Add(1)
+	return &file{fs: h, user: user, path: path, qid: q, mode: mode}
+}
+
+// release is called once per file, at its Clunk.
+func (h *FS) release() {
+	if h.refs.Add(-1) == 0 && h.closeUnused {
+		h.root.Close()
+	}
 }
 
 // hostErr maps an error of a host operation to a 9P error.
@@ -350,6 +375,7 @@ type file struct {
 	qid  styx.Qid // guarded by mu
 	fd   *os.File // guarded by mu: set by Open and Create, closed by Clunk
 	mode uint8    // guarded by mu
+	gone bool     // guarded by mu: clunked, or replaced by Create's file
 }
 
 var _ styx.File = (*file)(nil)
@@ -371,7 +397,7 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 	p, q := f.path, f.qid
 	f.mu.Unlock()
 	if len(names) == 0 {
-		return nil, &file{fs: f.fs, user: f.user, path: p, qid: q}, nil
+		return nil, f.fs.newFile(f.user, p, q, 0), nil
 	}
 	root := f.fs.root
 	qids := make([]styx.Qid, 0, len(names))
@@ -400,7 +426,7 @@ func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File,
 		q = f.fs.qid(fi, p)
 		qids = append(qids, q)
 	}
-	return qids, &file{fs: f.fs, user: f.user, path: p, qid: q}, nil
+	return qids, f.fs.newFile(f.user, p, q, 0), nil
 }
 
 // openFlags maps a 9P open mode to host open flags.
@@ -512,7 +538,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 	}
 	dmode := uint32(dfi.Mode().Perm())
 	np := join(p, name)
-	nf := &file{fs: f.fs, user: f.user, path: np, mode: mode}
+	nf := &file{fs: f.fs, user: f.user, path: np, mode: mode} // counted in f's stead: see replacedBy
 	if perm&styx.DMDIR != 0 {
 		if mode&3 != plan9.OREAD || mode&plan9.OTRUNC != 0 {
 			return nil, 0, plan9.ErrIsDir
@@ -536,7 +562,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 			fd.Close()
 		}
 		nf.qid = f.fs.qid(fi, np)
-		return nf, 0, nil
+		return f.replacedBy(nf), 0, nil
 	}
 	want := os.FileMode(perm & (^uint32(0666) | dmode&0666) & 0777)
 	fd, fi, err := f.fs.open(np, openFlags(mode&^plan9.OTRUNC)|os.O_CREATE|os.O_EXCL, want)
@@ -551,7 +577,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 		}
 	}
 	nf.fd, nf.qid = fd, f.fs.qid(fi, np)
-	return nf, 0, nil
+	return f.replacedBy(nf), 0, nil
 }
 
 func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
@@ -813,13 +839,27 @@ func (f *file) Remove(ctx context.Context) error {
 	return hostErr(f.fs.root.Remove(p))
 }
 
+// replacedBy marks f as replaced on its fid by nf, the file Create
+// made, which takes over f's count: the engine clunks nf, never f.
+func (f *file) replacedBy(nf *file) *file {
+	f.mu.Lock()
+	f.gone = true
+	f.mu.Unlock()
+	return nf
+}
+
 func (f *file) Clunk() error {
 	f.mu.Lock()
 	fd := f.fd
 	f.fd = nil
+	gone := f.gone
+	f.gone = true
 	f.mu.Unlock()
 	if fd != nil {
 		fd.Close()
+	}
+	if !gone {
+		f.fs.release()
 	}
 	return nil
 }

@@ -1,17 +1,30 @@
-package main
+package hostfs
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
+	"cheshire/module"
 	"cheshire/plan9"
-	"cheshire/providers/hostfs"
 	"cheshire/styx"
 )
+
+// ModuleOptions describe a #host module.
+type ModuleOptions struct {
+	RO         bool   // #host.ro: every export read-only
+	Owner      string // the node's owner, who may mount any host path
+	DataDir    string // the node's data directory, never served...
+	ExposeData bool   // ...except to the owner, if set
+	Version    string
+}
+
+// Module returns #host (or, with RO, #host.ro) as a module.
+func Module(o ModuleOptions) module.Module {
+	return &hostModule{ro: o.RO, owner: o.Owner, dataDir: o.DataDir, exposeData: o.ExposeData, version: o.Version}
+}
 
 // hostModule is #host (and #host.ro): the host directory named by the
 // mount's spec, as the node's OS user. Only the node's owner may mount it,
@@ -28,14 +41,15 @@ type hostModule struct {
 	owner      string
 	dataDir    string
 	exposeData bool // the owner may reach dataDir
+	version    string
 }
 
 func (h *hostModule) Manifest() module.Manifest {
 	if h.ro {
-		return module.Manifest{Name: "host.ro", Version: version, NoTree: true,
+		return module.Manifest{Name: "host.ro", Version: h.version, NoTree: true,
 			Description: "host directories, read-only: mount '#host.ro' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 	}
-	return module.Manifest{Name: "host", Version: version, NoTree: true,
+	return module.Manifest{Name: "host", Version: h.version, NoTree: true,
 		Description: "host directories: mount '#host' OLD HOSTPATH (the owner's; grant PATH [ro] to USER)"}
 }
 
@@ -124,19 +138,23 @@ func (i *hostInst) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 				plan9.ErrPerm, spec, aname, uname, i.m.Manifest().Name)
 		}
 	}
-	var opts []hostfs.Option
+	opts := []Option{WithCloseWhenUnused()} // one FS per attach, closed with its last file
 	if !i.m.exposeData || uname != i.m.owner {
 		if data, err := realPath(i.m.dataDir); err == nil && within(p, data) {
 			return nil, fmt.Errorf("%w: %s: the node's data directory is not served", plan9.ErrPerm, spec)
 		}
-		opts = append(opts, hostfs.WithHidden(i.m.dataDir))
+		opts = append(opts, WithHidden(i.m.dataDir))
 	}
-	fs, err := hostfs.New(p, ro, opts...)
+	fs, err := New(p, ro, opts...)
 	if err != nil {
 		if errors.Is(err, plan9.ErrNotFound) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
-	return fs.Attach(ctx, uname, "", auth)
+	f, err := fs.Attach(ctx, uname, "", auth)
+	if err != nil {
+		fs.Close()
+	}
+	return f, err
 }
