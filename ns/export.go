@@ -71,6 +71,19 @@ func (m *Manager) Exports() ([]Export, error) {
 	return slices.Clone(es), nil
 }
 
+// PublicExports returns the paths exported to every key ("*"), each
+// once, in the order of the exports file: what the node advertises.
+func (m *Manager) PublicExports() ([]string, error) {
+	es, err := m.Exports()
+	var out []string
+	for _, e := range es {
+		if e.To == "*" && !slices.Contains(out, e.Path) {
+			out = append(out, e.Path)
+		}
+	}
+	return out, err
+}
+
 // exportsCache is the exports file as last parsed, with its stat.
 type exportsCache struct {
 	fi os.FileInfo

@@ -36,6 +36,7 @@ type Manager struct {
 	exportMu     sync.Mutex   // serializes changes to the exports
 	exports      []Export     // guarded by mu: the exports when there is no dir
 	exportsCache exportsCache // guarded by mu: the exports file as last parsed
+	usersFile    string       // maps keys to users (WithUsers)
 
 	madeMu sync.Mutex
 	made   []func(ctx context.Context, ns *Namespace) // guarded by madeMu: see OnMade

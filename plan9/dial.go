@@ -205,3 +205,24 @@ func listenUnix(s, path string) (net.Listener, error) {
 	}
 	return l, nil
 }
+
+// HostIPs is what the host of a listener's dial string stands for: the
+// address itself, or for a wildcard (0.0.0.0, ::) the addresses of the
+// machine's interfaces; nothing for a name.
+func HostIPs(host string) []net.IP {
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil
+	}
+	if !ip.IsUnspecified() {
+		return []net.IP{ip}
+	}
+	var out []net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out = append(out, n.IP)
+		}
+	}
+	return out
+}

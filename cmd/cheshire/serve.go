@@ -138,15 +138,16 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	dhtMod := dht.NewModule(id.Private, owner, version, dht.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
-	im := remote.New(remote.Options{Resolve: resolver(dhtMod), Dial: remote.TLSDialer(id), Uname: owner,
+	im := remote.New(remote.Options{Resolve: remote.DHTResolver(dhtMod.Node), Dial: remote.TLSDialer(id), Uname: owner,
 		Log: log.With("part", "import")})
 	defer im.Close()
 	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
+		ns.WithUsers(filepath.Join(dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
-		ns.WithImporter(importer{im}), ns.WithExportsChanged(dhtMod.Readvertise))
+		ns.WithImporter(im.ByText()), ns.WithExportsChanged(dhtMod.Readvertise))
 	defer m.Close()
-	adv := &advertiser{advertise: o.advertise, bound: boundNow, m: m, log: log}
-	dhtMod.Advertise(adv.advert)
+	adv := &remote.Advertiser{Advertise: o.advertise, Bound: boundNow, Exports: m.PublicExports, Log: log}
+	dhtMod.Advertise(adv.Advert)
 	caDir := filepath.Join(dir, "ca")
 	authority, err := ca.Open(caDir, ca.Options{Name: id.ID(), Owner: owner, Log: log.With("module", "ca")})
 	if err != nil {
@@ -184,7 +185,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	defer closeWeb()
 
-	srv := &styx.Server{Attacher: newRemoteAuth(m, dir), Log: log,
+	srv := &styx.Server{Attacher: m.ConnAttacher(), Log: log,
 		Limits: &connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "9p"}}
 	if o.debug {
 		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
@@ -242,7 +243,9 @@ func serve(ctx context.Context, o serveOptions) error {
 		}
 		start(boundName("https!", l), l, web.Serve)
 	}
-	setNodeNames(names, id, boundNow(), log)
+	if err := names.PublishListeners(id.ID()+".cheshire", boundNow()); err != nil {
+		log.Warn("node names zone not updated", "err", err)
+	}
 	dhtMod.Readvertise() // now that the listeners' addresses are known
 	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
 	<-ctx.Done()
@@ -311,51 +314,4 @@ func lockDir(dir string) (func(), error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
-}
-
-// setNodeNames publishes the node's addresses in its own zone,
-// ID.cheshire: the apex and "9p" get the hosts of the 9P listeners,
-// "https" those of the HTTPS listener (loopback hosts included: the zone
-// tells what the node listens on).
-func setNodeNames(names *dns.Server, id *nodekey.Identity, bound []string, log *slog.Logger) {
-	recs := map[string][]net.IP{}
-	for _, a := range bound {
-		kind, rest, _ := strings.Cut(a, "!")
-		host, _, _ := strings.Cut(rest, "!")
-		ips := hostIPs(host)
-		switch kind {
-		case "tcp", "tls":
-			recs["@"] = append(recs["@"], ips...)
-			recs["9p"] = append(recs["9p"], ips...)
-		case "https":
-			recs["https"] = append(recs["https"], ips...)
-		}
-	}
-	if len(recs) == 0 {
-		return
-	}
-	zone := id.ID() + ".cheshire"
-	if err := names.SetNodeNames(zone, recs); err != nil {
-		log.Warn("node names zone not updated", "zone", zone, "err", err)
-	}
-}
-
-// hostIPs is the addresses a listener's host stands for: the host's
-// interface addresses for a wildcard.
-func hostIPs(host string) []net.IP {
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil
-	}
-	if !ip.IsUnspecified() {
-		return []net.IP{ip}
-	}
-	var out []net.IP
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			out = append(out, n.IP)
-		}
-	}
-	return out
 }

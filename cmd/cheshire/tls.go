@@ -1,23 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"cheshire/importers/remote"
 	"cheshire/nodekey"
-	"cheshire/ns"
 	"cheshire/plan9"
-	"cheshire/styx"
 )
 
 // listenTLS announces 9P over TLS on a tls!HOST!PORT dial string.
@@ -54,57 +46,4 @@ func dialer(key string) func(ctx context.Context, addr string) (net.Conn, error)
 		}
 		return remote.TLSDialer(id)(ctx, addr, pk)
 	}
-}
-
-// users maps remote keys to the node's users, from DIR/users: lines of
-// "NAME KEY", # comments. It is read at each remote attach, so edits
-// take effect at once.
-type users struct{ file string }
-
-func (u users) lookup(key ed25519.PublicKey) (string, error) {
-	data, err := os.ReadFile(u.file)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("users: %w", err)
-	}
-	want := nodekey.Encode(key)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && !strings.HasPrefix(f[0], "#") && f[1] == want {
-			return f[0], nil
-		}
-	}
-	return "", fmt.Errorf("%w: key %s is not a user of this node", plan9.ErrPerm, want)
-}
-
-// remoteAuth is the attacher of every listener: a connection over TLS
-// attaches as the user its proven key belongs to (the uname it sends is
-// not trusted), or else to the view of what is exported to its key; a
-// local one (the owner-only unix socket, or plain tcp
-// the owner chose to open) as it says.
-type remoteAuth struct {
-	next  *ns.Manager
-	users users
-}
-
-func newRemoteAuth(next *ns.Manager, dir string) remoteAuth {
-	return remoteAuth{next: next, users: users{file: filepath.Join(dir, "users")}}
-}
-
-func (r remoteAuth) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
-	if ci := styx.ConnInfoFrom(ctx); ci != nil {
-		if _, isTLS := ci.Conn.(*tls.Conn); isTLS {
-			key, ok := nodekey.Peer(ci.Conn)
-			if !ok {
-				return nil, plan9.ErrPerm
-			}
-			name, err := r.users.lookup(key)
-			if err != nil {
-				// Not a user: the key sees what is exported to it, if anything.
-				return r.next.AttachRemote(ctx, nodekey.Encode(key), aname)
-			}
-			uname = name
-		}
-	}
-	return r.next.Attach(ctx, uname, aname, auth)
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
+
+	"cheshire/plan9"
 
 	"github.com/miekg/dns"
 )
@@ -12,6 +15,31 @@ import (
 // nodeTTL is the TTL of the addresses SetNodeNames sets: short, as they
 // follow the node's addresses.
 const nodeTTL = 60
+
+// PublishListeners sets the node's own zone (SetNodeNames) from the
+// dial strings of its bound listeners: the apex and "9p" get the hosts
+// of the 9P listeners (tcp!, tls!), "https" those of the HTTPS listeners
+// (https!). Loopback hosts are included: the zone tells what the node
+// listens on. With no such listener, nothing changes.
+func (s *Server) PublishListeners(zone string, bound []string) error {
+	recs := map[string][]net.IP{}
+	for _, a := range bound {
+		kind, rest, _ := strings.Cut(a, "!")
+		host, _, _ := strings.Cut(rest, "!")
+		ips := plan9.HostIPs(host)
+		switch kind {
+		case "tcp", "tls":
+			recs["@"] = append(recs["@"], ips...)
+			recs["9p"] = append(recs["9p"], ips...)
+		case "https":
+			recs["https"] = append(recs["https"], ips...)
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.SetNodeNames(zone, recs)
+}
 
 // SetNodeNames makes zone the node's own zone: it is made if need be,
 // and the A and AAAA records of the names in records (absolute, or
