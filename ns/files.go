@@ -96,8 +96,3 @@ func Files(ns *Namespace) styx.Attacher {
 	root.Add(synth.CtlBatch("ctl", 0600, cmds, nil, batch))
 	return synth.NewServer(root, synth.WithOwner(ns.user))
 }
-
-// RegisterFiles makes #ns mountable: each namespace gets its own.
-func RegisterFiles(m *Manager) {
-	m.RegisterPerNS("#ns", func(ns *Namespace) styx.Attacher { return Files(ns) })
-}

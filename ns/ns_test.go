@@ -360,7 +360,7 @@ func nsWithCtl(t *testing.T) (*ns.Manager, styx.File) {
 	t.Helper()
 	m := ns.NewManager(ns.WithDir(t.TempDir()), ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
 	m.Register("#t", tmp.New("glenda"))
-	ns.RegisterFiles(m)
+	m.RegisterPerNS("#ns", func(n *ns.Namespace) styx.Attacher { return ns.Files(n) })
 	t.Cleanup(m.Close)
 	root, err := m.Attach(context.Background(), "glenda", "", nil)
 	if err != nil {

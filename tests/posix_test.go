@@ -13,7 +13,7 @@ import (
 )
 
 // What a POSIX program sees through `cheshire mount`: each row of the
-// table in cmd/cheshire/internal/fusemount/README.md, on the node's /tmp,
+// table in fusemount/README.md, on the node's /tmp,
 // on a #host export and on /tmp of a remote node imported by dial string.
 
 // posixTrees starts a node with a second node imported into it, mounts

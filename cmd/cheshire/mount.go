@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"cheshire/cmd/cheshire/internal/fusemount"
+	"cheshire/fusemount"
 )
 
 // readyFD is the descriptor on which a background mount reports success.
