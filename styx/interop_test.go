@@ -24,7 +24,6 @@ import (
 	"github.com/knusbaum/go9p/proto"
 
 	cplan9 "cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 	"cheshire/styx/styxbench"
 )
@@ -45,7 +44,7 @@ func testData(n int) []byte {
 }
 
 func TestInterop9fansClient(t *testing.T) {
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	conn, err := p9client.Dial("tcp", hostPort(addr))
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +139,7 @@ func TestInterop9fansClient(t *testing.T) {
 
 func TestInteropGo9pClient(t *testing.T) {
 	ctx := context.Background()
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	// go9p's client creates everything ORDWR, which a directory refuses:
 	// make the directory with ours.
 	_, root := dialAttach(t, addr, "glenda")
