@@ -51,7 +51,11 @@ type File interface {
 	Stat(ctx context.Context) (Dir, error)
 
 	// Wstat changes the fields of d that are not "don't touch" values
-	// (see NullDir). All or none of the changes are made.
+	// (see NullDir). All or none of the changes are made. The engine has
+	// checked that d's name, if any, is a valid file name, and that d
+	// leaves type, dev and qid alone (each ~0 or equal to the file's
+	// Stat) and keeps the DMDIR bit of the mode, so Wstat looks only at
+	// name, mode, atime, mtime, length, uid, gid and muid.
 	Wstat(ctx context.Context, d Dir) error
 
 	// Remove removes the file. The engine clunks the fid afterwards, even on
