@@ -1,12 +1,12 @@
-package styx_test
+package bench_test
 
 // Side-by-side benchmarks of our server, go9p's fs server and 9fans'
 // srv9p, all driven by our client over TCP loopback, with the loopback
 // round trip as the floor. cmd/cheshire-bench runs the same
-// measurements (package styxbench) and prints them as one table.
+// measurements (this package) and prints them as one table.
 //
-//	go test -run='^$' -bench=. -benchtime=2s ./styx
-//	go test -run='^$' -bench=SeqRead ./styx -styx.benchsize=64MiB
+//	go test -run='^$' -bench=. -benchtime=2s ./cmd/cheshire-bench/internal/bench
+//	go test -run='^$' -bench=SeqRead ./cmd/cheshire-bench/internal/bench -bench.size=64MiB
 
 import (
 	"context"
@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/cmd/cheshire-bench/internal/bench"
 	"cheshire/styx"
-	"cheshire/styx/styxbench"
 )
 
-var benchSize = flag.String("styx.benchsize", "256MiB", "bytes of the sequential read and write benchmarks")
+var benchSize = flag.String("bench.size", "256MiB", "bytes of the sequential read and write benchmarks")
 
 func benchBytes(b *testing.B) int64 {
 	s := *benchSize
@@ -41,19 +41,19 @@ func benchBytes(b *testing.B) int64 {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 {
-		b.Fatalf("bad -styx.benchsize %q", *benchSize)
+		b.Fatalf("bad -bench.size %q", *benchSize)
 	}
 	return n * mult
 }
 
 // eachServer runs f as a sub-benchmark per server, each serving t.
-func eachServer(b *testing.B, t styxbench.Tree, f func(b *testing.B, s *styxbench.Server)) {
-	for _, name := range styxbench.Names {
-		var s *styxbench.Server // started once, for all of b.Run's rounds
+func eachServer(b *testing.B, t bench.Tree, f func(b *testing.B, s *bench.Server)) {
+	for _, name := range bench.Names {
+		var s *bench.Server // started once, for all of b.Run's rounds
 		b.Run(name, func(b *testing.B) {
 			if s == nil {
 				var err error
-				if s, err = styxbench.Start(name, t); err != nil {
+				if s, err = bench.Start(name, t); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -65,8 +65,8 @@ func eachServer(b *testing.B, t styxbench.Tree, f func(b *testing.B, s *styxbenc
 	}
 }
 
-func benchDial(b *testing.B, s *styxbench.Server) (*styx.Client, *styx.Fid) {
-	c, root, err := styxbench.Dial(context.Background(), s)
+func benchDial(b *testing.B, s *bench.Server) (*styx.Client, *styx.Fid) {
+	c, root, err := bench.Dial(context.Background(), s)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,12 +137,12 @@ func parallelOps(b *testing.B, conns int, newOp func() func() error) {
 func BenchmarkSmallOp(b *testing.B) {
 	for _, conns := range []int{1, 8} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			eachServer(b, styxbench.Tree{SmallSize: 128}, func(b *testing.B, s *styxbench.Server) {
+			eachServer(b, bench.Tree{SmallSize: 128}, func(b *testing.B, s *bench.Server) {
 				parallelOps(b, conns, func() func() error {
 					_, root := benchDial(b, s)
 					buf := make([]byte, 128)
 					return func() error {
-						n, err := styxbench.SmallOp(context.Background(), root, buf)
+						n, err := bench.SmallOp(context.Background(), root, buf)
 						if err == nil && n != 128 {
 							err = fmt.Errorf("read %d bytes", n)
 						}
@@ -151,7 +151,7 @@ func BenchmarkSmallOp(b *testing.B) {
 				})
 			})
 			b.Run("tcp-rtt", func(b *testing.B) {
-				addr, stop, err := styxbench.StartEcho()
+				addr, stop, err := bench.StartEcho()
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -184,7 +184,7 @@ func BenchmarkSmallOp(b *testing.B) {
 // of an iounit in flight) per op.
 func BenchmarkSeqRead(b *testing.B) {
 	size := benchBytes(b)
-	eachServer(b, styxbench.Tree{SmallSize: 128, BigSize: size}, func(b *testing.B, s *styxbench.Server) {
+	eachServer(b, bench.Tree{SmallSize: 128, BigSize: size}, func(b *testing.B, s *bench.Server) {
 		ctx := context.Background()
 		_, root := benchDial(b, s)
 		_, f, err := root.Walk(ctx, "big")
@@ -209,8 +209,8 @@ func BenchmarkSeqRead(b *testing.B) {
 // with WriteAt (8 Twrites of an iounit in flight) per op.
 func BenchmarkSeqWrite(b *testing.B) {
 	size := benchBytes(b)
-	data := styxbench.Pattern(size)
-	eachServer(b, styxbench.Tree{SmallSize: 128}, func(b *testing.B, s *styxbench.Server) {
+	data := bench.Pattern(size)
+	eachServer(b, bench.Tree{SmallSize: 128}, func(b *testing.B, s *bench.Server) {
 		ctx := context.Background()
 		_, root := benchDial(b, s)
 		b.SetBytes(size)
@@ -239,13 +239,13 @@ func BenchmarkSeqWrite(b *testing.B) {
 // (walk, stat, clunk each) per op.
 func BenchmarkStat1000(b *testing.B) {
 	const n = 1000
-	eachServer(b, styxbench.Tree{SmallSize: 128, NStat: n}, func(b *testing.B, s *styxbench.Server) {
+	eachServer(b, bench.Tree{SmallSize: 128, NStat: n}, func(b *testing.B, s *bench.Server) {
 		ctx := context.Background()
 		_, root := benchDial(b, s)
 		b.ResetTimer()
 		for range b.N {
 			for i := range n {
-				_, f, err := root.Walk(ctx, "stat", styxbench.StatName(i))
+				_, f, err := root.Walk(ctx, "stat", bench.StatName(i))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -261,7 +261,7 @@ func BenchmarkStat1000(b *testing.B) {
 // BenchmarkList10000 lists the 10,000 entries of /list per op.
 func BenchmarkList10000(b *testing.B) {
 	const n = 10000
-	eachServer(b, styxbench.Tree{SmallSize: 128, NList: n}, func(b *testing.B, s *styxbench.Server) {
+	eachServer(b, bench.Tree{SmallSize: 128, NList: n}, func(b *testing.B, s *bench.Server) {
 		ctx := context.Background()
 		_, root := benchDial(b, s)
 		b.ResetTimer()
