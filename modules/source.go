@@ -58,12 +58,16 @@ func (m *Manager) readSource(ctx context.Context, src string) ([]byte, error) {
 		defer f.Close()
 		return readLimited(f, src)
 	case "ns":
-		f, err := m.openNS(ctx, p, styx.OREAD)
+		root, err := m.nsm.Attach(ctx, m.owner, "", nil)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", p, err)
 		}
-		defer f.Clunk()
-		return readLimited(&fileReader{ctx: ctx, f: f}, src)
+		defer root.Clunk()
+		data, err := styx.ReadFile(ctx, root, p, maxPackage+1)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", p, err)
+		}
+		return checkSize(data, src)
 	}
 	return nil, fmt.Errorf("%w: source %q: unknown kind", errInvalid, src)
 }
@@ -73,6 +77,12 @@ func readLimited(r io.Reader, src string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
+	return checkSize(data, src)
+}
+
+// checkSize refuses the data of a package file read with a limit of
+// maxPackage+1 bytes if it reached that limit.
+func checkSize(data []byte, src string) ([]byte, error) {
 	if len(data) > maxPackage {
 		return nil, fmt.Errorf("source %s: %w (larger than %d MiB)", src, plan9.ErrTooBig, maxPackage>>20)
 	}
@@ -126,22 +136,6 @@ func (m *Manager) statNS(ctx context.Context, p string) (styx.Dir, error) {
 	}
 	defer f.Clunk()
 	return f.Stat(ctx)
-}
-
-// fileReader reads a styx.File from the start.
-type fileReader struct {
-	ctx context.Context
-	f   styx.File
-	off int64
-}
-
-func (r *fileReader) Read(p []byte) (int, error) {
-	n, err := r.f.Read(r.ctx, p, r.off)
-	r.off += int64(n)
-	if n == 0 && err == nil {
-		return 0, io.EOF
-	}
-	return n, err
 }
 
 // watch starts, restarts or ends d's hot-reload watcher to suit its

@@ -40,6 +40,7 @@ const (
 	ErrWrite         Error = "write prohibited"
 	ErrRemove        Error = "remove prohibited"
 	ErrWstat         Error = "wstat prohibited"
+	ErrConvert       Error = "wstat can't convert between files and directories" // fossil's; EPERM
 	ErrIO            Error = "i/o error"
 	ErrInterrupted   Error = "interrupted"
 	ErrTooBig        Error = "file too big"

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -157,7 +156,7 @@ func (r *rawConn) closedByServer(d time.Duration) (time.Duration, error) {
 // abuseServer serves a tmp tree holding /f64k (64 KiB) and /dir/x.
 func abuseServer(t testing.TB, opts ...func(*styx.Server)) string {
 	t.Helper()
-	addr := serve(t, tmp.New("glenda"), opts...)
+	addr := serve(t, newMemFS("glenda"), opts...)
 	ctx := context.Background()
 	c, root := dialAttach(t, addr, "glenda")
 	defer c.Close()
@@ -366,7 +365,7 @@ func TestAbusePipelinedReadsUnread(t *testing.T) {
 // bounded like a file read's.
 func TestAbuseBigDirReadsUnread(t *testing.T) {
 	ctx := context.Background()
-	fs := tmp.New("glenda")
+	fs := newMemFS("glenda")
 	root, _ := fs.Attach(ctx, "glenda", "", nil)
 	dir, _, err := root.Create(ctx, "big", styx.DMDIR|0777, styx.OREAD)
 	if err != nil {

@@ -1,283 +1,30 @@
 package styx_test
 
-// Side-by-side benchmarks of our server, go9p's fs server and 9fans'
-// srv9p, all driven by our client over TCP loopback, with the loopback
-// round trip as the floor. cmd/cheshire-bench runs the same
-// measurements (package styxbench) and prints them as one table.
-//
-//	go test -run='^$' -bench=. -benchtime=2s ./styx
-//	go test -run='^$' -bench=SeqRead ./styx -styx.benchsize=64MiB
+// The engine alone, against memFS. The side-by-side benchmarks with other
+// 9P servers are in cmd/cheshire-bench/internal/bench.
 
 import (
+	"bytes"
 	"context"
-	"flag"
-	"fmt"
-	"io"
-	"net"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"cheshire/styx"
-	"cheshire/styx/styxbench"
 )
 
-var benchSize = flag.String("styx.benchsize", "256MiB", "bytes of the sequential read and write benchmarks")
-
-func benchBytes(b *testing.B) int64 {
-	s := *benchSize
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if strings.HasSuffix(s, u.suf) {
-			s, mult = strings.TrimSuffix(s, u.suf), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		b.Fatalf("bad -styx.benchsize %q", *benchSize)
-	}
-	return n * mult
-}
-
-// eachServer runs f as a sub-benchmark per server, each serving t.
-func eachServer(b *testing.B, t styxbench.Tree, f func(b *testing.B, s *styxbench.Server)) {
-	for _, name := range styxbench.Names {
-		var s *styxbench.Server // started once, for all of b.Run's rounds
-		b.Run(name, func(b *testing.B) {
-			if s == nil {
-				var err error
-				if s, err = styxbench.Start(name, t); err != nil {
-					b.Fatal(err)
-				}
-			}
-			f(b, s)
-		})
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-func benchDial(b *testing.B, s *styxbench.Server) (*styx.Client, *styx.Fid) {
-	c, root, err := styxbench.Dial(context.Background(), s)
-	if err != nil {
+// BenchmarkSmallOp times one walk+open+read(128 B)+clunk round trip.
+func BenchmarkSmallOp(b *testing.B) {
+	ctx := context.Background()
+	fs := newMemFS("glenda")
+	froot, _ := fs.Attach(ctx, "glenda", "", nil)
+	if err := styx.WriteFile(ctx, froot, "small", bytes.Repeat([]byte("x"), 128), 0666); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { c.Close() })
-	return c, root
-}
-
-// reportLatency adds p50 and ops/s metrics from per-op latencies.
-func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "ops/s")
-}
-
-// parallelOps runs b.N ops spread over conns workers, each with its own
-// op (and connection), recording every op's latency.
-func parallelOps(b *testing.B, conns int, newOp func() func() error) {
-	ops := make([]func() error, conns)
-	for i := range ops {
-		ops[i] = newOp()
-		for range 20 {
-			if err := ops[i](); err != nil {
-				b.Fatal(err)
-			}
+	_, root := dialAttach(b, serve(b, fs), "glenda")
+	buf := make([]byte, 128)
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := smallOp(ctx, root, buf); err != nil || n != 128 {
+			b.Fatalf("small op: %d %v", n, err)
 		}
 	}
-	lats := make([][]time.Duration, conns)
-	errs := make([]error, conns)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	t0 := time.Now()
-	for w := range conns {
-		n := b.N / conns
-		if w < b.N%conns {
-			n++
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, n)
-			for range n {
-				s := time.Now()
-				if err := ops[w](); err != nil {
-					errs[w] = err
-					return
-				}
-				lat = append(lat, time.Since(s))
-			}
-			lats[w] = lat
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(t0)
-	b.StopTimer()
-	for _, err := range errs {
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	reportLatency(b, slices.Concat(lats...), elapsed)
-}
-
-// BenchmarkSmallOp: walk to /small, open, read 128 bytes, clunk. The
-// tcp-rtt sub-benchmark is the floor: four 1-byte ping-pongs a op.
-func BenchmarkSmallOp(b *testing.B) {
-	for _, conns := range []int{1, 8} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			eachServer(b, styxbench.Tree{SmallSize: 128}, func(b *testing.B, s *styxbench.Server) {
-				parallelOps(b, conns, func() func() error {
-					_, root := benchDial(b, s)
-					buf := make([]byte, 128)
-					return func() error {
-						n, err := styxbench.SmallOp(context.Background(), root, buf)
-						if err == nil && n != 128 {
-							err = fmt.Errorf("read %d bytes", n)
-						}
-						return err
-					}
-				})
-			})
-			b.Run("tcp-rtt", func(b *testing.B) {
-				addr, stop, err := styxbench.StartEcho()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer stop()
-				parallelOps(b, conns, func() func() error {
-					nc, err := net.Dial("tcp", addr)
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { nc.Close() })
-					var p [1]byte
-					return func() error {
-						for range 4 {
-							if _, err := nc.Write(p[:]); err != nil {
-								return err
-							}
-							if _, err := io.ReadFull(nc, p[:]); err != nil {
-								return err
-							}
-						}
-						return nil
-					}
-				})
-			})
-		})
-	}
-}
-
-// BenchmarkSeqRead reads /big from start to end with ReadAt (8 Treads
-// of an iounit in flight) per op.
-func BenchmarkSeqRead(b *testing.B) {
-	size := benchBytes(b)
-	eachServer(b, styxbench.Tree{SmallSize: 128, BigSize: size}, func(b *testing.B, s *styxbench.Server) {
-		ctx := context.Background()
-		_, root := benchDial(b, s)
-		_, f, err := root.Walk(ctx, "big")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := f.Open(ctx, styx.OREAD); err != nil {
-			b.Fatal(err)
-		}
-		buf := make([]byte, size)
-		b.SetBytes(size)
-		b.ResetTimer()
-		for range b.N {
-			if n, err := f.ReadAt(ctx, buf, 0); int64(n) != size {
-				b.Fatalf("read %d bytes: %v", n, err)
-			}
-		}
-	})
-}
-
-// BenchmarkSeqWrite creates a file in /w and writes size bytes to it
-// with WriteAt (8 Twrites of an iounit in flight) per op.
-func BenchmarkSeqWrite(b *testing.B) {
-	size := benchBytes(b)
-	data := styxbench.Pattern(size)
-	eachServer(b, styxbench.Tree{SmallSize: 128}, func(b *testing.B, s *styxbench.Server) {
-		ctx := context.Background()
-		_, root := benchDial(b, s)
-		b.SetBytes(size)
-		b.ResetTimer()
-		for i := range b.N {
-			_, f, err := root.Walk(ctx, "w")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := f.Create(ctx, fmt.Sprint("seq", i), 0666, styx.OWRITE); err != nil {
-				b.Fatal(err)
-			}
-			if n, err := f.WriteAt(ctx, data, 0); int64(n) != size || err != nil {
-				b.Fatalf("wrote %d bytes: %v", n, err)
-			}
-			b.StopTimer()
-			if err := f.Remove(ctx); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
-	})
-}
-
-// BenchmarkStat1000 stats the 1,000 files of /stat one after another
-// (walk, stat, clunk each) per op.
-func BenchmarkStat1000(b *testing.B) {
-	const n = 1000
-	eachServer(b, styxbench.Tree{SmallSize: 128, NStat: n}, func(b *testing.B, s *styxbench.Server) {
-		ctx := context.Background()
-		_, root := benchDial(b, s)
-		b.ResetTimer()
-		for range b.N {
-			for i := range n {
-				_, f, err := root.Walk(ctx, "stat", styxbench.StatName(i))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Stat(ctx); err != nil {
-					b.Fatal(err)
-				}
-				f.Clunk(ctx)
-			}
-		}
-	})
-}
-
-// BenchmarkList10000 lists the 10,000 entries of /list per op.
-func BenchmarkList10000(b *testing.B) {
-	const n = 10000
-	eachServer(b, styxbench.Tree{SmallSize: 128, NList: n}, func(b *testing.B, s *styxbench.Server) {
-		ctx := context.Background()
-		_, root := benchDial(b, s)
-		b.ResetTimer()
-		for range b.N {
-			_, f, err := root.Walk(ctx, "list")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := f.Open(ctx, styx.OREAD); err != nil {
-				b.Fatal(err)
-			}
-			ds, err := f.ReadDir(ctx)
-			if err != nil || len(ds) != n {
-				b.Fatalf("listed %d entries: %v", len(ds), err)
-			}
-			f.Clunk(ctx)
-		}
-	})
 }

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -13,7 +12,7 @@ import (
 // reply being delivered while Close ends the calls must not close a
 // call's channel twice (that panicked the process).
 func TestClientCloseWhileBusy(t *testing.T) {
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	ctx := context.Background()
 	for i := range 300 {
 		c, err := styx.Dial(ctx, addr)

@@ -2,6 +2,8 @@ package styx
 
 import (
 	"context"
+	"errors"
+	"io"
 
 	"cheshire/plan9"
 )
@@ -51,7 +53,11 @@ type File interface {
 	Stat(ctx context.Context) (Dir, error)
 
 	// Wstat changes the fields of d that are not "don't touch" values
-	// (see NullDir). All or none of the changes are made.
+	// (see NullDir). All or none of the changes are made. The engine has
+	// checked that d's name, if any, is a valid file name, and that d
+	// leaves type, dev and qid alone (each ~0 or equal to the file's
+	// Stat) and keeps the DMDIR bit of the mode, so Wstat looks only at
+	// name, mode, atime, mtime, length, uid, gid and muid.
 	Wstat(ctx context.Context, d Dir) error
 
 	// Remove removes the file. The engine clunks the fid afterwards, even on
@@ -109,4 +115,107 @@ func WalkFile(ctx context.Context, f File, names []string) (File, error) {
 		cur, names = nf, names[n:]
 	}
 	return cur, nil
+}
+
+// fileChunk is the most ReadFile and WriteFile move in one call of a
+// File's Read or Write when its Open gave no iounit.
+const fileChunk = 64 << 10
+
+// ReadFile walks from root to path (split by SplitPath), opens the file
+// OREAD, reads it from offset 0 until a Read returns no data or io.EOF,
+// or until max bytes have come (max < 0: no limit), and clunks it; root
+// is left as it was. A directory fails with plan9.ErrIsDir. On error
+// the data is nil; errors are the File's own, unwrapped.
+func ReadFile(ctx context.Context, root File, path string, max int64) ([]byte, error) {
+	f, err := WalkFile(ctx, root, SplitPath(path))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Clunk()
+	if f.Qid().Type&QTDIR != 0 {
+		return nil, plan9.ErrIsDir
+	}
+	iounit, err := f.Open(ctx, OREAD)
+	if err != nil {
+		return nil, err
+	}
+	chunk := int64(fileChunk)
+	if iounit != 0 {
+		chunk = int64(iounit)
+	}
+	if max >= 0 {
+		chunk = min(chunk, max)
+	}
+	var data []byte
+	buf := make([]byte, chunk)
+	for max < 0 || int64(len(data)) < max {
+		want := chunk
+		if max >= 0 {
+			want = min(want, max-int64(len(data)))
+		}
+		n, err := f.Read(ctx, buf[:want], int64(len(data)))
+		data = append(data, buf[:n]...)
+		if errors.Is(err, io.EOF) || err == nil && n == 0 {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// WriteFile walks from root to path (split by SplitPath) and opens the
+// file OWRITE|OTRUNC, or, when the walk finds no such file
+// (plan9.ErrNotFound), walks to its directory and creates it there with
+// perm; then it writes data from offset 0, in pieces of at most the
+// iounit, and clunks the file. It returns the first error, the File's
+// own, unwrapped: a Write that accepts nothing gives plan9.ErrIO, and a
+// file that commits at clunk reports its failure from Clunk. root is
+// left as it was.
+func WriteFile(ctx context.Context, root File, path string, data []byte, perm uint32) error {
+	names := SplitPath(path)
+	var iounit uint32
+	f, err := WalkFile(ctx, root, names)
+	switch {
+	case err == nil:
+		if iounit, err = f.Open(ctx, OWRITE|OTRUNC); err != nil {
+			f.Clunk()
+			return err
+		}
+	case errors.Is(err, plan9.ErrNotFound) && len(names) > 0:
+		dir, err := WalkFile(ctx, root, names[:len(names)-1])
+		if err != nil {
+			return err
+		}
+		if f, iounit, err = dir.Create(ctx, names[len(names)-1], perm, OWRITE|OTRUNC); err != nil {
+			dir.Clunk()
+			return err
+		}
+		if f != dir {
+			dir.Clunk()
+		}
+	default:
+		return err
+	}
+	chunk := fileChunk
+	if iounit != 0 {
+		chunk = int(iounit)
+	}
+	var werr error
+	for off := 0; off < len(data); {
+		n, err := f.Write(ctx, data[off:min(len(data), off+chunk)], int64(off))
+		off += n
+		if err == nil && n == 0 {
+			err = plan9.ErrIO
+		}
+		if err != nil {
+			werr = err
+			break
+		}
+	}
+	if err := f.Clunk(); werr == nil {
+		werr = err
+	}
+	return werr
 }

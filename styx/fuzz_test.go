@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -252,7 +251,7 @@ func FuzzServer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		pc := &panicCounter{}
 		s := &styx.Server{
-			Attacher: tmp.New("glenda", tmp.WithMaxBytes(1<<20)),
+			Attacher: newMemFSMax("glenda", 1<<20),
 			Log:      slog.New(pc),
 		}
 		c := &fuzzConn{in: bytes.NewReader(in), tags: frameTags(in)}

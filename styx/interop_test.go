@@ -2,13 +2,13 @@ package styx_test
 
 // Interoperability with two other Go implementations of 9P2000: the
 // 9fans.net/go/plan9 client and the github.com/knusbaum/go9p client
-// against our server, and our client against go9p's fs server and 9fans'
-// srv9p server.
+// against our server. Our client against go9p's fs server and 9fans'
+// srv9p server is tested beside the servers, in cmd/cheshire-bench's
+// bench package.
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log"
 	"net"
@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"9fans.net/go/plan9"
 	p9client "9fans.net/go/plan9/client"
@@ -24,9 +23,7 @@ import (
 	"github.com/knusbaum/go9p/proto"
 
 	cplan9 "cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
-	"cheshire/styx/styxbench"
 )
 
 // hostPort turns serve's dial string into host:port.
@@ -45,7 +42,7 @@ func testData(n int) []byte {
 }
 
 func TestInterop9fansClient(t *testing.T) {
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	conn, err := p9client.Dial("tcp", hostPort(addr))
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +137,7 @@ func TestInterop9fansClient(t *testing.T) {
 
 func TestInteropGo9pClient(t *testing.T) {
 	ctx := context.Background()
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	// go9p's client creates everything ORDWR, which a directory refuses:
 	// make the directory with ours.
 	_, root := dialAttach(t, addr, "glenda")
@@ -226,147 +223,6 @@ func TestInteropGo9pClient(t *testing.T) {
 	if _, err := c.Open("/dir/a", proto.Oread); err == nil {
 		t.Fatal("open of removed file succeeded")
 	}
-}
-
-// exerciseOurClient runs our client through create, write, read, stat,
-// readdir, walk errors and remove against a server whose root is an
-// empty, writable directory.
-func exerciseOurClient(t *testing.T, dial string, size int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, root := dialAttach(t, dial, styxbench.User)
-
-	_, d, err := root.Walk(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Create(ctx, "dir", styx.DMDIR|0777, styx.OREAD); err != nil {
-		t.Fatalf("create dir: %v", err)
-	}
-	d.Clunk(ctx)
-	_, f, err := root.Walk(ctx, "dir")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Create(ctx, "a", 0666, styx.ORDWR); err != nil {
-		t.Fatalf("create: %v", err)
-	}
-	data := testData(size)
-	// One Twrite at a time, in order: the other servers' write paths
-	// are not all safe for concurrent writes to one file.
-	for off := 0; off < len(data); {
-		n, err := f.WriteOnce(ctx, data[off:], int64(off))
-		if err != nil || n == 0 {
-			t.Fatalf("write at %d: %d %v", off, n, err)
-		}
-		off += n
-	}
-	f.Clunk(ctx)
-
-	_, f, err = root.Walk(ctx, "dir", "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Open(ctx, styx.OREAD); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, size+100)
-	n, err := f.ReadAt(ctx, got, 0) // pipelined Treads
-	if n != size || !bytes.Equal(got[:n], data) || !errors.Is(err, io.EOF) {
-		t.Fatalf("read back %d bytes (err %v), want %d", n, err, size)
-	}
-	all, err := f.ReadAll(ctx)
-	if err != nil || !bytes.Equal(all, data) {
-		t.Fatalf("readall: %d %v", len(all), err)
-	}
-	st, err := f.Stat(ctx)
-	if err != nil || st.Name != "a" || st.Length != uint64(size) {
-		t.Fatalf("stat: %v %v", st, err)
-	}
-	f.Clunk(ctx)
-
-	for _, name := range []string{"b", "c"} {
-		_, g, _ := root.Walk(ctx, "dir")
-		if err := g.Create(ctx, name, 0666, styx.OWRITE); err != nil {
-			t.Fatal(err)
-		}
-		g.Clunk(ctx)
-	}
-	_, dir, _ := root.Walk(ctx, "dir")
-	if err := dir.Open(ctx, styx.OREAD); err != nil {
-		t.Fatal(err)
-	}
-	ds, err := dir.ReadDir(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, d := range ds {
-		names = append(names, d.Name)
-	}
-	sort.Strings(names)
-	if strings.Join(names, " ") != "a b c" {
-		t.Fatalf("readdir: %v", names)
-	}
-	dir.Clunk(ctx)
-
-	if _, _, err := root.Walk(ctx, "dir", "nope"); err == nil {
-		t.Fatal("walk to a missing file succeeded")
-	}
-	_, g, err := root.Walk(ctx, "dir", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Remove(ctx); err != nil {
-		t.Fatalf("remove: %v", err)
-	}
-	if _, _, err := root.Walk(ctx, "dir", "b"); err == nil {
-		t.Fatal("walk to a removed file succeeded")
-	}
-	// The connection is still sound.
-	if _, err := root.Stat(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestInteropGo9pServer(t *testing.T) {
-	s, err := styxbench.StartGo9p(styxbench.Tree{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	// go9p's server caps msize at 64 KiB and offers a 16 KiB iounit.
-	exerciseOurClient(t, s.DialString(), 300000)
-}
-
-func TestInteropSrv9pServer(t *testing.T) {
-	// srv9p at its default msize of 8 KiB.
-	srv := styxbench.Srv9pServer(styxbench.Tree{}, 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var conns []net.Conn
-	go func() {
-		defer close(done)
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, nc)
-			go srv.Serve(nc, nc)
-		}
-	}()
-	defer func() {
-		l.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	exerciseOurClient(t, "tcp!127.0.0.1!"+portOf(l.Addr()), 100000)
 }
 
 func TestMain(m *testing.M) {

@@ -12,7 +12,6 @@ import (
 
 	"cheshire/connlimit"
 	"cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -40,7 +39,7 @@ func TestServeRetriesEMFILE(t *testing.T) {
 	}
 	l := &emfileListener{Listener: tl}
 	l.n.Store(4)
-	s := &styx.Server{Attacher: tmp.New("glenda")}
+	s := &styx.Server{Attacher: newMemFS("glenda")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, l) }()
@@ -102,7 +101,7 @@ func limitServer(t *testing.T, opts ...func(*styx.Server)) (*styx.Server, string
 	t.Helper()
 	var srv *styx.Server
 	opts = append([]func(*styx.Server){func(s *styx.Server) { s.Limits = new(connlimit.Limits) }}, opts...)
-	addr := serve(t, tmp.New("glenda"), append(opts, func(s *styx.Server) { srv = s })...)
+	addr := serve(t, newMemFS("glenda"), append(opts, func(s *styx.Server) { srv = s })...)
 	return srv, addr
 }
 

@@ -677,9 +677,41 @@ func (c *conn) wstat(r *req) {
 		r.error(plan9.ErrBadName)
 		return
 	}
+	if err := checkFixed(r.ctx, file, &d); err != nil {
+		r.error(err)
+		return
+	}
 	if err := file.Wstat(r.ctx, d); err != nil {
 		r.error(err)
 		return
 	}
 	r.respond(&Fcall{Type: Rwstat})
+}
+
+// checkFixed checks that d, the entry of a Twstat of file, leaves alone
+// what no wstat may change. Type, dev and each part of the qid must be
+// "don't touch" (~0) or equal the file's, else plan9.ErrWstat; a mode
+// other than ~0 must keep the DMDIR bit of the file's qid type, else
+// plan9.ErrConvert. The file's Stat is called only when d names a type,
+// dev or qid.
+func checkFixed(ctx context.Context, file File, d *Dir) error {
+	if d.Mode != ^uint32(0) && (d.Mode&DMDIR != 0) != (file.Qid().Type&QTDIR != 0) {
+		return plan9.ErrConvert
+	}
+	null := NullDir()
+	if d.Type == null.Type && d.Dev == null.Dev && d.Qid == null.Qid {
+		return nil
+	}
+	cur, err := file.Stat(ctx)
+	if err != nil {
+		return err
+	}
+	if d.Type != null.Type && d.Type != cur.Type ||
+		d.Dev != null.Dev && d.Dev != cur.Dev ||
+		d.Qid.Type != null.Qid.Type && d.Qid.Type != cur.Qid.Type ||
+		d.Qid.Vers != null.Qid.Vers && d.Qid.Vers != cur.Qid.Vers ||
+		d.Qid.Path != null.Qid.Path && d.Qid.Path != cur.Qid.Path {
+		return plan9.ErrWstat
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"cheshire/plan9"
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -54,7 +53,7 @@ func dialAttach(t testing.TB, addr, user string) (*styx.Client, *styx.Fid) {
 
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	addr := serve(t, tmp.New("glenda"))
+	addr := serve(t, newMemFS("glenda"))
 	c, root := dialAttach(t, addr, "glenda")
 	if c.Msize() != styx.DefaultMsize {
 		t.Errorf("msize %d, want %d", c.Msize(), styx.DefaultMsize)

@@ -2,7 +2,7 @@ package styx_test
 
 // Trace replay, after 9fans.net/go/plan9/srv9p's TestTrace: each
 // testdata/trace/*.txt is a transcript of requests sent to a server
-// serving a fresh providers/tmp tree (owner glenda, clock stopped at
+// serving a fresh memFS tree (owner glenda, its clock stopped at
 // 1700000000) and the replies expected, in the syntax of Fcall.String.
 //
 //	# comment
@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -50,8 +49,7 @@ func replay(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := func() time.Time { return time.Unix(1700000000, 0) }
-	addr := serve(t, tmp.New("glenda", tmp.WithClock(clock)))
+	addr := serve(t, newMemFS("glenda"))
 	r := rawDial(t, addr)
 	lines := strings.Split(string(data), "\n")
 	for i := 0; i < len(lines); i++ {

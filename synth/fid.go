@@ -10,10 +10,6 @@ import (
 	"cheshire/styx"
 )
 
-// errConvert is the error of a wstat that would turn a file into a
-// directory or back (fossil's words, which Linux maps to EPERM).
-const errConvert = plan9.Error("wstat can't convert between files and directories")
-
 // fid is the styx.File of one fid: a node of the tree as seen by a user.
 // The engine orders Open and Create before Read and Write, and Clunk after
 // every other call, so mode, h and excl need no lock of their own.
@@ -330,9 +326,6 @@ func (f *fid) Wstat(ctx context.Context, d styx.Dir) error {
 	}
 	newMode := a.mode
 	if d.Mode != ^uint32(0) {
-		if (d.Mode^a.mode)&styx.DMDIR != 0 {
-			return errConvert
-		}
 		newMode = a.mode&styx.DMDIR | d.Mode&modeBits
 	}
 	if newMode != a.mode && !owner {

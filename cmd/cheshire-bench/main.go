@@ -25,7 +25,7 @@ import (
 	"strings"
 	"time"
 
-	"cheshire/styx/styxbench"
+	"cheshire/cmd/cheshire-bench/internal/bench"
 )
 
 func main() {
@@ -36,7 +36,7 @@ func main() {
 	nlist := flag.Int("nlist", 10000, "entries of the listed directory")
 	dur := flag.Duration("dur", 2*time.Second, "length of each small-op and round-trip measurement")
 	conns := flag.Int("conns", 8, "connections of the parallel small-op measurement")
-	servers := flag.String("servers", strings.Join(styxbench.Names, ","), "servers to compare")
+	servers := flag.String("servers", strings.Join(bench.Names, ","), "servers to compare")
 	proc := flag.Bool("proc", false, "run each server in a child process")
 	serveName := flag.String("serve", "", "internal: serve `name` (cheshire, go9p, srv9p, echo) for -proc, print its address, exit at EOF on stdin")
 	flag.Parse()
@@ -47,27 +47,27 @@ func main() {
 	}
 	// go9p and srv9p log every connection's end through package log.
 	log.SetOutput(io.Discard)
-	tree := styxbench.Tree{SmallSize: 128, BigSize: sz, NStat: *nstat, NList: *nlist}
+	tree := bench.Tree{SmallSize: 128, BigSize: sz, NStat: *nstat, NList: *nlist}
 	if *serveName != "" {
 		serveChild(*serveName, tree)
 		return
 	}
-	cfg := styxbench.Config{
+	cfg := bench.Config{
 		Size: sz, SeqReps: *seq, NStat: *nstat, NList: *nlist, Reps: *n,
 		Dur: *dur, Conns: *conns, Servers: strings.Split(*servers, ","),
 		Progress: os.Stderr,
 	}
 	if *proc {
-		cfg.Start = func(name string, t styxbench.Tree) (*styxbench.Server, error) {
+		cfg.Start = func(name string, t bench.Tree) (*bench.Server, error) {
 			addr, stop, err := startChild(name, t)
 			if err != nil {
 				return nil, err
 			}
-			return styxbench.Remote(name, addr, stop), nil
+			return bench.Remote(name, addr, stop), nil
 		}
 		cfg.Echo = func() (string, func(), error) { return startChild("echo", tree) }
 	}
-	rep := styxbench.Run(cfg)
+	rep := bench.Run(cfg)
 	fmt.Printf("%s, %s/%s, GOMAXPROCS %d, %s\n\n", runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		runtime.GOMAXPROCS(0), rep.Started.Format(time.RFC3339))
 	mode := "servers in this process"
@@ -102,17 +102,17 @@ func parseSize(s string) (int64, error) {
 
 // serveChild is the child of -proc: it serves name, prints its address
 // and exits when its standard input closes.
-func serveChild(name string, t styxbench.Tree) {
+func serveChild(name string, t bench.Tree) {
 	var addr string
 	var stop func()
 	if name == "echo" {
 		var err error
-		if addr, stop, err = styxbench.StartEcho(); err != nil {
+		if addr, stop, err = bench.StartEcho(); err != nil {
 			fmt.Fprintln(os.Stderr, "cheshire-bench:", err)
 			os.Exit(1)
 		}
 	} else {
-		s, err := styxbench.Start(name, t)
+		s, err := bench.Start(name, t)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "cheshire-bench:", err)
 			os.Exit(1)
@@ -127,7 +127,7 @@ func serveChild(name string, t styxbench.Tree) {
 
 // startChild runs this program with -serve name and returns the address
 // it serves and a function that ends it.
-func startChild(name string, t styxbench.Tree) (string, func(), error) {
+func startChild(name string, t bench.Tree) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, err

@@ -95,30 +95,8 @@ func ctxT(t *testing.T) context.Context {
 
 // readFile walks from root to name and reads it all.
 func readFile(ctx context.Context, root styx.File, name string) (string, error) {
-	_, f, err := root.Walk(ctx, strings.Split(name, "/"))
-	if err != nil {
-		return "", err
-	}
-	if f == nil {
-		return "", plan9.ErrNotFound
-	}
-	defer f.Clunk()
-	if _, err := f.Open(ctx, styx.OREAD); err != nil {
-		return "", err
-	}
-	var out []byte
-	buf := make([]byte, 8192)
-	for off := int64(0); ; {
-		n, err := f.Read(ctx, buf, off)
-		if err != nil {
-			return "", err
-		}
-		if n == 0 {
-			return string(out), nil
-		}
-		out = append(out, buf[:n]...)
-		off += int64(n)
-	}
+	b, err := styx.ReadFile(ctx, root, name, -1)
+	return string(b), err
 }
 
 func writeFile(ctx context.Context, root styx.File, name, data string) error {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cheshire/module"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,7 +25,6 @@ const (
 	MaxHTTPBody  = 1 << 20  // bytes of an HTTP response body passed back
 	HTTPTimeout  = 30 * time.Second
 	maxRedirects = 5
-	nsWriteChunk = 64 << 10
 	nsCreatePerm = 0664
 )
 
@@ -85,15 +83,25 @@ func (in *instance) checkPath(req *abi.Request) (string, error) {
 	return p, nil
 }
 
-// walk attaches to the namespace and walks to p. The caller clunks the
-// file.
-func (in *instance) walk(ctx context.Context, p string) (styx.File, error) {
+// attach attaches to the namespace as the module. The caller clunks
+// the root.
+func (in *instance) attach(ctx context.Context) (styx.File, error) {
 	if in.env.Namespace == nil {
 		return nil, fmt.Errorf("module %s: no namespace", in.name)
 	}
 	root, err := in.env.Namespace.Attach(ctx, in.name, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("attach namespace: %w", err)
+	}
+	return root, nil
+}
+
+// walk attaches to the namespace and walks to p. The caller clunks the
+// file.
+func (in *instance) walk(ctx context.Context, p string) (styx.File, error) {
+	root, err := in.attach(ctx)
+	if err != nil {
+		return nil, err
 	}
 	f, err := styx.WalkFile(ctx, root, styx.SplitPath(p))
 	root.Clunk()
@@ -104,86 +112,33 @@ func (in *instance) walk(ctx context.Context, p string) (styx.File, error) {
 }
 
 func (in *instance) nsRead(ctx context.Context, p string, limit uint32) (*abi.Response, error) {
-	f, err := in.walk(ctx, p)
+	root, err := in.attach(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Clunk()
-	if f.Qid().Type&styx.QTDIR != 0 {
-		return nil, fmt.Errorf("%s: %w", p, plan9.ErrIsDir)
-	}
-	if _, err := f.Open(ctx, plan9.OREAD); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
+	defer root.Clunk()
 	max := int64(MaxNSRead)
 	if limit != 0 {
 		max = min(max, int64(limit))
 	}
-	var buf bytes.Buffer
-	chunk := make([]byte, min(max, 64<<10))
-	for off := int64(0); off < max; {
-		n, err := f.Read(ctx, chunk[:min(int64(len(chunk)), max-off)], off)
-		buf.Write(chunk[:n])
-		off += int64(n)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		if n == 0 {
-			break
-		}
+	data, err := styx.ReadFile(ctx, root, p, max)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	return &abi.Response{Data: buf.Bytes(), Count: uint32(buf.Len())}, nil
+	return &abi.Response{Data: data, Count: uint32(len(data))}, nil
 }
 
 func (in *instance) nsWrite(ctx context.Context, p string, data []byte) (*abi.Response, error) {
-	f, err := in.walk(ctx, p)
-	if errors.Is(err, plan9.ErrNotFound) && p != "/" {
-		// Make it, in its directory.
-		dir, name := path.Split(p)
-		var df styx.File
-		if df, err = in.walk(ctx, dir); err == nil {
-			var nf styx.File
-			nf, _, err = df.Create(ctx, name, nsCreatePerm, plan9.OWRITE|plan9.OTRUNC)
-			if err != nil {
-				df.Clunk()
-				return nil, fmt.Errorf("create %s: %w", p, err)
-			}
-			if nf != df {
-				df.Clunk()
-			}
-			f = nf
-		}
-	} else if err == nil {
-		if _, err = f.Open(ctx, plan9.OWRITE|plan9.OTRUNC); err != nil {
-			f.Clunk()
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-	}
+	root, err := in.attach(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var werr error
-	off := 0
-	for off < len(data) {
-		n, err := f.Write(ctx, data[off:min(len(data), off+nsWriteChunk)], int64(off))
-		off += n
-		if err != nil {
-			werr = err
-			break
-		}
-		if n == 0 {
-			werr = plan9.ErrIO
-			break
-		}
+	defer root.Clunk()
+	// A missing file is made, in its directory.
+	if err := styx.WriteFile(ctx, root, p, data, nsCreatePerm); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	// The clunk commits the write for files that commit at clunk.
-	if err := f.Clunk(); werr == nil {
-		werr = err
-	}
-	if werr != nil {
-		return nil, fmt.Errorf("%s: %w", p, werr)
-	}
-	return &abi.Response{Count: uint32(off)}, nil
+	return &abi.Response{Count: uint32(len(data))}, nil
 }
 
 func (in *instance) nsStat(ctx context.Context, p string) (*abi.Response, error) {

@@ -663,7 +663,8 @@ func (f *file) Stat(ctx context.Context) (styx.Dir, error) {
 // (Length), chmod of the permission bits (Mode) and the times (Mtime,
 // Atime). Don't-touch values and values equal to the current ones are
 // ignored, and so is muid (Linux v9fs sets it on rename); uid and gid
-// cannot change. All checks pass before anything changes; a host failure
+// cannot change (styx has refused changes to type, dev, qid and the
+// DMDIR bit). All checks pass before anything changes; a host failure
 // part way undoes the rename and chmod already made (a truncation cannot
 // be undone, so it comes last but for the times).
 func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
@@ -675,12 +676,6 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 	}
 	cur := f.fs.dir(fi, p)
 	root := f.fs.root
-	if d.Type != ^uint16(0) && d.Type != 0 || d.Dev != ^uint32(0) && d.Dev != 0 {
-		return plan9.ErrWstat
-	}
-	if d.Qid.Type != ^uint8(0) && d.Qid.Type != cur.Qid.Type || d.Qid.Path != ^uint64(0) && d.Qid.Path != cur.Qid.Path {
-		return plan9.ErrWstat
-	}
 	if d.Uid != "" && d.Uid != cur.Uid || d.Gid != "" && d.Gid != cur.Gid {
 		return plan9.ErrPerm
 	}
@@ -704,9 +699,6 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 	}
 	chmod := false
 	if d.Mode != ^uint32(0) {
-		if d.Mode&styx.DMDIR != cur.Mode&styx.DMDIR {
-			return plan9.ErrPerm
-		}
 		if d.Mode&^(styx.DMDIR|styx.DMTMP|0777) != 0 {
 			return plan9.ErrNotSupported // append-only, exclusive use
 		}

@@ -195,7 +195,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	nd = styx.NullDir()
 	nd.Mode = styx.DMDIR | 0700
-	wantErr(t, "wstat DMDIR", f.Wstat(ctx, nd), plan9.ErrPerm)
+	wantErr(t, "wstat DMDIR", f.Wstat(ctx, nd), plan9.ErrConvert)
 	nd = styx.NullDir()
 	nd.Uid = "someoneelse"
 	wantErr(t, "wstat uid", f.Wstat(ctx, nd), plan9.ErrPerm)

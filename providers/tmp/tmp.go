@@ -293,7 +293,8 @@ func (f *file) Stat(ctx context.Context) (styx.Dir, error) {
 
 // Wstat implements rename (same directory), truncate, chmod, chgrp,
 // mtime and atime. Don't-touch values are ignored, and so is muid (Linux
-// v9fs sets it on rename). All checks pass before anything changes. A
+// v9fs sets it on rename); styx has refused changes to type, dev, qid
+// and the DMDIR bit. All checks pass before anything changes. A
 // removed file can still be changed through a fid open on it, but not
 // renamed.
 func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
@@ -305,12 +306,6 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		return plan9.ErrNotFound
 	}
 	owner := f.user == n.uid
-	if d.Type != ^uint16(0) && d.Type != 0 || d.Dev != ^uint32(0) && d.Dev != 0 {
-		return plan9.ErrWstat
-	}
-	if d.Qid.Type != ^uint8(0) && d.Qid.Type != n.qid.Type || d.Qid.Path != ^uint64(0) && d.Qid.Path != n.qid.Path {
-		return plan9.ErrWstat
-	}
 	if d.Uid != "" && d.Uid != n.uid {
 		return plan9.ErrPerm
 	}
@@ -349,13 +344,8 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 			}
 		}
 	}
-	if d.Mode != ^uint32(0) && d.Mode != n.mode {
-		if !owner {
-			return plan9.ErrPerm
-		}
-		if d.Mode&styx.DMDIR != n.mode&styx.DMDIR {
-			return plan9.ErrPerm
-		}
+	if d.Mode != ^uint32(0) && d.Mode != n.mode && !owner {
+		return plan9.ErrPerm
 	}
 	if d.Mtime != ^uint32(0) && d.Mtime != n.mtime && !owner {
 		return plan9.ErrPerm
@@ -390,7 +380,7 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		n.touch(uint32(fs.now().Unix()), f.user)
 	}
 	if d.Mode != ^uint32(0) {
-		n.mode = d.Mode
+		n.mode = n.mode&styx.DMDIR | d.Mode&^styx.DMDIR
 		n.qid.Type = qidType(n.mode)
 	}
 	if d.Mtime != ^uint32(0) {

@@ -1,4 +1,4 @@
-package styxbench
+package bench
 
 import (
 	"bytes"
@@ -185,18 +185,9 @@ func StartEcho() (string, func(), error) {
 	return l.Addr().String(), stop, nil
 }
 
-// MeasureRTT measures the loopback TCP round trip, a 1-byte ping-pong,
-// on conns connections for dur: the floor under any 9P round trip.
-func MeasureRTT(conns int, dur time.Duration) (Latency, error) {
-	addr, stop, err := StartEcho()
-	if err != nil {
-		return Latency{}, err
-	}
-	defer stop()
-	return MeasureRTTAt(addr, conns, dur)
-}
-
-// MeasureRTTAt is MeasureRTT against an echo server at addr.
+// MeasureRTTAt measures the loopback TCP round trip, a 1-byte
+// ping-pong, against the echo server at addr (see StartEcho) on conns
+// connections for dur: the floor under any 9P round trip.
 func MeasureRTTAt(addr string, conns int, dur time.Duration) (Latency, error) {
 	return runWorkers(conns, dur, 100, func(int) (func() error, func(), error) {
 		nc, err := net.Dial("tcp", addr)

@@ -1,12 +1,13 @@
-// Package styxbench measures cheshire's 9P engine (package styx) side by
+// Package bench measures cheshire's 9P engine (package styx) side by
 // side with two other Go 9P2000 servers, github.com/knusbaum/go9p/fs and
 // 9fans.net/go/plan9/srv9p, serving the same tree on TCP loopback, and
-// measures the loopback round trip as the floor. The styx tests' Go
-// benchmarks and cmd/cheshire-bench both use it.
+// measures the loopback round trip as the floor. cmd/cheshire-bench and
+// this package's Go benchmarks both use it; its tests also run styx's
+// client against the other two servers.
 //
 // Every measurement drives the servers with styx's own client, so the
 // numbers compare servers, not clients.
-package styxbench
+package bench
 
 import (
 	"bufio"

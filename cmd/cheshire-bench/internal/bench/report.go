@@ -1,4 +1,4 @@
-package styxbench
+package bench
 
 import (
 	"fmt"
