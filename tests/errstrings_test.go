@@ -202,7 +202,7 @@ var ioErrors = map[string]string{
 // terminal, ACME's problem documents over HTTP, and the test and bench
 // harnesses. cmd/cheshire/host.go serves the host export over 9P, so it
 // is judged.
-var notNinep = []string{"cmd/", "providers/ca/acme/", "styx/styxbench/", "synth/synthtest/"}
+var notNinep = []string{"cmd/", "providers/ca/acme/", "synth/synthtest/"}
 
 func judged(pos string) bool {
 	if strings.HasPrefix(pos, "cmd/cheshire/host.go:") {
