@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -35,20 +36,12 @@ func newEnv(t *testing.T, s *synth.Server) *env {
 	srv := &styx.Server{Attacher: s}
 	go srv.Serve(ctx, ln)
 	t.Cleanup(func() { srv.Close() })
-	c, err := styx.Dial(ctx, "tcp!127.0.0.1!"+portOf(t, ln))
+	c, err := styx.Dial(ctx, "tcp!127.0.0.1!"+testutil.PortOf(ln.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &env{t: t, ctx: ctx, c: c}
-}
-
-func portOf(t *testing.T, ln net.Listener) string {
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }
 
 // attach attaches as user.

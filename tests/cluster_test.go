@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cheshire/internal/testutil"
 )
 
 // cluster is N real node processes on loopback, each with its own data
@@ -246,7 +248,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("ls across a partition: %v", err)
 	}
 	t.Logf("ls across a partition failed after %v: %v", took, err)
-	waitFor(t, "A to reach C after the partition", func() bool {
+	testutil.WaitFor(t, "A to reach C after the partition", func() bool {
 		_, err := a.run("", "9p", "ls", "/n/c/tmp/pub")
 		return err == nil
 	})

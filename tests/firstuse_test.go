@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"cheshire/internal/testutil"
 )
 
 // TestRefusedConfigWriteThroughFUSE: a refused config line fails the
@@ -58,7 +60,7 @@ func TestOccupiedPorts(t *testing.T) {
 		"--dns-listen", "127.0.0.1:"+strconv.Itoa(dnsPort),
 		"--dht-listen", "udp!127.0.0.1!"+strconv.Itoa(dhtPort),
 		"--https", "tcp!127.0.0.1!"+strconv.Itoa(httpsPort))
-	waitFor(t, "the node's serving line", func() bool { return strings.Contains(n.logs.String(), "cheshire node serving") })
+	testutil.WaitFor(t, "the node's serving line", func() bool { return strings.Contains(n.logs.String(), "cheshire node serving") })
 	logs := n.logs.String()
 	for _, want := range []string{
 		"cheshire: dns not started: ", "set --dns-listen ADDR, or a listen line in /modules/dns/config",

@@ -35,6 +35,7 @@ var layers = []layer{
 	{pkgs: []string{"httpsd"}, may: []string{"connlimit"}},
 	{pkgs: []string{"dht"}, may: []string{"plan9", "atomicfile", "nodekey"}},
 	{pkgs: []string{"providers/"}, may: append([]string{"styx", "synth", "dht"}, leaves...)},
+	{pkgs: []string{"internal/testutil"}, may: []string{"plan9", "styx"}},
 	{pkgs: []string{"fusemount"}, may: []string{"plan9", "styx"}},
 	{pkgs: []string{"importers/"}, may: append([]string{"styx", "dht"}, leaves...)},
 	{pkgs: []string{"ns"}, may: append([]string{"styx", "synth"}, leaves...)},

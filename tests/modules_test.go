@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 )
 
@@ -47,17 +48,6 @@ func shFail(t *testing.T, script string) string {
 		t.Fatalf("%s: succeeded, want failure; output %q", script, out)
 	}
 	return string(out)
-}
-
-// waitFor polls cond every 100 ms for up to 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestModulesThroughFUSE drives /modules with shell tools over a real
@@ -117,7 +107,7 @@ func TestModulesThroughFUSE(t *testing.T) {
 	pkg2 := filepath.Join(work, "kv2.pkg")
 	buildPackage(t, n, "kv", pkg2, func(s string) string { return strings.Replace(s, "version 1.0.0", "version 1.0.1", 1) })
 	sh(t, "cp "+pkg2+" "+pkg+".new && mv "+pkg+".new "+pkg)
-	waitFor(t, "kv to reload as 1.0.1", func() bool {
+	testutil.WaitFor(t, "kv to reload as 1.0.1", func() bool {
 		return strings.Contains(sh(t, "cat "+mods+"/kv/status"), "version 1.0.1")
 	})
 	if got := sh(t, "cat "+mods+"/kv/fs/keys/shade"); got != "green\n" {

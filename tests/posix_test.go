@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"cheshire/internal/testutil"
 )
 
 // What a POSIX program sees through `cheshire mount`: each row of the
@@ -24,7 +26,7 @@ func posixTrees(t *testing.T, opts ...string) (map[string]string, string) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("no /dev/fuse on this machine")
 	}
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testutil.FreePort(t))
 	startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port) // the remote node
 	n := startNode(t, shortTemp(t))
 	host := filepath.Join(shortTemp(t), "export")

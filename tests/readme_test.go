@@ -66,6 +66,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cheshire/internal/testutil"
 )
 
 // blockTimeout bounds one block; a module build on a cold Go cache is the
@@ -220,14 +222,14 @@ func newReadmeEnv(t *testing.T, root string) *readmeEnv {
 	t.Helper()
 	base := shortTemp(t)
 	e := &readmeEnv{home: filepath.Join(base, "h"), work: filepath.Join(base, "w"), marker: base,
-		ports: map[int]int{}, acme: freePort(t)}
+		ports: map[int]int{}, acme: testutil.FreePort(t)}
 	used := map[int]bool{e.acme: true}
 	for p, udp := range readmePorts {
 		for e.ports[p] == 0 || used[e.ports[p]] { // distinct, though each was closed
 			if udp {
 				e.ports[p] = freeDNSPort(t)
 			} else {
-				e.ports[p] = freePort(t)
+				e.ports[p] = testutil.FreePort(t)
 			}
 		}
 		used[e.ports[p]] = true

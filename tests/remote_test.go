@@ -1,27 +1,19 @@
 package tests
 
 import (
-	"net"
 	"strconv"
 	"strings"
 	"testing"
+
+	"cheshire/internal/testutil"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestMountByDialString mounts one node's namespace into another's with a
 // dial string (the proxy importer) and uses it from the second.
 func TestMountByDialString(t *testing.T) {
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testutil.FreePort(t))
 	a := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
 	b := startNode(t, shortTemp(t))
 	idA, err := a.run("", "9p", "read", "/node/id")
@@ -45,7 +37,7 @@ func TestMountByDialString(t *testing.T) {
 		t.Errorf("b's namespace:\n%s", ns)
 	}
 	// A dial string nobody answers is refused with the reason.
-	dead := strconv.Itoa(freePort(t))
+	dead := strconv.Itoa(testutil.FreePort(t))
 	_, err = b.run("mount tcp!127.0.0.1!"+dead+" /n/dead\n", "9p", "write", "/ns/ctl")
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("mount of a dead address: %v", err)

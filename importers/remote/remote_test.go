@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/nodekey"
 	"cheshire/plan9"
 	"cheshire/providers/tmp"
@@ -93,12 +94,6 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// readFile walks from root to name and reads it all.
-func readFile(ctx context.Context, root styx.File, name string) (string, error) {
-	b, err := styx.ReadFile(ctx, root, name, -1)
-	return string(b), err
-}
-
 func writeFile(ctx context.Context, root styx.File, name, data string) error {
 	_, f, err := root.Walk(ctx, nil)
 	if err != nil {
@@ -131,7 +126,7 @@ func TestImportReadWrite(t *testing.T) {
 	if err := writeFile(ctx, r, "hello", "from a\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readFile(ctx, r, "hello"); err != nil || got != "from a\n" {
+	if got, err := testutil.ReadFile(ctx, r, "hello"); err != nil || got != "from a\n" {
 		t.Fatalf("read back %q, %v", got, err)
 	}
 	// A second import of the same node shares the connection.
@@ -146,18 +141,7 @@ func TestImportReadWrite(t *testing.T) {
 	r2.Clunk()
 	r.Clunk()
 	r.Clunk() // twice is once
-	waitFor(t, "the connection to close", func() bool { return len(im.Status()) == 0 })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the connection to close", func() bool { return len(im.Status()) == 0 })
 }
 
 // TestNodeDownAndBack: the remote node stops; operations fail at once
@@ -190,12 +174,12 @@ func TestNodeDownAndBack(t *testing.T) {
 	defer open.Clunk()
 
 	b.srv.Close()
-	waitFor(t, "the loss to be seen", func() bool {
+	testutil.WaitFor(t, "the loss to be seen", func() bool {
 		s, _ := im.StatusOf(bid.Public)
 		return s.State == stateDown
 	})
 	start := time.Now()
-	_, err = readFile(ctx, r, "f")
+	_, err = testutil.ReadFile(ctx, r, "f")
 	if took := time.Since(start); err == nil || !errors.Is(err, plan9.ErrUnreachable) || took > time.Second {
 		t.Fatalf("read while down: %v after %v, want remote node unreachable at once", err, took)
 	}
@@ -216,8 +200,8 @@ func TestNodeDownAndBack(t *testing.T) {
 		t.Fatal("same port")
 	}
 	res.set(bid.Public, b2.addr)
-	waitFor(t, "reconnection", func() bool {
-		got, err := readFile(ctx, r, "f")
+	testutil.WaitFor(t, "reconnection", func() bool {
+		got, err := testutil.ReadFile(ctx, r, "f")
 		return err == nil && got == "one"
 	})
 	if s, _ := im.StatusOf(bid.Public); s.Addr != b2.addr || s.State != stateUp {
@@ -286,7 +270,7 @@ func TestSilentNode(t *testing.T) {
 	}
 	px.freeze()
 	start := time.Now()
-	_, err = readFile(ctx, r, "f")
+	_, err = testutil.ReadFile(ctx, r, "f")
 	took := time.Since(start)
 	if !errors.Is(err, plan9.ErrUnreachable) {
 		t.Fatalf("read across a partition: %v", err)
@@ -296,8 +280,8 @@ func TestSilentNode(t *testing.T) {
 		t.Errorf("took %v to notice a silent node (heartbeat 100ms, timeout 300ms)", took)
 	}
 	px.thaw()
-	waitFor(t, "reconnection after the partition", func() bool {
-		got, err := readFile(ctx, r, "f")
+	testutil.WaitFor(t, "reconnection after the partition", func() bool {
+		got, err := testutil.ReadFile(ctx, r, "f")
 		return err == nil && got == "x"
 	})
 }
