@@ -709,32 +709,27 @@ func (f *Fid) Stat(ctx context.Context) (Dir, error) {
 	return UnmarshalDir(cl.reply.Stat)
 }
 
-// Wstat changes the fields of d that are not "don't touch" (NullDir).
-func (f *Fid) Wstat(ctx context.Context, d Dir) error {
-	cl, err := f.c.rpc(ctx, &Fcall{Type: Twstat, Fid: f.num, Stat: d.Bytes()}, nil)
+// call sends tx and waits for a reply that carries nothing.
+func (c *Client) call(ctx context.Context, tx *Fcall) error {
+	cl, err := c.rpc(ctx, tx, nil)
 	if err != nil {
 		return err
 	}
-	cl.release(f.c)
+	cl.release(c)
 	return nil
+}
+
+// Wstat changes the fields of d that are not "don't touch" (NullDir).
+func (f *Fid) Wstat(ctx context.Context, d Dir) error {
+	return f.c.call(ctx, &Fcall{Type: Twstat, Fid: f.num, Stat: d.Bytes()})
 }
 
 // Clunk forgets f. f must not be used afterwards.
 func (f *Fid) Clunk(ctx context.Context) error {
-	cl, err := f.c.rpc(ctx, &Fcall{Type: Tclunk, Fid: f.num}, nil)
-	if err != nil {
-		return err
-	}
-	cl.release(f.c)
-	return nil
+	return f.c.call(ctx, &Fcall{Type: Tclunk, Fid: f.num})
 }
 
 // Remove removes the file and clunks f.
 func (f *Fid) Remove(ctx context.Context) error {
-	cl, err := f.c.rpc(ctx, &Fcall{Type: Tremove, Fid: f.num}, nil)
-	if err != nil {
-		return err
-	}
-	cl.release(f.c)
-	return nil
+	return f.c.call(ctx, &Fcall{Type: Tremove, Fid: f.num})
 }

@@ -381,17 +381,20 @@ func (c *conn) iounit(n uint32) uint32 {
 	return n
 }
 
-func (c *conn) open(r *req) {
+func (c *conn) open(r *req) { c.onFid(r, (*conn).openLocked) }
+
+// onFid looks up r's fid, holds it for r, and replies with what op
+// makes of it. The reply is sent after op has returned (and released
+// f.mu): it drops r's hold on f, and if a Tclunk has meanwhile dropped
+// the table's, that is the last reference, whose decref takes f.mu.
+func (c *conn) onFid(r *req, op func(c *conn, r *req, f *fid) (*Fcall, error)) {
 	f, err := c.lookup(r.fc.Fid)
 	if err != nil {
 		r.error(err)
 		return
 	}
 	r.hold(f)
-	// The reply is sent after f.mu is released: it drops r's hold on f,
-	// and if a Tclunk has meanwhile dropped the table's, that is the
-	// last reference, whose decref takes f.mu.
-	rx, err := c.openLocked(r, f)
+	rx, err := op(c, r, f)
 	if err != nil {
 		r.error(err)
 		return
@@ -421,21 +424,7 @@ func (c *conn) openLocked(r *req, f *fid) (*Fcall, error) {
 	return &Fcall{Type: Ropen, Qid: f.file.Qid(), Iounit: c.iounit(iou)}, nil
 }
 
-func (c *conn) create(r *req) {
-	f, err := c.lookup(r.fc.Fid)
-	if err != nil {
-		r.error(err)
-		return
-	}
-	r.hold(f)
-	// Replied to after f.mu is released, as in open.
-	rx, err := c.createLocked(r, f)
-	if err != nil {
-		r.error(err)
-		return
-	}
-	r.respond(rx)
-}
+func (c *conn) create(r *req) { c.onFid(r, (*conn).createLocked) }
 
 func (c *conn) createLocked(r *req, f *fid) (*Fcall, error) {
 	f.mu.Lock()
