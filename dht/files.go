@@ -122,10 +122,10 @@ func (n *Node) recordFile(k string) synth.Node {
 
 // ctlCmds are the ctl file's commands.
 var ctlCmds = []synth.Cmd{
-	{Name: "lookup", Args: 2, Usage: "lookup KEY"},
-	{Name: "find", Args: 2, Usage: "find PATH"},
-	{Name: "announce", Usage: "announce PATH [PORT]"},
-	{Name: "republish", Args: 1, Usage: "republish"},
+	{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY"},
+	{Name: "find", Min: 1, Max: 1, Usage: "find PATH"},
+	{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]"},
+	{Name: "republish", Usage: "republish"},
 }
 
 // ctlHelp is what a ctl file reads before any command.
@@ -172,9 +172,6 @@ func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 		cmd, args, err := synth.ParseCtl(line, ctlCmds)
 		if err != nil {
 			return 0, err
-		}
-		if cmd.Name == "announce" && (len(args) < 1 || len(args) > 2) {
-			return 0, plan9.Error(plan9.Errstr(fmt.Errorf("%v %q: usage: %s", plan9.ErrBadArgs, strings.TrimSpace(line), cmd.Usage)))
 		}
 		calls = append(calls, call{cmd, args})
 	}

@@ -163,10 +163,7 @@ func usage(u string) error { return errors.New("usage: " + u) }
 // commands is the command table of ctl.
 func (c *CA) commands() []synth.Cmd {
 	return []synth.Cmd{
-		{Name: "issue", Usage: usageIssue, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 {
-				return usage(usageIssue)
-			}
+		{Name: "issue", Min: 1, Max: -1, Usage: usageIssue, Run: func(ctx context.Context, args []string) error {
 			var sans []string
 			var ttl time.Duration
 			for _, w := range args[1:] {
@@ -183,21 +180,18 @@ func (c *CA) commands() []synth.Cmd {
 			_, err := c.issue(args[0], sans, ttl)
 			return err
 		}},
-		{Name: "revoke", Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 || len(args) > 2 {
-				return usage(usageRevoke)
-			}
+		{Name: "revoke", Min: 1, Max: 2, Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
 			reason := ""
 			if len(args) == 2 {
 				reason = args[1]
 			}
 			return c.revoke(args[0], reason)
 		}},
-		{Name: "renew", Args: 2, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
+		{Name: "renew", Min: 1, Max: 1, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
 			_, err := c.renew(args[0])
 			return err
 		}},
-		{Name: "ssh-user", Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
+		{Name: "ssh-user", Min: 4, Max: -1, Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
 			name, ttl, rest, err := sshArgs(args)
 			if err != nil || len(rest) < 3 {
 				return orUsage(err, usageSSHUser)
@@ -209,7 +203,7 @@ func (c *CA) commands() []synth.Cmd {
 			_, err = c.signSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
 			return err
 		}},
-		{Name: "ssh-host", Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
+		{Name: "ssh-host", Min: 3, Max: -1, Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
 			name, ttl, rest, err := sshArgs(args)
 			if err != nil || len(rest) < 2 {
 				return orUsage(err, usageSSHHost)
@@ -229,23 +223,16 @@ func (c *CA) commands() []synth.Cmd {
 			_, err = c.signSSHHost(name, principals, pub, ttl)
 			return err
 		}},
-		// The passphrase commands count their own words, so that a
-		// wrong count does not quote the line (and the passphrase) in
-		// the error.
-		{Name: "backup", Usage: usageBackup, Run: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usage(usageBackup)
-			}
+		// The lines of backup, restore and eab add carry a passphrase
+		// or a key: Secret keeps them out of errors.
+		{Name: "backup", Min: 1, Max: 1, Secret: true, Usage: usageBackup, Run: func(ctx context.Context, args []string) error {
 			text, err := c.Backup(args[0])
 			if err != nil {
 				return err
 			}
 			return c.setBackupText(text)
 		}},
-		{Name: "eab add", Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 || len(args) > 2 {
-				return usage(usageEABAdd)
-			}
+		{Name: "eab add", Min: 1, Max: 2, Secret: true, Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
 			var key []byte
 			if len(args) == 2 {
 				k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(args[1], "="))
@@ -256,13 +243,10 @@ func (c *CA) commands() []synth.Cmd {
 			}
 			return c.addEAB(args[0], key)
 		}},
-		{Name: "eab remove", Args: 3, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
+		{Name: "eab remove", Min: 1, Max: 1, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
 			return c.removeEAB(args[0])
 		}},
-		{Name: "restore", Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usage(usageRestore)
-			}
+		{Name: "restore", Min: 1, Max: 1, Secret: true, Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
 			return c.restore(c.BackupText(), args[0])
 		}},
 	}
