@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"cheshire/nodekey"
@@ -38,7 +37,7 @@ func (n *Node) Files(owner string) *synth.Server {
 	records := synth.NewDir("records", 0555)
 	records.SetGen(synth.GenNames(n.recordKeys, n.recordFile))
 	must(root.Add(records))
-	must(root.Add(synth.NewFile("ctl", 0660, &ctlHandler{n: n})))
+	must(root.Add(synth.Query("ctl", 0660, n.ctlAnswer())))
 	return synth.NewServer(root, synth.WithOwner(owner))
 }
 
@@ -121,88 +120,44 @@ func (n *Node) recordFile(k string) synth.Node {
 }
 
 // ctlCmds are the ctl file's commands.
-var ctlCmds = []synth.Cmd{
-	{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY"},
-	{Name: "find", Min: 1, Max: 1, Usage: "find PATH"},
-	{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]"},
-	{Name: "republish", Usage: "republish"},
+func (n *Node) ctlCmds() []synth.Cmd {
+	return []synth.Cmd{
+		{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY", Answer: n.answer("lookup")},
+		{Name: "find", Min: 1, Max: 1, Usage: "find PATH", Answer: n.answer("find")},
+		{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]", Answer: n.answer("announce")},
+		{Name: "republish", Usage: "republish", Answer: n.answer("republish")},
+	}
 }
 
 // ctlHelp is what a ctl file reads before any command.
 const ctlHelp = "lookup KEY\nfind PATH\nannounce PATH [PORT]\nrepublish\n"
 
-// ctlHandler is the ctl file: each open keeps the answer of its last
-// command.
-type ctlHandler struct{ n *Node }
-
-func (h *ctlHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
-	return &ctlHandle{n: h.n, answer: []byte(ctlHelp)}, nil
-}
-
-// ctlHandle is one open of ctl.
-type ctlHandle struct {
-	n *Node
-
-	mu     sync.Mutex
-	answer []byte // guarded by mu
-}
-
-func (c *ctlHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if off >= int64(len(c.answer)) {
-		return 0, nil
+// ctlAnswer answers the commands written to ctl, each write within
+// cmdTimeout.
+func (n *Node) ctlAnswer() func(ctx context.Context, req []byte) ([]byte, error) {
+	answer := synth.CtlAnswer(n.ctlCmds(), ctlHelp)
+	return func(ctx context.Context, req []byte) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+		defer cancel()
+		return answer(ctx, req)
 	}
-	return copy(p, c.answer[off:]), nil
 }
 
-// Write runs the commands of p, one a line, and keeps their answers for
-// reading. All lines are parsed before any runs; the first error stops
-// them.
-func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	type call struct {
-		cmd  *synth.Cmd
-		args []string
-	}
-	var calls []call
-	for line := range strings.SplitSeq(string(p), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		cmd, args, err := synth.ParseCtl(line, ctlCmds)
+// answer is the Answer of the command verb: run's, its error named by
+// the verb alone ("lookup: KEY: no record found", not "dht: lookup KEY:
+// ...").
+func (n *Node) answer(verb string) func(ctx context.Context, args []string) ([]byte, error) {
+	return func(ctx context.Context, args []string) ([]byte, error) {
+		ans, err := n.run(ctx, verb, args)
 		if err != nil {
-			return 0, err
+			return nil, &cmdError{verb: verb, err: err}
 		}
-		calls = append(calls, call{cmd, args})
+		return ans, nil
 	}
-	if len(calls) == 0 {
-		return 0, plan9.ErrEmptyCtl
-	}
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	var out []byte
-	for _, cl := range calls {
-		ans, err := c.n.run(ctx, cl.cmd.Name, cl.args)
-		if err != nil {
-			c.setAnswer(out)
-			return 0, &cmdError{verb: cl.cmd.Name, err: err}
-		}
-		out = append(out, ans...)
-	}
-	c.setAnswer(out)
-	return len(p), nil
 }
 
-func (c *ctlHandle) setAnswer(b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.answer = b
-}
-
-func (c *ctlHandle) Close(ctx context.Context) error { return nil }
-
-// cmdError is a failed command: "verb: error", cut to a Plan 9 error
-// string.
+// cmdError is a failed command: "verb: error", without the library's
+// "dht: " and the verb it names already.
 type cmdError struct {
 	verb string
 	err  error
@@ -215,7 +170,7 @@ func (e *cmdError) Error() string {
 	} else if m, ok := strings.CutPrefix(msg, e.verb+" "); ok {
 		msg = m
 	}
-	return plan9.Errstr(plan9.Error(e.verb + ": " + msg))
+	return e.verb + ": " + msg
 }
 
 func (e *cmdError) Unwrap() error { return e.err }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -34,25 +33,26 @@ import (
 //
 // Each call makes a new tree; the files are owned by Options.Owner.
 func (c *CA) Files() *synth.Server {
-	t := &tree{c: c}
 	root := synth.NewDir("ca", 0555)
 	pemFile := func(name string, get func() []byte) *synth.File {
 		return synth.Snapshot(name, 0444, func(context.Context) ([]byte, error) { return get(), nil })
 	}
 	certs := synth.NewDir("certs", 0555)
-	certs.SetGen(synth.GenNames(func(context.Context) []string { return c.Names() }, t.certDir))
+	certs.SetGen(synth.GenNames(func(context.Context) []string { return c.Names() }, c.certDir))
 	sshDir := synth.NewDir("ssh", 0555)
 	sshCerts := synth.NewDir("certs", 0555)
-	sshCerts.SetGen(synth.GenNames(func(context.Context) []string { return c.SSHCertNames() }, t.sshCert))
+	sshCerts.SetGen(synth.GenNames(func(context.Context) []string { return c.SSHCertNames() }, c.sshCertFile))
 	acmeD := synth.NewDir("acme", 0555)
 	eab := synth.NewDir("eab", 0500)
-	eab.SetGen(synth.GenNames(func(context.Context) []string { return c.EABKeyIDs() }, t.eabKey))
+	eab.SetGen(synth.GenNames(func(context.Context) []string { return c.EABKeyIDs() }, c.eabKeyFile))
 	for _, err := range []error{
 		root.Add(pemFile("root.pem", c.RootPEM)),
 		root.Add(pemFile("intermediate.pem", c.IntermediatePEM)),
 		root.Add(synth.Snapshot("crl.pem", 0444, func(context.Context) ([]byte, error) { return c.CRL() })),
 		root.Add(synth.CtlBatch("ctl", 0600, c.commands(), func(context.Context) string { return c.Status() }, c.batch)),
-		root.Add(synth.NewFile("csr", 0600, csrHandler{c: c})),
+		// Each open of csr is a signing session: writes gather a request,
+		// the first read signs it and gives the chain (or the refusal).
+		root.Add(synth.Query("csr", 0600, c.signCSR, synth.Gather(maxCSR))),
 		root.Add(synth.ReadWrite("backup", 0600,
 			func(context.Context) ([]byte, error) { return c.BackupText(), nil },
 			func(_ context.Context, data []byte) error { return c.SetBackupText(data) })),
@@ -75,15 +75,11 @@ func (c *CA) Files() *synth.Server {
 	return synth.NewServer(root, synth.WithOwner(owner), synth.WithClock(c.now))
 }
 
-// tree keeps the nodes made for generated names, so that each name keeps
-// one node (and its qids) for the life of the tree.
-type tree struct {
-	c *CA
-}
+// The generated directories (certs, ssh/certs, acme/eab) are listed by
+// synth.GenNames, which keeps one node for each name while it is listed.
 
 // certDir is the directory of the certificate name.
-func (t *tree) certDir(name string) synth.Node {
-	c := t.c
+func (c *CA) certDir(name string) synth.Node {
 	d := synth.NewDir(name, 0555)
 	part := func(pick func(*Issued) []byte) func(context.Context) ([]byte, error) {
 		return func(context.Context) ([]byte, error) {
@@ -107,10 +103,10 @@ func (t *tree) certDir(name string) synth.Node {
 	return d
 }
 
-// sshCert is the file of the SSH certificate name.
-func (t *tree) sshCert(n string) synth.Node {
+// sshCertFile is the file of the SSH certificate name.
+func (c *CA) sshCertFile(n string) synth.Node {
 	return synth.Snapshot(n+sshCertSufx, 0444, func(context.Context) ([]byte, error) {
-		data, err := t.c.SSHCert(n)
+		data, err := c.SSHCert(n)
 		if err != nil {
 			return nil, plan9.ErrNotFound
 		}
@@ -118,10 +114,10 @@ func (t *tree) sshCert(n string) synth.Node {
 	})
 }
 
-// eabKey is the file of the external account key k.
-func (t *tree) eabKey(k string) synth.Node {
+// eabKeyFile is the file of the external account key k.
+func (c *CA) eabKeyFile(k string) synth.Node {
 	return synth.Snapshot(k, 0400, func(context.Context) ([]byte, error) {
-		text, ok := t.c.EABText(k)
+		text, ok := c.EABText(k)
 		if !ok {
 			return nil, plan9.ErrNotFound
 		}
@@ -277,62 +273,10 @@ func sshArgs(args []string) (name string, ttl time.Duration, rest []string, err 
 	return name, ttl, rest, nil
 }
 
-// csrHandler serves csr: each open is a signing session. Writes gather a
-// request; the first read signs it and gives the chain (or the refusal).
-type csrHandler struct{ c *CA }
-
-func (h csrHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
-	return &csrHandle{c: h.c}, nil
+// signCSR is the answer of csr: the chain of the request req, signed.
+func (c *CA) signCSR(ctx context.Context, req []byte) ([]byte, error) {
+	if req == nil {
+		return nil, errors.New("write a certificate request first")
+	}
+	return c.SignCSRPEM(req, 0)
 }
-
-// csrHandle is one open of csr.
-type csrHandle struct {
-	c *CA
-
-	mu     sync.Mutex
-	req    []byte // guarded by mu: what was written
-	signed bool   // guarded by mu: the request was answered
-	out    []byte // guarded by mu: the chain
-	err    error  // guarded by mu: or why not
-}
-
-func (h *csrHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	end := off + int64(len(p))
-	if off < 0 || end > maxCSR || end < off {
-		return 0, fmt.Errorf("certificate request larger than %d bytes", maxCSR)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.signed {
-		return 0, errors.New("request already answered; open csr again for another")
-	}
-	if end > int64(len(h.req)) {
-		h.req = append(h.req, make([]byte, end-int64(len(h.req)))...)
-	}
-	copy(h.req[off:], p)
-	return len(p), nil
-}
-
-func (h *csrHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.signed {
-		if len(h.req) == 0 {
-			return 0, errors.New("write a certificate request first")
-		}
-		h.signed = true
-		h.out, h.err = h.c.SignCSRPEM(h.req, 0)
-		h.req = nil
-	}
-	if h.err != nil {
-		return 0, h.err
-	}
-	if off >= int64(len(h.out)) || off < 0 {
-		return 0, nil
-	}
-	return copy(p, h.out[off:]), nil
-}
-
-func (h *csrHandle) Close(ctx context.Context) error { return nil }
-
-var _ synth.Handle = (*csrHandle)(nil)
