@@ -11,11 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"cheshire/dht"
+	dhtlib "cheshire/dht"
 	"cheshire/importers/remote"
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
+	"cheshire/providers/dht"
 	"cheshire/styx"
 )
 
@@ -127,7 +128,7 @@ func (a *advertiser) advert() dht.Advert {
 			rec.Exports = append(rec.Exports, e.Path)
 		}
 	}
-	v, dropped, err := rec.Encode(dht.MaxValue)
+	v, dropped, err := rec.Encode(dhtlib.MaxValue)
 	if err != nil {
 		a.log.Warn("dht record not made", "err", err)
 		return dht.Advert{}

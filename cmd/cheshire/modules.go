@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"cheshire/dht"
 	"cheshire/httpsd"
 	"cheshire/modules"
 	"cheshire/modules/wasm"
@@ -19,6 +18,7 @@ import (
 	"cheshire/ns"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
+	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/node"
 	"cheshire/providers/tmp"

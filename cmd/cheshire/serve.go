@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"cheshire/connlimit"
-	"cheshire/dht"
 	"cheshire/httpsd"
 	"cheshire/importers/proxy"
 	"cheshire/importers/remote"
@@ -25,6 +24,7 @@ import (
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/ca"
+	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/node"
 	"cheshire/styx"

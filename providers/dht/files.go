@@ -1,13 +1,22 @@
+// Package dht serves the files of a DHT node (cheshire/dht) at /dht,
+// and is the dht module:
+//
+//	status	node id, listen address, table size, counts
+//	peers	the routing table, a node a line
+//	records/KEY	the last record fetched (or published) for KEY
+//	ctl	lookup KEY, find PATH, announce PATH [PORT], republish
+//
+// See README.md.
 package dht
 
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	dhtlib "cheshire/dht"
 	"cheshire/nodekey"
 	"cheshire/plan9"
 	"cheshire/synth"
@@ -16,7 +25,7 @@ import (
 // cmdTimeout bounds one ctl command.
 const cmdTimeout = time.Minute
 
-// Files returns the node's file tree, owned by owner:
+// Files returns the file tree of node n, owned by owner:
 //
 //	status	node id, listen address, table size, counts
 //	peers	the routing table, a node a line
@@ -25,33 +34,33 @@ const cmdTimeout = time.Minute
 //
 // Each open of ctl keeps the answer of the last command written to it,
 // read from offset 0 on the same fid.
-func (n *Node) Files(owner string) *synth.Server {
+func Files(n *dhtlib.Node, owner string) *synth.Server {
 	root := synth.NewDir("", 0555)
 	must := func(err error) {
 		if err != nil {
 			panic(err) // static names: cannot fail
 		}
 	}
-	must(root.Add(synth.String("status", 0444, func(context.Context) string { return n.statusText() })))
-	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return n.peersText() })))
+	must(root.Add(synth.String("status", 0444, func(context.Context) string { return statusText(n) })))
+	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return peersText(n) })))
 	records := synth.NewDir("records", 0555)
-	records.SetGen(synth.GenNames(n.recordKeys, n.recordFile))
+	records.SetGen(synth.GenNames(func(context.Context) []string { return n.RecordKeys() }, func(k string) synth.Node { return recordFile(n, k) }))
 	must(root.Add(records))
-	must(root.Add(synth.Query("ctl", 0660, n.ctlAnswer())))
+	must(root.Add(synth.Query("ctl", 0660, ctlAnswer(n))))
 	return synth.NewServer(root, synth.WithOwner(owner))
 }
 
 // statusText is the content of status.
-func (n *Node) statusText() string {
+func statusText(n *dhtlib.Node) string {
 	st := n.Stats()
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s %v\n", k, v) }
-	kv("key", nodekey.Encode(n.pub))
+	kv("key", nodekey.Encode(n.PublicKey()))
 	kv("id", fmt.Sprintf("%x", n.ID()))
 	kv("listen", "udp!"+n.Addr().Addr().String()+"!"+strconv.Itoa(int(n.Addr().Port())))
 	kv("nodes", st.Nodes)
 	kv("good", st.GoodNodes)
-	kv("quiet", n.quiet.len(n.now()))
+	kv("quiet", st.Quiet)
 	kv("published", st.Published)
 	kv("fetched", st.Fetched)
 	kv("forged", st.Forged)
@@ -59,16 +68,37 @@ func (n *Node) statusText() string {
 	kv("malformed", st.Malformed)
 	kv("announced", st.Announced)
 	kv("found", st.Found)
-	if o := n.own(); o != nil {
-		kv("seq", o.seq)
-		kv("stored", o.stored)
+	if seq, stored, ok := n.Own(); ok {
+		kv("seq", seq)
+		kv("stored", stored)
 	}
-	b.WriteString(n.mem.advertText())
+	b.WriteString(advertText(n.AdvertStatus()))
+	return b.String()
+}
+
+// advertText is the advert's lines of status: "advert published seq N
+// stored S", "advert error ...", "advert retry 4s", "advert paths P..."
+// and "advert port N".
+func advertText(s dhtlib.AdvertStatus) string {
+	var b strings.Builder
+	if s.Seq != 0 {
+		fmt.Fprintf(&b, "advert published seq %d stored %d\n", s.Seq, s.Stored)
+	}
+	if s.Err != "" {
+		fmt.Fprintf(&b, "advert error %s\n", s.Err)
+	}
+	if s.Retry > 0 {
+		fmt.Fprintf(&b, "advert retry %v\n", s.Retry)
+	}
+	if len(s.Paths) > 0 {
+		fmt.Fprintf(&b, "advert paths %s\n", strings.ReplaceAll(plan9.Join(s.Paths), "\n", " "))
+		fmt.Fprintf(&b, "advert port %d\n", s.Port)
+	}
 	return b.String()
 }
 
 // peersText is the content of peers: "ID udp!HOST!PORT" lines.
-func (n *Node) peersText() string {
+func peersText(n *dhtlib.Node) string {
 	var b strings.Builder
 	for _, p := range n.Peers() {
 		fmt.Fprintf(&b, "%x udp!%s!%d\n", p.ID, p.Addr.Addr(), p.Addr.Port())
@@ -77,11 +107,11 @@ func (n *Node) peersText() string {
 }
 
 // recordText is a record as records/KEY and lookup show it.
-func recordText(r Record, now time.Time) string {
+func recordText(r dhtlib.Record, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "key %s\n", nodekey.Encode(r.Key))
 	fmt.Fprintf(&b, "seq %d\n", r.Seq)
-	fmt.Fprintf(&b, "age %s\n", ageOf(r.Seq, now).Truncate(time.Second))
+	fmt.Fprintf(&b, "age %s\n", r.AgeAt(now).Truncate(time.Second))
 	if r.From > 0 {
 		fmt.Fprintf(&b, "from %d\n", r.From)
 	}
@@ -92,40 +122,24 @@ func recordText(r Record, now time.Time) string {
 	return b.String()
 }
 
-// recordKeys lists the keys of the records kept, sorted.
-func (n *Node) recordKeys(context.Context) []string {
-	m := n.mem
-	m.mu.Lock()
-	keys := make([]string, 0, len(m.records))
-	for k := range m.records {
-		keys = append(keys, k)
-	}
-	m.mu.Unlock()
-	slices.Sort(keys)
-	return keys
-}
-
 // recordFile is the file records/KEY.
-func (n *Node) recordFile(k string) synth.Node {
-	m := n.mem
+func recordFile(n *dhtlib.Node, k string) synth.Node {
 	return synth.Snapshot(k, 0444, func(context.Context) ([]byte, error) {
-		m.mu.Lock()
-		r, ok := m.records[k]
-		m.mu.Unlock()
+		r, ok := n.Record(k)
 		if !ok {
 			return nil, plan9.ErrNotFound
 		}
-		return []byte(recordText(r, n.now())), nil
+		return []byte(recordText(r, n.Now())), nil
 	})
 }
 
 // ctlCmds are the ctl file's commands.
-func (n *Node) ctlCmds() []synth.Cmd {
+func ctlCmds(n *dhtlib.Node) []synth.Cmd {
 	return []synth.Cmd{
-		{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY", Answer: n.answer("lookup")},
-		{Name: "find", Min: 1, Max: 1, Usage: "find PATH", Answer: n.answer("find")},
-		{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]", Answer: n.answer("announce")},
-		{Name: "republish", Usage: "republish", Answer: n.answer("republish")},
+		{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY", Answer: answer(n, "lookup")},
+		{Name: "find", Min: 1, Max: 1, Usage: "find PATH", Answer: answer(n, "find")},
+		{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]", Answer: answer(n, "announce")},
+		{Name: "republish", Usage: "republish", Answer: answer(n, "republish")},
 	}
 }
 
@@ -134,8 +148,8 @@ const ctlHelp = "lookup KEY\nfind PATH\nannounce PATH [PORT]\nrepublish\n"
 
 // ctlAnswer answers the commands written to ctl, each write within
 // cmdTimeout.
-func (n *Node) ctlAnswer() func(ctx context.Context, req []byte) ([]byte, error) {
-	answer := synth.CtlAnswer(n.ctlCmds(), ctlHelp)
+func ctlAnswer(n *dhtlib.Node) func(ctx context.Context, req []byte) ([]byte, error) {
+	answer := synth.CtlAnswer(ctlCmds(n), ctlHelp)
 	return func(ctx context.Context, req []byte) ([]byte, error) {
 		ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 		defer cancel()
@@ -146,9 +160,9 @@ func (n *Node) ctlAnswer() func(ctx context.Context, req []byte) ([]byte, error)
 // answer is the Answer of the command verb: run's, its error named by
 // the verb alone ("lookup: KEY: no record found", not "dht: lookup KEY:
 // ...").
-func (n *Node) answer(verb string) func(ctx context.Context, args []string) ([]byte, error) {
+func answer(n *dhtlib.Node, verb string) func(ctx context.Context, args []string) ([]byte, error) {
 	return func(ctx context.Context, args []string) ([]byte, error) {
-		ans, err := n.run(ctx, verb, args)
+		ans, err := run(ctx, n, verb, args)
 		if err != nil {
 			return nil, &cmdError{verb: verb, err: err}
 		}
@@ -176,7 +190,7 @@ func (e *cmdError) Error() string {
 func (e *cmdError) Unwrap() error { return e.err }
 
 // run carries out one ctl command and returns its answer.
-func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, error) {
+func run(ctx context.Context, n *dhtlib.Node, verb string, args []string) ([]byte, error) {
 	switch verb {
 	case "lookup":
 		pub, err := nodekey.Decode(args[0])
@@ -187,7 +201,7 @@ func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		return []byte(recordText(r, n.now())), nil
+		return []byte(recordText(r, n.Now())), nil
 	case "find":
 		peers, err := n.Find(ctx, args[0])
 		if err != nil {

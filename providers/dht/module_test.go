@@ -1,7 +1,6 @@
 package dht
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/nodekey"
 )
 
@@ -102,7 +102,7 @@ func TestConfig(t *testing.T) {
 func TestModule(t *testing.T) {
 	nodes := newSwarm(t, 3)
 	key := newKey(t)
-	m := NewModule(key, "glenda", "test", Options{wrapConn: watched(t)})
+	m := NewModule(key, "glenda", "test", Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The same port for both instances: a new one would leave the old
@@ -120,8 +120,8 @@ func TestModule(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := inst.(*instance)
-		if in.n.boot[0] != nodes[0].Addr().String() || len(in.n.boot) != 1 {
-			t.Errorf("bootstrap list %v", in.n.boot)
+		if m.Node() != in.n {
+			t.Error("Node is not the running instance's")
 		}
 		if !in.n.Addr().Addr().IsLoopback() {
 			t.Errorf("listening on %v", in.n.Addr())
@@ -153,5 +153,9 @@ func TestModule(t *testing.T) {
 		if err := inst.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if m.Node() != nil {
+			t.Error("Node after Stop")
+		}
+		m.Readvertise() // stopped: nothing to tell, and no block
 	}
 }

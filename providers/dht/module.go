@@ -1,24 +1,30 @@
 package dht
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
+	dhtlib "cheshire/dht"
+	"cheshire/module"
 	"cheshire/styx"
 	"cheshire/synth"
 )
+
+// Advert is what the module advertises (see Module.Advertise).
+type Advert = dhtlib.Advert
+
+// Options are the defaults of the module's nodes.
+type Options = dhtlib.Options
 
 // Module is the dht module: a Node's files at /dht and its UDP socket,
 // opened by Start and closed by Stop. The key comes from the
 // constructor; the records fetched, the highest seq seen for each key,
 // the node's own record and its announced paths belong to the Module and
-// so outlive its instances. Each instance also advertises the node (see
-// Advertise).
+// so outlive its instances (a dhtlib.Memory). Each instance also
+// advertises the node (see Advertise).
 //
 // Configuration (each line overrides the defaults given to NewModule):
 //
@@ -30,11 +36,11 @@ type Module struct {
 	owner    string
 	version  string
 	defaults Options
-	mem      *memory
+	mem      *dhtlib.Memory
+	adv      dhtlib.Advertiser
 
-	mu     sync.Mutex
-	advert func() Advert // guarded by mu: nil until Advertise
-	cur    *instance     // guarded by mu: the running instance, nil if stopped
+	mu  sync.Mutex
+	cur *instance // guarded by mu: the running instance, nil if stopped
 }
 
 var _ module.Module = (*Module)(nil)
@@ -46,8 +52,8 @@ var _ module.Module = (*Module)(nil)
 // defaults.Listen, defaults.Bootstrap or defaults.PublicRouters.
 func NewModule(key ed25519.PrivateKey, owner, version string, defaults Options) *Module {
 	defaults.Bootstrap = slices.Clone(defaults.Bootstrap)
-	defaults.Key, defaults.Log = nil, nil
-	return &Module{key: key, owner: owner, version: version, defaults: defaults, mem: newMemory()}
+	defaults.Key, defaults.Log, defaults.Memory = nil, nil, nil
+	return &Module{key: key, owner: owner, version: version, defaults: defaults, mem: dhtlib.NewMemory()}
 }
 
 // Manifest describes the module.
@@ -70,7 +76,7 @@ func parseConfig(cfg module.Config, base Options) (Options, error) {
 			if listens++; listens > 1 {
 				return Options{}, e.Errorf("more than one listen line")
 			}
-			if _, err := parseListen(e.Args[0]); err != nil {
+			if _, err := dhtlib.ParseListen(e.Args[0]); err != nil {
 				return Options{}, e.Errorf("%v", err)
 			}
 			o.Listen = e.Args[0]
@@ -79,7 +85,7 @@ func parseConfig(cfg module.Config, base Options) (Options, error) {
 				return Options{}, e.Errorf("want bootstrap HOST:PORT...")
 			}
 			for _, a := range e.Args {
-				if err := checkHostPort(a); err != nil {
+				if err := dhtlib.CheckHostPort(a); err != nil {
 					return Options{}, e.Errorf("%v", err)
 				}
 			}
@@ -98,13 +104,13 @@ func parseConfig(cfg module.Config, base Options) (Options, error) {
 	}
 	// The defaults, when no line replaced them.
 	if listens == 0 {
-		if _, err := parseListen(o.Listen); err != nil {
+		if _, err := dhtlib.ParseListen(o.Listen); err != nil {
 			return Options{}, fmt.Errorf("%w (the default: no listen line)", err)
 		}
 	}
 	if boots == 0 {
 		for _, b := range o.Bootstrap {
-			if err := checkHostPort(b); err != nil {
+			if err := dhtlib.CheckHostPort(b); err != nil {
 				return Options{}, fmt.Errorf("dht: bootstrap: %w (the default: no bootstrap line)", err)
 			}
 		}
@@ -125,30 +131,27 @@ func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, er
 	if err != nil {
 		return nil, err
 	}
-	o.Key, o.Log = m.key, env.Log
-	n, err := newNode(o, m.mem)
+	o.Key, o.Log, o.Memory = m.key, env.Log, m.mem
+	n, err := dhtlib.New(o)
 	if err != nil {
 		return nil, err
 	}
-	i := &instance{m: m, n: n, srv: n.Files(m.owner), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		minBackoff: advertMinBackoff, maxBackoff: advertMaxBackoff, ok: make(map[string]int)}
-	if o.advertBackoff > 0 {
-		i.minBackoff = o.advertBackoff
-	}
-	if o.advertMaxBackoff > 0 {
-		i.maxBackoff = o.advertMaxBackoff
-	}
-	i.ctx, i.cancel = context.WithCancel(context.Background())
+	i := &instance{m: m, n: n, srv: Files(n, m.owner), done: make(chan struct{})}
+	actx, cancel := context.WithCancel(context.Background())
+	i.cancel = cancel
 	m.mu.Lock()
 	m.cur = i
 	m.mu.Unlock()
-	go i.advertise()
+	go func() {
+		defer close(i.done)
+		m.adv.Run(actx, n)
+	}()
 	return i, nil
 }
 
 // Node returns the running instance's Node, or nil while the module is
 // stopped.
-func (m *Module) Node() *Node {
+func (m *Module) Node() *dhtlib.Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur == nil {
@@ -160,26 +163,26 @@ func (m *Module) Node() *Node {
 // instance is a running dht module.
 type instance struct {
 	m   *Module
-	n   *Node
+	n   *dhtlib.Node
 	srv *synth.Server
 
-	ctx    context.Context // of the advertising loop; cancelled by Stop
-	cancel context.CancelFunc
-	wake   chan struct{} // Readvertise: advertise again at once
-	done   chan struct{} // closed when the advertising loop returns
-
-	// the advertising loop's retries: the first after minBackoff, then
-	// twice as long each time, up to maxBackoff
-	minBackoff, maxBackoff time.Duration
-	// ok are the paths announced (to some node) by this instance, with
-	// their port; the advertising loop's own
-	ok map[string]int
+	cancel context.CancelFunc // ends the advertising loop
+	done   chan struct{}      // closed when the advertising loop returns
 }
 
 // Attach serves the node's files.
 func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	return i.srv.Attach(ctx, uname, aname, auth)
 }
+
+// Advertise sets where the module gets its advert; each running instance
+// publishes it after it starts and again after Readvertise (see
+// dhtlib.Advertiser.Set). Call before or after Start.
+func (m *Module) Advertise(f func() Advert) { m.adv.Set(f) }
+
+// Readvertise tells the running instance (if any) that the advert
+// changed: it publishes again at once. Never blocks.
+func (m *Module) Readvertise() { m.adv.Wake() }
 
 // Stop ends the advertising loop and closes the node and its socket.
 func (i *instance) Stop(ctx context.Context) error {
