@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
-
-	"cheshire/plan9"
 )
 
 // Advert is what a node advertises: Value is published under its key
@@ -35,9 +34,9 @@ const (
 	advertBootTimeout = 30 * time.Second
 )
 
-// advertState is what the advertising loop did last, for status. It
-// belongs to the module's memory, so a new instance shows the last one's
-// until its first round.
+// advertState is what the advertising loop did last, for AdvertStatus.
+// It belongs to the Memory, so a new node shows the last one's until its
+// first round.
 type advertState struct {
 	paths  []string      // the advert's paths, each once
 	port   int           // and their port
@@ -47,81 +46,100 @@ type advertState struct {
 	retry  time.Duration // the wait before the next retry, 0 if none
 }
 
-// Advertise sets where the module gets its advert; each running instance
-// publishes it after it starts and again after Readvertise. Call before
-// or after Start: a running instance publishes the new advert at once.
-// f is called from the instance's goroutine, once each round: it must not
-// block for long. With f nil, the module advertises nothing more: the
-// paths it announced are no longer reannounced, and the last record
-// published stays (and is republished hourly) until another Publish.
-func (m *Module) Advertise(f func() Advert) {
-	m.mu.Lock()
-	m.advert = f
-	m.mu.Unlock()
-	m.Readvertise()
+// An Advertiser advertises a node: Run publishes the advert its
+// function gives and announces its paths, and again when told. It may
+// run the nodes of one Memory one after another (a module's instances),
+// one at a time. The zero value has no advert function.
+type Advertiser struct {
+	mu     sync.Mutex
+	advert func() Advert // guarded by mu: nil until Set
+	wake   chan struct{} // guarded by mu: the running loop's, nil if none
 }
 
-// Readvertise tells the running instance (if any) that the advert changed:
-// it publishes again at once. Never blocks.
-func (m *Module) Readvertise() {
-	m.mu.Lock()
-	i := m.cur
-	m.mu.Unlock()
-	if i != nil {
+// Set sets where the advert comes from; a running loop publishes the new
+// advert at once. f is called from the loop's goroutine, once each round:
+// it must not block for long. With f nil, nothing more is advertised: the
+// paths announced for the advert are no longer reannounced, and the last
+// record published stays (and is republished hourly) until another
+// Publish.
+func (a *Advertiser) Set(f func() Advert) {
+	a.mu.Lock()
+	a.advert = f
+	a.mu.Unlock()
+	a.Wake()
+}
+
+// Wake tells the running loop (if any) that the advert changed: it
+// publishes again at once. Never blocks.
+func (a *Advertiser) Wake() {
+	a.mu.Lock()
+	wake := a.wake
+	a.mu.Unlock()
+	if wake != nil {
 		select {
-		case i.wake <- struct{}{}:
+		case wake <- struct{}{}:
 		default: // a round is already due
 		}
 	}
 }
 
-// advertFunc returns the module's advert func, nil if none.
-func (m *Module) advertFunc() func() Advert {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.advert
+// advertFunc returns the advert func, nil if none.
+func (a *Advertiser) advertFunc() func() Advert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.advert
 }
 
-// advertise is the advertising loop of an instance: it bootstraps the
-// node, then advertises after the start, after each Readvertise and, with
-// a growing wait, after a round that fewer than K nodes stored, until
-// Stop. Once K nodes stored the record, the node's hourly republish and
-// reannounce keep it.
-func (i *instance) advertise() {
-	defer close(i.done)
-	n := i.n
-	bctx, cancel := context.WithTimeout(i.ctx, advertBootTimeout)
-	if err := n.Bootstrap(bctx); err != nil && i.ctx.Err() == nil {
+// Run is the advertising loop of n, until ctx ends: it bootstraps the
+// node (30 s at most), then advertises, again after each Wake and, with
+// a growing wait, after a round that fewer than K nodes stored. Once K
+// nodes stored the record, the node's hourly republish and reannounce
+// keep it. What it did last is n's AdvertStatus.
+func (a *Advertiser) Run(ctx context.Context, n *Node) {
+	wake := make(chan struct{}, 1)
+	a.mu.Lock()
+	a.wake = wake
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.wake == wake {
+			a.wake = nil
+		}
+		a.mu.Unlock()
+	}()
+	bctx, cancel := context.WithTimeout(ctx, advertBootTimeout)
+	if err := n.Bootstrap(bctx); err != nil && ctx.Err() == nil {
 		n.log.Info("dht: advert: bootstrap", "err", err)
 	}
 	cancel()
 	select {
-	case <-i.wake: // the first round takes the advert as it is now
+	case <-wake: // the first round takes the advert as it is now
 	default:
 	}
-	full := true // a round after the start or Readvertise: everything again
+	r := &advertRun{a: a, n: n, ctx: ctx, ok: make(map[string]int)}
+	full := true // a round after the start or Wake: everything again
 	var backoff time.Duration
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	defer i.m.mem.setAdvert(func(s *advertState) { s.retry = 0 })
+	defer n.mem.setAdvert(func(s *advertState) { s.retry = 0 })
 	for {
-		retry := i.advertRound(full)
-		if i.ctx.Err() != nil {
+		retry := r.round(full)
+		if ctx.Err() != nil {
 			return
 		}
 		if retry {
-			backoff = min(max(2*backoff, i.minBackoff), i.maxBackoff)
+			backoff = min(max(2*backoff, n.advertMin), n.advertMax)
 			timer.Reset(backoff)
 		} else {
 			backoff = 0
 			timer.Stop()
 		}
-		i.m.mem.setAdvert(func(s *advertState) { s.retry = backoff })
+		n.mem.setAdvert(func(s *advertState) { s.retry = backoff })
 		select {
-		case <-i.ctx.Done():
+		case <-ctx.Done():
 			return
-		case <-i.wake:
+		case <-wake:
 			full = true
 		case <-timer.C:
 			full = false
@@ -129,14 +147,24 @@ func (i *instance) advertise() {
 	}
 }
 
-// advertRound advertises once: it publishes the value (a retry, !full,
+// advertRun is one Run of an Advertiser.
+type advertRun struct {
+	a   *Advertiser
+	n   *Node
+	ctx context.Context
+	// ok are the paths announced (to some node) by this run, with their
+	// port
+	ok map[string]int
+}
+
+// round advertises once: it publishes the value (a retry, !full,
 // skips a value stored by K nodes already, and one put before with the
 // same value is republished with its seq) and announces the paths (a
 // retry, those announced already). It reports whether to retry: fewer
 // than K nodes stored the value, or an announce reached no node.
-func (i *instance) advertRound(full bool) (retry bool) {
-	n, mem := i.n, i.m.mem
-	f := i.m.advertFunc()
+func (i *advertRun) round(full bool) (retry bool) {
+	n, mem := i.n, i.n.mem
+	f := i.a.advertFunc()
 	var a Advert
 	if f != nil {
 		a = f()
@@ -223,8 +251,8 @@ func (i *instance) advertRound(full bool) (retry bool) {
 
 // dropPaths stops reannouncing the paths of the last advert that are not
 // in paths.
-func (i *instance) dropPaths(paths []string) {
-	mem := i.m.mem
+func (i *advertRun) dropPaths(paths []string) {
+	mem := i.n.mem
 	mem.mu.Lock()
 	defer mem.mu.Unlock()
 	for _, p := range mem.advert.paths {
@@ -250,32 +278,29 @@ func uniq(paths []string) []string {
 }
 
 // setAdvert changes the advert state under the lock.
-func (m *memory) setAdvert(f func(s *advertState)) {
+func (m *Memory) setAdvert(f func(s *advertState)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f(&m.advert)
 }
 
-// advertText is the advert's lines of status: "advert published seq N
-// stored S", "advert error ...", "advert retry 4s", "advert paths P..."
-// and "advert port N".
-func (m *memory) advertText() string {
+// AdvertStatus is what an Advertiser's loop did last (see
+// Node.AdvertStatus).
+type AdvertStatus struct {
+	Seq    int64         // of the advert's last put that a node stored; 0 if none
+	Stored int           // nodes that stored it
+	Err    string        // the last round's failures, "; " between them; "" if none
+	Retry  time.Duration // the wait before the next try, 0 if none
+	Paths  []string      // the advert's paths, each once
+	Port   int           // their port (0: the node's UDP port)
+}
+
+// AdvertStatus returns what the advertising of the node's Memory did
+// last: a new node shows its predecessor's until its first round.
+func (n *Node) AdvertStatus() AdvertStatus {
+	m := n.mem
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	s := m.advert
-	m.mu.Unlock()
-	var b strings.Builder
-	if s.seq != 0 {
-		fmt.Fprintf(&b, "advert published seq %d stored %d\n", s.seq, s.stored)
-	}
-	if s.err != "" {
-		fmt.Fprintf(&b, "advert error %s\n", s.err)
-	}
-	if s.retry > 0 {
-		fmt.Fprintf(&b, "advert retry %v\n", s.retry)
-	}
-	if len(s.paths) > 0 {
-		fmt.Fprintf(&b, "advert paths %s\n", strings.ReplaceAll(plan9.Join(s.paths), "\n", " "))
-		fmt.Fprintf(&b, "advert port %d\n", s.port)
-	}
-	return b.String()
+	return AdvertStatus{Seq: s.seq, Stored: s.stored, Err: s.err, Retry: s.retry, Paths: slices.Clone(s.paths), Port: s.port}
 }

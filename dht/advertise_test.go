@@ -2,7 +2,6 @@ package dht
 
 import (
 	"bytes"
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"cheshire/plan9"
 )
 
 // advertHolder holds the advert a test changes.
@@ -53,32 +54,84 @@ func freePort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// startModule starts an instance of m with the config text, stopped at
-// the end of the test.
-func startModule(t *testing.T, m *Module, text string) *instance {
+// advertiser is what the dht module does with an Advertiser: nodes of
+// one Memory, run one at a time, each advertised.
+type advertiser struct {
+	adv  Advertiser
+	mem  *Memory
+	key  ed25519.PrivateKey
+	opts Options
+}
+
+// running is a node of an advertiser, with its advertising loop.
+type running struct {
+	n      *Node
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed bool
+}
+
+// startNode starts a node of m listening on listen (m's default if
+// empty), advertised until stopNode or the end of the test.
+func startNode(t *testing.T, m *advertiser, listen string) *running {
 	t.Helper()
-	inst, err := m.Start(t.Context(), module.Env{Name: "dht", Config: config(t, text), Log: testLog()})
+	o := m.opts
+	o.Key, o.Log, o.Memory = m.key, testLog(), m.mem
+	if listen != "" {
+		o.Listen = listen
+	}
+	n, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := inst.(*instance)
-	t.Cleanup(func() { stopModule(t, in) })
-	return in
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{n: n, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		m.adv.Run(ctx, n)
+	}()
+	t.Cleanup(func() { stopNode(t, r) })
+	return r
 }
 
-// stopModule stops in and checks that its advertising loop ended.
-func stopModule(t *testing.T, in *instance) {
+// stopNode ends r's advertising loop and closes its node.
+func stopNode(t *testing.T, r *running) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := in.Stop(ctx); err != nil {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.cancel()
+	if err := r.n.Close(); err != nil {
 		t.Error(err)
 	}
 	select {
-	case <-in.done:
-	default:
-		t.Error("advertising loop still running after Stop")
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Error("advertising loop still running after Close")
 	}
+}
+
+// statusText is what the tests read of a node's state: its counts and,
+// as the dht provider's status file shows them, its advert lines.
+func statusText(nd *Node) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%+v\n", nd.Stats())
+	s := nd.AdvertStatus()
+	if s.Seq != 0 {
+		fmt.Fprintf(&b, "advert published seq %d stored %d\n", s.Seq, s.Stored)
+	}
+	if s.Err != "" {
+		fmt.Fprintf(&b, "advert error %s\n", s.Err)
+	}
+	if s.Retry > 0 {
+		fmt.Fprintf(&b, "advert retry %v\n", s.Retry)
+	}
+	if len(s.Paths) > 0 {
+		fmt.Fprintf(&b, "advert paths %s\n", plan9.Join(s.Paths))
+		fmt.Fprintf(&b, "advert port %d\n", s.Port)
+	}
+	return b.String()
 }
 
 // eventually calls check until it returns nil, failing the test with its
@@ -143,7 +196,7 @@ func waitStatus(t *testing.T, nd *Node, want []string, not []string) string {
 	t.Helper()
 	var st string
 	eventually(t, 10*time.Second, func() error {
-		st = nd.statusText()
+		st = statusText(nd)
 		for _, w := range want {
 			if !regexp.MustCompile("(?m)" + w).MatchString(st) {
 				return fmt.Errorf("status lacks %q:\n%s", w, st)
@@ -167,18 +220,12 @@ func TestAdvert(t *testing.T) {
 	h := &advertHolder{a: Advert{Value: []byte("v1"), Paths: []string{"/n/adv/a", "/n/adv/b"}, Port: 5650}}
 	opts := advertOptions(t)
 	opts.Bootstrap = []string{nodes[0].Addr().String()} // the default; the config has no bootstrap line
-	m := NewModule(key, "glenda", "test", opts)
-	m.Advertise(h.get) // before Start
-	if m.Node() != nil {
-		t.Error("Node of a stopped module")
-	}
-	// The same port for every instance (see TestModule).
-	cfg := fmt.Sprintf("listen udp!127.0.0.1!%d\n", freePort(t))
-	in := startModule(t, m, cfg)
-	top := t // instances started in subtests live on after them
-	if m.Node() != in.n {
-		t.Fatal("Node is not the running instance's")
-	}
+	m := &advertiser{key: key, opts: opts, mem: NewMemory()}
+	m.adv.Set(h.get) // before Run
+	// The same port for every node (see the dht provider's TestModule).
+	cfg := fmt.Sprintf("udp!127.0.0.1!%d", freePort(t))
+	in := startNode(t, m, cfg)
+	top := t // nodes started in subtests live on after them
 	at := func(port int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 	}
@@ -195,11 +242,6 @@ func TestAdvert(t *testing.T) {
 			`^advert port 5650$`,
 		}, []string{`^advert retry `, `^advert error `})
 		t.Logf("status:\n%s", st)
-		// The status file shows it too.
-		ctx, root := client(t, in)
-		if f := readFile(t, ctx, root, "status"); !strings.Contains(f, "advert paths /n/adv/a /n/adv/b\n") {
-			t.Errorf("status file:\n%s", f)
-		}
 	})
 
 	t.Run("readvertise", func(t *testing.T) {
@@ -212,7 +254,7 @@ func TestAdvert(t *testing.T) {
 		go func() { // from another goroutine, many times: never blocks
 			defer close(done)
 			for range 100 {
-				m.Readvertise()
+				m.adv.Wake()
 			}
 		}()
 		select {
@@ -240,12 +282,9 @@ func TestAdvert(t *testing.T) {
 
 	t.Run("restart", func(t *testing.T) {
 		before := m.mem.stats().Published
-		stopModule(t, in)
-		if m.Node() != nil {
-			t.Error("Node after Stop")
-		}
-		m.Readvertise() // stopped: nothing to tell, and no block
-		in = startModule(top, m, cfg)
+		stopNode(t, in)
+		m.adv.Wake() // stopped: nothing to tell, and no block
+		in = startNode(top, m, cfg)
 		eventually(t, 10*time.Second, func() error {
 			if got := m.mem.stats().Published; got <= before {
 				return fmt.Errorf("published %d times, %d before the restart", got, before)
@@ -262,7 +301,7 @@ func TestAdvert(t *testing.T) {
 
 	t.Run("oversize", func(t *testing.T) {
 		h.set(Advert{Value: bytes.Repeat([]byte("x"), 1200), Paths: []string{"/n/adv/a"}, Port: 5650})
-		m.Readvertise()
+		m.adv.Wake()
 		st := waitStatus(t, in.n, []string{
 			`^advert error dht: publish: value too big: 1200 bytes, at most 996$`,
 			`^advert published seq \d+ `, // the last one stored
@@ -293,17 +332,17 @@ func TestAdvert(t *testing.T) {
 		}
 		// A fitting value again clears the error.
 		h.set(Advert{Value: []byte("v3"), Paths: []string{"/n/adv/a"}, Port: 5650})
-		m.Readvertise()
+		m.adv.Wake()
 		waitRecord(t, b, pub, "v3")
 		waitStatus(t, in.n, nil, []string{`^advert error `})
 	})
 
 	t.Run("bad advert", func(t *testing.T) {
 		h.set(Advert{Value: []byte("v3"), Paths: []string{"/n/adv/a"}, Port: 70000})
-		m.Readvertise()
+		m.adv.Wake()
 		waitStatus(t, in.n, []string{`^advert error dht: advert: bad port 70000$`, `^advert paths /n/adv/a$`}, []string{`^advert retry `})
 		h.set(Advert{Value: []byte("v3"), Paths: []string{"", "/n/adv/a"}, Port: 5650})
-		m.Readvertise()
+		m.adv.Wake()
 		waitStatus(t, in.n, []string{`^advert error dht: advert "": empty path$`, `^advert paths '' /n/adv/a$`}, []string{`^advert retry `})
 		if _, ok := in.n.Announced()["/n/adv/a"]; !ok {
 			t.Errorf("/n/adv/a no longer announced: %v", in.n.Announced())
@@ -311,7 +350,7 @@ func TestAdvert(t *testing.T) {
 	})
 
 	t.Run("no advert", func(t *testing.T) {
-		m.Advertise(nil)
+		m.adv.Set(nil)
 		eventually(t, 10*time.Second, func() error {
 			if ann := in.n.Announced(); len(ann) != 1 {
 				return fmt.Errorf("announced %v, want only /n/by/hand", ann)
@@ -329,9 +368,9 @@ func TestAdvertAlone(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	opts := advertOptions(t)
 	opts.Listen = "127.0.0.1:0" // the default; the config is empty
-	m := NewModule(key, "glenda", "test", opts)
-	in := startModule(t, m, "")
-	m.Advertise(func() Advert { return Advert{Value: []byte("early"), Paths: []string{"/n/early"}} }) // after Start
+	m := &advertiser{key: key, opts: opts, mem: NewMemory()}
+	in := startNode(t, m, "")
+	m.adv.Set(func() Advert { return Advert{Value: []byte("early"), Paths: []string{"/n/early"}} }) // after Start
 	st := waitStatus(t, in.n, []string{`^advert error dht: publish: no nodes to ask`, `^advert retry \S+$`}, nil)
 	t.Logf("alone:\n%s", st)
 	if o := in.n.own(); o != nil {
@@ -351,8 +390,8 @@ func TestAdvertAlone(t *testing.T) {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("advertiser at the end:\n%s", in.n.statusText())
-			t.Logf("asker at the end:\n%s\n%s", nodes[5].statusText(), nodes[5].peersText())
+			t.Logf("advertiser at the end:\n%s", statusText(in.n))
+			t.Logf("asker at the end:\n%s\n%v", statusText(nodes[5]), nodes[5].Peers())
 		}
 	})
 	waitRecord(t, nodes[5], pub, "early")

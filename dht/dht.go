@@ -102,13 +102,16 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock of sequence numbers and ages (time.Now if nil).
 	Now func() time.Time
+	// Memory keeps what the node learns, for the nodes that follow it
+	// (a new one if nil).
+	Memory *Memory
 
 	// periods of the maintenance loop (RepublishInterval and
 	// ReannounceInterval if zero); tests shorten them.
 	republishEvery, reannounceEvery time.Duration
 	// wrapConn, if set, wraps the socket; tests watch what is sent.
 	wrapConn func(net.PacketConn) net.PacketConn
-	// the first and longest waits of a module's advertising retries
+	// the first and longest waits of the advertising retries
 	// (advertMinBackoff and advertMaxBackoff if zero); tests shorten them.
 	advertBackoff, advertMaxBackoff time.Duration
 	// quietFirst and quietMax replace QuietFirst and QuietTTL if not
@@ -128,7 +131,7 @@ type Node struct {
 	items *itemStore
 	peers *peerStore
 	quiet *quietNodes
-	mem   *memory
+	mem   *Memory
 	boot  []string // HOST:PORT, public routers included
 
 	ctx    context.Context // cancelled by Close
@@ -139,23 +142,25 @@ type Node struct {
 
 	republishEvery  time.Duration
 	reannounceEvery time.Duration
+	// the advertising loop's retries: the first after advertMin, then
+	// twice as long each time, up to advertMax
+	advertMin, advertMax time.Duration
 }
 
 // New opens the UDP socket of opts.Listen and starts a DHT server on it.
 // The server fills its routing table from opts.Bootstrap in the
 // background; Bootstrap waits for that.
 func New(opts Options) (*Node, error) {
-	return newNode(opts, newMemory())
-}
-
-// newNode is New with the memory that outlives the node (a module's).
-func newNode(opts Options, mem *memory) (*Node, error) {
-	addr, err := parseListen(opts.Listen)
+	mem := opts.Memory
+	if mem == nil {
+		mem = NewMemory()
+	}
+	addr, err := ParseListen(opts.Listen)
 	if err != nil {
 		return nil, err
 	}
 	for _, b := range opts.Bootstrap {
-		if err := checkHostPort(b); err != nil {
+		if err := CheckHostPort(b); err != nil {
 			return nil, fmt.Errorf("dht: bootstrap: %w", err)
 		}
 	}
@@ -198,6 +203,8 @@ func newNode(opts Options, mem *memory) (*Node, error) {
 		mem:             mem,
 		boot:            slices.Clone(opts.Bootstrap),
 		republishEvery:  RepublishInterval,
+		advertMin:       advertMinBackoff,
+		advertMax:       advertMaxBackoff,
 		reannounceEvery: ReannounceInterval,
 	}
 	if opts.republishEvery > 0 {
@@ -205,6 +212,12 @@ func newNode(opts Options, mem *memory) (*Node, error) {
 	}
 	if opts.reannounceEvery > 0 {
 		n.reannounceEvery = opts.reannounceEvery
+	}
+	if opts.advertBackoff > 0 {
+		n.advertMin = opts.advertBackoff
+	}
+	if opts.advertMaxBackoff > 0 {
+		n.advertMax = opts.advertMaxBackoff
 	}
 	if opts.PublicRouters {
 		n.boot = append(n.boot, adht.DefaultGlobalBootstrapHostPorts...)
@@ -251,8 +264,8 @@ func nodeID(pub ed25519.PublicKey) krpc.ID {
 	return sha1.Sum(append([]byte("cheshire-dht-node-id-v1"), pub...))
 }
 
-// parseListen turns udp!HOST!PORT or HOST:PORT into HOST:PORT.
-func parseListen(s string) (string, error) {
+// ParseListen turns udp!HOST!PORT or HOST:PORT into HOST:PORT.
+func ParseListen(s string) (string, error) {
 	if s == "" {
 		return DefaultListen, nil
 	}
@@ -267,14 +280,14 @@ func parseListen(s string) (string, error) {
 		}
 		return addr, nil
 	}
-	if err := checkHostPort(s); err != nil {
+	if err := CheckHostPort(s); err != nil {
 		return "", fmt.Errorf("dht: listen: %w", err)
 	}
 	return s, nil
 }
 
-// checkHostPort checks that s is HOST:PORT with a numeric port.
-func checkHostPort(s string) error {
+// CheckHostPort checks that s is HOST:PORT with a numeric port.
+func CheckHostPort(s string) error {
 	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return fmt.Errorf("%q: %w", s, err)
@@ -419,6 +432,7 @@ type Stats struct {
 	Malformed int64 // replies refused as malformed (value not a string, too big)
 	Announced int64 // paths announced
 	Found     int64 // Find calls that found peers
+	Quiet     int   // nodes left out of lookups for now, having timed out
 }
 
 // Stats returns the node's counts.
@@ -426,8 +440,12 @@ func (n *Node) Stats() Stats {
 	ss := n.srv.Stats()
 	st := n.mem.stats()
 	st.Nodes, st.GoodNodes = ss.Nodes, ss.GoodNodes
+	st.Quiet = n.quiet.len(n.now())
 	return st
 }
+
+// Now returns the time on the node's clock (Options.Now).
+func (n *Node) Now() time.Time { return n.now() }
 
 // Close stops the server, closes the socket and waits (15 s at most) for
 // the node's goroutines. Operations in flight fail.

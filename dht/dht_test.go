@@ -230,7 +230,6 @@ func TestSwarm(t *testing.T) {
 	})
 	t.Run("forged", func(t *testing.T) { testForged(t, nodes, a, b) })
 	t.Run("stale", func(t *testing.T) { testStale(t, nodes, a, b) })
-	t.Run("files", func(t *testing.T) { testFiles(t, a, b) })
 	t.Run("republish", func(t *testing.T) {
 		ctx := opCtx(t)
 		before := a.own()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -218,7 +219,7 @@ func (n *Node) Lookup(ctx context.Context, pub ed25519.PublicKey) (Record, error
 }
 
 // see records seq as seen for key; m.mu is held.
-func (m *memory) see(key string, seq int64) {
+func (m *Memory) see(key string, seq int64) {
 	if cur, ok := m.seen[key]; ok {
 		if seq > cur {
 			m.seen[key] = seq
@@ -361,3 +362,40 @@ func (n *Node) maintain() {
 
 // opTimeout bounds each operation of the maintenance loop.
 const opTimeout = 2 * time.Minute
+
+// AgeAt is how long ago r's Seq says it was published, by now (0 if in
+// the future).
+func (r Record) AgeAt(now time.Time) time.Duration { return ageOf(r.Seq, now) }
+
+// Own reports the seq of the node's last published record and how many
+// nodes accepted its last put; ok is false if it published none.
+func (n *Node) Own() (seq int64, stored int, ok bool) {
+	o := n.own()
+	if o == nil {
+		return 0, 0, false
+	}
+	return o.seq, o.stored, true
+}
+
+// RecordKeys returns the keys (z-base-32) of the records the node keeps,
+// fetched or published, sorted.
+func (n *Node) RecordKeys() []string {
+	m := n.mem
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.records))
+	for k := range m.records {
+		keys = append(keys, k)
+	}
+	m.mu.Unlock()
+	slices.Sort(keys)
+	return keys
+}
+
+// Record returns the record kept for key (z-base-32), if any.
+func (n *Node) Record(key string) (Record, bool) {
+	m := n.mem
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.records[key]
+	return r, ok
+}

@@ -178,17 +178,18 @@ const maxRecords = 1024
 // maxAnnounced is how many paths a node keeps announcing.
 const maxAnnounced = 256
 
-// memory is what a node knows that outlives it when it is a module's:
-// the records fetched, the highest seq seen for each key, its own last
-// record and announced paths, and the counts.
-type memory struct {
+// A Memory is what a node knows that may outlive it (a module's nodes,
+// one after another, share one): the records fetched, the highest seq
+// seen for each key, its own last record and announced paths, the counts
+// and the state of its advertising.
+type Memory struct {
 	mu        sync.Mutex
 	records   map[string]Record // guarded by mu: by key (z-base-32)
 	seen      map[string]int64  // guarded by mu: highest valid seq seen by key
 	own       *ownRecord        // guarded by mu: last published, nil if none
 	announced map[string]int    // guarded by mu: path → port (0: implied)
 	counts    Stats             // guarded by mu: the counters only
-	advert    advertState       // guarded by mu: a module's advertising
+	advert    advertState       // guarded by mu: the advertising loop's
 }
 
 // ownRecord is the node's last published record.
@@ -200,25 +201,26 @@ type ownRecord struct {
 	when   time.Time // of the last put
 }
 
-func newMemory() *memory {
-	return &memory{records: make(map[string]Record), seen: make(map[string]int64), announced: make(map[string]int)}
+// NewMemory returns an empty Memory.
+func NewMemory() *Memory {
+	return &Memory{records: make(map[string]Record), seen: make(map[string]int64), announced: make(map[string]int)}
 }
 
-func (m *memory) stats() Stats {
+func (m *Memory) stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.counts
 }
 
 // count changes the counters under the lock.
-func (m *memory) count(f func(c *Stats)) {
+func (m *Memory) count(f func(c *Stats)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f(&m.counts)
 }
 
 // keep records r as the last record fetched for its key.
-func (m *memory) keep(key string, r Record) {
+func (m *Memory) keep(key string, r Record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.records[key]; !ok && len(m.records) >= maxRecords {

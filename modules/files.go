@@ -36,12 +36,12 @@ func (m *Manager) Files() *synth.Server {
 func (m *Manager) tree() *synth.Dir {
 	root := synth.NewDir("modules", 0555)
 	one := func(verb string, run func(ctx context.Context, name string) error) synth.Cmd {
-		return synth.Cmd{Name: verb, Args: 2, Usage: verb + " NAME", Run: func(ctx context.Context, args []string) error {
+		return synth.Cmd{Name: verb, Min: 1, Max: 1, Usage: verb + " NAME", Run: func(ctx context.Context, args []string) error {
 			return run(ctx, args[0])
 		}}
 	}
 	cmds := []synth.Cmd{
-		{Name: "load", Args: 3, Usage: "load NAME SOURCE", Run: func(ctx context.Context, args []string) error {
+		{Name: "load", Min: 2, Max: 2, Usage: "load NAME SOURCE", Run: func(ctx context.Context, args []string) error {
 			return m.Load(ctx, synth.User(ctx), args[0], args[1])
 		}},
 		one("unload", m.Unload),
@@ -134,7 +134,7 @@ func (m *Manager) moduleDir(d *managed) *synth.Dir {
 	}))
 	dir.Add(d.log.File("log", 0444))
 	verb := func(v string, run func(ctx context.Context, name string) error) synth.Cmd {
-		return synth.Cmd{Name: v, Args: 1, Usage: v, Run: func(ctx context.Context, args []string) error { return run(ctx, d.name) }}
+		return synth.Cmd{Name: v, Usage: v, Run: func(ctx context.Context, args []string) error { return run(ctx, d.name) }}
 	}
 	dir.Add(synth.Ctl("ctl", 0600, []synth.Cmd{
 		verb("start", m.Start), verb("stop", m.Stop), verb("restart", m.Restart), verb("reload", m.Reload),

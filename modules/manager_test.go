@@ -90,7 +90,7 @@ func (s *store) Start(ctx context.Context, env module.Env) (module.Instance, err
 	}
 	root := synth.NewDir("/", 0777)
 	root.Add(synth.Static("greeting", 0444, []byte(greeting)))
-	root.Add(synth.Ctl("put", 0666, []synth.Cmd{{Name: "put", Args: 3, Run: func(ctx context.Context, a []string) error {
+	root.Add(synth.Ctl("put", 0666, []synth.Cmd{{Name: "put", Min: 2, Max: 2, Run: func(ctx context.Context, a []string) error {
 		time.Sleep(500 * time.Microsecond) // a write takes a while, so reloads catch some in flight
 		inst.mu.Lock()
 		inst.kv[a[0]] = a[1]

@@ -78,18 +78,18 @@ func Files(ns *Namespace) styx.Attacher {
 		return nil
 	}
 	cmds := []synth.Cmd{
-		{Name: "bind", Usage: "bind [-abc] new old", Run: run("bind")},
-		{Name: "mount", Usage: "mount [-abc] server old [spec]", Run: run("mount")},
-		{Name: "unmount", Usage: "unmount [new] old", Run: run("unmount")},
-		{Name: "import", Usage: "import [-abc] KEY [REMOTEPATH] MOUNTPOINT", Run: run("import")},
-		{Name: "export", Usage: "export PATH [ro|rw] to KEY|*", Run: func(ctx context.Context, args []string) error {
+		{Name: "bind", Max: -1, Usage: "bind [-abc] new old", Run: run("bind")},
+		{Name: "mount", Max: -1, Usage: "mount [-abc] server old [spec]", Run: run("mount")},
+		{Name: "unmount", Max: -1, Usage: "unmount [new] old", Run: run("unmount")},
+		{Name: "import", Max: -1, Usage: "import [-abc] KEY [REMOTEPATH] MOUNTPOINT", Run: run("import")},
+		{Name: "export", Max: -1, Usage: "export PATH [ro|rw] to KEY|*", Run: func(ctx context.Context, args []string) error {
 			if err := exportCmd(ctx, ns, args); err != nil {
 				return err
 			}
 			ns.mgr.log.Info("exported", "user", ns.user, "args", strings.Join(args, " "))
 			return nil
 		}},
-		{Name: "unexport", Args: 2, Usage: "unexport PATH", Run: func(ctx context.Context, args []string) error {
+		{Name: "unexport", Min: 1, Max: 1, Usage: "unexport PATH", Run: func(ctx context.Context, args []string) error {
 			return unexportCmd(ns, args[0])
 		}},
 	}

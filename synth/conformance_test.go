@@ -22,7 +22,7 @@ func fullTree(t *testing.T) *synth.Server {
 	must(t, root.Add(synth.ReadWrite("zone", 0664,
 		func(context.Context) ([]byte, error) { return data, nil },
 		func(_ context.Context, b []byte) error { return nil })))
-	must(t, root.Add(synth.Ctl("ctl", 0660, []synth.Cmd{{Name: "reload", Args: 1}}, func(context.Context) string { return "loaded\n" })))
+	must(t, root.Add(synth.Ctl("ctl", 0660, []synth.Cmd{{Name: "reload"}}, func(context.Context) string { return "loaded\n" })))
 	ev := synth.NewEvents(4)
 	t.Cleanup(ev.Close)
 	must(t, root.Add(ev.File("log", styx.DMAPPEND|0444)))

@@ -16,16 +16,25 @@ type Cmd struct {
 	// Name is the verb: one word, or several ("zone add") that must all
 	// begin the line. The longest Name that matches wins.
 	Name string
-	// Args is the number of words of a line, the verb's included; 0
-	// means any number.
-	Args int
+	// Min and Max bound the number of words after the verb; Max -1
+	// means no bound. The zero values take no arguments.
+	Min, Max int
 	// Usage is shown when the count of words is wrong, e.g.
 	// "bind [-abc] new old".
 	Usage string
+	// Secret marks a command whose line carries a secret (a passphrase,
+	// a key): an error about the line quotes only the verb, never the
+	// words after it, and whoever logs a command should do the same.
+	Secret bool
 	// Run carries out the command with the words after the verb. Its
 	// error is returned to the writer as "verb: error". A nil Run
 	// accepts the command and does nothing.
 	Run func(ctx context.Context, args []string) error
+	// Answer, for a file that answers its commands (CtlAnswer), is Run
+	// with an answer: what the writer then reads on the same fid. If it
+	// is nil there, Run is called and the answer is empty. Ctl does not
+	// call it.
+	Answer func(ctx context.Context, args []string) ([]byte, error)
 }
 
 // separators are the characters that separate words for plan9.Tokenize.
@@ -98,21 +107,43 @@ func cut(s string, n int) string {
 
 // ParseCtl parses one control message line against cmds: it splits the
 // line into words with rc(1) quoting, finds the command whose verb begins
-// it and checks the count of words. It returns the command and the words
-// after the verb. Errors are "empty control message" (plan9.ErrEmptyCtl)
-// for a blank line, `unknown control message "line"` (wrapping
-// plan9.ErrBadCtl), `bad # args to command "line": usage: ...` (wrapping
-// plan9.ErrBadArgs) and `unterminated quote "line"`; each fits in
-// plan9.ErrMax bytes.
+// it and checks the count of words after the verb against its Min and
+// Max. It returns the command and the words after the verb. Errors are
+// "empty control message" (plan9.ErrEmptyCtl) for a blank line,
+// `unknown control message "line"` (wrapping plan9.ErrBadCtl),
+// `bad # args to command "line": usage: ...` (wrapping plan9.ErrBadArgs)
+// and `unterminated quote "line"`; each fits in plan9.ErrMax bytes. The
+// line of a Secret command is quoted as its verb alone.
 func ParseCtl(line string, cmds []Cmd) (*Cmd, []string, error) {
 	line = strings.Trim(line, separators)
 	words, err := plan9.Tokenize(line)
 	if err != nil {
+		// The quoting is broken, so the verb is read without it: a
+		// secret command's words are not shown.
+		if c, _ := lookupCmd(strings.FieldsFunc(line, isSeparator), cmds); c != nil && c.Secret {
+			line = c.Name
+		}
 		return nil, nil, &ctlError{kind: err, line: line}
 	}
 	if len(words) == 0 {
 		return nil, nil, plan9.ErrEmptyCtl
 	}
+	best, n := lookupCmd(words, cmds)
+	if best == nil {
+		return nil, nil, &ctlError{kind: plan9.ErrBadCtl, line: line}
+	}
+	if args := len(words) - n; args < best.Min || (best.Max >= 0 && args > best.Max) {
+		if best.Secret {
+			line = best.Name
+		}
+		return nil, nil, &ctlError{kind: plan9.ErrBadArgs, line: line, usage: best.Usage}
+	}
+	return best, words[n:], nil
+}
+
+// lookupCmd returns the command of cmds whose verb begins words, the
+// longest if several do, and the number of words of its verb.
+func lookupCmd(words []string, cmds []Cmd) (*Cmd, int) {
 	var best *Cmd
 	bestLen := 0
 	for i := range cmds {
@@ -124,13 +155,7 @@ func ParseCtl(line string, cmds []Cmd) (*Cmd, []string, error) {
 			best, bestLen = &cmds[i], len(verb)
 		}
 	}
-	if best == nil {
-		return nil, nil, &ctlError{kind: plan9.ErrBadCtl, line: line}
-	}
-	if best.Args != 0 && best.Args != len(words) {
-		return nil, nil, &ctlError{kind: plan9.ErrBadArgs, line: line, usage: best.Usage}
-	}
-	return best, words[bestLen:], nil
+	return best, bestLen
 }
 
 func equalWords(a, b []string) bool {
@@ -200,26 +225,9 @@ func (h *ctlHandler) contentStat(ctx context.Context) (int64, uint32) {
 
 // run carries out the control message p.
 func (h *ctlHandler) run(ctx context.Context, p []byte) error {
-	type call struct {
-		cmd  *Cmd
-		args []string
-		line int
-	}
-	var calls []call
-	n := 0
-	for line := range strings.SplitSeq(string(p), "\n") {
-		n++
-		if strings.Trim(line, separators) == "" {
-			continue
-		}
-		cmd, args, err := ParseCtl(line, h.cmds)
-		if err != nil {
-			return err
-		}
-		calls = append(calls, call{cmd, args, n})
-	}
-	if len(calls) == 0 {
-		return plan9.ErrEmptyCtl
+	calls, err := parseLines(p, h.cmds)
+	if err != nil {
+		return err
 	}
 	run := func(ctx context.Context) error {
 		for _, c := range calls {
@@ -230,11 +238,7 @@ func (h *ctlHandler) run(ctx context.Context, p []byte) error {
 				continue
 			}
 			if err := c.cmd.Run(ctx, c.args); err != nil {
-				e := &runError{verb: c.cmd.Name, err: err}
-				if len(calls) > 1 {
-					e.line = c.line
-				}
-				return e
+				return c.fail(err, len(calls))
 			}
 		}
 		return nil
@@ -243,6 +247,47 @@ func (h *ctlHandler) run(ctx context.Context, p []byte) error {
 		return run(ctx)
 	}
 	return h.batch(ctx, run)
+}
+
+// ctlCall is one parsed line of a control message.
+type ctlCall struct {
+	cmd  *Cmd
+	args []string
+	line int // counted from 1, blank lines included
+}
+
+// parseLines parses each line of the control message p against cmds,
+// skipping blank lines. A message with no command is an error, as is the
+// first line that ParseCtl refuses.
+func parseLines(p []byte, cmds []Cmd) ([]ctlCall, error) {
+	var calls []ctlCall
+	n := 0
+	for line := range strings.SplitSeq(string(p), "\n") {
+		n++
+		if strings.Trim(line, separators) == "" {
+			continue
+		}
+		cmd, args, err := ParseCtl(line, cmds)
+		if err != nil {
+			return nil, err
+		}
+		calls = append(calls, ctlCall{cmd, args, n})
+	}
+	if len(calls) == 0 {
+		return nil, plan9.ErrEmptyCtl
+	}
+	return calls, nil
+}
+
+// fail is err, the error of c's command, as the writer sees it: prefixed
+// with the verb, and with the line if the message had several (of n
+// commands in all).
+func (c ctlCall) fail(err error, n int) error {
+	e := &runError{verb: c.cmd.Name, err: err}
+	if n > 1 {
+		e.line = c.line
+	}
+	return e
 }
 
 // ctlHandle is one open of a ctl file. Its status text is taken at open

@@ -26,16 +26,18 @@ func ctlTable(mu *sync.Mutex, ran *[]string) []synth.Cmd {
 		}
 	}
 	return []synth.Cmd{
-		{Name: "bind", Args: 3, Usage: "bind [-abc] new old", Run: record("bind")},
-		{Name: "zone", Args: 2, Usage: "zone name", Run: record("zone")},
-		{Name: "zone add", Args: 3, Usage: "zone add name", Run: func(ctx context.Context, args []string) error {
+		{Name: "bind", Min: 2, Max: 2, Usage: "bind [-abc] new old", Run: record("bind")},
+		{Name: "zone", Min: 1, Max: 1, Usage: "zone name", Run: record("zone")},
+		{Name: "zone add", Min: 1, Max: 1, Usage: "zone add name", Run: func(ctx context.Context, args []string) error {
 			if args[0] == "dup.org" {
 				return errors.New("zone already exists")
 			}
 			return record("zone add")(ctx, args)
 		}},
-		{Name: "echo", Usage: "echo words...", Run: record("echo")},
-		{Name: "nop", Args: 1},
+		{Name: "echo", Max: -1, Usage: "echo words...", Run: record("echo")},
+		{Name: "nop"},
+		{Name: "revoke", Min: 1, Max: 2, Usage: "revoke SERIAL [reason]", Run: record("revoke")},
+		{Name: "backup", Min: 1, Max: 1, Usage: "backup PASSPHRASE", Secret: true, Run: record("backup")},
 	}
 }
 
@@ -69,6 +71,14 @@ func TestParseCtl(t *testing.T) {
 		{"bind 'a b", "", nil, `unterminated quote "bind 'a b"`},
 		{"zone a\v", "zone", []string{"a\v"}, ""},
 		{"\v", "", nil, "unknown control message \"\v\""},
+		{"revoke 12", "revoke", []string{"12"}, ""},
+		{"revoke 12 keyCompromise", "revoke", []string{"12", "keyCompromise"}, ""},
+		{"revoke", "", nil, `bad # args to command "revoke": usage: revoke SERIAL [reason]`},
+		{"revoke 1 2 3", "", nil, `bad # args to command "revoke 1 2 3": usage: revoke SERIAL [reason]`},
+		{"backup 'sesame seed'", "backup", []string{"sesame seed"}, ""},
+		{"backup open sesame", "", nil, `bad # args to command "backup": usage: backup PASSPHRASE`},
+		{"backup", "", nil, `bad # args to command "backup": usage: backup PASSPHRASE`},
+		{"backup 'sesame", "", nil, `unterminated quote "backup"`},
 	}
 	for _, tt := range tests {
 		cmd, args, err := synth.ParseCtl(tt.line, cmds)
@@ -94,7 +104,7 @@ func TestParseCtl(t *testing.T) {
 }
 
 func TestCtlErrorLength(t *testing.T) {
-	cmds := []synth.Cmd{{Name: "set", Args: 3, Usage: "set key value (where key is one of name, addr, port, ttl, weight or priority)"}}
+	cmds := []synth.Cmd{{Name: "set", Min: 2, Max: 2, Usage: "set key value (where key is one of name, addr, port, ttl, weight or priority)"}}
 	long := "set " + strings.Repeat("é", 100)
 	for _, line := range []string{long, strings.Repeat("x", 300), "'" + strings.Repeat("y", 300)} {
 		_, _, err := synth.ParseCtl(line, cmds)
@@ -246,8 +256,8 @@ func FuzzParseCtl(f *testing.F) {
 		if len(verb)+len(args) != len(words) || !slices.Equal(words[:len(verb)], verb) || !slices.Equal(words[len(verb):], args) {
 			t.Errorf("ParseCtl(%q) = %q %q; words %q", line, cmd.Name, args, words)
 		}
-		if cmd.Args != 0 && cmd.Args != len(words) {
-			t.Errorf("ParseCtl(%q): %d words for %q, which takes %d", line, len(words), cmd.Name, cmd.Args)
+		if len(args) < cmd.Min || (cmd.Max >= 0 && len(args) > cmd.Max) {
+			t.Errorf("ParseCtl(%q): %d arguments for %q, which takes %d to %d", line, len(args), cmd.Name, cmd.Min, cmd.Max)
 		}
 	})
 }
@@ -259,7 +269,7 @@ func TestCtlReadAfterWrite(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	n := 0
-	cmds := []synth.Cmd{{Name: "inc", Args: 1, Run: func(context.Context, []string) error { mu.Lock(); n++; mu.Unlock(); return nil }}}
+	cmds := []synth.Cmd{{Name: "inc", Run: func(context.Context, []string) error { mu.Lock(); n++; mu.Unlock(); return nil }}}
 	status := func(context.Context) string { mu.Lock(); defer mu.Unlock(); return fmt.Sprintf("count %d\n", n) }
 	root := synth.NewDir("/", 0555)
 	must(t, root.Add(synth.Ctl("ctl", 0660, cmds, status)))

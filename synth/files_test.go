@@ -222,7 +222,7 @@ func TestClone(t *testing.T) {
 	ctlLog := map[int][]string{}
 	clone := synth.Clone("clone", 0666, conns, func(ctx context.Context, n int) (*synth.Dir, error) {
 		d := synth.NewDir("ignored", 0555)
-		cmds := []synth.Cmd{{Name: "connect", Args: 2, Usage: "connect addr", Run: func(ctx context.Context, args []string) error {
+		cmds := []synth.Cmd{{Name: "connect", Min: 1, Max: 1, Usage: "connect addr", Run: func(ctx context.Context, args []string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			ctlLog[n] = append(ctlLog[n], "connect "+args[0])

@@ -1,7 +1,8 @@
 // Package synth builds synthetic file servers: a tree of Dirs and Files,
 // each File's behaviour given by a Handler, served through styx with Plan 9
 // permission checks, stable qids and the usual kinds of file ready-made
-// (static, snapshot, read-write committed at clunk, ctl, clone, events).
+// (static, snapshot, read-write committed at clunk, ctl, query, clone,
+// events).
 //
 // A provider builds a tree with NewDir, NewFile and the ready-made files,
 // gives its root to NewServer and hands the Server, an styx.Attacher, to the

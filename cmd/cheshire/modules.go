@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -11,14 +10,15 @@ import (
 	"path/filepath"
 	"time"
 
-	"cheshire/dht"
 	"cheshire/httpsd"
+	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/modules/wasm"
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
+	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"

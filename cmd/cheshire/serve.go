@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"cheshire/connlimit"
-	"cheshire/dht"
+	dhtlib "cheshire/dht"
 	"cheshire/httpsd"
 	"cheshire/importers/proxy"
 	"cheshire/importers/remote"
@@ -25,6 +25,7 @@ import (
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/providers/ca"
+	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/node"
 	"cheshire/styx"
@@ -137,7 +138,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	dhtMod := dht.NewModule(id.Private, owner, version, dht.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
+	dhtMod := dht.NewModule(id.Private, owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
 	im := remote.New(remote.Options{Resolve: remote.DHTResolver(dhtMod.Node), Dial: remote.TLSDialer(id), Uname: owner,
 		Log: log.With("part", "import")})
 	defer im.Close()

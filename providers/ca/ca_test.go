@@ -166,12 +166,14 @@ func TestRevokeAndCRL(t *testing.T) {
 		"revoke abcdef0123":             "no certificate with serial",
 		"revoke xyz":                    "bad serial",
 		"revoke " + serial + " because": "unknown reason",
-		"revoke":                        "usage: revoke SERIAL",
 	} {
 		err := e.ctl(line)
 		if err == nil || !strings.HasPrefix(err.Error(), "revoke: ") || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want revoke: ...%s", line, err, want)
 		}
+	}
+	if err := e.ctl("revoke"); err == nil || err.Error() != `bad # args to command "revoke": usage: revoke SERIAL [reason]` {
+		t.Errorf("revoke without a serial: %v", err)
 	}
 	if e.mustRead("crl.pem") == "" {
 		t.Error("crl.pem empty")
@@ -519,29 +521,34 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 func TestCtlRefusals(t *testing.T) {
 	e := newEnv(t)
 	for line, want := range map[string]string{
-		"frobnicate x":                  `unknown control message "frobnicate x"`,
-		"issue":                         "issue: usage: issue NAME",
-		"issue ../x":                    "issue: ca: bad certificate name",
-		"issue x -bad-.example":         "issue: ca: bad dns name",
-		"issue x a.test ttl=0":          "issue: ca: bad ttl",
-		"issue x a.test ttl=2y":         "issue: ca: bad ttl",
-		"issue x a.test ttl=400d":       "issue: ca: ttl 9600h0m0s too long",
-		"renew nobody":                  `renew: ca: no certificate named "nobody"`,
-		"renew":                         "bad # args to command",
-		"ssh-user a":                    "ssh-user: usage",
-		"ssh-user a b ssh-ed25519 AAAA": "ssh-user: ca: bad ssh public key",
-		"ssh-host h":                    "ssh-host: usage",
-		"backup":                        "backup: usage: backup PASSPHRASE",
-		"backup short":                  "backup: ca: passphrase too short",
-		"backup two words":              "backup: usage",
-		"restore somepassphrase":        "restore: ca: no backup to restore",
-		"issue 'unterminated":           "unterminated quote",
+		"frobnicate x":                    `unknown control message "frobnicate x"`,
+		"issue":                           `bad # args to command "issue": usage: issue NAME`,
+		"issue ../x":                      "issue: ca: bad certificate name",
+		"issue x -bad-.example":           "issue: ca: bad dns name",
+		"issue x a.test ttl=0":            "issue: ca: bad ttl",
+		"issue x a.test ttl=2y":           "issue: ca: bad ttl",
+		"issue x a.test ttl=400d":         "issue: ca: ttl 9600h0m0s too long",
+		"renew nobody":                    `renew: ca: no certificate named "nobody"`,
+		"renew":                           "bad # args to command",
+		"ssh-user a":                      `bad # args to command "ssh-user a": usage: ssh-user NAME`,
+		"ssh-user a ttl=1h b ssh-ed25519": "ssh-user: usage: ssh-user NAME",
+		"ssh-user a b ssh-ed25519 AAAA":   "ssh-user: ca: bad ssh public key",
+		"ssh-host h":                      `bad # args to command "ssh-host h": usage: ssh-host NAME`,
+		"ssh-host h principals=a b":       "ssh-host: usage: ssh-host NAME",
+		"backup":                          `bad # args to command "backup": usage: backup PASSPHRASE`,
+		"backup short":                    "backup: ca: passphrase too short",
+		"backup two words":                `bad # args to command "backup": usage: backup PASSPHRASE`,
+		"restore two words":               `bad # args to command "restore": usage: restore PASSPHRASE`,
+		"eab add kid two words":           `bad # args to command "eab add": usage: eab add KID [HMAC-BASE64URL]`,
+		"backup 'two words":               `unterminated quote "backup"`,
+		"restore somepassphrase":          "restore: ca: no backup to restore",
+		"issue 'unterminated":             "unterminated quote",
 	} {
 		err := e.ctl(line)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", line, err, want)
 		}
-		if err != nil && strings.Contains(line, "words") && strings.Contains(err.Error(), "two words") {
+		if err != nil && strings.Contains(line, "words") && strings.Contains(err.Error(), "two") {
 			t.Errorf("%q: the error quotes the passphrase: %v", line, err)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -34,25 +33,26 @@ import (
 //
 // Each call makes a new tree; the files are owned by Options.Owner.
 func (c *CA) Files() *synth.Server {
-	t := &tree{c: c}
 	root := synth.NewDir("ca", 0555)
 	pemFile := func(name string, get func() []byte) *synth.File {
 		return synth.Snapshot(name, 0444, func(context.Context) ([]byte, error) { return get(), nil })
 	}
 	certs := synth.NewDir("certs", 0555)
-	certs.SetGen(synth.GenNames(func(context.Context) []string { return c.Names() }, t.certDir))
+	certs.SetGen(synth.GenNames(func(context.Context) []string { return c.Names() }, c.certDir))
 	sshDir := synth.NewDir("ssh", 0555)
 	sshCerts := synth.NewDir("certs", 0555)
-	sshCerts.SetGen(synth.GenNames(func(context.Context) []string { return c.SSHCertNames() }, t.sshCert))
+	sshCerts.SetGen(synth.GenNames(func(context.Context) []string { return c.SSHCertNames() }, c.sshCertFile))
 	acmeD := synth.NewDir("acme", 0555)
 	eab := synth.NewDir("eab", 0500)
-	eab.SetGen(synth.GenNames(func(context.Context) []string { return c.EABKeyIDs() }, t.eabKey))
+	eab.SetGen(synth.GenNames(func(context.Context) []string { return c.EABKeyIDs() }, c.eabKeyFile))
 	for _, err := range []error{
 		root.Add(pemFile("root.pem", c.RootPEM)),
 		root.Add(pemFile("intermediate.pem", c.IntermediatePEM)),
 		root.Add(synth.Snapshot("crl.pem", 0444, func(context.Context) ([]byte, error) { return c.CRL() })),
 		root.Add(synth.CtlBatch("ctl", 0600, c.commands(), func(context.Context) string { return c.Status() }, c.batch)),
-		root.Add(synth.NewFile("csr", 0600, csrHandler{c: c})),
+		// Each open of csr is a signing session: writes gather a request,
+		// the first read signs it and gives the chain (or the refusal).
+		root.Add(synth.Query("csr", 0600, c.signCSR, synth.Gather(maxCSR))),
 		root.Add(synth.ReadWrite("backup", 0600,
 			func(context.Context) ([]byte, error) { return c.BackupText(), nil },
 			func(_ context.Context, data []byte) error { return c.SetBackupText(data) })),
@@ -75,15 +75,11 @@ func (c *CA) Files() *synth.Server {
 	return synth.NewServer(root, synth.WithOwner(owner), synth.WithClock(c.now))
 }
 
-// tree keeps the nodes made for generated names, so that each name keeps
-// one node (and its qids) for the life of the tree.
-type tree struct {
-	c *CA
-}
+// The generated directories (certs, ssh/certs, acme/eab) are listed by
+// synth.GenNames, which keeps one node for each name while it is listed.
 
 // certDir is the directory of the certificate name.
-func (t *tree) certDir(name string) synth.Node {
-	c := t.c
+func (c *CA) certDir(name string) synth.Node {
 	d := synth.NewDir(name, 0555)
 	part := func(pick func(*Issued) []byte) func(context.Context) ([]byte, error) {
 		return func(context.Context) ([]byte, error) {
@@ -107,10 +103,10 @@ func (t *tree) certDir(name string) synth.Node {
 	return d
 }
 
-// sshCert is the file of the SSH certificate name.
-func (t *tree) sshCert(n string) synth.Node {
+// sshCertFile is the file of the SSH certificate name.
+func (c *CA) sshCertFile(n string) synth.Node {
 	return synth.Snapshot(n+sshCertSufx, 0444, func(context.Context) ([]byte, error) {
-		data, err := t.c.SSHCert(n)
+		data, err := c.SSHCert(n)
 		if err != nil {
 			return nil, plan9.ErrNotFound
 		}
@@ -118,10 +114,10 @@ func (t *tree) sshCert(n string) synth.Node {
 	})
 }
 
-// eabKey is the file of the external account key k.
-func (t *tree) eabKey(k string) synth.Node {
+// eabKeyFile is the file of the external account key k.
+func (c *CA) eabKeyFile(k string) synth.Node {
 	return synth.Snapshot(k, 0400, func(context.Context) ([]byte, error) {
-		text, ok := t.c.EABText(k)
+		text, ok := c.EABText(k)
 		if !ok {
 			return nil, plan9.ErrNotFound
 		}
@@ -163,10 +159,7 @@ func usage(u string) error { return errors.New("usage: " + u) }
 // commands is the command table of ctl.
 func (c *CA) commands() []synth.Cmd {
 	return []synth.Cmd{
-		{Name: "issue", Usage: usageIssue, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 {
-				return usage(usageIssue)
-			}
+		{Name: "issue", Min: 1, Max: -1, Usage: usageIssue, Run: func(ctx context.Context, args []string) error {
 			var sans []string
 			var ttl time.Duration
 			for _, w := range args[1:] {
@@ -183,21 +176,18 @@ func (c *CA) commands() []synth.Cmd {
 			_, err := c.issue(args[0], sans, ttl)
 			return err
 		}},
-		{Name: "revoke", Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 || len(args) > 2 {
-				return usage(usageRevoke)
-			}
+		{Name: "revoke", Min: 1, Max: 2, Usage: usageRevoke, Run: func(ctx context.Context, args []string) error {
 			reason := ""
 			if len(args) == 2 {
 				reason = args[1]
 			}
 			return c.revoke(args[0], reason)
 		}},
-		{Name: "renew", Args: 2, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
+		{Name: "renew", Min: 1, Max: 1, Usage: usageRenew, Run: func(ctx context.Context, args []string) error {
 			_, err := c.renew(args[0])
 			return err
 		}},
-		{Name: "ssh-user", Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
+		{Name: "ssh-user", Min: 4, Max: -1, Usage: usageSSHUser, Run: func(ctx context.Context, args []string) error {
 			name, ttl, rest, err := sshArgs(args)
 			if err != nil || len(rest) < 3 {
 				return orUsage(err, usageSSHUser)
@@ -209,7 +199,7 @@ func (c *CA) commands() []synth.Cmd {
 			_, err = c.signSSHUser(name, strings.Split(rest[0], ","), pub, ttl)
 			return err
 		}},
-		{Name: "ssh-host", Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
+		{Name: "ssh-host", Min: 3, Max: -1, Usage: usageSSHHost, Run: func(ctx context.Context, args []string) error {
 			name, ttl, rest, err := sshArgs(args)
 			if err != nil || len(rest) < 2 {
 				return orUsage(err, usageSSHHost)
@@ -229,23 +219,16 @@ func (c *CA) commands() []synth.Cmd {
 			_, err = c.signSSHHost(name, principals, pub, ttl)
 			return err
 		}},
-		// The passphrase commands count their own words, so that a
-		// wrong count does not quote the line (and the passphrase) in
-		// the error.
-		{Name: "backup", Usage: usageBackup, Run: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usage(usageBackup)
-			}
+		// The lines of backup, restore and eab add carry a passphrase
+		// or a key: Secret keeps them out of errors.
+		{Name: "backup", Min: 1, Max: 1, Secret: true, Usage: usageBackup, Run: func(ctx context.Context, args []string) error {
 			text, err := c.Backup(args[0])
 			if err != nil {
 				return err
 			}
 			return c.setBackupText(text)
 		}},
-		{Name: "eab add", Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
-			if len(args) < 1 || len(args) > 2 {
-				return usage(usageEABAdd)
-			}
+		{Name: "eab add", Min: 1, Max: 2, Secret: true, Usage: usageEABAdd, Run: func(ctx context.Context, args []string) error {
 			var key []byte
 			if len(args) == 2 {
 				k, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(args[1], "="))
@@ -256,13 +239,10 @@ func (c *CA) commands() []synth.Cmd {
 			}
 			return c.addEAB(args[0], key)
 		}},
-		{Name: "eab remove", Args: 3, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
+		{Name: "eab remove", Min: 1, Max: 1, Usage: usageEABDel, Run: func(ctx context.Context, args []string) error {
 			return c.removeEAB(args[0])
 		}},
-		{Name: "restore", Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usage(usageRestore)
-			}
+		{Name: "restore", Min: 1, Max: 1, Secret: true, Usage: usageRestore, Run: func(ctx context.Context, args []string) error {
 			return c.restore(c.BackupText(), args[0])
 		}},
 	}
@@ -293,62 +273,10 @@ func sshArgs(args []string) (name string, ttl time.Duration, rest []string, err 
 	return name, ttl, rest, nil
 }
 
-// csrHandler serves csr: each open is a signing session. Writes gather a
-// request; the first read signs it and gives the chain (or the refusal).
-type csrHandler struct{ c *CA }
-
-func (h csrHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
-	return &csrHandle{c: h.c}, nil
+// signCSR is the answer of csr: the chain of the request req, signed.
+func (c *CA) signCSR(ctx context.Context, req []byte) ([]byte, error) {
+	if req == nil {
+		return nil, errors.New("write a certificate request first")
+	}
+	return c.SignCSRPEM(req, 0)
 }
-
-// csrHandle is one open of csr.
-type csrHandle struct {
-	c *CA
-
-	mu     sync.Mutex
-	req    []byte // guarded by mu: what was written
-	signed bool   // guarded by mu: the request was answered
-	out    []byte // guarded by mu: the chain
-	err    error  // guarded by mu: or why not
-}
-
-func (h *csrHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	end := off + int64(len(p))
-	if off < 0 || end > maxCSR || end < off {
-		return 0, fmt.Errorf("certificate request larger than %d bytes", maxCSR)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.signed {
-		return 0, errors.New("request already answered; open csr again for another")
-	}
-	if end > int64(len(h.req)) {
-		h.req = append(h.req, make([]byte, end-int64(len(h.req)))...)
-	}
-	copy(h.req[off:], p)
-	return len(p), nil
-}
-
-func (h *csrHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.signed {
-		if len(h.req) == 0 {
-			return 0, errors.New("write a certificate request first")
-		}
-		h.signed = true
-		h.out, h.err = h.c.SignCSRPEM(h.req, 0)
-		h.req = nil
-	}
-	if h.err != nil {
-		return 0, h.err
-	}
-	if off >= int64(len(h.out)) || off < 0 {
-		return 0, nil
-	}
-	return copy(p, h.out[off:]), nil
-}
-
-func (h *csrHandle) Close(ctx context.Context) error { return nil }
-
-var _ synth.Handle = (*csrHandle)(nil)

@@ -86,7 +86,7 @@ func FuzzCSR(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\n\n-----END CERTIFICATE REQUEST-----\n"))
 	f.Add([]byte{0x30, 0x82, 0xff, 0xff})
 	f.Add([]byte{})
-	h := csrHandler{c: c}
+	h := synth.Query("csr", 0600, c.signCSR, synth.Gather(maxCSR)).Handler()
 	root := c.Root()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := context.Background()

@@ -15,8 +15,8 @@ import (
 // rootCmds are the messages of /dns/ctl, applied by rootBatch.
 func (s *Server) rootCmds() []synth.Cmd {
 	return []synth.Cmd{
-		{Name: "zone add", Args: 3, Usage: "zone add NAME", Run: s.rootCmd(true)},
-		{Name: "zone rm", Args: 3, Usage: "zone rm NAME", Run: s.rootCmd(false)},
+		{Name: "zone add", Min: 1, Max: 1, Usage: "zone add NAME", Run: s.rootCmd(true)},
+		{Name: "zone rm", Min: 1, Max: 1, Usage: "zone rm NAME", Run: s.rootCmd(false)},
 	}
 }
 
@@ -100,19 +100,13 @@ func (s *Server) zoneStatus(origin string) string {
 // to the zone's working copy.
 func (s *Server) zoneCmds() []synth.Cmd {
 	return []synth.Cmd{
-		{Name: "add", Usage: "add NAME TTL TYPE RDATA...", Run: txnCmd(func(t *zoneTxn, args []string) error {
-			if len(args) < 4 {
-				return errors.New("usage: add NAME TTL TYPE RDATA...")
-			}
+		{Name: "add", Min: 4, Max: -1, Usage: "add NAME TTL TYPE RDATA...", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			return t.add(strings.Join(args, " "))
 		})},
-		{Name: "del", Usage: "del NAME [TYPE [RDATA...]]", Run: txnCmd(func(t *zoneTxn, args []string) error {
-			if len(args) < 1 {
-				return errors.New("usage: del NAME [TYPE [RDATA...]]")
-			}
+		{Name: "del", Min: 1, Max: -1, Usage: "del NAME [TYPE [RDATA...]]", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			return t.del(args[0], args[1:])
 		})},
-		{Name: "dnssec", Args: 2, Usage: "dnssec on|off", Run: txnCmd(func(t *zoneTxn, args []string) error {
+		{Name: "dnssec", Min: 1, Max: 1, Usage: "dnssec on|off", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			switch args[0] {
 			case "on":
 				return t.setDNSSEC(true, s.now())
@@ -121,19 +115,20 @@ func (s *Server) zoneCmds() []synth.Cmd {
 			}
 			return errors.New("usage: dnssec on|off")
 		})},
-		{Name: "rollkey", Usage: "rollkey [done]", Run: txnCmd(func(t *zoneTxn, args []string) error {
+		{Name: "rollkey", Max: 1, Usage: "rollkey [done]", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			switch {
 			case len(args) == 0:
 				return t.rollKey(s.now())
-			case len(args) == 1 && args[0] == "done":
+			case args[0] == "done":
 				return t.finishRoll()
 			}
 			return errors.New("usage: rollkey [done]")
 		})},
-		{Name: "tsig add", Args: 5, Usage: "tsig add KEYNAME ALGORITHM SECRET", Run: txnCmd(func(t *zoneTxn, args []string) error {
+		// The line carries the key's secret.
+		{Name: "tsig add", Min: 3, Max: 3, Secret: true, Usage: "tsig add KEYNAME ALGORITHM SECRET", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			return t.addTSIG(args[0], args[1], args[2])
 		})},
-		{Name: "tsig rm", Args: 3, Usage: "tsig rm KEYNAME", Run: txnCmd(func(t *zoneTxn, args []string) error {
+		{Name: "tsig rm", Min: 1, Max: 1, Usage: "tsig rm KEYNAME", Run: txnCmd(func(t *zoneTxn, args []string) error {
 			return t.removeTSIG(args[0])
 		})},
 	}

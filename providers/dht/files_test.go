@@ -85,8 +85,24 @@ func command(ctx context.Context, f *styx.Fid, cmd string) (string, error) {
 	return string(b), err
 }
 
-func testFiles(t *testing.T, a, b *Node) {
-	ctx, root := client(t, b.Files("glenda"))
+// TestFiles: node a publishes and announces, b's files show it.
+func TestFiles(t *testing.T) {
+	t.Parallel()
+	nodes := newSwarm(t, 6)
+	a, b := nodes[2], nodes[4]
+	if _, err := a.Publish(opCtx(t), []byte("fresh")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Announce(opCtx(t), "/n/cheshire/music", 5640); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 { // the store takes the announce in a goroutine
+		if peers, err := b.Find(opCtx(t), "/n/cheshire/music"); err != nil || len(peers) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, root := client(t, Files(b, "glenda"))
 	akey := nodekey.Encode(a.PublicKey())
 
 	status := readFile(t, ctx, root, "status")
@@ -126,8 +142,11 @@ func testFiles(t *testing.T, a, b *Node) {
 	if _, err := command(ctx, ctl, "frobnicate"); err == nil || !strings.Contains(err.Error(), "unknown control message") {
 		t.Errorf("unknown command: %v", err)
 	}
-	if _, err := command(ctx, ctl, "announce"); err == nil || !strings.Contains(err.Error(), "usage") {
+	if _, err := command(ctx, ctl, "announce"); err == nil || err.Error() != `bad # args to command "announce": usage: announce PATH [PORT]` {
 		t.Errorf("announce without path: %v", err)
+	}
+	if _, err := command(ctx, ctl, "find /a\nlookup nonsense\n"); err == nil || !strings.HasPrefix(err.Error(), "line 2: lookup: ") {
+		t.Errorf("a failing second line: %v", err)
 	}
 	if ans, err := command(ctx, ctl, "announce /n/b/files 5641"); err != nil || !strings.HasPrefix(ans, "announced /n/b/files to ") {
 		t.Errorf("announce: %q, %v", ans, err)
@@ -158,7 +177,7 @@ func testFiles(t *testing.T, a, b *Node) {
 	}
 
 	// The publisher's own record shows how many nodes stored it.
-	actx, aroot := client(t, a.Files("glenda"))
+	actx, aroot := client(t, Files(a, "glenda"))
 	own := readFile(t, actx, aroot, "records/"+akey)
 	if !strings.Contains(own, "stored ") {
 		t.Errorf("own record:\n%s", own)

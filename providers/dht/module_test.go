@@ -1,7 +1,6 @@
 package dht
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dhtlib "cheshire/dht"
+	"cheshire/module"
 	"cheshire/nodekey"
 )
 
@@ -24,7 +25,7 @@ func config(t *testing.T, text string) module.Config {
 }
 
 func TestConfig(t *testing.T) {
-	m := NewModule(newKey(t), "glenda", "test", Options{})
+	m := NewModule(newKey(t), "glenda", "test", dhtlib.Options{})
 	if mf := m.Manifest(); mf.Name != "dht" || mf.Mount != "/dht" {
 		t.Errorf("manifest: %+v", mf)
 	}
@@ -65,16 +66,16 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	// Off by default: no public router unless asked for.
-	o, err := parseConfig(config(t, "bootstrap 127.0.0.1:1\n"), Options{})
+	o, err := parseConfig(config(t, "bootstrap 127.0.0.1:1\n"), dhtlib.Options{})
 	if err != nil || o.PublicRouters || len(o.Bootstrap) != 1 {
 		t.Errorf("default: %+v, %v", o, err)
 	}
-	if o, err := parseConfig(config(t, "public-routers on\n"), Options{}); err != nil || !o.PublicRouters {
+	if o, err := parseConfig(config(t, "public-routers on\n"), dhtlib.Options{}); err != nil || !o.PublicRouters {
 		t.Errorf("public-routers on: %+v, %v", o, err)
 	}
 
 	// The module's defaults apply where no line replaces them.
-	defaults := Options{Listen: "udp!127.0.0.1!7000", Bootstrap: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, PublicRouters: true}
+	defaults := dhtlib.Options{Listen: "udp!127.0.0.1!7000", Bootstrap: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, PublicRouters: true}
 	dm := NewModule(newKey(t), "glenda", "test", defaults)
 	defaults.Bootstrap[0] = "changed:1" // NewModule keeps its own copy
 	o, err = parseConfig(config(t, ""), dm.defaults)
@@ -88,7 +89,7 @@ func TestConfig(t *testing.T) {
 	if !slices.Equal(dm.defaults.Bootstrap, []string{"127.0.0.1:7001", "127.0.0.1:7002"}) {
 		t.Errorf("defaults changed: %v", dm.defaults.Bootstrap)
 	}
-	for _, bad := range []Options{{Listen: "tcp!127.0.0.1!1"}, {Bootstrap: []string{"nohost"}}} {
+	for _, bad := range []dhtlib.Options{{Listen: "tcp!127.0.0.1!1"}, {Bootstrap: []string{"nohost"}}} {
 		bm := NewModule(newKey(t), "glenda", "test", bad)
 		if err := bm.CheckConfig(config(t, "")); err == nil || !strings.Contains(err.Error(), "the default") {
 			t.Errorf("bad defaults %+v: %v", bad, err)
@@ -102,7 +103,7 @@ func TestConfig(t *testing.T) {
 func TestModule(t *testing.T) {
 	nodes := newSwarm(t, 3)
 	key := newKey(t)
-	m := NewModule(key, "glenda", "test", Options{wrapConn: watched(t)})
+	m := NewModule(key, "glenda", "test", dhtlib.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The same port for both instances: a new one would leave the old
@@ -120,8 +121,8 @@ func TestModule(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := inst.(*instance)
-		if in.n.boot[0] != nodes[0].Addr().String() || len(in.n.boot) != 1 {
-			t.Errorf("bootstrap list %v", in.n.boot)
+		if m.Node() != in.n {
+			t.Error("Node is not the running instance's")
 		}
 		if !in.n.Addr().Addr().IsLoopback() {
 			t.Errorf("listening on %v", in.n.Addr())
@@ -153,5 +154,9 @@ func TestModule(t *testing.T) {
 		if err := inst.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if m.Node() != nil {
+			t.Error("Node after Stop")
+		}
+		m.Readvertise() // stopped: nothing to tell, and no block
 	}
 }

@@ -1,14 +1,22 @@
+// Package dht serves the files of a DHT node (cheshire/dht) at /dht,
+// and is the dht module:
+//
+//	status	node id, listen address, table size, counts
+//	peers	the routing table, a node a line
+//	records/KEY	the last record fetched (or published) for KEY
+//	ctl	lookup KEY, find PATH, announce PATH [PORT], republish
+//
+// See README.md.
 package dht
 
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	dhtlib "cheshire/dht"
 	"cheshire/nodekey"
 	"cheshire/plan9"
 	"cheshire/synth"
@@ -17,7 +25,7 @@ import (
 // cmdTimeout bounds one ctl command.
 const cmdTimeout = time.Minute
 
-// Files returns the node's file tree, owned by owner:
+// Files returns the file tree of node n, owned by owner:
 //
 //	status	node id, listen address, table size, counts
 //	peers	the routing table, a node a line
@@ -26,33 +34,33 @@ const cmdTimeout = time.Minute
 //
 // Each open of ctl keeps the answer of the last command written to it,
 // read from offset 0 on the same fid.
-func (n *Node) Files(owner string) *synth.Server {
+func Files(n *dhtlib.Node, owner string) *synth.Server {
 	root := synth.NewDir("", 0555)
 	must := func(err error) {
 		if err != nil {
 			panic(err) // static names: cannot fail
 		}
 	}
-	must(root.Add(synth.String("status", 0444, func(context.Context) string { return n.statusText() })))
-	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return n.peersText() })))
+	must(root.Add(synth.String("status", 0444, func(context.Context) string { return statusText(n) })))
+	must(root.Add(synth.String("peers", 0444, func(context.Context) string { return peersText(n) })))
 	records := synth.NewDir("records", 0555)
-	records.SetGen(synth.GenNames(n.recordKeys, n.recordFile))
+	records.SetGen(synth.GenNames(func(context.Context) []string { return n.RecordKeys() }, func(k string) synth.Node { return recordFile(n, k) }))
 	must(root.Add(records))
-	must(root.Add(synth.NewFile("ctl", 0660, &ctlHandler{n: n})))
+	must(root.Add(synth.Query("ctl", 0660, ctlAnswer(n))))
 	return synth.NewServer(root, synth.WithOwner(owner))
 }
 
 // statusText is the content of status.
-func (n *Node) statusText() string {
+func statusText(n *dhtlib.Node) string {
 	st := n.Stats()
 	var b strings.Builder
 	kv := func(k string, v any) { fmt.Fprintf(&b, "%s %v\n", k, v) }
-	kv("key", nodekey.Encode(n.pub))
+	kv("key", nodekey.Encode(n.PublicKey()))
 	kv("id", fmt.Sprintf("%x", n.ID()))
 	kv("listen", "udp!"+n.Addr().Addr().String()+"!"+strconv.Itoa(int(n.Addr().Port())))
 	kv("nodes", st.Nodes)
 	kv("good", st.GoodNodes)
-	kv("quiet", n.quiet.len(n.now()))
+	kv("quiet", st.Quiet)
 	kv("published", st.Published)
 	kv("fetched", st.Fetched)
 	kv("forged", st.Forged)
@@ -60,16 +68,37 @@ func (n *Node) statusText() string {
 	kv("malformed", st.Malformed)
 	kv("announced", st.Announced)
 	kv("found", st.Found)
-	if o := n.own(); o != nil {
-		kv("seq", o.seq)
-		kv("stored", o.stored)
+	if seq, stored, ok := n.Own(); ok {
+		kv("seq", seq)
+		kv("stored", stored)
 	}
-	b.WriteString(n.mem.advertText())
+	b.WriteString(advertText(n.AdvertStatus()))
+	return b.String()
+}
+
+// advertText is the advert's lines of status: "advert published seq N
+// stored S", "advert error ...", "advert retry 4s", "advert paths P..."
+// and "advert port N".
+func advertText(s dhtlib.AdvertStatus) string {
+	var b strings.Builder
+	if s.Seq != 0 {
+		fmt.Fprintf(&b, "advert published seq %d stored %d\n", s.Seq, s.Stored)
+	}
+	if s.Err != "" {
+		fmt.Fprintf(&b, "advert error %s\n", s.Err)
+	}
+	if s.Retry > 0 {
+		fmt.Fprintf(&b, "advert retry %v\n", s.Retry)
+	}
+	if len(s.Paths) > 0 {
+		fmt.Fprintf(&b, "advert paths %s\n", strings.ReplaceAll(plan9.Join(s.Paths), "\n", " "))
+		fmt.Fprintf(&b, "advert port %d\n", s.Port)
+	}
 	return b.String()
 }
 
 // peersText is the content of peers: "ID udp!HOST!PORT" lines.
-func (n *Node) peersText() string {
+func peersText(n *dhtlib.Node) string {
 	var b strings.Builder
 	for _, p := range n.Peers() {
 		fmt.Fprintf(&b, "%x udp!%s!%d\n", p.ID, p.Addr.Addr(), p.Addr.Port())
@@ -78,11 +107,11 @@ func (n *Node) peersText() string {
 }
 
 // recordText is a record as records/KEY and lookup show it.
-func recordText(r Record, now time.Time) string {
+func recordText(r dhtlib.Record, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "key %s\n", nodekey.Encode(r.Key))
 	fmt.Fprintf(&b, "seq %d\n", r.Seq)
-	fmt.Fprintf(&b, "age %s\n", ageOf(r.Seq, now).Truncate(time.Second))
+	fmt.Fprintf(&b, "age %s\n", r.AgeAt(now).Truncate(time.Second))
 	if r.From > 0 {
 		fmt.Fprintf(&b, "from %d\n", r.From)
 	}
@@ -93,119 +122,56 @@ func recordText(r Record, now time.Time) string {
 	return b.String()
 }
 
-// recordKeys lists the keys of the records kept, sorted.
-func (n *Node) recordKeys(context.Context) []string {
-	m := n.mem
-	m.mu.Lock()
-	keys := make([]string, 0, len(m.records))
-	for k := range m.records {
-		keys = append(keys, k)
-	}
-	m.mu.Unlock()
-	slices.Sort(keys)
-	return keys
-}
-
 // recordFile is the file records/KEY.
-func (n *Node) recordFile(k string) synth.Node {
-	m := n.mem
+func recordFile(n *dhtlib.Node, k string) synth.Node {
 	return synth.Snapshot(k, 0444, func(context.Context) ([]byte, error) {
-		m.mu.Lock()
-		r, ok := m.records[k]
-		m.mu.Unlock()
+		r, ok := n.Record(k)
 		if !ok {
 			return nil, plan9.ErrNotFound
 		}
-		return []byte(recordText(r, n.now())), nil
+		return []byte(recordText(r, n.Now())), nil
 	})
 }
 
 // ctlCmds are the ctl file's commands.
-var ctlCmds = []synth.Cmd{
-	{Name: "lookup", Args: 2, Usage: "lookup KEY"},
-	{Name: "find", Args: 2, Usage: "find PATH"},
-	{Name: "announce", Usage: "announce PATH [PORT]"},
-	{Name: "republish", Args: 1, Usage: "republish"},
+func ctlCmds(n *dhtlib.Node) []synth.Cmd {
+	return []synth.Cmd{
+		{Name: "lookup", Min: 1, Max: 1, Usage: "lookup KEY", Answer: answer(n, "lookup")},
+		{Name: "find", Min: 1, Max: 1, Usage: "find PATH", Answer: answer(n, "find")},
+		{Name: "announce", Min: 1, Max: 2, Usage: "announce PATH [PORT]", Answer: answer(n, "announce")},
+		{Name: "republish", Usage: "republish", Answer: answer(n, "republish")},
+	}
 }
 
 // ctlHelp is what a ctl file reads before any command.
 const ctlHelp = "lookup KEY\nfind PATH\nannounce PATH [PORT]\nrepublish\n"
 
-// ctlHandler is the ctl file: each open keeps the answer of its last
-// command.
-type ctlHandler struct{ n *Node }
-
-func (h *ctlHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error) {
-	return &ctlHandle{n: h.n, answer: []byte(ctlHelp)}, nil
-}
-
-// ctlHandle is one open of ctl.
-type ctlHandle struct {
-	n *Node
-
-	mu     sync.Mutex
-	answer []byte // guarded by mu
-}
-
-func (c *ctlHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if off >= int64(len(c.answer)) {
-		return 0, nil
+// ctlAnswer answers the commands written to ctl, each write within
+// cmdTimeout.
+func ctlAnswer(n *dhtlib.Node) func(ctx context.Context, req []byte) ([]byte, error) {
+	answer := synth.CtlAnswer(ctlCmds(n), ctlHelp)
+	return func(ctx context.Context, req []byte) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+		defer cancel()
+		return answer(ctx, req)
 	}
-	return copy(p, c.answer[off:]), nil
 }
 
-// Write runs the commands of p, one a line, and keeps their answers for
-// reading. All lines are parsed before any runs; the first error stops
-// them.
-func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	type call struct {
-		cmd  *synth.Cmd
-		args []string
-	}
-	var calls []call
-	for line := range strings.SplitSeq(string(p), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		cmd, args, err := synth.ParseCtl(line, ctlCmds)
+// answer is the Answer of the command verb: run's, its error named by
+// the verb alone ("lookup: KEY: no record found", not "dht: lookup KEY:
+// ...").
+func answer(n *dhtlib.Node, verb string) func(ctx context.Context, args []string) ([]byte, error) {
+	return func(ctx context.Context, args []string) ([]byte, error) {
+		ans, err := run(ctx, n, verb, args)
 		if err != nil {
-			return 0, err
+			return nil, &cmdError{verb: verb, err: err}
 		}
-		if cmd.Name == "announce" && (len(args) < 1 || len(args) > 2) {
-			return 0, plan9.Error(plan9.Errstr(fmt.Errorf("%v %q: usage: %s", plan9.ErrBadArgs, strings.TrimSpace(line), cmd.Usage)))
-		}
-		calls = append(calls, call{cmd, args})
+		return ans, nil
 	}
-	if len(calls) == 0 {
-		return 0, plan9.ErrEmptyCtl
-	}
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
-	var out []byte
-	for _, cl := range calls {
-		ans, err := c.n.run(ctx, cl.cmd.Name, cl.args)
-		if err != nil {
-			c.setAnswer(out)
-			return 0, &cmdError{verb: cl.cmd.Name, err: err}
-		}
-		out = append(out, ans...)
-	}
-	c.setAnswer(out)
-	return len(p), nil
 }
 
-func (c *ctlHandle) setAnswer(b []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.answer = b
-}
-
-func (c *ctlHandle) Close(ctx context.Context) error { return nil }
-
-// cmdError is a failed command: "verb: error", cut to a Plan 9 error
-// string.
+// cmdError is a failed command: "verb: error", without the library's
+// "dht: " and the verb it names already.
 type cmdError struct {
 	verb string
 	err  error
@@ -218,13 +184,13 @@ func (e *cmdError) Error() string {
 	} else if m, ok := strings.CutPrefix(msg, e.verb+" "); ok {
 		msg = m
 	}
-	return plan9.Errstr(plan9.Error(e.verb + ": " + msg))
+	return e.verb + ": " + msg
 }
 
 func (e *cmdError) Unwrap() error { return e.err }
 
 // run carries out one ctl command and returns its answer.
-func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, error) {
+func run(ctx context.Context, n *dhtlib.Node, verb string, args []string) ([]byte, error) {
 	switch verb {
 	case "lookup":
 		pub, err := nodekey.Decode(args[0])
@@ -235,7 +201,7 @@ func (n *Node) run(ctx context.Context, verb string, args []string) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		return []byte(recordText(r, n.now())), nil
+		return []byte(recordText(r, n.Now())), nil
 	case "find":
 		peers, err := n.Find(ctx, args[0])
 		if err != nil {

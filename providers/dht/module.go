@@ -1,14 +1,14 @@
 package dht
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
+	dhtlib "cheshire/dht"
+	"cheshire/module"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -17,8 +17,8 @@ import (
 // opened by Start and closed by Stop. The key comes from the
 // constructor; the records fetched, the highest seq seen for each key,
 // the node's own record and its announced paths belong to the Module and
-// so outlive its instances. Each instance also advertises the node (see
-// Advertise).
+// so outlive its instances (a dhtlib.Memory). Each instance also
+// advertises the node (see Advertise).
 //
 // Configuration (each line overrides the defaults given to NewModule):
 //
@@ -29,12 +29,12 @@ type Module struct {
 	key      ed25519.PrivateKey
 	owner    string
 	version  string
-	defaults Options
-	mem      *memory
+	defaults dhtlib.Options
+	mem      *dhtlib.Memory
+	adv      dhtlib.Advertiser
 
-	mu     sync.Mutex
-	advert func() Advert // guarded by mu: nil until Advertise
-	cur    *instance     // guarded by mu: the running instance, nil if stopped
+	mu  sync.Mutex
+	cur *instance // guarded by mu: the running instance, nil if stopped
 }
 
 var _ module.Module = (*Module)(nil)
@@ -44,10 +44,10 @@ var _ module.Module = (*Module)(nil)
 // module's key and the instance's log): a listen, bootstrap or
 // public-routers line of the module's configuration replaces
 // defaults.Listen, defaults.Bootstrap or defaults.PublicRouters.
-func NewModule(key ed25519.PrivateKey, owner, version string, defaults Options) *Module {
+func NewModule(key ed25519.PrivateKey, owner, version string, defaults dhtlib.Options) *Module {
 	defaults.Bootstrap = slices.Clone(defaults.Bootstrap)
-	defaults.Key, defaults.Log = nil, nil
-	return &Module{key: key, owner: owner, version: version, defaults: defaults, mem: newMemory()}
+	defaults.Key, defaults.Log, defaults.Memory = nil, nil, nil
+	return &Module{key: key, owner: owner, version: version, defaults: defaults, mem: dhtlib.NewMemory()}
 }
 
 // Manifest describes the module.
@@ -58,29 +58,29 @@ func (m *Module) Manifest() module.Manifest {
 
 // parseConfig returns base with the settings of cfg in place of its
 // own, checked (without key and log).
-func parseConfig(cfg module.Config, base Options) (Options, error) {
+func parseConfig(cfg module.Config, base dhtlib.Options) (dhtlib.Options, error) {
 	o := base
 	listens, boots := 0, 0
 	for _, e := range cfg.Entries {
 		switch e.Key {
 		case "listen":
 			if len(e.Args) != 1 {
-				return Options{}, e.Errorf("want listen udp!HOST!PORT or HOST:PORT")
+				return dhtlib.Options{}, e.Errorf("want listen udp!HOST!PORT or HOST:PORT")
 			}
 			if listens++; listens > 1 {
-				return Options{}, e.Errorf("more than one listen line")
+				return dhtlib.Options{}, e.Errorf("more than one listen line")
 			}
-			if _, err := parseListen(e.Args[0]); err != nil {
-				return Options{}, e.Errorf("%v", err)
+			if _, err := dhtlib.ParseListen(e.Args[0]); err != nil {
+				return dhtlib.Options{}, e.Errorf("%v", err)
 			}
 			o.Listen = e.Args[0]
 		case "bootstrap":
 			if len(e.Args) == 0 {
-				return Options{}, e.Errorf("want bootstrap HOST:PORT...")
+				return dhtlib.Options{}, e.Errorf("want bootstrap HOST:PORT...")
 			}
 			for _, a := range e.Args {
-				if err := checkHostPort(a); err != nil {
-					return Options{}, e.Errorf("%v", err)
+				if err := dhtlib.CheckHostPort(a); err != nil {
+					return dhtlib.Options{}, e.Errorf("%v", err)
 				}
 			}
 			if boots++; boots == 1 {
@@ -89,23 +89,23 @@ func parseConfig(cfg module.Config, base Options) (Options, error) {
 			o.Bootstrap = append(o.Bootstrap, e.Args...)
 		case "public-routers":
 			if len(e.Args) != 1 || (e.Args[0] != "on" && e.Args[0] != "off") {
-				return Options{}, e.Errorf("want public-routers on or off")
+				return dhtlib.Options{}, e.Errorf("want public-routers on or off")
 			}
 			o.PublicRouters = e.Args[0] == "on"
 		default:
-			return Options{}, e.Errorf("unknown setting (want listen, bootstrap or public-routers)")
+			return dhtlib.Options{}, e.Errorf("unknown setting (want listen, bootstrap or public-routers)")
 		}
 	}
 	// The defaults, when no line replaced them.
 	if listens == 0 {
-		if _, err := parseListen(o.Listen); err != nil {
-			return Options{}, fmt.Errorf("%w (the default: no listen line)", err)
+		if _, err := dhtlib.ParseListen(o.Listen); err != nil {
+			return dhtlib.Options{}, fmt.Errorf("%w (the default: no listen line)", err)
 		}
 	}
 	if boots == 0 {
 		for _, b := range o.Bootstrap {
-			if err := checkHostPort(b); err != nil {
-				return Options{}, fmt.Errorf("dht: bootstrap: %w (the default: no bootstrap line)", err)
+			if err := dhtlib.CheckHostPort(b); err != nil {
+				return dhtlib.Options{}, fmt.Errorf("dht: bootstrap: %w (the default: no bootstrap line)", err)
 			}
 		}
 	}
@@ -125,30 +125,27 @@ func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, er
 	if err != nil {
 		return nil, err
 	}
-	o.Key, o.Log = m.key, env.Log
-	n, err := newNode(o, m.mem)
+	o.Key, o.Log, o.Memory = m.key, env.Log, m.mem
+	n, err := dhtlib.New(o)
 	if err != nil {
 		return nil, err
 	}
-	i := &instance{m: m, n: n, srv: n.Files(m.owner), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		minBackoff: advertMinBackoff, maxBackoff: advertMaxBackoff, ok: make(map[string]int)}
-	if o.advertBackoff > 0 {
-		i.minBackoff = o.advertBackoff
-	}
-	if o.advertMaxBackoff > 0 {
-		i.maxBackoff = o.advertMaxBackoff
-	}
-	i.ctx, i.cancel = context.WithCancel(context.Background())
+	i := &instance{m: m, n: n, srv: Files(n, m.owner), done: make(chan struct{})}
+	actx, cancel := context.WithCancel(context.Background())
+	i.cancel = cancel
 	m.mu.Lock()
 	m.cur = i
 	m.mu.Unlock()
-	go i.advertise()
+	go func() {
+		defer close(i.done)
+		m.adv.Run(actx, n)
+	}()
 	return i, nil
 }
 
 // Node returns the running instance's Node, or nil while the module is
 // stopped.
-func (m *Module) Node() *Node {
+func (m *Module) Node() *dhtlib.Node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur == nil {
@@ -160,26 +157,26 @@ func (m *Module) Node() *Node {
 // instance is a running dht module.
 type instance struct {
 	m   *Module
-	n   *Node
+	n   *dhtlib.Node
 	srv *synth.Server
 
-	ctx    context.Context // of the advertising loop; cancelled by Stop
-	cancel context.CancelFunc
-	wake   chan struct{} // Readvertise: advertise again at once
-	done   chan struct{} // closed when the advertising loop returns
-
-	// the advertising loop's retries: the first after minBackoff, then
-	// twice as long each time, up to maxBackoff
-	minBackoff, maxBackoff time.Duration
-	// ok are the paths announced (to some node) by this instance, with
-	// their port; the advertising loop's own
-	ok map[string]int
+	cancel context.CancelFunc // ends the advertising loop
+	done   chan struct{}      // closed when the advertising loop returns
 }
 
 // Attach serves the node's files.
 func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	return i.srv.Attach(ctx, uname, aname, auth)
 }
+
+// Advertise sets where the module gets its advert; each running instance
+// publishes it after it starts and again after Readvertise (see
+// dhtlib.Advertiser.Set). Call before or after Start.
+func (m *Module) Advertise(f func() dhtlib.Advert) { m.adv.Set(f) }
+
+// Readvertise tells the running instance (if any) that the advert
+// changed: it publishes again at once. Never blocks.
+func (m *Module) Readvertise() { m.adv.Wake() }
 
 // Stop ends the advertising loop and closes the node and its socket.
 func (i *instance) Stop(ctx context.Context) error {
