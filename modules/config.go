@@ -14,6 +14,10 @@ import (
 	"cheshire/plan9"
 )
 
+// Configuration: parsing and checking a module's config text, the keys
+// the manager takes out of it (lazy, hotreload, mount, restart,
+// maxread), and the errors a refusal wraps.
+
 // managerConfig is the part of a module's configuration the manager
 // itself acts on.
 type managerConfig struct {
