@@ -33,15 +33,6 @@ func (m *Manager) dependsLocked(a, b string) bool {
 	return walk(a)
 }
 
-func (m *Manager) allRunning(names []string) bool {
-	for _, n := range names {
-		if !m.Running(n) {
-			return false
-		}
-	}
-	return true
-}
-
 // usersOf returns the modules that need name directly, sorted by name.
 func (m *Manager) usersOf(name string) []*managed {
 	var out []*managed

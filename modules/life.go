@@ -144,6 +144,23 @@ func (m *Manager) stopOne(ctx context.Context, d *managed, now bool) error {
 		d.mu.Unlock()
 		return nil
 	}
+	err := d.stopInstance(ctx, now)
+	d.mu.Lock()
+	d.setStateLocked(Stopped)
+	d.mu.Unlock()
+	if err != nil {
+		d.slog.Warn("stop", "err", err)
+	}
+	d.slog.Info("stopped")
+	return nil
+}
+
+// stopInstance stops d's running instance: d is marked stopping, the
+// calls in flight are drained (with now, cancelled first) and the
+// instance is taken out and stopped. Called with mu held; it returns
+// with mu released and d still stopping, for the caller to say what
+// comes next.
+func (d *managed) stopInstance(ctx context.Context, now bool) error {
 	d.setStateLocked(Stopping)
 	if now {
 		d.icancel(plan9.ErrModuleStopped)
@@ -153,15 +170,7 @@ func (m *Manager) stopOne(ctx context.Context, d *managed, now bool) error {
 	d.inst = nil
 	d.icancel(plan9.ErrModuleStopped)
 	d.mu.Unlock()
-	err := inst.Stop(ctx)
-	d.mu.Lock()
-	d.setStateLocked(Stopped)
-	d.mu.Unlock()
-	if err != nil {
-		d.slog.Warn("stop", "err", err)
-	}
-	d.slog.Info("stopped")
-	return nil
+	return inst.Stop(ctx)
 }
 
 // Restart stops and starts name (and what needed it).

@@ -3,8 +3,6 @@ package modules
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"cheshire/module"
@@ -139,9 +137,7 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 	if m.nsm != nil {
 		m.nsm.Unregister("#" + name)
 	}
-	for _, f := range []string{"package", "source", "state"} {
-		os.Remove(filepath.Join(m.dir, name, f))
-	}
+	m.unkeep(name)
 	d.log.Write([]byte("unloaded\n"))
 	m.log.Info("module unloaded", "module", name)
 	return nil

@@ -1,3 +1,9 @@
+// Package modules runs the node's modules (module.Module): the Manager
+// starts them in dependency order, routes their files' operations
+// through a gate, keeps their packages and configs in DIR/modules and
+// serves /modules. Below it are the WebAssembly runtime of packages
+// (wasm), the package format (pkg) and what a module is written with
+// (sdk, abi).
 package modules
 
 import (
@@ -6,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -211,7 +216,7 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		return nil, badName(name)
 	}
 	text := defCfg
-	if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
+	if b, err := m.kept(name, "config"); err == nil {
 		text = string(b)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("module %s: config: %w", name, err)
@@ -225,7 +230,7 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 	d.slog = slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		m.log.Handler().WithAttrs([]slog.Attr{slog.String("module", name)})))
-	if st, err := os.ReadFile(filepath.Join(m.dir, name, "state")); err == nil && strings.TrimSpace(string(st)) == "stopped" {
+	if st, err := m.kept(name, "state"); err == nil && strings.TrimSpace(string(st)) == "stopped" {
 		d.userStop = true
 	}
 	m.mu.Lock()

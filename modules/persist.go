@@ -16,7 +16,24 @@ import (
 
 // What is kept in DIR/modules and how it is written: per module
 // NAME/package, NAME/source, NAME/config and NAME/state, written as one
-// unit through atomicfile; and the trusted author keys, DIR/modules/trusted.
+// unit through atomicfile, and NAME/data, the module's own; and the
+// trusted author keys, DIR/modules/trusted.
+
+// kept reads module name's file as kept in DIR/modules/NAME.
+func (m *Manager) kept(name, file string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(m.dir, name, file))
+}
+
+// unkeep forgets the package, source and state kept for module name. Its
+// config and data stay, for a later load of the same name.
+func (m *Manager) unkeep(name string) {
+	for _, f := range []string{"package", "source", "state"} {
+		os.Remove(filepath.Join(m.dir, name, f))
+	}
+}
+
+// dataDir is module name's private data directory.
+func (m *Manager) dataDir(name string) string { return filepath.Join(m.dir, name, "data") }
 
 // persist keeps d's package (if given) and config in DIR/modules/NAME:
 // all of them or, if one cannot be written, none.

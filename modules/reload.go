@@ -3,12 +3,9 @@ package modules
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"cheshire/module"
-	"cheshire/plan9"
 )
 
 // Replacing a module's version in place: reload (new code or static
@@ -55,7 +52,7 @@ func (m *Manager) Reload(ctx context.Context, name string) error {
 		if newMod == nil {
 			newMod, newPkg = mod, pkg
 		}
-		if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
+		if b, err := m.kept(name, "config"); err == nil {
 			cfgText = string(b)
 		}
 		return m.replaceLocked(ctx, d, newMod, newPkg, cfgText, "reload")
@@ -95,13 +92,7 @@ func (m *Manager) replaceLocked(ctx context.Context, d *managed, newMod module.M
 	}
 	old := d.currentLocked()
 	d.reloading = true
-	d.setStateLocked(Stopping)
-	d.drainLocked()
-	inst := d.inst
-	d.inst = nil
-	d.icancel(plan9.ErrModuleStopped)
-	d.mu.Unlock()
-	if err := inst.Stop(ctx); err != nil {
+	if err := d.stopInstance(ctx, false); err != nil {
 		d.slog.Warn(why+": stopping the old instance", "err", err)
 	}
 	return m.launchLocked(d, nil, []version{next, old}, why, func(i int) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -210,7 +209,7 @@ func (m *Manager) startInstance(ctx context.Context, d *managed, mod module.Modu
 	env := module.Env{
 		Name:   d.name,
 		Config: modCfg,
-		Dir:    filepath.Join(m.dir, d.name, "data"),
+		Dir:    m.dataDir(d.name),
 		Log:    d.slog,
 		Fail:   func(err error) { m.fail(d, gen, err) },
 	}
@@ -278,14 +277,14 @@ func (m *Manager) Boot(ctx context.Context) error {
 		defer close(m.booted)
 		var loaded []string
 		for _, e := range ents {
-			data, err := os.ReadFile(filepath.Join(m.dir, e.Name(), "package"))
+			data, err := m.kept(e.Name(), "package")
 			if err != nil {
 				continue
 			}
 			if _, err := m.get(e.Name()); err == nil {
 				continue
 			}
-			src, _ := os.ReadFile(filepath.Join(m.dir, e.Name(), "source"))
+			src, _ := m.kept(e.Name(), "source")
 			lctx, cancel := context.WithTimeout(m.ctx, m.startTimeout)
 			err = m.loadBytes(lctx, e.Name(), data, strings.TrimSpace(string(src)))
 			cancel()
