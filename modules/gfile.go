@@ -41,6 +41,7 @@ type gfile struct {
 	qid    styx.Qid  // f's last qid, or a made-up one before binding
 	length int64     // the stat length at the last look; -1 before the first read
 	served int64     // bytes read through this fid
+	dirty  bool      // written or truncated through this fid: its clunk may commit
 }
 
 var (
@@ -173,6 +174,7 @@ func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
 	if err == nil {
 		f.mu.Lock()
 		f.opened, f.mode, f.qid = true, mode, file.Qid()
+		f.dirty = f.dirty || mode&styx.OTRUNC != 0
 		f.mu.Unlock()
 	}
 	return iou, f.callErr(ctx, err)
@@ -190,7 +192,7 @@ func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8
 	}
 	// The directory's fid becomes the new file's (styx.File.Create).
 	w := f.child(nf, name)
-	w.opened, w.mode = true, mode
+	w.opened, w.mode, w.dirty = true, mode, mode&styx.OTRUNC != 0
 	return w, iou, nil
 }
 
@@ -257,6 +259,11 @@ func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	defer done()
 	n, err := file.Write(ctx, p, off)
+	if err == nil {
+		f.mu.Lock()
+		f.dirty = true
+		f.mu.Unlock()
+	}
 	return n, f.callErr(ctx, err)
 }
 
@@ -285,6 +292,7 @@ func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
 		return f.callErr(ctx, err)
 	}
 	f.mu.Lock()
+	f.dirty = f.dirty || d.Length != ^uint64(0)
 	if d.Name != "" && len(f.names) > 0 {
 		f.names = append(slices.Clip(f.names[:len(f.names)-1]), d.Name)
 	}
@@ -302,16 +310,27 @@ func (f *gfile) Remove(ctx context.Context) error {
 }
 
 // Clunk clunks the underlying file if it belongs to the running
-// instance; a file of a stopped or replaced instance is just dropped.
+// instance; a file of a replaced instance is clunked there, best effort.
+// While the module does not run, the file is dropped unclunked, and what
+// its clunk would have committed (a config written to it, applied at
+// clunk) is lost: if it was written to or truncated, the clunk fails
+// with "module stopped", so that `echo x >file` sees the error at close.
+//
+// BUG: the gate cannot tell a file that commits at clunk from one that
+// applied each write as it came, so a clunk of any file written to
+// while the module is stopped fails.
 func (f *gfile) Clunk() error {
 	f.mu.Lock()
-	file, fgen := f.f, f.gen
+	file, fgen, dirty := f.f, f.gen, f.dirty
 	f.mu.Unlock()
 	if file == nil {
 		return nil
 	}
 	_, gen, ok := f.m.tryAcquire()
 	if !ok {
+		if dirty {
+			return f.m.stoppedErr()
+		}
 		return nil
 	}
 	defer f.m.release()
