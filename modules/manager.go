@@ -175,17 +175,16 @@ type managed struct {
 	gen       uint64          // guarded by mu: inst's generation
 	ictx      context.Context // guarded by mu: inst's calls; ends when it stops
 	icancel   context.CancelCauseFunc
-	op        *startOp               // guarded by mu: the start under way, while starting
-	inflight  int                    // guarded by mu
-	drained   chan struct{}          // guarded by mu: closed when inflight drops to 0
-	changed   chan struct{}          // guarded by mu: closed at every state change
-	userStop  bool                   // guarded by mu: stopped by its owner; lazy starts don't undo it
-	suspended bool                   // guarded by mu: stopped because a dependency stopped
-	started   time.Time              // guarded by mu
-	starts    int                    // guarded by mu
-	lastErr   string                 // guarded by mu
-	mounted   map[*ns.Namespace]bool // guarded by mu: namespaces given the module's mount
-	watchStop context.CancelFunc     // guarded by mu: ends the hot-reload watcher
+	op        *startOp           // guarded by mu: the start under way, while starting
+	inflight  int                // guarded by mu
+	drained   chan struct{}      // guarded by mu: closed when inflight drops to 0
+	changed   chan struct{}      // guarded by mu: closed at every state change
+	userStop  bool               // guarded by mu: stopped by its owner; lazy starts don't undo it
+	suspended bool               // guarded by mu: stopped because a dependency stopped
+	started   time.Time          // guarded by mu
+	starts    int                // guarded by mu
+	lastErr   string             // guarded by mu
+	watchStop context.CancelFunc // guarded by mu: ends the hot-reload watcher
 }
 
 // setState changes the state and wakes whoever waits for a change.
@@ -226,7 +225,7 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		return nil, fmt.Errorf("module %s: %w", name, err)
 	}
 	d := &managed{mgr: m, name: name, builtin: builtin, mod: mod, pkg: pkg, source: source,
-		cfg: cfg, mc: mc, changed: make(chan struct{}), log: synth.NewLog(0), mounted: map[*ns.Namespace]bool{}}
+		cfg: cfg, mc: mc, changed: make(chan struct{}), log: synth.NewLog(0)}
 	d.slog = slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		m.log.Handler().WithAttrs([]slog.Attr{slog.String("module", name)})))
