@@ -3,6 +3,9 @@ package modules
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/module"
@@ -39,10 +42,10 @@ func (g gate) Attach(ctx context.Context, uname, aname string, auth styx.File) (
 	// neither starts a lazy module nor waits for a start under way: the
 	// file is bound to an instance at its first real operation if it
 	// cannot be now.
-	if inst, gen, ok := g.m.tryAcquire(); ok {
-		defer g.m.release()
+	if r := g.m.tryAcquire(); r != nil {
+		defer r.release()
 		f.mu.Lock()
-		err := f.bindLocked(ctx, inst, gen)
+		err := f.bindLocked(ctx, r.inst, r.gen)
 		f.mu.Unlock()
 		if err != nil {
 			return nil, err
@@ -51,84 +54,108 @@ func (g gate) Attach(ctx context.Context, uname, aname string, auth styx.File) (
 	return f, nil
 }
 
-// acquire returns the running instance, counting the caller in flight
-// until release. It waits through a start or a reload, starts a lazy
-// module, and fails at once with "module stopped" otherwise.
-func (d *managed) acquire(ctx context.Context) (module.Instance, uint64, context.Context, error) {
+// An incarnation is one running instance, as the gate admits operations
+// into it. Admission takes no lock: an operation counts itself in flight
+// (inflight) and then checks that the incarnation is still d.live; a
+// stop first clears d.live (with d.mu held) and then drains, waiting for
+// inflight to drop to 0. An operation that counted itself after the
+// clear fails its check and leaves without touching the instance; one
+// that passed its check is counted before the drain looks, so the drain
+// waits for it.
+type incarnation struct {
+	inst   module.Instance
+	gen    uint64
+	ctx    context.Context // its calls' context: ends when it stops
+	cancel context.CancelCauseFunc
+
+	inflight atomic.Int64  // operations admitted and not yet released
+	draining atomic.Bool   // set by drain before it looks at inflight
+	drained  chan struct{} // closed (once) when inflight drops to 0 while draining
+	once     sync.Once
+}
+
+func newIncarnation(inst module.Instance, gen uint64) *incarnation {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &incarnation{inst: inst, gen: gen, ctx: ctx, cancel: cancel, drained: make(chan struct{})}
+}
+
+// release ends an operation admitted by acquire or tryAcquire.
+func (r *incarnation) release() {
+	if r.inflight.Add(-1) == 0 && r.draining.Load() {
+		r.once.Do(func() { close(r.drained) })
+	}
+}
+
+// drain waits until no operation is in flight in r or the drain timeout
+// passes. r must no longer be live, so that no operation is admitted.
+func (r *incarnation) drain(log *slog.Logger) {
+	r.draining.Store(true)
+	if r.inflight.Load() == 0 {
+		return
+	}
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-r.drained:
+	case <-t.C:
+		log.Warn("stopping with operations still in flight", "after", drainTimeout)
+	}
+}
+
+// tryAcquire returns the running instance, counting the caller in flight
+// until it calls release, or nil if d does not run. It takes no lock.
+func (d *managed) tryAcquire() *incarnation {
+	r := d.live.Load()
+	if r == nil {
+		return nil
+	}
+	r.inflight.Add(1)
+	if d.live.Load() != r {
+		r.release() // stopping: the drain may have looked already
+		return nil
+	}
+	return r
+}
+
+// acquire is tryAcquire that, when d does not run, waits through a start
+// or a reload, starts a lazy module, and fails at once with "module
+// stopped" otherwise.
+func (d *managed) acquire(ctx context.Context) (*incarnation, error) {
+	if r := d.tryAcquire(); r != nil {
+		return r, nil
+	}
 	d.mu.Lock()
 	for {
 		switch {
 		case d.state == Running:
-			d.inflight++
-			inst, gen, ictx := d.inst, d.gen, d.ictx
+			// No drain has begun: it would have set the state first.
+			r := d.run
+			r.inflight.Add(1)
 			d.mu.Unlock()
-			return inst, gen, ictx, nil
+			return r, nil
 		case d.state == Starting || d.state == Stopping && d.reloading:
 			ch := d.changed
 			d.mu.Unlock()
 			select {
 			case <-ch:
 			case <-ctx.Done():
-				return nil, 0, nil, ctx.Err()
+				return nil, ctx.Err()
 			}
 			d.mu.Lock()
 		case d.state == Stopped && d.mc.lazy && !d.userStop && !d.suspended:
 			d.mu.Unlock()
 			if err := d.mgr.Start(ctx, d.name); err != nil {
-				return nil, 0, nil, fmt.Errorf("module %s: lazy start: %w", d.name, err)
+				return nil, fmt.Errorf("module %s: lazy start: %w", d.name, err)
 			}
 			d.mu.Lock()
 		case d.state == Failed:
 			err := d.failedErrLocked()
 			d.mu.Unlock()
-			return nil, 0, nil, err
+			return nil, err
 		default:
 			d.mu.Unlock()
-			return nil, 0, nil, plan9.ErrModuleStopped
+			return nil, plan9.ErrModuleStopped
 		}
-	}
-}
-
-// tryAcquire is acquire without waiting or starting.
-func (d *managed) tryAcquire() (module.Instance, uint64, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state != Running {
-		return nil, 0, false
-	}
-	d.inflight++
-	return d.inst, d.gen, true
-}
-
-func (d *managed) release() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.inflight--
-	if d.inflight == 0 && d.drained != nil {
-		close(d.drained)
-		d.drained = nil
-	}
-}
-
-// drainLocked waits, with mu held on entry and exit, until no operation
-// is in flight or the drain timeout passes.
-func (d *managed) drainLocked() {
-	if d.inflight == 0 {
-		return
-	}
-	ch := make(chan struct{})
-	d.drained = ch
-	d.mu.Unlock()
-	t := time.NewTimer(drainTimeout)
-	select {
-	case <-ch:
-	case <-t.C:
-		d.slog.Warn("stopping with operations still in flight", "after", drainTimeout)
-	}
-	t.Stop()
-	d.mu.Lock()
-	if d.drained == ch {
-		d.drained = nil
 	}
 }
 
@@ -149,8 +176,4 @@ func (d *managed) stoppedErr() error {
 
 // readLimit is the most a read of one of d's files may serve, through
 // one fid; 0 for no limit.
-func (d *managed) readLimit() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.mc.maxRead
-}
+func (d *managed) readLimit() int64 { return d.maxRead.Load() }

@@ -99,27 +99,36 @@ func pathOf(names []string) string { return "/" + strings.Join(names, "/") }
 
 // enter acquires the module and binds f to its instance. It returns the
 // bound file, a context for the call that also ends when the instance
-// stops, and done, which the caller must call when the call returns.
-func (f *gfile) enter(ctx context.Context) (context.Context, styx.File, func(), error) {
-	inst, gen, ictx, err := f.m.acquire(ctx)
+// stops, and the call, whose done the caller must call when it returns.
+func (f *gfile) enter(ctx context.Context) (context.Context, styx.File, call, error) {
+	r, err := f.m.acquire(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, call{}, err
 	}
 	f.mu.Lock()
-	err = f.bindLocked(ctx, inst, gen)
+	err = f.bindLocked(ctx, r.inst, r.gen)
 	file := f.f
 	f.mu.Unlock()
 	if err != nil {
-		f.m.release()
-		return nil, nil, nil, err
+		r.release()
+		return nil, nil, call{}, err
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(ictx, func() { cancel(plan9.ErrModuleStopped) })
-	return cctx, file, func() {
-		stop()
-		cancel(nil)
-		f.m.release()
-	}, nil
+	stop := context.AfterFunc(r.ctx, func() { cancel(plan9.ErrModuleStopped) })
+	return cctx, file, call{r: r, stop: stop, cancel: cancel}, nil
+}
+
+// A call is one operation admitted by enter.
+type call struct {
+	r      *incarnation
+	stop   func() bool
+	cancel context.CancelCauseFunc
+}
+
+func (c call) done() {
+	c.stop()
+	c.cancel(nil)
+	c.r.release()
 }
 
 // callErr is the error of a call that returned err under ctx (from
@@ -152,11 +161,11 @@ func (f *gfile) child(nf styx.File, names ...string) *gfile {
 }
 
 func (f *gfile) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer done()
+	defer c.done()
 	qids, nf, err := file.Walk(ctx, names)
 	if nf == nil || len(qids) < len(names) {
 		return qids, nil, f.callErr(ctx, err)
@@ -165,11 +174,11 @@ func (f *gfile) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File
 }
 
 func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer done()
+	defer c.done()
 	iou, err := file.Open(ctx, mode)
 	if err == nil {
 		f.mu.Lock()
@@ -181,11 +190,11 @@ func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
 }
 
 func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8) (styx.File, uint32, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer done()
+	defer c.done()
 	nf, iou, err := file.Create(ctx, name, perm, mode)
 	if err != nil {
 		return nil, 0, f.callErr(ctx, err)
@@ -197,11 +206,11 @@ func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8
 }
 
 func (f *gfile) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer done()
+	defer c.done()
 	n, err := f.bound(ctx, file, len(p), off)
 	if n == 0 || err != nil {
 		return 0, f.callErr(ctx, err)
@@ -243,21 +252,21 @@ func (f *gfile) bound(ctx context.Context, file styx.File, count int, off int64)
 }
 
 func (f *gfile) ReadDir(ctx context.Context) ([]styx.Dir, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer c.done()
 	ds, err := file.ReadDir(ctx)
 	return ds, f.callErr(ctx, err)
 }
 
 func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer done()
+	defer c.done()
 	n, err := file.Write(ctx, p, off)
 	if err == nil {
 		f.mu.Lock()
@@ -268,11 +277,11 @@ func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
 }
 
 func (f *gfile) Stat(ctx context.Context) (styx.Dir, error) {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return styx.Dir{}, err
 	}
-	defer done()
+	defer c.done()
 	d, err := file.Stat(ctx)
 	if err == nil {
 		f.mu.Lock()
@@ -283,11 +292,11 @@ func (f *gfile) Stat(ctx context.Context) (styx.Dir, error) {
 }
 
 func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer c.done()
 	if err := file.Wstat(ctx, d); err != nil {
 		return f.callErr(ctx, err)
 	}
@@ -301,11 +310,11 @@ func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
 }
 
 func (f *gfile) Remove(ctx context.Context) error {
-	ctx, file, done, err := f.enter(ctx)
+	ctx, file, c, err := f.enter(ctx)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer c.done()
 	return f.callErr(ctx, file.Remove(ctx))
 }
 
@@ -326,15 +335,15 @@ func (f *gfile) Clunk() error {
 	if file == nil {
 		return nil
 	}
-	_, gen, ok := f.m.tryAcquire()
-	if !ok {
+	r := f.m.tryAcquire()
+	if r == nil {
 		if dirty {
 			return f.m.stoppedErr()
 		}
 		return nil
 	}
-	defer f.m.release()
-	if gen != fgen {
+	defer r.release()
+	if r.gen != fgen {
 		file.Clunk()
 		return nil
 	}

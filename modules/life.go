@@ -19,10 +19,10 @@ func (m *Manager) fail(d *managed, gen uint64, err error) {
 		d.mu.Unlock()
 		return
 	}
-	inst := d.inst
+	r := d.run
 	d.lastErr = err.Error()
-	d.inst = nil
-	d.icancel(plan9.ErrModuleStopped)
+	d.run = nil
+	r.cancel(plan9.ErrModuleStopped)
 	d.setStateLocked(Failed)
 	d.mu.Unlock()
 	d.slog.Error("module failed", "err", err)
@@ -31,10 +31,8 @@ func (m *Manager) fail(d *managed, gen uint64, err error) {
 		defer m.wg.Done()
 		ctx, cancel := context.WithTimeout(m.ctx, drainTimeout)
 		defer cancel()
-		d.mu.Lock()
-		d.drainLocked()
-		d.mu.Unlock()
-		if err := inst.Stop(ctx); err != nil {
+		r.drain(d.slog)
+		if err := r.inst.Stop(ctx); err != nil {
 			d.slog.Warn("stop after failure", "err", err)
 		}
 		m.restartLater(d, gen)
@@ -162,15 +160,17 @@ func (m *Manager) stopOne(ctx context.Context, d *managed, now bool) error {
 // comes next.
 func (d *managed) stopInstance(ctx context.Context, now bool) error {
 	d.setStateLocked(Stopping)
+	r := d.run
 	if now {
-		d.icancel(plan9.ErrModuleStopped)
+		r.cancel(plan9.ErrModuleStopped)
 	}
-	d.drainLocked()
-	inst := d.inst
-	d.inst = nil
-	d.icancel(plan9.ErrModuleStopped)
 	d.mu.Unlock()
-	return inst.Stop(ctx)
+	r.drain(d.slog)
+	d.mu.Lock()
+	d.run = nil
+	r.cancel(plan9.ErrModuleStopped)
+	d.mu.Unlock()
+	return r.inst.Stop(ctx)
 }
 
 // Restart stops and starts name (and what needed it).

@@ -164,20 +164,16 @@ type managed struct {
 	dir     *synth.Dir // its directory in /modules
 
 	mu        sync.Mutex
-	mod       module.Module   // guarded by mu
-	pkg       []byte          // guarded by mu: the package file, for loaded modules
-	source    string          // guarded by mu
-	cfg       module.Config   // guarded by mu: the whole config, manager keys too
-	mc        managerConfig   // guarded by mu
-	state     State           // guarded by mu
-	reloading bool            // guarded by mu: waiters wait instead of failing
-	inst      module.Instance // guarded by mu
-	gen       uint64          // guarded by mu: inst's generation
-	ictx      context.Context // guarded by mu: inst's calls; ends when it stops
-	icancel   context.CancelCauseFunc
+	mod       module.Module      // guarded by mu
+	pkg       []byte             // guarded by mu: the package file, for loaded modules
+	source    string             // guarded by mu
+	cfg       module.Config      // guarded by mu: the whole config, manager keys too
+	mc        managerConfig      // guarded by mu
+	state     State              // guarded by mu
+	reloading bool               // guarded by mu: waiters wait instead of failing
+	run       *incarnation       // guarded by mu: the instance, until it is stopped
+	gen       uint64             // guarded by mu: the generation of the last instance installed
 	op        *startOp           // guarded by mu: the start under way, while starting
-	inflight  int                // guarded by mu
-	drained   chan struct{}      // guarded by mu: closed when inflight drops to 0
 	changed   chan struct{}      // guarded by mu: closed at every state change
 	userStop  bool               // guarded by mu: stopped by its owner; lazy starts don't undo it
 	suspended bool               // guarded by mu: stopped because a dependency stopped
@@ -185,14 +181,32 @@ type managed struct {
 	starts    int                // guarded by mu
 	lastErr   string             // guarded by mu
 	watchStop context.CancelFunc // guarded by mu: ends the hot-reload watcher
+
+	// live is run while d is Running, nil otherwise (both set with mu
+	// held): the gate admits operations through it without taking mu.
+	live atomic.Pointer[incarnation]
+	// maxRead is mc.maxRead (set with mu held), for reads without mu.
+	maxRead atomic.Int64
 }
 
 // setState changes the state and wakes whoever waits for a change.
 // Called with mu held.
 func (d *managed) setStateLocked(s State) {
 	d.state = s
+	if s == Running {
+		d.live.Store(d.run)
+	} else {
+		d.live.Store(nil)
+	}
 	close(d.changed)
 	d.changed = make(chan struct{})
+}
+
+// setMCLocked sets the manager's part of d's config. Called with mu
+// held.
+func (d *managed) setMCLocked(mc managerConfig) {
+	d.mc = mc
+	d.maxRead.Store(mc.maxRead)
 }
 
 func (d *managed) manifest() module.Manifest {
@@ -225,7 +239,8 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		return nil, fmt.Errorf("module %s: %w", name, err)
 	}
 	d := &managed{mgr: m, name: name, builtin: builtin, mod: mod, pkg: pkg, source: source,
-		cfg: cfg, mc: mc, changed: make(chan struct{}), log: synth.NewLog(0)}
+		cfg: cfg, changed: make(chan struct{}), log: synth.NewLog(0)}
+	d.setMCLocked(mc) // d is not shared yet
 	d.slog = slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		m.log.Handler().WithAttrs([]slog.Attr{slog.String("module", name)})))

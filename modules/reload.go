@@ -83,7 +83,8 @@ func (m *Manager) replaceLocked(ctx context.Context, d *managed, newMod module.M
 		return nil, fmt.Errorf("%s %s: %w: the module is starting; try again once it runs", why, d.name, errAgain)
 	case Running:
 	default:
-		d.mod, d.pkg, d.cfg, d.mc = next.mod, next.pkg, next.cfg, next.mc
+		d.mod, d.pkg, d.cfg = next.mod, next.pkg, next.cfg
+		d.setMCLocked(next.mc)
 		d.mu.Unlock()
 		m.persist(d, newPkg, text)
 		d.slog.Info(why+": applied; takes effect at the next start", "version", newMod.Manifest().Version)
@@ -118,7 +119,11 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 			return nil, err
 		}
 		d.mu.Lock()
-		mod, pkg, inst, running, starting := d.mod, d.pkg, d.inst, d.state == Running, d.state == Starting
+		mod, pkg, running, starting := d.mod, d.pkg, d.state == Running, d.state == Starting
+		var inst module.Instance
+		if running {
+			inst = d.run.inst
+		}
 		oldModCfg, _ := splitConfig(d.cfg)
 		d.mu.Unlock()
 		if starting {
@@ -143,7 +148,8 @@ func (m *Manager) SetConfig(ctx context.Context, name, text string) error {
 			}
 		}
 		d.mu.Lock()
-		d.cfg, d.mc = cfg, mc
+		d.cfg = cfg
+		d.setMCLocked(mc)
 		failed := d.state == Failed
 		d.mu.Unlock()
 		m.persist(d, nil, text)

@@ -147,7 +147,8 @@ func (m *Manager) endStart(d *managed, op *startOp, inst module.Instance, gen ui
 	}
 	v := tries[i]
 	if why != "" { // a replacement: the version that started is d's now
-		d.mod, d.pkg, d.cfg, d.mc = v.mod, v.pkg, v.cfg, v.mc
+		d.mod, d.pkg, d.cfg = v.mod, v.pkg, v.cfg
+		d.setMCLocked(v.mc)
 	}
 	d.install(inst, gen)
 	d.userStop, d.suspended = false, false
@@ -184,9 +185,8 @@ func (m *Manager) stopLate(d *managed, inst module.Instance) {
 // with mu held; the caller mounts it in the namespaces (applyMount) once
 // mu is released.
 func (d *managed) install(inst module.Instance, gen uint64) {
-	d.inst = inst
+	d.run = newIncarnation(inst, gen)
 	d.gen = gen
-	d.ictx, d.icancel = context.WithCancelCause(context.Background())
 	if d.starts > 0 {
 		d.starts++
 	} else {
