@@ -1,7 +1,6 @@
 package modules
 
 import (
-	"cheshire/module"
 	"errors"
 	"fmt"
 	"math"
@@ -11,8 +10,13 @@ import (
 	"syscall"
 	"time"
 
+	"cheshire/module"
 	"cheshire/plan9"
 )
+
+// Configuration: parsing and checking a module's config text, the keys
+// the manager takes out of it (lazy, hotreload, mount, restart,
+// maxread), and the errors a refusal wraps.
 
 // managerConfig is the part of a module's configuration the manager
 // itself acts on.

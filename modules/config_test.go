@@ -1,9 +1,10 @@
 package modules_test
 
 import (
-	"cheshire/module"
 	"strings"
 	"testing"
+
+	"cheshire/module"
 )
 
 func TestParsePerm(t *testing.T) {

@@ -1,22 +1,17 @@
 package modules
 
 import (
-	"bufio"
-	"bytes"
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
+	"cheshire/module"
 	"cheshire/synth"
 )
 
-// Files of /modules:
+// The files of /modules, the manager's control and status files:
 //
 //	ctl              load NAME SOURCE, unload, start, stop, restart, reload NAME
 //	trusted          author keys whose packages this node runs, one a line
@@ -206,65 +201,4 @@ func (m *Manager) deps(d *managed) string {
 		fmt.Fprintf(&b, "neededby %s %s\n", o.name, state(o.name))
 	}
 	return b.String()
-}
-
-// trustedFile keeps the author keys the owner trusts.
-func (m *Manager) trustedFile() string { return filepath.Join(m.dir, "trusted") }
-
-func (m *Manager) loadTrusted() error {
-	data, err := os.ReadFile(m.trustedFile())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("modules: trusted keys: %w", err)
-	}
-	keys, err := parseKeys(data)
-	if err != nil {
-		return fmt.Errorf("modules: %s: %w", m.trustedFile(), err)
-	}
-	m.trusted = keys
-	return nil
-}
-
-// parseKeys reads one key a line; # starts a comment.
-func parseKeys(data []byte) ([]string, error) {
-	var keys []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimSpace(sc.Text())
-		if i := strings.IndexByte(t, '#'); i >= 0 {
-			t = strings.TrimSpace(t[:i])
-		}
-		if t == "" {
-			continue
-		}
-		if len(strings.Fields(t)) != 1 || len(t) != 52 {
-			return nil, fmt.Errorf("%w: line %d: %q is not a key (52 characters of z-base-32, as cheshire module id prints)", errInvalid, line, t)
-		}
-		keys = append(keys, t)
-	}
-	return keys, sc.Err()
-}
-
-func (m *Manager) setTrusted(data []byte) error {
-	keys, err := parseKeys(data)
-	if err != nil {
-		return err
-	}
-	if err := m.save(m.dir, map[string][]byte{"trusted": data}); err != nil {
-		return fmt.Errorf("saving trusted keys: %w", err)
-	}
-	m.mu.Lock()
-	m.trusted = keys
-	m.mu.Unlock()
-	m.log.Info("trusted module authors changed", "keys", len(keys))
-	return nil
-}
-
-// Trusted returns the author keys packages may be signed by.
-func (m *Manager) Trusted() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append(slices.Clone(m.always), m.trusted...)
 }

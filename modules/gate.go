@@ -1,19 +1,24 @@
 package modules
 
 import (
-	"cheshire/module"
 	"context"
 	"fmt"
-	"hash/fnv"
-	"slices"
-	"strings"
+	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"cheshire/module"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/styx"
 )
 
+// The request gate: the Attacher of a module's files, and the admission
+// of each operation into the module's instance (acquire and release,
+// counted in flight) that a stop drains. The files themselves are
+// gfile.go.
+//
 // The gate stands between the namespace and a module's instance. Every
 // file of a module that a namespace holds is a gfile: it remembers the
 // path it was walked by and, if open, its mode, so that when the instance
@@ -24,12 +29,6 @@ import (
 // being stopped until it returns (the drain), so a write that was
 // answered is never lost to a reload. Each operation's context also ends
 // when its instance stops, so a stopped module's calls end at once.
-//
-// Reads of a package's files are bounded: none is served past the file's
-// stat length (looked at again when a read would pass it, as files grow)
-// nor past the module's read limit (maxread), in offset or in bytes read
-// through one fid, so a file that declares a huge length or ignores
-// offsets cannot stream without end.
 
 // gate is the styx.Attacher registered as "#NAME" for one namespace.
 type gate struct {
@@ -43,10 +42,10 @@ func (g gate) Attach(ctx context.Context, uname, aname string, auth styx.File) (
 	// neither starts a lazy module nor waits for a start under way: the
 	// file is bound to an instance at its first real operation if it
 	// cannot be now.
-	if inst, gen, ok := g.m.tryAcquire(); ok {
-		defer g.m.release()
+	if r := g.m.tryAcquire(); r != nil {
+		defer r.release()
 		f.mu.Lock()
-		err := f.bindLocked(ctx, inst, gen)
+		err := f.bindLocked(ctx, r.inst, r.gen)
 		f.mu.Unlock()
 		if err != nil {
 			return nil, err
@@ -55,300 +54,126 @@ func (g gate) Attach(ctx context.Context, uname, aname string, auth styx.File) (
 	return f, nil
 }
 
-// gfile is one fid's file of a module.
-type gfile struct {
-	m            *managed
-	ns           *ns.Namespace
-	uname, aname string
+// An incarnation is one running instance, as the gate admits operations
+// into it. Admission takes no lock: an operation counts itself in flight
+// (inflight) and then checks that the incarnation is still d.live; a
+// stop first clears d.live (with d.mu held) and then drains, waiting for
+// inflight to drop to 0. An operation that counted itself after the
+// clear fails its check and leaves without touching the instance; one
+// that passed its check is counted before the drain looks, so the drain
+// waits for it.
+type incarnation struct {
+	inst   module.Instance
+	gen    uint64
+	ctx    context.Context // its calls' context: ends when it stops
+	cancel context.CancelCauseFunc
 
-	// mu guards the fields below: Read, Write and Stat of one fid may
-	// come at once, and any of them may bind the file to a new instance.
-	mu     sync.Mutex
-	names  []string // walked from the attach root
-	opened bool
-	mode   uint8
-	gen    uint64    // the instance f belongs to
-	f      styx.File // nil until bound
-	qid    styx.Qid  // f's last qid, or a made-up one before binding
-	length int64     // the stat length at the last look; -1 before the first read
-	served int64     // bytes read through this fid
+	inflight atomic.Int64  // operations admitted and not yet released
+	draining atomic.Bool   // set by drain before it looks at inflight
+	drained  chan struct{} // closed (once) when inflight drops to 0 while draining
+	once     sync.Once
 }
 
-var (
-	_ styx.File       = (*gfile)(nil)
-	_ ns.Availability = (*gfile)(nil)
-)
+func newIncarnation(inst module.Instance, gen uint64) *incarnation {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &incarnation{inst: inst, gen: gen, ctx: ctx, cancel: cancel, drained: make(chan struct{})}
+}
 
-// Available implements ns.Availability: a stopped module's files
-// disappear from directory listings.
-func (f *gfile) Available() bool { return f.m.available() }
+// release ends an operation admitted by acquire or tryAcquire.
+func (r *incarnation) release() {
+	if r.inflight.Add(-1) == 0 && r.draining.Load() {
+		r.once.Do(func() { close(r.drained) })
+	}
+}
 
-// bindLocked makes f a file of inst, walking and opening it again if it
-// belonged to an earlier instance. Called with f.mu held.
-func (f *gfile) bindLocked(ctx context.Context, inst module.Instance, gen uint64) error {
-	if f.f != nil && f.gen == gen {
+// drain waits until no operation is in flight in r or the drain timeout
+// passes. r must no longer be live, so that no operation is admitted.
+func (r *incarnation) drain(log *slog.Logger) {
+	r.draining.Store(true)
+	if r.inflight.Load() == 0 {
+		return
+	}
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-r.drained:
+	case <-t.C:
+		log.Warn("stopping with operations still in flight", "after", drainTimeout)
+	}
+}
+
+// tryAcquire returns the running instance, counting the caller in flight
+// until it calls release, or nil if d does not run. It takes no lock.
+func (d *managed) tryAcquire() *incarnation {
+	r := d.live.Load()
+	if r == nil {
 		return nil
 	}
-	a := styx.Attacher(inst)
-	if pn, ok := inst.(module.NamespaceInstance); ok && f.ns != nil {
-		a = pn.ForNamespace(f.ns)
+	r.inflight.Add(1)
+	if d.live.Load() != r {
+		r.release() // stopping: the drain may have looked already
+		return nil
 	}
-	root, err := a.Attach(ctx, f.uname, f.aname, nil)
-	if err != nil {
-		return f.rebindErr(err)
+	return r
+}
+
+// acquire is tryAcquire that, when d does not run, waits through a start
+// or a reload, starts a lazy module, and fails at once with "module
+// stopped" otherwise.
+func (d *managed) acquire(ctx context.Context) (*incarnation, error) {
+	if r := d.tryAcquire(); r != nil {
+		return r, nil
 	}
-	nf := root
-	if len(f.names) > 0 {
-		nf, err = styx.WalkFile(ctx, root, f.names)
-		root.Clunk()
-		if err != nil {
-			return f.rebindErr(fmt.Errorf("%s: %w", pathOf(f.names), err))
+	d.mu.Lock()
+	for {
+		switch {
+		case d.state == Running:
+			// No drain has begun: it would have set the state first.
+			r := d.run
+			r.inflight.Add(1)
+			d.mu.Unlock()
+			return r, nil
+		case d.state == Starting || d.state == Stopping && d.reloading:
+			ch := d.changed
+			d.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			d.mu.Lock()
+		case d.state == Stopped && d.mc.lazy && !d.userStop && !d.suspended:
+			d.mu.Unlock()
+			if err := d.mgr.Start(ctx, d.name); err != nil {
+				return nil, fmt.Errorf("module %s: lazy start: %w", d.name, err)
+			}
+			d.mu.Lock()
+		case d.state == Failed:
+			err := d.failedErrLocked()
+			d.mu.Unlock()
+			return nil, err
+		default:
+			d.mu.Unlock()
+			return nil, plan9.ErrModuleStopped
 		}
 	}
-	if f.opened {
-		if _, err := nf.Open(ctx, f.mode&^(styx.OTRUNC|styx.ORCLOSE)); err != nil {
-			nf.Clunk()
-			return f.rebindErr(err)
-		}
-	}
-	if f.f != nil {
-		f.f.Clunk() // best effort: the old instance may be gone
-	}
-	f.f, f.gen, f.qid = nf, gen, nf.Qid()
-	return nil
 }
 
-func (f *gfile) rebindErr(err error) error {
-	if f.f == nil && f.gen == 0 {
-		return err
-	}
-	return fmt.Errorf("module %s was restarted and this file could not be reopened: %w", f.m.name, err)
+// failedErrLocked is the error of an operation on a failed module.
+func (d *managed) failedErrLocked() error {
+	return fmt.Errorf("%w: module %s failed: %s", plan9.ErrModuleStopped, d.name, d.lastErr)
 }
 
-func pathOf(names []string) string { return "/" + strings.Join(names, "/") }
-
-// enter acquires the module and binds f to its instance. It returns the
-// bound file, a context for the call that also ends when the instance
-// stops, and done, which the caller must call when the call returns.
-func (f *gfile) enter(ctx context.Context) (context.Context, styx.File, func(), error) {
-	inst, gen, ictx, err := f.m.acquire(ctx)
-	if err != nil {
-		return nil, nil, nil, err
+// stoppedErr is the error of an operation on d while it does not run.
+func (d *managed) stoppedErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == Failed {
+		return d.failedErrLocked()
 	}
-	f.mu.Lock()
-	err = f.bindLocked(ctx, inst, gen)
-	file := f.f
-	f.mu.Unlock()
-	if err != nil {
-		f.m.release()
-		return nil, nil, nil, err
-	}
-	cctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(ictx, func() { cancel(plan9.ErrModuleStopped) })
-	return cctx, file, func() {
-		stop()
-		cancel(nil)
-		f.m.release()
-	}, nil
+	return plan9.ErrModuleStopped
 }
 
-// callErr is the error of a call that returned err under ctx (from
-// enter): "module stopped…" if the instance stopped under it.
-func (f *gfile) callErr(ctx context.Context, err error) error {
-	if err == nil || context.Cause(ctx) != plan9.ErrModuleStopped {
-		return err
-	}
-	return f.m.stoppedErr()
-}
-
-func (f *gfile) Qid() styx.Qid {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.f == nil {
-		h := fnv.New64a()
-		h.Write([]byte(f.m.name + "\x00" + f.aname + pathOf(f.names)))
-		return styx.Qid{Type: styx.QTDIR, Path: h.Sum64()}
-	}
-	return f.qid
-}
-
-// child is a new gfile for the file nf of the same instance, at names
-// below f.
-func (f *gfile) child(nf styx.File, names ...string) *gfile {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return &gfile{m: f.m, ns: f.ns, uname: f.uname, aname: f.aname,
-		names: append(slices.Clip(f.names), names...), gen: f.gen, f: nf, qid: nf.Qid(), length: -1}
-}
-
-func (f *gfile) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer done()
-	qids, nf, err := file.Walk(ctx, names)
-	if nf == nil || len(qids) < len(names) {
-		return qids, nil, f.callErr(ctx, err)
-	}
-	return qids, f.child(nf, names...), f.callErr(ctx, err)
-}
-
-func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	iou, err := file.Open(ctx, mode)
-	if err == nil {
-		f.mu.Lock()
-		f.opened, f.mode, f.qid = true, mode, file.Qid()
-		f.mu.Unlock()
-	}
-	return iou, f.callErr(ctx, err)
-}
-
-func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8) (styx.File, uint32, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer done()
-	nf, iou, err := file.Create(ctx, name, perm, mode)
-	if err != nil {
-		return nil, 0, f.callErr(ctx, err)
-	}
-	// The directory's fid becomes the new file's (styx.File.Create).
-	w := f.child(nf, name)
-	w.opened, w.mode = true, mode
-	return w, iou, nil
-}
-
-func (f *gfile) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	n, err := f.bound(ctx, file, len(p), off)
-	if n == 0 || err != nil {
-		return 0, f.callErr(ctx, err)
-	}
-	got, err := file.Read(ctx, p[:n], off)
-	f.mu.Lock()
-	f.served += int64(got)
-	f.mu.Unlock()
-	return got, f.callErr(ctx, err)
-}
-
-// bound is how much of a read of count bytes at off may be served.
-func (f *gfile) bound(ctx context.Context, file styx.File, count int, off int64) (int, error) {
-	limit := f.m.readLimit()
-	if limit <= 0 {
-		return count, nil
-	}
-	f.mu.Lock()
-	served, length := f.served, f.length
-	f.mu.Unlock()
-	n := min(int64(count), limit-served, limit-off)
-	if n <= 0 {
-		return 0, nil
-	}
-	if length < 0 || length > 0 && off+n > length {
-		d, err := file.Stat(ctx)
-		if err != nil {
-			return 0, err
-		}
-		length = int64(d.Length)
-		f.mu.Lock()
-		f.length = length
-		f.mu.Unlock()
-	}
-	if length > 0 {
-		n = min(n, length-off)
-	}
-	return int(max(n, 0)), nil
-}
-
-func (f *gfile) ReadDir(ctx context.Context) ([]styx.Dir, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	ds, err := file.ReadDir(ctx)
-	return ds, f.callErr(ctx, err)
-}
-
-func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	n, err := file.Write(ctx, p, off)
-	return n, f.callErr(ctx, err)
-}
-
-func (f *gfile) Stat(ctx context.Context) (styx.Dir, error) {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return styx.Dir{}, err
-	}
-	defer done()
-	d, err := file.Stat(ctx)
-	if err == nil {
-		f.mu.Lock()
-		f.qid = d.Qid
-		f.mu.Unlock()
-	}
-	return d, f.callErr(ctx, err)
-}
-
-func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	if err := file.Wstat(ctx, d); err != nil {
-		return f.callErr(ctx, err)
-	}
-	f.mu.Lock()
-	if d.Name != "" && len(f.names) > 0 {
-		f.names = append(slices.Clip(f.names[:len(f.names)-1]), d.Name)
-	}
-	f.mu.Unlock()
-	return nil
-}
-
-func (f *gfile) Remove(ctx context.Context) error {
-	ctx, file, done, err := f.enter(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return f.callErr(ctx, file.Remove(ctx))
-}
-
-// Clunk clunks the underlying file if it belongs to the running
-// instance; a file of a stopped or replaced instance is just dropped.
-func (f *gfile) Clunk() error {
-	f.mu.Lock()
-	file, fgen := f.f, f.gen
-	f.mu.Unlock()
-	if file == nil {
-		return nil
-	}
-	_, gen, ok := f.m.tryAcquire()
-	if !ok {
-		return nil
-	}
-	defer f.m.release()
-	if gen != fgen {
-		file.Clunk()
-		return nil
-	}
-	return file.Clunk()
-}
+// readLimit is the most a read of one of d's files may serve, through
+// one fid; 0 for no limit.
+func (d *managed) readLimit() int64 { return d.maxRead.Load() }

@@ -1,15 +1,17 @@
+// Package modules runs the node's modules (module.Module): the Manager
+// starts them in dependency order, routes their files' operations
+// through a gate, keeps their packages and configs in DIR/modules and
+// serves /modules. Below it are the WebAssembly runtime of packages
+// (wasm), the package format (pkg) and what a module is written with
+// (sdk, abi).
 package modules
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,12 +19,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cheshire/atomicfile"
+	"cheshire/module"
 	"cheshire/ns"
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth"
 )
+
+// The manager and its record of each module: Manager, Options,
+// NewManager, the life-cycle lock, the managed record of one module and
+// the registry of modules (Add, get, list), with the queries on it.
 
 // A State is where a module is in its life.
 type State int
@@ -77,8 +83,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	mods    map[string]*managed // guarded by mu
-	trusted []string           // guarded by mu: author keys allowed to sign packages (DIR/modules/trusted)
-	always  []string           // author keys trusted whatever the file says (the node's own)
+	trusted []string            // guarded by mu: author keys allowed to sign packages (DIR/modules/trusted)
+	always  []string            // author keys trusted whatever the file says (the node's own)
 
 	saveMu sync.Mutex // serialises writes of the files kept in dir
 
@@ -87,12 +93,12 @@ type Manager struct {
 
 // Options configure a Manager.
 type Options struct {
-	Dir       string       // where module state is kept (DIR/modules)
-	Owner     string       // the node's owner: the only user who may control modules
-	Namespace *ns.Manager  // where modules are registered as #NAME
-	Log       *slog.Logger // the node log
-	Loader    module.Loader       // turns package files into Modules; nil: packages cannot be loaded
-	Trusted   []string     // author keys always trusted, besides those in DIR/modules/trusted
+	Dir       string        // where module state is kept (DIR/modules)
+	Owner     string        // the node's owner: the only user who may control modules
+	Namespace *ns.Manager   // where modules are registered as #NAME
+	Log       *slog.Logger  // the node log
+	Loader    module.Loader // turns package files into Modules; nil: packages cannot be loaded
+	Trusted   []string      // author keys always trusted, besides those in DIR/modules/trusted
 	Now       func() time.Time
 
 	// StartTimeout bounds the start of one instance (default 1 min): a
@@ -158,36 +164,49 @@ type managed struct {
 	dir     *synth.Dir // its directory in /modules
 
 	mu        sync.Mutex
-	mod       module.Module          // guarded by mu
-	pkg       []byte          // guarded by mu: the package file, for loaded modules
-	source    string          // guarded by mu
-	cfg       module.Config          // guarded by mu: the whole config, manager keys too
-	mc        managerConfig   // guarded by mu
-	state     State           // guarded by mu
-	reloading bool            // guarded by mu: waiters wait instead of failing
-	inst      module.Instance        // guarded by mu
-	gen       uint64          // guarded by mu: inst's generation
-	ictx      context.Context // guarded by mu: inst's calls; ends when it stops
-	icancel   context.CancelCauseFunc
-	op        *startOp               // guarded by mu: the start under way, while starting
-	inflight  int                    // guarded by mu
-	drained   chan struct{}          // guarded by mu: closed when inflight drops to 0
-	changed   chan struct{}          // guarded by mu: closed at every state change
-	userStop  bool                   // guarded by mu: stopped by its owner; lazy starts don't undo it
-	suspended bool                   // guarded by mu: stopped because a dependency stopped
-	started   time.Time              // guarded by mu
-	starts    int                    // guarded by mu
-	lastErr   string                 // guarded by mu
-	mounted   map[*ns.Namespace]bool // guarded by mu: namespaces given the module's mount
-	watchStop context.CancelFunc     // guarded by mu: ends the hot-reload watcher
+	mod       module.Module      // guarded by mu
+	pkg       []byte             // guarded by mu: the package file, for loaded modules
+	source    string             // guarded by mu
+	cfg       module.Config      // guarded by mu: the whole config, manager keys too
+	mc        managerConfig      // guarded by mu
+	state     State              // guarded by mu
+	reloading bool               // guarded by mu: waiters wait instead of failing
+	run       *incarnation       // guarded by mu: the instance, until it is stopped
+	gen       uint64             // guarded by mu: the generation of the last instance installed
+	op        *startOp           // guarded by mu: the start under way, while starting
+	changed   chan struct{}      // guarded by mu: closed at every state change
+	userStop  bool               // guarded by mu: stopped by its owner; lazy starts don't undo it
+	suspended bool               // guarded by mu: stopped because a dependency stopped
+	started   time.Time          // guarded by mu
+	starts    int                // guarded by mu
+	lastErr   string             // guarded by mu
+	watchStop context.CancelFunc // guarded by mu: ends the hot-reload watcher
+
+	// live is run while d is Running, nil otherwise (both set with mu
+	// held): the gate admits operations through it without taking mu.
+	live atomic.Pointer[incarnation]
+	// maxRead is mc.maxRead (set with mu held), for reads without mu.
+	maxRead atomic.Int64
 }
 
 // setState changes the state and wakes whoever waits for a change.
 // Called with mu held.
 func (d *managed) setStateLocked(s State) {
 	d.state = s
+	if s == Running {
+		d.live.Store(d.run)
+	} else {
+		d.live.Store(nil)
+	}
 	close(d.changed)
 	d.changed = make(chan struct{})
+}
+
+// setMCLocked sets the manager's part of d's config. Called with mu
+// held.
+func (d *managed) setMCLocked(mc managerConfig) {
+	d.mc = mc
+	d.maxRead.Store(mc.maxRead)
 }
 
 func (d *managed) manifest() module.Manifest {
@@ -196,127 +215,6 @@ func (d *managed) manifest() module.Manifest {
 	mf := d.mod.Manifest()
 	mf.Source = d.source
 	return mf
-}
-
-// available reports whether the module's mount points are listed:
-// running, about to be (starting, reloading, lazy), or failed (so that
-// what failed stays in sight, its files answering with the reason).
-func (d *managed) available() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	switch d.state {
-	case Running, Starting, Failed:
-		return true
-	case Stopping:
-		return d.reloading
-	case Stopped:
-		return d.mc.lazy && !d.userStop && !d.suspended
-	}
-	return false
-}
-
-// acquire returns the running instance, counting the caller in flight
-// until release. It waits through a start or a reload, starts a lazy
-// module, and fails at once with "module stopped" otherwise.
-func (d *managed) acquire(ctx context.Context) (module.Instance, uint64, context.Context, error) {
-	d.mu.Lock()
-	for {
-		switch {
-		case d.state == Running:
-			d.inflight++
-			inst, gen, ictx := d.inst, d.gen, d.ictx
-			d.mu.Unlock()
-			return inst, gen, ictx, nil
-		case d.state == Starting || d.state == Stopping && d.reloading:
-			ch := d.changed
-			d.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return nil, 0, nil, ctx.Err()
-			}
-			d.mu.Lock()
-		case d.state == Stopped && d.mc.lazy && !d.userStop && !d.suspended:
-			d.mu.Unlock()
-			if err := d.mgr.Start(ctx, d.name); err != nil {
-				return nil, 0, nil, fmt.Errorf("module %s: lazy start: %w", d.name, err)
-			}
-			d.mu.Lock()
-		case d.state == Failed:
-			err := d.failedErrLocked()
-			d.mu.Unlock()
-			return nil, 0, nil, err
-		default:
-			d.mu.Unlock()
-			return nil, 0, nil, plan9.ErrModuleStopped
-		}
-	}
-}
-
-// failedErrLocked is the error of an operation on a failed module.
-func (d *managed) failedErrLocked() error {
-	return fmt.Errorf("%w: module %s failed: %s", plan9.ErrModuleStopped, d.name, d.lastErr)
-}
-
-// stoppedErr is the error of an operation on d while it does not run.
-func (d *managed) stoppedErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state == Failed {
-		return d.failedErrLocked()
-	}
-	return plan9.ErrModuleStopped
-}
-
-// readLimit is the most a read of one of d's files may serve, through
-// one fid; 0 for no limit.
-func (d *managed) readLimit() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.mc.maxRead
-}
-
-// tryAcquire is acquire without waiting or starting.
-func (d *managed) tryAcquire() (module.Instance, uint64, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.state != Running {
-		return nil, 0, false
-	}
-	d.inflight++
-	return d.inst, d.gen, true
-}
-
-func (d *managed) release() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.inflight--
-	if d.inflight == 0 && d.drained != nil {
-		close(d.drained)
-		d.drained = nil
-	}
-}
-
-// drainLocked waits, with mu held on entry and exit, until no operation
-// is in flight or the drain timeout passes.
-func (d *managed) drainLocked() {
-	if d.inflight == 0 {
-		return
-	}
-	ch := make(chan struct{})
-	d.drained = ch
-	d.mu.Unlock()
-	t := time.NewTimer(drainTimeout)
-	select {
-	case <-ch:
-	case <-t.C:
-		d.slog.Warn("stopping with operations still in flight", "after", drainTimeout)
-	}
-	t.Stop()
-	d.mu.Lock()
-	if d.drained == ch {
-		d.drained = nil
-	}
 }
 
 // Add adds a built-in module. Its configuration is read from
@@ -331,7 +229,7 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		return nil, badName(name)
 	}
 	text := defCfg
-	if b, err := os.ReadFile(filepath.Join(m.dir, name, "config")); err == nil {
+	if b, err := m.kept(name, "config"); err == nil {
 		text = string(b)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("module %s: config: %w", name, err)
@@ -341,11 +239,12 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		return nil, fmt.Errorf("module %s: %w", name, err)
 	}
 	d := &managed{mgr: m, name: name, builtin: builtin, mod: mod, pkg: pkg, source: source,
-		cfg: cfg, mc: mc, changed: make(chan struct{}), log: synth.NewLog(0), mounted: map[*ns.Namespace]bool{}}
+		cfg: cfg, changed: make(chan struct{}), log: synth.NewLog(0)}
+	d.setMCLocked(mc) // d is not shared yet
 	d.slog = slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		m.log.Handler().WithAttrs([]slog.Attr{slog.String("module", name)})))
-	if st, err := os.ReadFile(filepath.Join(m.dir, name, "state")); err == nil && strings.TrimSpace(string(st)) == "stopped" {
+	if st, err := m.kept(name, "state"); err == nil && strings.TrimSpace(string(st)) == "stopped" {
 		d.userStop = true
 	}
 	m.mu.Lock()
@@ -366,29 +265,6 @@ func (m *Manager) add(name string, mod module.Module, pkg []byte, source, defCfg
 		m.nsm.RegisterPerNS("#"+name, func(n *ns.Namespace) styx.Attacher { return gate{m: d, ns: n} })
 	}
 	return d, nil
-}
-
-// dependsLocked reports whether a (transitively) depends on b.
-func (m *Manager) dependsLocked(a, b string) bool {
-	seen := map[string]bool{}
-	var walk func(string) bool
-	walk = func(x string) bool {
-		if seen[x] {
-			return false
-		}
-		seen[x] = true
-		d := m.mods[x]
-		if d == nil {
-			return false
-		}
-		for _, dep := range d.mod.Manifest().Deps {
-			if dep == b || walk(dep) {
-				return true
-			}
-		}
-		return false
-	}
-	return walk(a)
 }
 
 func (m *Manager) get(name string) (*managed, error) {
@@ -423,290 +299,6 @@ func (m *Manager) Attacher(name string) (styx.Attacher, error) {
 	return gate{m: d}, nil
 }
 
-func (m *Manager) allRunning(names []string) bool {
-	for _, n := range names {
-		if !m.Running(n) {
-			return false
-		}
-	}
-	return true
-}
-
-// usersOf returns the modules that need name directly, sorted by name.
-func (m *Manager) usersOf(name string) []*managed {
-	var out []*managed
-	for _, o := range m.list() {
-		if slices.Contains(o.manifest().Deps, name) {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
-// dependents returns the modules that need name, directly or not,
-// ordered so that each comes before anything it needs.
-func (m *Manager) dependents(name string) []*managed {
-	var order []*managed
-	seen := map[string]bool{}
-	var visit func(string)
-	visit = func(n string) {
-		// Users of n are visited (and listed) before n itself.
-		for _, u := range m.usersOf(n) {
-			if seen[u.name] {
-				continue
-			}
-			seen[u.name] = true
-			visit(u.name)
-			order = append(order, u)
-		}
-	}
-	visit(name)
-	return order
-}
-
-// persist keeps d's package (if given) and config in DIR/modules/NAME:
-// all of them or, if one cannot be written, none.
-func (m *Manager) persist(d *managed, pkg []byte, cfgText string) {
-	dir := filepath.Join(m.dir, d.name)
-	files := map[string][]byte{"config": []byte(cfgText)}
-	if pkg != nil {
-		d.mu.Lock()
-		src := d.source
-		d.mu.Unlock()
-		files["package"], files["source"] = pkg, []byte(src+"\n")
-	}
-	if err := m.save(dir, files); err != nil {
-		d.slog.Error("keeping the module's package and config", "err", err)
-	}
-}
-
-func (d *managed) saveStateLocked(s string) {
-	if err := d.mgr.save(filepath.Join(d.mgr.dir, d.name), map[string][]byte{"state": []byte(s + "\n")}); err != nil {
-		d.slog.Error("keeping the module's state", "err", err)
-	}
-}
-
-// save writes files (name → content) into dir through atomicfile, as one
-// unit: every file is staged before any replaces its old version.
-func (m *Manager) save(dir string, files map[string][]byte) error {
-	m.saveMu.Lock()
-	defer m.saveMu.Unlock()
-	var staged []*atomicfile.Staged
-	for _, name := range slices.Sorted(maps.Keys(files)) {
-		s, err := atomicfile.Stage(filepath.Join(dir, name), files[name], 0600)
-		if err != nil {
-			for _, s := range staged {
-				s.Abort()
-			}
-			return err
-		}
-		staged = append(staged, s)
-	}
-	return atomicfile.CommitAll(staged)
-}
-
-// Load loads the package at source (a path in user's namespace, or on
-// the host; "ns:" or "host:" in front says which) as module name and
-// starts it unless it is lazy, waiting for the start without holding up
-// other module operations.
-func (m *Manager) Load(ctx context.Context, user, name, source string) error {
-	if m.loader == nil {
-		return fmt.Errorf("%w: this node cannot load packages", plan9.ErrNotSupported)
-	}
-	if !validName.MatchString(name) {
-		return badName(name)
-	}
-	if _, err := m.get(name); err == nil {
-		return fmt.Errorf("%w: module %s is already loaded (reload it, or unload it first)", plan9.ErrExist, name)
-	}
-	// Reading and compiling the package take no lock.
-	source, err := m.resolveSource(ctx, user, source)
-	if err != nil {
-		return err
-	}
-	data, err := m.readSource(ctx, source)
-	if err != nil {
-		return err
-	}
-	mod, err := m.loader(ctx, name, data, source)
-	if err != nil {
-		return err
-	}
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	op, err := m.loadLocked(name, mod, data, source)
-	m.unlock()
-	if err != nil {
-		return err
-	}
-	if err := op.wait(ctx); err != nil {
-		return fmt.Errorf("loaded, but %w", err)
-	}
-	return nil
-}
-
-func (m *Manager) loadLocked(name string, mod module.Module, data []byte, source string) (*startOp, error) {
-	d, err := m.addPackage(name, mod, data, source)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	d.userStop = false
-	lazy := d.mc.lazy
-	d.mu.Unlock()
-	if lazy {
-		return nil, nil
-	}
-	op, err := m.startLocked(name, nil)
-	if err != nil {
-		return nil, fmt.Errorf("loaded, but %w", err)
-	}
-	return op, nil
-}
-
-// loadBytes adds a package module without starting it.
-func (m *Manager) loadBytes(ctx context.Context, name string, data []byte, source string) error {
-	if !validName.MatchString(name) {
-		return badName(name)
-	}
-	mod, err := m.loader(ctx, name, data, source)
-	if err != nil {
-		return err
-	}
-	_, err = m.addPackage(name, mod, data, source)
-	return err
-}
-
-// addPackage adds mod, loaded from data, and keeps the package.
-func (m *Manager) addPackage(name string, mod module.Module, data []byte, source string) (*managed, error) {
-	d, err := m.add(name, mod, data, source, "", false)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	text := d.cfg.Text
-	d.mu.Unlock()
-	m.persist(d, data, text)
-	m.watch(d)
-	d.slog.Info("loaded", "source", source, "version", mod.Manifest().Version, "author", mod.Manifest().Author)
-	return d, nil
-}
-
-// Unload stops name and forgets it. Built-in modules cannot be unloaded,
-// nor modules that others need. Its config and data stay in the data
-// dir, for a later load of the same name.
-func (m *Manager) Unload(ctx context.Context, name string) error {
-	if err := m.lock(ctx); err != nil {
-		return err
-	}
-	defer m.unlock()
-	d, err := m.get(name)
-	if err != nil {
-		return err
-	}
-	if d.builtin {
-		return fmt.Errorf("%w: module %s is built in: stop it instead", plan9.ErrPerm, name)
-	}
-	var users []string
-	for _, u := range m.usersOf(name) {
-		users = append(users, u.name)
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("%w: module %s is needed by %s: unload those first", errBusy, name, strings.Join(users, ", "))
-	}
-	if err := m.stopOne(ctx, d, true); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	if d.watchStop != nil {
-		d.watchStop()
-		d.watchStop = nil
-	}
-	d.mu.Unlock()
-	m.mu.Lock()
-	delete(m.mods, name)
-	m.mu.Unlock()
-	if m.nsm != nil {
-		m.nsm.Unregister("#" + name)
-	}
-	for _, f := range []string{"package", "source", "state"} {
-		os.Remove(filepath.Join(m.dir, name, f))
-	}
-	d.log.Write([]byte("unloaded\n"))
-	m.log.Info("module unloaded", "module", name)
-	return nil
-}
-
-// Close stops every module, users before what they use (stopLocked
-// stops a module's users first), and ends the watchers.
-func (m *Manager) Close(ctx context.Context) {
-	m.cancel()
-	if err := m.lock(ctx); err == nil {
-		for _, d := range m.list() {
-			m.stopLocked(ctx, d.name, false)
-		}
-		m.unlock()
-	}
-	m.wg.Wait()
-	for _, d := range m.list() {
-		d.log.Close()
-	}
-}
-
-// applyMount mounts a running module at its mount point in every live
-// namespace that does not have it yet.
-func (m *Manager) applyMount(d *managed) {
-	if m.nsm == nil {
-		return
-	}
-	for _, n := range m.nsm.Spaces() {
-		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-		d.mountIn(ctx, n)
-		cancel()
-	}
-}
-
-// mountIn mounts every running module that has a mount point in the
-// namespace n, just made.
-func (m *Manager) mountIn(ctx context.Context, n *ns.Namespace) {
-	for _, d := range m.list() {
-		d.mu.Lock()
-		running := d.state == Running
-		d.mu.Unlock()
-		if running {
-			d.mountIn(ctx, n)
-		}
-	}
-}
-
-// mountIn mounts d at its mount point in n unless it is there already
-// or d is a built-in (the default namespace names those).
-func (d *managed) mountIn(ctx context.Context, n *ns.Namespace) {
-	d.mu.Lock()
-	point := d.mc.mount
-	if point == "" && !d.builtin {
-		point = d.mod.Manifest().Mount
-	}
-	d.mu.Unlock()
-	spec := "#" + d.name
-	if point == "" || d.builtin || hasMount(n, spec, point) {
-		return
-	}
-	if err := n.Mount(ctx, spec, point, "", 0); err != nil {
-		d.slog.Warn("mount", "user", n.User(), "at", point, "err", err)
-	}
-}
-
-func hasMount(n *ns.Namespace, spec, point string) bool {
-	for _, c := range n.Commands() {
-		if c.Op == "mount" && len(c.Args) >= 2 && c.Args[0] == spec && c.Args[1] == point {
-			return true
-		}
-	}
-	return false
-}
-
 // Failure returns why module name failed, or nil if it is not failed.
 func (m *Manager) Failure(name string) error {
 	d, err := m.get(name)
@@ -732,15 +324,18 @@ func (m *Manager) Running(name string) bool {
 	return d.state == Running
 }
 
-// HTTP wraps a module's web handler so that it answers 503 Service
-// Unavailable ("module stopped") while the module is not running, as its
-// files fail while it is stopped.
-func (m *Manager) HTTP(name string, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !m.Running(name) {
-			http.Error(w, "module "+name+" stopped", http.StatusServiceUnavailable)
-			return
+// Close stops every module, users before what they use (stopLocked
+// stops a module's users first), and ends the watchers.
+func (m *Manager) Close(ctx context.Context) {
+	m.cancel()
+	if err := m.lock(ctx); err == nil {
+		for _, d := range m.list() {
+			m.stopLocked(ctx, d.name, false)
 		}
-		h.ServeHTTP(w, r)
-	})
+		m.unlock()
+	}
+	m.wg.Wait()
+	for _, d := range m.list() {
+		d.log.Close()
+	}
 }

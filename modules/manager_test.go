@@ -1,7 +1,6 @@
 package modules_test
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/ns"
 	"cheshire/plan9"

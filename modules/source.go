@@ -14,6 +14,10 @@ import (
 	"cheshire/styx"
 )
 
+// Package sources: where a package file is read from (the owner's
+// namespace or the host), how a change to it is seen, and the hot-reload
+// watcher that reloads a module when its source changes.
+
 // maxPackage bounds a package file.
 const maxPackage = 128 << 20
 

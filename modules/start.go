@@ -1,19 +1,21 @@
 package modules
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
+	"cheshire/module"
 	"cheshire/plan9"
 	"cheshire/styx"
 )
 
+// Starting modules: the start of one instance in the background (a
+// startOp), Start, and Boot, which starts the node's modules.
+//
 // Starting a module runs its code (a package's init), which may take as
 // long as the module likes. So no lock is held while an instance starts:
 // under the life-cycle lock the manager only decides what to start and
@@ -145,7 +147,8 @@ func (m *Manager) endStart(d *managed, op *startOp, inst module.Instance, gen ui
 	}
 	v := tries[i]
 	if why != "" { // a replacement: the version that started is d's now
-		d.mod, d.pkg, d.cfg, d.mc = v.mod, v.pkg, v.cfg, v.mc
+		d.mod, d.pkg, d.cfg = v.mod, v.pkg, v.cfg
+		d.setMCLocked(v.mc)
 	}
 	d.install(inst, gen)
 	d.userStop, d.suspended = false, false
@@ -182,9 +185,8 @@ func (m *Manager) stopLate(d *managed, inst module.Instance) {
 // with mu held; the caller mounts it in the namespaces (applyMount) once
 // mu is released.
 func (d *managed) install(inst module.Instance, gen uint64) {
-	d.inst = inst
+	d.run = newIncarnation(inst, gen)
 	d.gen = gen
-	d.ictx, d.icancel = context.WithCancelCause(context.Background())
 	if d.starts > 0 {
 		d.starts++
 	} else {
@@ -207,7 +209,7 @@ func (m *Manager) startInstance(ctx context.Context, d *managed, mod module.Modu
 	env := module.Env{
 		Name:   d.name,
 		Config: modCfg,
-		Dir:    filepath.Join(m.dir, d.name, "data"),
+		Dir:    m.dataDir(d.name),
 		Log:    d.slog,
 		Fail:   func(err error) { m.fail(d, gen, err) },
 	}
@@ -275,14 +277,14 @@ func (m *Manager) Boot(ctx context.Context) error {
 		defer close(m.booted)
 		var loaded []string
 		for _, e := range ents {
-			data, err := os.ReadFile(filepath.Join(m.dir, e.Name(), "package"))
+			data, err := m.kept(e.Name(), "package")
 			if err != nil {
 				continue
 			}
 			if _, err := m.get(e.Name()); err == nil {
 				continue
 			}
-			src, _ := os.ReadFile(filepath.Join(m.dir, e.Name(), "source"))
+			src, _ := m.kept(e.Name(), "source")
 			lctx, cancel := context.WithTimeout(m.ctx, m.startTimeout)
 			err = m.loadBytes(lctx, e.Name(), data, strings.TrimSpace(string(src)))
 			cancel()
@@ -382,93 +384,4 @@ func (m *Manager) do(ctx context.Context, f func() (*startOp, error)) error {
 		}
 	}
 	return err
-}
-
-// startLocked launches the start of name and of what it needs (or finds
-// those under way), and returns name's op: nil if it runs already. path
-// detects cycles.
-func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
-	if slices.Contains(path, name) {
-		return nil, fmt.Errorf("%w: dependency cycle: %s", errInvalid, strings.Join(append(path, name), " → "))
-	}
-	d, err := m.get(name)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	state, op, mod := d.state, d.op, d.mod
-	d.mu.Unlock()
-	switch {
-	case state == Running:
-		return nil, nil
-	case state == Starting && op != nil:
-		return op, nil
-	}
-	var deps []*startOp
-	for _, dep := range mod.Manifest().Deps {
-		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("module %s needs %s: no such module", name, dep)
-		}
-		dop, err := m.startLocked(dep, append(path, name))
-		if err != nil {
-			return nil, fmt.Errorf("module %s needs %s: %w", name, dep, err)
-		}
-		if dop != nil {
-			deps = append(deps, dop)
-		}
-	}
-	d.mu.Lock()
-	v := d.currentLocked()
-	d.mu.Unlock()
-	return m.launchLocked(d, deps, []version{v}, "", nil), nil
-}
-
-// resumeLocked launches the starts of the suspended modules whose
-// dependencies run or are starting, and returns them.
-func (m *Manager) resumeLocked() []*startOp {
-	var ops []*startOp
-	for again := true; again; {
-		again = false
-		for _, d := range m.list() {
-			d.mu.Lock()
-			sus := d.suspended && d.state != Running && d.op == nil
-			deps := d.mod.Manifest().Deps
-			v := d.currentLocked()
-			d.mu.Unlock()
-			if !sus {
-				continue
-			}
-			waits, ok := m.underway(deps)
-			if !ok {
-				continue
-			}
-			ops = append(ops, m.launchLocked(d, waits, []version{v}, "", nil))
-			d.slog.Info("resuming: the modules it needs are back")
-			again = true
-		}
-	}
-	return ops
-}
-
-// underway returns the starts of names still under way, and whether
-// every one of names runs or is starting.
-func (m *Manager) underway(names []string) ([]*startOp, bool) {
-	var ops []*startOp
-	for _, n := range names {
-		d, err := m.get(n)
-		if err != nil {
-			return nil, false
-		}
-		d.mu.Lock()
-		state, op := d.state, d.op
-		d.mu.Unlock()
-		switch {
-		case state == Running:
-		case state == Starting && op != nil:
-			ops = append(ops, op)
-		default:
-			return nil, false
-		}
-	}
-	return ops, true
 }

@@ -1,7 +1,6 @@
 package modules_test
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/ns"
 	"cheshire/plan9"

@@ -16,6 +16,7 @@ import (
 	"cheshire/modules/wasm"
 	"cheshire/nodekey"
 	"cheshire/ns"
+	"cheshire/plan9"
 	"cheshire/providers/ca"
 	"cheshire/providers/ca/acme"
 	"cheshire/providers/dht"
@@ -26,23 +27,43 @@ import (
 	"cheshire/styx"
 )
 
-// builtins are the providers compiled into the node, in the order they
-// start. Each is a module named after its spec (#node, #ns, ...).
+// builtins are the providers compiled into the node, in the order of
+// their mounts in the default namespace (they start in dependency
+// order). Each is a module named after its spec (#node, #ns, ...).
 func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module) []module.Module {
 	return []module.Module{
-		ca.Module(authority, version),
-		dnsMod,
-		dhtMod,
 		module.Native(module.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
 		module.NativePerNS(module.Manifest{Name: "ns", Version: version, Mount: "/ns",
 			Description: "the namespace: its mount table and ctl"},
 			func(nsp module.Namespace) styx.Attacher { return ns.Files(nsp.(*ns.Namespace)) }),
+		ca.Module(authority, version),
+		dnsMod,
+		dhtMod,
 		module.Native(module.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
 		hostfs.Module(hostfs.ModuleOptions{Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),
 		hostfs.Module(hostfs.ModuleOptions{RO: true, Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),
 	}
+}
+
+// defaultNamespace is what a user without a namespace file gets: the
+// module manager's files at /modules, and each built-in mounted where its
+// manifest says (#tmp with -c, so that files may be created in it).
+func defaultNamespace(builtins []module.Module) []plan9.NSCmd {
+	cmds := []plan9.NSCmd{{Op: "mount", Args: []string{"#modules", "/modules"}, Line: 1}}
+	for _, b := range builtins {
+		mf := b.Manifest()
+		if mf.Mount == "" {
+			continue
+		}
+		c := plan9.NSCmd{Op: "mount", Args: []string{"#" + mf.Name, mf.Mount}, Line: len(cmds) + 1}
+		if mf.Name == "tmp" {
+			c.Flags = "c"
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
 }
 
 // startModules makes the module manager, adds the built-ins and the

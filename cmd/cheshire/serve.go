@@ -38,16 +38,6 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
-// defaultNamespace is what a user without a namespace file gets.
-const defaultNamespace = `mount '#node' /node
-mount '#ns' /ns
-mount '#modules' /modules
-mount '#ca' /ca
-mount '#dns' /dns
-mount '#dht' /dht
-mount -c '#tmp' /tmp
-`
-
 // serveOptions are serve's flags.
 type serveOptions struct {
 	dir          string
@@ -134,21 +124,10 @@ func serve(ctx context.Context, o serveOptions) error {
 	n := node.New(node.Config{ID: id.ID(), Version: version, Start: time.Now(), Owner: owner, Log: events,
 		Addrs: boundNow})
 
-	defaults, err := plan9.ParseNS(strings.NewReader(defaultNamespace))
-	if err != nil {
-		return err
-	}
 	dhtMod := dht.NewModule(id.Private, owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
 	im := remote.New(remote.Options{Resolve: remote.DHTResolver(dhtMod.Node), Dial: remote.TLSDialer(id), Uname: owner,
 		Log: log.With("part", "import")})
 	defer im.Close()
-	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaults), ns.WithLog(log),
-		ns.WithUsers(filepath.Join(dir, "users")),
-		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
-		ns.WithImporter(im.ByText()), ns.WithExportsChanged(dhtMod.Readvertise))
-	defer m.Close()
-	adv := &remote.Advertiser{Advertise: o.advertise, Bound: boundNow, Exports: m.PublicExports, Log: log}
-	dhtMod.Advertise(adv.Advert)
 	caDir := filepath.Join(dir, "ca")
 	authority, err := ca.Open(caDir, ca.Options{Name: id.ID(), Owner: owner, Log: log.With("module", "ca")})
 	if err != nil {
@@ -163,7 +142,15 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
 		return fmt.Errorf("--dns-listen: %w", err)
 	}
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtins(owner, dir, o.exposeData, n, authority, dnsMod, dhtMod))
+	builtin := builtins(owner, dir, o.exposeData, n, authority, dnsMod, dhtMod)
+	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaultNamespace(builtin)), ns.WithLog(log),
+		ns.WithUsers(filepath.Join(dir, "users")),
+		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
+		ns.WithImporter(im.ByText()), ns.WithExportsChanged(dhtMod.Readvertise))
+	defer m.Close()
+	adv := &remote.Advertiser{Advertise: o.advertise, Bound: boundNow, Exports: m.PublicExports, Log: log}
+	dhtMod.Advertise(adv.Advert)
+	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtin)
 	if err != nil {
 		return err
 	}
