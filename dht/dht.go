@@ -41,12 +41,12 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/plan9"
+
 	adht "github.com/anacrolix/dht/v2"
 	"github.com/anacrolix/dht/v2/krpc"
 	alog "github.com/anacrolix/log"
 	"golang.org/x/time/rate"
-
-	"cheshire/plan9"
 )
 
 // DefaultListen is the UDP address a Node listens on when Options.Listen

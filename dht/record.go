@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/nodekey"
+
 	adht "github.com/anacrolix/dht/v2"
 	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/krpc"
-
-	"cheshire/nodekey"
 )
 
 // MaxValue is the largest value Publish takes: BEP 44 nodes refuse an

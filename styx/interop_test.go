@@ -17,13 +17,13 @@ import (
 	"strings"
 	"testing"
 
+	cplan9 "cheshire/plan9"
+	"cheshire/styx"
+
 	"9fans.net/go/plan9"
 	p9client "9fans.net/go/plan9/client"
 	goclient "github.com/knusbaum/go9p/client"
 	"github.com/knusbaum/go9p/proto"
-
-	cplan9 "cheshire/plan9"
-	"cheshire/styx"
 )
 
 // hostPort turns serve's dial string into host:port.

@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"cheshire/connlimit"
 	"cheshire/plan9"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Defaults of Server's limits.

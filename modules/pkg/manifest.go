@@ -2,7 +2,6 @@ package pkg
 
 import (
 	"bytes"
-	"cheshire/module"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"cheshire/module"
 	"cheshire/nodekey"
 	"cheshire/plan9"
 )

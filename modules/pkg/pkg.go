@@ -39,7 +39,6 @@ package pkg
 import (
 	"archive/zip"
 	"bytes"
-	"cheshire/module"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -47,6 +46,7 @@ import (
 	"fmt"
 	"io"
 
+	"cheshire/module"
 	"cheshire/nodekey"
 )
 

@@ -3,7 +3,6 @@ package pkg
 import (
 	"archive/zip"
 	"bytes"
-	"cheshire/module"
 	"compress/flate"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"cheshire/module"
 	"cheshire/nodekey"
 )
 

@@ -4,11 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/tetratelabs/wazero"
-
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth"
+
+	"github.com/tetratelabs/wazero"
 )
 
 // Reading a small file (walk, open, read to end of file, clunk) served by

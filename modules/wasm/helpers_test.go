@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/modules/pkg"
 	"cheshire/plan9"
 	"cheshire/styx"

@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"cheshire/module"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"cheshire/module"
 	"cheshire/modules/abi"
 	"cheshire/plan9"
 	"cheshire/styx"

@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -13,16 +12,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"cheshire/module"
+	"cheshire/modules/abi"
+	"cheshire/plan9"
+	"cheshire/styx"
+
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
-
-	"cheshire/modules/abi"
-	"cheshire/plan9"
-	"cheshire/styx"
 )
 
 // minInitBudget is the least time a guest's initialization may take: it

@@ -1,12 +1,13 @@
 package wasm
 
 import (
-	"cheshire/module"
 	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"cheshire/module"
 )
 
 // Defaults and bounds of the configuration.

@@ -41,7 +41,6 @@
 package wasm
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -55,11 +54,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-
+	"cheshire/module"
 	"cheshire/modules/abi"
 	"cheshire/modules/pkg"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // Options configure a Runtime.

@@ -3,7 +3,6 @@ package ca
 import (
 	"bufio"
 	"bytes"
-	"cheshire/module"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"cheshire/module"
 	"cheshire/providers/ca/acme"
 	"cheshire/styx"
 	"cheshire/synth"

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"cheshire/module"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/providers/ca/acme"
 )
 

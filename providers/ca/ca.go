@@ -31,9 +31,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"cheshire/plan9"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Lifetimes and limits.

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"bytes"
-	"cheshire/module"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/module"
 	"cheshire/styx"
 	"cheshire/synth/synthtest"
 )

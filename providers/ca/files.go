@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"cheshire/plan9"
 	"cheshire/synth"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Files returns a server of the CA's files:

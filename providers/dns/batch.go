@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"cheshire/plan9"
 	"cheshire/synth"
+
+	"github.com/miekg/dns"
 )
 
 // Changes come in batches. The lines of one ctl write (synth.CtlBatch)

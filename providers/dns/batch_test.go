@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"cheshire/module"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cheshire/module"
 )
 
 // TestCtlAllOrNone: a write of several lines with a bad line in the

@@ -22,12 +22,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"cheshire/atomicfile"
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth"
+
+	"github.com/miekg/dns"
 )
 
 // DefaultUDPSize is the largest UDP reply sent by default (the EDNS

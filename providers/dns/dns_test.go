@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"cheshire/synth/synthtest"
+
+	"github.com/miekg/dns"
 )
 
 // TestDigSeesCtlChange adds a zone and a record through the ctl files

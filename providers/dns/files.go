@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/miekg/dns"
-
 	"cheshire/synth"
+
+	"github.com/miekg/dns"
 )
 
 // rootCmds are the messages of /dns/ctl, applied by rootBatch.

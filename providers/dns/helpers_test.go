@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"cheshire/plan9"
 	"cheshire/styx"
+
+	"github.com/miekg/dns"
 )
 
 // testServer is a Server serving on loopback UDP and TCP.

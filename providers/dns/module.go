@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"cheshire/module"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"cheshire/module"
 	"cheshire/plan9"
 	"cheshire/styx"
 )

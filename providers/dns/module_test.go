@@ -1,12 +1,13 @@
 package dns
 
 import (
-	"cheshire/module"
 	"context"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"cheshire/module"
 
 	"github.com/miekg/dns"
 )

@@ -7,9 +7,8 @@ import (
 	"testing"
 
 	"cheshire/plan9"
-	"cheshire/styx"
-
 	"cheshire/providers/tmp"
+	"cheshire/styx"
 	"cheshire/synth/synthtest"
 )
 

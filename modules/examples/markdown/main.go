@@ -13,9 +13,9 @@ import (
 	"context"
 	"strings"
 
-	"github.com/yuin/goldmark"
-
 	"cheshire/modules/sdk"
+
+	"github.com/yuin/goldmark"
 )
 
 func main() {}

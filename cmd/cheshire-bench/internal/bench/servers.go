@@ -18,14 +18,14 @@ import (
 	"slices"
 	"sync"
 
+	"cheshire/providers/tmp"
+	"cheshire/styx"
+
 	"9fans.net/go/plan9"
 	"9fans.net/go/plan9/srv9p"
 	"github.com/knusbaum/go9p"
 	gofs "github.com/knusbaum/go9p/fs"
 	"github.com/knusbaum/go9p/proto"
-
-	"cheshire/providers/tmp"
-	"cheshire/styx"
 )
 
 // User is the user name every server's tree belongs to and every
