@@ -39,7 +39,7 @@ func WriteSDK(dir string) error {
 		if err != nil {
 			return err
 		}
-		out := filepath.Join(dir, "providers", "modules", filepath.FromSlash(p))
+		out := filepath.Join(dir, "modules", filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0755); err != nil {
 			return err
 		}

@@ -119,7 +119,7 @@ func TestModuleBuildOutsideRepo(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, shortTemp(t))
 	src := filepath.Join(shortTemp(t), "mykv")
-	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "providers", "modules", "examples", "kv"))); err != nil {
+	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "modules", "examples", "kv"))); err != nil {
 		t.Fatal(err)
 	}
 	code, err := os.ReadFile(filepath.Join(src, "main.go"))

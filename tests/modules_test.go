@@ -21,7 +21,7 @@ import (
 // module author would, with manifest edits applied by edit.
 func buildPackage(t *testing.T, n *node, example, out string, edit func(string) string, signArgs ...string) {
 	t.Helper()
-	dir := filepath.Join("..", "providers", "modules", "examples", example)
+	dir := filepath.Join("..", "modules", "examples", example)
 	text, err := os.ReadFile(filepath.Join(dir, "manifest"))
 	if err != nil {
 		t.Fatal(err)

@@ -134,7 +134,13 @@ func posixLimits(t *testing.T, dir string) {
 		wantErrno(t, "link", retry(func() error { return syscall.Link(f, dir+"/hard") }), syscall.EPERM)
 		wantErrno(t, "mknod chr", retry(func() error { return syscall.Mknod(dir+"/chr", syscall.S_IFCHR|0600, 0x0103) }), syscall.EPERM)
 		wantErrno(t, "mkfifo", retry(func() error { return syscall.Mkfifo(dir+"/fifo", 0600) }), syscall.EPERM)
-		if err := syscall.Mknod(dir+"/reg", syscall.S_IFREG|0600, 0); err != nil {
+		interrupted := false
+		err := retry(func() error {
+			err := syscall.Mknod(dir+"/reg", syscall.S_IFREG|0600, 0)
+			interrupted = interrupted || err == syscall.EINTR
+			return err
+		})
+		if err != nil && !(interrupted && err == syscall.EEXIST) { // an interrupted try may have made it
 			t.Errorf("mknod of a regular file: %v", err)
 		}
 		s, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)

@@ -131,7 +131,9 @@ func buildGuests() (map[string][]byte, error) {
 		}
 		file := filepath.Join(cache, name+"-"+key+".wasm")
 		if b, err := os.ReadFile(file); err == nil {
+			mu.Lock() // builds started earlier in the loop write out too
 			out[name] = b
+			mu.Unlock()
 			continue
 		}
 		// Builds of older sources are not needed again.
