@@ -147,7 +147,7 @@ func mergeMC(nc, old managerConfig) managerConfig {
 // or G (binary) suffix.
 func parseSize(args []string) (int64, error) {
 	if len(args) != 1 || args[0] == "" {
-		return 0, errors.New("want one size")
+		return 0, errors.New("modules: want one size")
 	}
 	a, shift := args[0], 0
 	switch a[len(a)-1] {
@@ -163,7 +163,7 @@ func parseSize(args []string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(a, 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64>>shift {
-		return 0, errors.New("bad size")
+		return 0, errors.New("modules: bad size")
 	}
 	return n << shift, nil
 }

@@ -88,7 +88,7 @@ func (m *Manager) startLocked(name string, path []string) (*startOp, error) {
 	var deps []*startOp
 	for _, dep := range mod.Manifest().Deps {
 		if _, err := m.get(dep); err != nil {
-			return nil, fmt.Errorf("module %s needs %s: no such module", name, dep)
+			return nil, fmt.Errorf("modules: module %s needs %s: no such module", name, dep)
 		}
 		dop, err := m.startLocked(dep, append(path, name))
 		if err != nil {

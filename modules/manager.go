@@ -272,7 +272,7 @@ func (m *Manager) get(name string) (*managed, error) {
 	defer m.mu.Unlock()
 	d := m.mods[name]
 	if d == nil {
-		return nil, fmt.Errorf("no such module %q", name)
+		return nil, fmt.Errorf("modules: no such module %q", name)
 	}
 	return d, nil
 }

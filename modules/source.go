@@ -110,7 +110,7 @@ func (m *Manager) stamp(ctx context.Context, src string) (string, error) {
 		}
 		return fmt.Sprintf("%d %d %d %d", d.Qid.Path, d.Qid.Vers, d.Mtime, d.Length), nil
 	}
-	return "", errors.New("unknown source kind")
+	return "", errors.New("modules: unknown source kind")
 }
 
 // openNS walks to p in the owner's namespace and opens it.

@@ -37,7 +37,7 @@ func (ns *Namespace) Import(ctx context.Context, key, rpath, old string, flags i
 	}
 	if rpath != "" {
 		if !strings.HasPrefix(rpath, "/") {
-			return fmt.Errorf("import: remote path %q is not absolute", rpath)
+			return fmt.Errorf("ns: import: remote path %q is not absolute", rpath)
 		}
 		rpath = path.Clean(rpath)
 	}
@@ -68,7 +68,7 @@ func (ns *Namespace) applyImport(ctx context.Context, c plan9.NSCmd, wait bool) 
 	case 3:
 		return ns.Import(ctx, c.Args[0], c.Args[1], c.Args[2], FlagsOf(c.Flags), wait)
 	}
-	return errors.New("import: usage: import [-abc] KEY [REMOTEPATH] MOUNTPOINT")
+	return errors.New("ns: import: usage: import [-abc] KEY [REMOTEPATH] MOUNTPOINT")
 }
 
 // importsText lists the namespace's imports, one per line: the import

@@ -97,7 +97,7 @@ func (ns *Namespace) attachAt(ctx context.Context, src *chn, old string, flags i
 		return fmt.Errorf("%s: mount point is a union", old)
 	}
 	if pt.isDir() != src.isDir() {
-		return fmt.Errorf("%s: %w", old, errors.New("mount point and source must both be directories or both files"))
+		return fmt.Errorf("%s: %w", old, errors.New("ns: mount point and source must both be directories or both files"))
 	}
 	key := mountKey{pt.dev, pt.qid.Path}
 	e := &entry{src: src, create: flags&MCREATE != 0, cmd: cmd, point: key}
@@ -148,7 +148,7 @@ func (ns *Namespace) Unmount(ctx context.Context, new, old string) error {
 	defer ns.mu.Unlock()
 	es := ns.table[key]
 	if len(es) == 0 {
-		return fmt.Errorf("unmount: %s: not mounted", old)
+		return fmt.Errorf("ns: unmount: %s: not mounted", old)
 	}
 	var keep []*entry
 	removed := 0
@@ -161,7 +161,7 @@ func (ns *Namespace) Unmount(ctx context.Context, new, old string) error {
 		keep = append(keep, e)
 	}
 	if removed == 0 {
-		return fmt.Errorf("unmount: %s is not mounted on %s", new, old)
+		return fmt.Errorf("ns: unmount: %s is not mounted on %s", new, old)
 	}
 	if len(keep) == 0 {
 		delete(ns.table, key)

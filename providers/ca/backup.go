@@ -285,7 +285,7 @@ func parseKeyDER(der []byte) (*ecdsa.PrivateKey, error) {
 	}
 	ek, ok := k.(*ecdsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("key is %T, not ECDSA", k)
+		return nil, fmt.Errorf("ca: key is %T, not ECDSA", k)
 	}
 	return ek, nil
 }

@@ -61,7 +61,7 @@ const (
 )
 
 // ErrBadCSR is wrapped by the errors of SignCSR for a request it refuses.
-var ErrBadCSR = errors.New("bad certificate request")
+var ErrBadCSR = errors.New("ca: bad certificate request")
 
 // ErrWrongPassphrase is the error of Restore when the backup does not
 // open with the passphrase.
@@ -233,7 +233,7 @@ func (c *CA) loadOrCreate() error {
 // checkHierarchy checks that root signed itself and inter.
 func checkHierarchy(root, inter *x509.Certificate) error {
 	if !root.IsCA || !inter.IsCA {
-		return errors.New("root or intermediate is not a CA certificate")
+		return errors.New("ca: root or intermediate is not a CA certificate")
 	}
 	if err := root.CheckSignatureFrom(root); err != nil {
 		return fmt.Errorf("root is not self-signed: %w", err)
@@ -665,7 +665,7 @@ func parseRevoked(data []byte) (map[string]revocation, error) {
 			continue
 		}
 		if len(f) != 3 {
-			return nil, fmt.Errorf("line %d: want SERIAL TIME REASON", ln)
+			return nil, fmt.Errorf("ca: line %d: want SERIAL TIME REASON", ln)
 		}
 		n, err := parseSerial(f[0])
 		if err != nil {
@@ -673,7 +673,7 @@ func parseRevoked(data []byte) (map[string]revocation, error) {
 		}
 		sec, err := strconv.ParseInt(f[1], 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: bad time %q", ln, f[1])
+			return nil, fmt.Errorf("ca: line %d: bad time %q", ln, f[1])
 		}
 		code, err := parseReason(f[2])
 		if err != nil {

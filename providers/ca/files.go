@@ -276,7 +276,7 @@ func sshArgs(args []string) (name string, ttl time.Duration, rest []string, err 
 // signCSR is the answer of csr: the chain of the request req, signed.
 func (c *CA) signCSR(ctx context.Context, req []byte) ([]byte, error) {
 	if req == nil {
-		return nil, errors.New("write a certificate request first")
+		return nil, errors.New("ca: write a certificate request first")
 	}
 	return c.SignCSRPEM(req, 0)
 }

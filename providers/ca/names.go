@@ -267,4 +267,4 @@ func parseTTL(s string) (time.Duration, error) {
 }
 
 // errNoKey is a key that does not match its certificate.
-var errNoKey = errors.New("key does not match certificate")
+var errNoKey = errors.New("ca: key does not match certificate")

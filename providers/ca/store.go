@@ -163,7 +163,7 @@ func parseCertPEM(data []byte) (*x509.Certificate, error) {
 		var b *pem.Block
 		b, data = pem.Decode(data)
 		if b == nil {
-			return nil, errors.New("no CERTIFICATE block")
+			return nil, errors.New("ca: no CERTIFICATE block")
 		}
 		if b.Type == pemCert {
 			return x509.ParseCertificate(b.Bytes)
@@ -177,7 +177,7 @@ func parseKeyPEM(data []byte) (*ecdsa.PrivateKey, error) {
 		var b *pem.Block
 		b, data = pem.Decode(data)
 		if b == nil {
-			return nil, errors.New("no PRIVATE KEY block")
+			return nil, errors.New("ca: no PRIVATE KEY block")
 		}
 		switch b.Type {
 		case pemKey:
@@ -187,7 +187,7 @@ func parseKeyPEM(data []byte) (*ecdsa.PrivateKey, error) {
 			}
 			ek, ok := k.(*ecdsa.PrivateKey)
 			if !ok {
-				return nil, fmt.Errorf("key is %T, not ECDSA", k)
+				return nil, fmt.Errorf("ca: key is %T, not ECDSA", k)
 			}
 			return ek, nil
 		case "EC PRIVATE KEY":

@@ -199,16 +199,16 @@ func checkPublicKey(pub any) error {
 		case elliptic.P256(), elliptic.P384(), elliptic.P521():
 			return nil
 		}
-		return fmt.Errorf("unsupported curve")
+		return fmt.Errorf("ca: unsupported curve")
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
-			return fmt.Errorf("rsa key of %d bits is too weak (at least 2048)", k.N.BitLen())
+			return fmt.Errorf("ca: rsa key of %d bits is too weak (at least 2048)", k.N.BitLen())
 		}
 		return nil
 	case ed25519.PublicKey:
 		return nil
 	}
-	return fmt.Errorf("unsupported key type %T", pub)
+	return fmt.Errorf("ca: unsupported key type %T", pub)
 }
 
 // trimCA drops the package prefix of an error that is to be wrapped.

@@ -217,7 +217,7 @@ func run(ctx context.Context, n *dhtlib.Node, verb string, args []string) ([]byt
 		if len(args) == 2 {
 			p, err := strconv.ParseUint(args[1], 10, 16)
 			if err != nil || p == 0 {
-				return nil, fmt.Errorf("bad port %q", args[1])
+				return nil, fmt.Errorf("dht: bad port %q", args[1])
 			}
 			port = int(p)
 		}

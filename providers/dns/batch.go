@@ -206,7 +206,7 @@ func (t *zoneTxn) add(text string) error {
 		return err
 	}
 	if rr.Header().Rrtype == dns.TypeSOA {
-		return errors.New("the SOA cannot be changed here: use the zone file")
+		return errors.New("dns: the SOA cannot be changed here: use the zone file")
 	}
 	t.rrs = append(t.rrs, rr)
 	t.bump = true
@@ -223,10 +223,10 @@ func (t *zoneTxn) del(name string, typeAndData []string) error {
 	if len(typeAndData) > 0 {
 		rt, ok := dns.StringToType[strings.ToUpper(typeAndData[0])]
 		if !ok {
-			return fmt.Errorf("unknown type %q", typeAndData[0])
+			return fmt.Errorf("dns: unknown type %q", typeAndData[0])
 		}
 		if rt == dns.TypeSOA {
-			return errors.New("the SOA cannot be deleted")
+			return errors.New("dns: the SOA cannot be deleted")
 		}
 		rtype = rt
 	}
@@ -252,7 +252,7 @@ func (t *zoneTxn) del(name string, typeAndData []string) error {
 	clear(t.rrs[len(out):])
 	t.rrs = out
 	if n == 0 {
-		return errors.New("no such record")
+		return errors.New("dns: no such record")
 	}
 	t.bump = true
 	t.done = append(t.done, fmt.Sprintf("del %s %s: %d records", owner, strings.Join(typeAndData, " "), n))
@@ -306,7 +306,7 @@ func (t *zoneTxn) finishRoll() error {
 	}
 	n := len(t.conf.keys) - len(keys)
 	if n == 0 {
-		return errors.New("no retired key")
+		return errors.New("dns: no retired key")
 	}
 	t.conf.keys = keys
 	t.bump = true
@@ -318,14 +318,14 @@ func (t *zoneTxn) finishRoll() error {
 func (t *zoneTxn) addTSIG(keyname, algorithm, secret string) error {
 	alg, ok := tsigAlgorithms[strings.TrimSuffix(strings.ToLower(algorithm), ".")]
 	if !ok {
-		return fmt.Errorf("unknown algorithm %q (want hmac-sha256, hmac-sha512, ...)", algorithm)
+		return fmt.Errorf("dns: unknown algorithm %q (want hmac-sha256, hmac-sha512, ...)", algorithm)
 	}
 	if raw, err := base64.StdEncoding.DecodeString(secret); err != nil || len(raw) == 0 {
-		return errors.New("secret is not base64")
+		return errors.New("dns: secret is not base64")
 	}
 	kn := canon(keyname)
 	if _, ok := dns.IsDomainName(kn); !ok {
-		return fmt.Errorf("bad key name %q", keyname)
+		return fmt.Errorf("dns: bad key name %q", keyname)
 	}
 	t.conf.tsig[kn] = tsigKey{name: kn, algorithm: alg, secret: secret}
 	t.done = append(t.done, fmt.Sprintf("tsig add %s %s", kn, strings.TrimSuffix(alg, ".")))
@@ -336,7 +336,7 @@ func (t *zoneTxn) addTSIG(keyname, algorithm, secret string) error {
 func (t *zoneTxn) removeTSIG(keyname string) error {
 	kn := canon(keyname)
 	if _, ok := t.conf.tsig[kn]; !ok {
-		return errors.New("no such key")
+		return errors.New("dns: no such key")
 	}
 	delete(t.conf.tsig, kn)
 	t.done = append(t.done, "tsig rm "+kn)

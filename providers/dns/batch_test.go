@@ -27,7 +27,7 @@ func TestCtlAllOrNone(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "line 3: add: ") {
 		t.Fatalf("bad line 3: %v", err)
 	}
-	if err := ts.writeFile("zones/example.test/ctl", "add a 300 A 192.0.2.1\ndel nosuch\n"); err == nil || !strings.Contains(err.Error(), "line 2: del: no such record") {
+	if err := ts.writeFile("zones/example.test/ctl", "add a 300 A 192.0.2.1\ndel nosuch\n"); err == nil || !strings.Contains(err.Error(), "line 2: del: dns: no such record") {
 		t.Fatalf("bad line 2: %v", err)
 	}
 	z := ts.zone("example.test.")

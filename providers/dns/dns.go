@@ -201,13 +201,13 @@ func (s *Server) Zones() []string {
 func zoneName(name string) (string, error) {
 	origin := canon(name)
 	if !validZoneName(origin) {
-		return "", fmt.Errorf("bad zone name %q: want letters, digits, - and _ in dot-separated labels", name)
+		return "", fmt.Errorf("dns: bad zone name %q: want letters, digits, - and _ in dot-separated labels", name)
 	}
 	return origin, nil
 }
 
 // errNoZone is the error of a change to a zone that is not served.
-var errNoZone = plan9.Error("no such zone")
+var errNoZone = plan9.Error("dns: no such zone")
 
 // AddZone starts serving a new zone named name with a default SOA and
 // NS record.
@@ -467,7 +467,7 @@ func (s *Server) loadConf(origin string) (*zoneConf, error) {
 		}
 		pub, ok := rr.(*dns.DNSKEY)
 		if !ok || pub.Algorithm != dns.ECDSAP256SHA256 {
-			return nil, fmt.Errorf("key %q: not an algorithm 13 DNSKEY", kf.DNSKEY)
+			return nil, fmt.Errorf("dns: key %q: not an algorithm 13 DNSKEY", kf.DNSKEY)
 		}
 		priv, err := pub.NewPrivateKey(kf.Private)
 		if err != nil {
@@ -475,7 +475,7 @@ func (s *Server) loadConf(origin string) (*zoneConf, error) {
 		}
 		ec, ok := priv.(*ecdsa.PrivateKey)
 		if !ok {
-			return nil, fmt.Errorf("key %d: not an ECDSA key", pub.KeyTag())
+			return nil, fmt.Errorf("dns: key %d: not an ECDSA key", pub.KeyTag())
 		}
 		c.keys = append(c.keys, &zoneKey{pub: pub, priv: ec, created: kf.Created, retired: kf.Retired})
 	}
@@ -483,7 +483,7 @@ func (s *Server) loadConf(origin string) (*zoneConf, error) {
 		c.tsig[canon(t.Name)] = tsigKey{name: canon(t.Name), algorithm: t.Algorithm, secret: t.Secret}
 	}
 	if c.dnssec && len(c.keys) == 0 {
-		return nil, errors.New("dnssec on without a key")
+		return nil, errors.New("dns: dnssec on without a key")
 	}
 	return c, nil
 }

@@ -83,7 +83,7 @@ func newKey(origin string, now time.Time) (*zoneKey, error) {
 	}
 	ec, ok := priv.(*ecdsa.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("generate key: unexpected key type %T", priv)
+		return nil, fmt.Errorf("dns: generate key: unexpected key type %T", priv)
 	}
 	return &zoneKey{pub: pub, priv: ec, created: now}, nil
 }
@@ -112,7 +112,7 @@ type sigEntry struct {
 // every name of the chain, and a signer for the RRSIGs.
 func (z *zone) sign() error {
 	if len(z.conf.keys) == 0 {
-		return fmt.Errorf("dnssec on without a key")
+		return fmt.Errorf("dns: dnssec on without a key")
 	}
 	s := &signer{origin: z.origin, keys: z.conf.keys}
 	for _, k := range z.conf.keys {

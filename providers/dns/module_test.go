@@ -147,8 +147,8 @@ func TestListenAndServe(t *testing.T) {
 func TestParseErrorWords(t *testing.T) {
 	t.Parallel()
 	for text, want := range map[string]string{
-		"www 60 IN A notanip\n":    `line 1: bad A record: "notanip" is not an IPv4 address`,
-		"www 60 IN AAAA 1.2.3.4\n": `line 1: bad AAAA record: "1.2.3.4" is not an IPv6 address`,
+		"www 60 IN A notanip\n":    `dns: line 1: bad A record: "notanip" is not an IPv4 address`,
+		"www 60 IN AAAA 1.2.3.4\n": `dns: line 1: bad AAAA record: "1.2.3.4" is not an IPv6 address`,
 	} {
 		_, err := parseZone("example.org.", text)
 		if err == nil || err.Error() != want {

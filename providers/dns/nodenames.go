@@ -58,7 +58,7 @@ func (s *Server) SetNodeNames(zone string, records map[string][]net.IP) error {
 	for name, ips := range records {
 		owner := absName(origin, name)
 		if _, ok := dns.IsDomainName(owner); !ok || !dns.IsSubDomain(origin, owner) {
-			return fmt.Errorf("node name %q is not in zone %s", name, origin)
+			return fmt.Errorf("dns: node name %q is not in zone %s", name, origin)
 		}
 		names = append(names, owner)
 		for _, ip := range ips {
@@ -70,7 +70,7 @@ func (s *Server) SetNodeNames(zone string, records map[string][]net.IP) error {
 				hdr.Rrtype = dns.TypeAAAA
 				add = append(add, &dns.AAAA{Hdr: hdr, AAAA: ip})
 			} else {
-				return fmt.Errorf("node name %s: bad address %v", owner, ip)
+				return fmt.Errorf("dns: node name %s: bad address %v", owner, ip)
 			}
 		}
 	}

@@ -73,7 +73,7 @@ func newZone(origin string, rrs []dns.RR, conf *zoneConf) (*zone, error) {
 	}
 	z := &zone{origin: origin, nodes: make(map[string]*node), conf: conf}
 	if len(rrs) > MaxRecords {
-		return nil, fmt.Errorf("more than %d records", MaxRecords)
+		return nil, fmt.Errorf("dns: more than %d records", MaxRecords)
 	}
 	for _, rr := range rrs {
 		h := rr.Header()
@@ -112,10 +112,10 @@ func newZone(origin string, rrs []dns.RR, conf *zoneConf) (*zone, error) {
 	}
 	apex := z.nodes[origin]
 	if apex == nil || len(apex.sets[dns.TypeSOA]) == 0 {
-		return nil, fmt.Errorf("no SOA record at %s", origin)
+		return nil, fmt.Errorf("dns: no SOA record at %s", origin)
 	}
 	if len(apex.sets[dns.TypeSOA]) > 1 {
-		return nil, fmt.Errorf("more than one SOA record at %s", origin)
+		return nil, fmt.Errorf("dns: more than one SOA record at %s", origin)
 	}
 	z.soa = apex.sets[dns.TypeSOA][0].(*dns.SOA)
 	z.nsecTTL = min(z.soa.Minttl, z.soa.Hdr.Ttl)
@@ -267,7 +267,7 @@ func parseError(err error) error {
 		return err
 	}
 	line, _ := strconv.Atoi(m[2])
-	return fmt.Errorf("line %d: %s", line, fieldError(m[1]))
+	return fmt.Errorf("dns: line %d: %s", line, fieldError(m[1]))
 }
 
 // fieldRe finds miekg/dns's "bad TYPE FIELD: TOKEN" (as `bad A A: "x"`).
@@ -299,7 +299,7 @@ func parseZone(origin string, text string) ([]dns.RR, error) {
 	var rrs []dns.RR
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		if len(rrs) >= MaxRecords {
-			return nil, fmt.Errorf("more than %d records", MaxRecords)
+			return nil, fmt.Errorf("dns: more than %d records", MaxRecords)
 		}
 		rrs = append(rrs, rr)
 	}
@@ -330,7 +330,7 @@ func checkRoundTrip(rr dns.RR) error {
 // parseRecord parses one record, relative names taken from origin.
 func parseRecord(origin, text string) (dns.RR, error) {
 	if strings.HasPrefix(strings.TrimSpace(text), "$") {
-		return nil, errors.New("bad record: directives are for the zone file")
+		return nil, errors.New("dns: bad record: directives are for the zone file")
 	}
 	rrs, err := parseZone(origin, text)
 	if err != nil {
@@ -340,7 +340,7 @@ func parseRecord(origin, text string) (dns.RR, error) {
 		return nil, err
 	}
 	if len(rrs) != 1 {
-		return nil, fmt.Errorf("want one record, have %d", len(rrs))
+		return nil, fmt.Errorf("dns: want one record, have %d", len(rrs))
 	}
 	return rrs[0], nil
 }
