@@ -3,8 +3,8 @@ package tests
 // The READMEs' shell blocks run as a test, so that what they say and what
 // the node does cannot drift apart (after CoreDNS's test/readme_test.go).
 //
-// Which blocks. Every fenced block tagged `sh` in README.md,
-// providers/*/README.md, importers/*/README.md and dht/README.md runs.
+// Which blocks. Every fenced block tagged `sh` in every README.md of
+// the tree runs.
 // Blocks tagged otherwise (a plain fence, `console`, `go`) are
 // illustrations and are not run; the provider READMEs are man pages whose
 // EXAMPLES are written against namespace paths (/ca/ctl), as a Plan 9 user
@@ -57,6 +57,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,19 +76,25 @@ import (
 const blockTimeout = 4 * time.Minute
 
 // readmeFiles are the READMEs whose `sh` blocks run, relative to the
-// repository root.
+// repository root: every README.md of the tree (none in testdata).
 func readmeFiles(t *testing.T, root string) []string {
 	t.Helper()
-	files := []string{"README.md", "dht/README.md"}
-	for _, pat := range []string{"providers/*/README.md", "importers/*/README.md"} {
-		m, err := filepath.Glob(filepath.Join(root, pat))
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		for _, f := range m {
-			rel, _ := filepath.Rel(root, f)
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && d.Name() == "README.md" {
+			rel, _ := filepath.Rel(root, p)
 			files = append(files, rel)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return files
 }
