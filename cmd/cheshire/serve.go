@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"cheshire/httpsd"
 	"cheshire/importers/proxy"
 	"cheshire/importers/remote"
+	"cheshire/module"
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
@@ -98,59 +97,19 @@ func serveCmd(args []string) error {
 }
 
 func serve(ctx context.Context, o serveOptions) error {
-	dir := o.dir
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	unlock, err := lockDir(dir)
+	nd, err := openNode(o.dir)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	events := synth.NewLog(0)
-	defer events.Close()
-	log := slog.New(dedupe(node.LogHandler(os.Stderr, events, slog.LevelInfo)))
-	id, err := nodekey.Load(dir)
+	defer nd.close()
+	ls := newListeners(ctx, nd.log)
+	defer ls.close()
+	p, err := nd.openParts(o, ls.bound)
 	if err != nil {
 		return err
 	}
-	owner := userName()
-
-	addrs := append([]string{"unix!" + filepath.Join(dir, "cheshire.sock")}, o.listens...)
-	var amu sync.Mutex
-	var bound []string
-	boundNow := func() []string { amu.Lock(); defer amu.Unlock(); return append([]string(nil), bound...) }
-	n := node.New(node.Config{ID: id.ID(), Version: version, Start: time.Now(), Owner: owner, Log: events,
-		Addrs: boundNow})
-
-	dhtMod := dht.NewModule(id.Private, owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
-	im := remote.New(remote.Options{Resolve: remote.DHTResolver(dhtMod.Node), Dial: remote.TLSDialer(id), Uname: owner,
-		Log: log.With("part", "import")})
-	defer im.Close()
-	caDir := filepath.Join(dir, "ca")
-	authority, err := ca.Open(caDir, ca.Options{Name: id.ID(), Owner: owner, Log: log.With("module", "ca")})
-	if err != nil {
-		return err
-	}
-	names, err := dns.New(filepath.Join(dir, "dns"), dns.Options{Owner: owner, Log: log.With("module", "dns")})
-	if err != nil {
-		return err
-	}
-	authority.SetZones(names.Zones) // ACME issues for names in the node's zones
-	dnsMod := dns.NewModule(names, version)
-	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
-		return fmt.Errorf("--dns-listen: %w", err)
-	}
-	builtin := builtins(owner, dir, o.exposeData, n, authority, dnsMod, dhtMod)
-	m := ns.NewManager(ns.WithDir(filepath.Join(dir, "ns")), ns.WithDefaults(defaultNamespace(builtin)), ns.WithLog(log),
-		ns.WithUsers(filepath.Join(dir, "users")),
-		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
-		ns.WithImporter(im.ByText()), ns.WithExportsChanged(dhtMod.Readvertise))
-	defer m.Close()
-	adv := &remote.Advertiser{Advertise: o.advertise, Bound: boundNow, Exports: m.PublicExports, Log: log}
-	dhtMod.Advertise(adv.Advert)
-	mods, stopModules, err := startModules(ctx, dir, owner, id, m, log, builtin)
+	defer p.close()
+	mods, stopModules, err := startModules(ctx, nd.dir, nd.owner, nd.id, p.ns, nd.log, p.builtin)
 	if err != nil {
 		return err
 	}
@@ -160,88 +119,144 @@ func serve(ctx context.Context, o serveOptions) error {
 			notStarted(l.mod, err, fmt.Sprintf("%s ADDR, or a listen line in /modules/%s/config (it then starts by itself)", l.flag, l.mod))
 		}
 	}
-	maxConns := o.maxConns
-	if maxConns <= 0 {
-		maxConns = connBudget()
+	if o.maxConns <= 0 {
+		o.maxConns = connBudget()
 	}
-	web := httpsd.New(authority.TLSConfig("node", httpsNames()), log)
-	web.Limit(&connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "https"})
-	web.Handle("/dns-query", mods.HTTP("dns", names.DoHHandler()))
-	closeWeb, err := addWeb(web, mods, authority, dir, o.acmePort, log)
+	limits := func(name string) *connlimit.Limits {
+		return &connlimit.Limits{Total: o.maxConns, PerHost: o.maxPerHost, Log: nd.log, Name: name}
+	}
+	web := httpsd.New(p.ca.TLSConfig("node", httpsNames()), nd.log)
+	web.Limit(limits("https"))
+	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
+	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err
 	}
 	defer closeWeb()
-
-	srv := &styx.Server{Attacher: m.ConnAttacher(), Log: log,
-		Limits: &connlimit.Limits{Total: maxConns, PerHost: o.maxPerHost, Log: log, Name: "9p"}}
-	if o.debug {
-		srv.Trace = func(conn string, in bool, f *styx.Fcall) {
-			dir := "->"
-			if in {
-				dir = "<-"
-			}
-			log.Debug("9p", "conn", conn, "dir", dir, "msg", f.String())
-			fmt.Fprintf(os.Stderr, "%s %s %v\n", conn, dir, f)
-		}
+	srv := &styx.Server{Attacher: p.ns.ConnAttacher(), Log: nd.log, Limits: limits("9p"), Trace: nd.trace(o.debug)}
+	if err := ls.serve9P(srv, nd.id, append([]string{"unix!" + filepath.Join(nd.dir, "cheshire.sock")}, o.listens...)); err != nil {
+		return err
 	}
-	var wg sync.WaitGroup
-	start := func(name string, l net.Listener, serveOn func(context.Context, net.Listener) error) {
-		amu.Lock()
-		bound = append(bound, name)
-		amu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := serveOn(ctx, l); err != nil {
-				log.Error("listener failed", "addr", name, "err", err)
-			}
-		}()
+	if err := ls.serveHTTPS(web, o.https); err != nil {
+		return err
 	}
-	for _, a := range addrs {
-		var l net.Listener
-		var err error
-		if strings.HasPrefix(a, "tls!") {
-			l, err = listenTLS(a, id)
-		} else {
-			l, err = plan9.Listen(a)
-		}
-		if err != nil {
-			srv.Close()
-			wg.Wait()
-			return err
-		}
-		name := a
-		if network, _, _ := strings.Cut(a, "!"); network != "unix" {
-			name = boundName(network+"!", l) // the port actually bound, for …!0
-		}
-		start(name, l, srv.Serve)
-	}
-	for _, a := range o.https {
-		d, err := plan9.ParseDial(a)
-		if err != nil || d.Net != "tcp" {
-			srv.Close()
-			wg.Wait()
-			return fmt.Errorf("--https %s: want tcp!HOST!PORT", a)
-		}
-		l, err := plan9.Listen(a)
-		if err != nil {
-			notStarted("https", err, "--https tcp!HOST!PORT, or --https none")
-			continue
-		}
-		start(boundName("https!", l), l, web.Serve)
-	}
-	if err := names.PublishListeners(id.ID()+".cheshire", boundNow()); err != nil {
-		log.Warn("node names zone not updated", "err", err)
-	}
-	dhtMod.Readvertise() // now that the listeners' addresses are known
-	log.Info("cheshire node serving", "id", id.ID(), "dir", dir, "addrs", strings.Join(bound, " "), "version", version)
+	p.listening(ls.bound())
+	nd.log.Info("cheshire node serving", "id", nd.id.ID(), "dir", nd.dir, "addrs", strings.Join(ls.bound(), " "), "version", version)
 	<-ctx.Done()
-	log.Info("cheshire node shutting down")
-	srv.Close()
-	web.Close()
-	wg.Wait()
+	nd.log.Info("cheshire node shutting down")
+	ls.close() // before the modules and namespaces it serves
 	return nil
+}
+
+// A runNode is what a serving node holds for its life: its data
+// directory (locked), log, identity and owner.
+type runNode struct {
+	dir    string
+	owner  string
+	id     *nodekey.Identity
+	events *synth.Log // the log's lines, for /node/log
+	log    *slog.Logger
+	unlock func()
+}
+
+// openNode takes the data directory dir (made if need be, then locked),
+// starts the log and loads the node's identity.
+func openNode(dir string) (*runNode, error) {
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := nodekey.Load(dir)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	events := synth.NewLog(0)
+	log := slog.New(dedupe(node.LogHandler(os.Stderr, events, slog.LevelInfo)))
+	return &runNode{dir: dir, owner: userName(), id: id, events: events, log: log, unlock: unlock}, nil
+}
+
+func (nd *runNode) close() {
+	nd.events.Close()
+	nd.unlock()
+}
+
+// trace is the 9P trace of -D: each message to the log and stderr.
+func (nd *runNode) trace(on bool) func(conn string, in bool, f *styx.Fcall) {
+	if !on {
+		return nil
+	}
+	return func(conn string, in bool, f *styx.Fcall) {
+		dir := "->"
+		if in {
+			dir = "<-"
+		}
+		nd.log.Debug("9p", "conn", conn, "dir", dir, "msg", f.String())
+		fmt.Fprintf(os.Stderr, "%s %s %v\n", conn, dir, f)
+	}
+}
+
+// parts are the node's parts that the built-in modules and the
+// listeners are made of.
+type parts struct {
+	ns      *ns.Manager
+	ca      *ca.CA
+	dns     *dns.Server
+	dht     *dht.Module
+	im      *remote.Importer
+	id      *nodekey.Identity
+	log     *slog.Logger
+	builtin []module.Module
+}
+
+// openParts makes the CA, DNS, DHT, importer and namespaces of nd;
+// bound tells the listeners' addresses once they are bound.
+func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, error) {
+	p := &parts{id: nd.id, log: nd.log}
+	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
+	p.im = remote.New(remote.Options{Resolve: remote.DHTResolver(p.dht.Node), Dial: remote.TLSDialer(nd.id), Uname: nd.owner,
+		Log: nd.log.With("part", "import")})
+	var err error
+	if p.ca, err = ca.Open(filepath.Join(nd.dir, "ca"), ca.Options{Name: nd.id.ID(), Owner: nd.owner, Log: nd.log.With("module", "ca")}); err != nil {
+		p.im.Close()
+		return nil, err
+	}
+	if p.dns, err = dns.New(filepath.Join(nd.dir, "dns"), dns.Options{Owner: nd.owner, Log: nd.log.With("module", "dns")}); err != nil {
+		p.im.Close()
+		return nil, err
+	}
+	p.ca.SetZones(p.dns.Zones) // ACME issues for names in the node's zones
+	dnsMod := dns.NewModule(p.dns, version)
+	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
+		p.im.Close()
+		return nil, fmt.Errorf("--dns-listen: %w", err)
+	}
+	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
+	p.builtin = builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht)
+	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
+		ns.WithUsers(filepath.Join(nd.dir, "users")),
+		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
+		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise))
+	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Log: nd.log}
+	p.dht.Advertise(adv.Advert)
+	return p, nil
+}
+
+// listening tells the parts the listeners' bound addresses: the node's
+// zone and its DHT record follow them.
+func (p *parts) listening(bound []string) {
+	if err := p.dns.PublishListeners(p.id.ID()+".cheshire", bound); err != nil {
+		p.log.Warn("node names zone not updated", "err", err)
+	}
+	p.dht.Readvertise()
+}
+
+func (p *parts) close() {
+	p.ns.Close()
+	p.im.Close()
 }
 
 // notStarted tells whoever started the node, in one line on stderr, that
@@ -262,16 +277,6 @@ func connBudget() int {
 		return connlimit.DefaultTotal
 	}
 	return int(min(max(rl.Cur/3, 16), 16384))
-}
-
-// boundName is the dial string of the address l actually bound (for
-// tcp!…!0).
-func boundName(prefix string, l net.Listener) string {
-	host, port := l.Addr().String(), ""
-	if i := strings.LastIndex(host, ":"); i >= 0 {
-		host, port = host[:i], host[i+1:]
-	}
-	return prefix + strings.Trim(host, "[]") + "!" + port
 }
 
 // httpsNames are the names the node's HTTPS certificate is for.
