@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/plan9"
 )
 
@@ -41,17 +42,6 @@ func (h *advertHolder) set(a Advert) {
 func advertOptions(t *testing.T) Options {
 	return Options{wrapConn: watched(t), advertBackoff: 20 * time.Millisecond, advertMaxBackoff: 250 * time.Millisecond,
 		quietFirst: testQuiet, quietMax: testQuiet}
-}
-
-// freePort is a UDP port of 127.0.0.1 free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
 // advertiser is what the dht module does with an Advertiser: nodes of
@@ -223,7 +213,7 @@ func TestAdvert(t *testing.T) {
 	m := &advertiser{key: key, opts: opts, mem: NewMemory()}
 	m.adv.Set(h.get) // before Run
 	// The same port for every node (see the dht provider's TestModule).
-	cfg := fmt.Sprintf("udp!127.0.0.1!%d", freePort(t))
+	cfg := fmt.Sprintf("udp!127.0.0.1!%d", testutil.FreeUDPPort(t))
 	in := startNode(t, m, cfg)
 	top := t // nodes started in subtests live on after them
 	at := func(port int) netip.AddrPort {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"cheshire/internal/testutil"
 	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/styx"
@@ -79,7 +80,7 @@ func openSmall(b *testing.B, a styx.Attacher) styx.File {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { root.Clunk() })
-	f, err := walkOpen(ctx, root, "ok", styx.OREAD)
+	f, err := testutil.WalkOpen(ctx, root, "ok", styx.OREAD)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"cheshire/internal/testutil"
 	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/plan9"
@@ -59,21 +60,21 @@ func TestClunkWhileStopped(t *testing.T) {
 	root := e.root("cfg")
 	defer root.Clunk()
 
-	if err := writeFile(e.ctx, root, "setting", "one"); err != nil {
+	if err := testutil.WriteFile(e.ctx, root, "setting", "one"); err != nil {
 		t.Fatalf("write while running: %v", err)
 	}
 	if got := c.get(); got != "one" {
 		t.Fatalf("committed %q, want one", got)
 	}
 
-	written, err := walkOpen(e.ctx, root, "setting", styx.OWRITE|styx.OTRUNC)
+	written, err := testutil.WalkOpen(e.ctx, root, "setting", styx.OWRITE|styx.OTRUNC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := written.Write(e.ctx, []byte("two"), 0); err != nil {
 		t.Fatal(err)
 	}
-	read, err := walkOpen(e.ctx, root, "setting", styx.OREAD)
+	read, err := testutil.WalkOpen(e.ctx, root, "setting", styx.OREAD)
 	if err != nil {
 		t.Fatal(err)
 	}

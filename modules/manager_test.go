@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/ns"
@@ -170,54 +171,6 @@ func (e *env) root(name string) styx.File {
 	return f
 }
 
-func walkOpen(ctx context.Context, root styx.File, p string, mode uint8) (styx.File, error) {
-	names := styx.SplitPath(p)
-	qids, f, err := root.Walk(ctx, names)
-	if err != nil {
-		return nil, err
-	}
-	if len(qids) < len(names) {
-		return nil, plan9.ErrNotFound
-	}
-	if _, err := f.Open(ctx, mode); err != nil {
-		f.Clunk()
-		return nil, err
-	}
-	return f, nil
-}
-
-func readFile(ctx context.Context, root styx.File, p string) (string, error) {
-	f, err := walkOpen(ctx, root, p, styx.OREAD)
-	if err != nil {
-		return "", err
-	}
-	defer f.Clunk()
-	var out []byte
-	buf := make([]byte, 8192)
-	for {
-		n, err := f.Read(ctx, buf, int64(len(out)))
-		if err != nil {
-			return string(out), err
-		}
-		if n == 0 {
-			return string(out), nil
-		}
-		out = append(out, buf[:n]...)
-	}
-}
-
-func writeFile(ctx context.Context, root styx.File, p, data string) error {
-	f, err := walkOpen(ctx, root, p, styx.OWRITE|styx.OTRUNC)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(ctx, []byte(data), 0); err != nil {
-		f.Clunk()
-		return err
-	}
-	return f.Clunk()
-}
-
 // ctl writes a line to /modules/ctl or /modules/NAME/ctl through the
 // namespace, as a user would.
 func (e *env) ctl(p, line string) error {
@@ -226,7 +179,7 @@ func (e *env) ctl(p, line string) error {
 		e.t.Fatal(err)
 	}
 	defer root.Clunk()
-	return writeFile(e.ctx, root, p, line)
+	return testutil.WriteFile(e.ctx, root, p, line)
 }
 
 func (e *env) read(p string) string {
@@ -236,7 +189,7 @@ func (e *env) read(p string) string {
 		e.t.Fatal(err)
 	}
 	defer root.Clunk()
-	s, err := readFile(e.ctx, root, p)
+	s, err := testutil.ReadFile(e.ctx, root, p)
 	if err != nil {
 		e.t.Fatalf("read %s: %v", p, err)
 	}
@@ -279,13 +232,13 @@ func TestDependencyOrder(t *testing.T) {
 		t.Errorf("b/deps = %q", deps)
 	}
 	// Operations on a stopped module fail at once.
-	_, err := readFile(e.ctx, e.root("d"), "greeting")
+	_, err := testutil.ReadFile(e.ctx, e.root("d"), "greeting")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := e.root("c")
 	start := time.Now()
-	if _, err := readFile(e.ctx, c, "greeting"); !errors.Is(err, plan9.ErrModuleStopped) {
+	if _, err := testutil.ReadFile(e.ctx, c, "greeting"); !errors.Is(err, plan9.ErrModuleStopped) {
 		t.Errorf("read of a stopped module: %v, want %q", err, plan9.ErrModuleStopped)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -332,7 +285,7 @@ func TestStoppedDisappears(t *testing.T) {
 	ls := func(p string) []string {
 		root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 		defer root.Clunk()
-		f, err := walkOpen(e.ctx, root, p, styx.OREAD)
+		f, err := testutil.WalkOpen(e.ctx, root, p, styx.OREAD)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +320,7 @@ func TestStoppedDisappears(t *testing.T) {
 	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 	defer root.Clunk()
 	for _, p := range []string{"/a/greeting", "/modules/a/fs/greeting"} {
-		if _, err := readFile(e.ctx, root, p); err == nil || !strings.Contains(err.Error(), "module stopped") {
+		if _, err := testutil.ReadFile(e.ctx, root, p); err == nil || !strings.Contains(err.Error(), "module stopped") {
 			t.Errorf("read %s while stopped: %v, want module stopped", p, err)
 		}
 	}
@@ -384,7 +337,7 @@ func TestReloadKeepsOpenFilesAndWrites(t *testing.T) {
 	rec := &recorder{}
 	e := newEnv(t, newStore("kv", rec))
 	root := e.root("kv")
-	held, err := walkOpen(e.ctx, root, "greeting", styx.OREAD)
+	held, err := testutil.WalkOpen(e.ctx, root, "greeting", styx.OREAD)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +364,7 @@ func TestReloadKeepsOpenFilesAndWrites(t *testing.T) {
 				default:
 				}
 				k := fmt.Sprintf("w%d-%d", w, i)
-				if err := writeFile(e.ctx, r, "put", "put "+k+" v"); err == nil {
+				if err := testutil.WriteFile(e.ctx, r, "put", "put "+k+" v"); err == nil {
 					acked.Store(k, true)
 				}
 			}
@@ -430,7 +383,7 @@ func TestReloadKeepsOpenFilesAndWrites(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	all, err := readFile(e.ctx, root, "all")
+	all, err := testutil.ReadFile(e.ctx, root, "all")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +458,7 @@ func TestLazyAndFailure(t *testing.T) {
 	}
 	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 	defer root.Clunk()
-	if _, err := readFile(e.ctx, root, "/modules/lazy/fs/greeting"); err == nil || err.Error() != "module stopped: module lazy failed: boom" {
+	if _, err := testutil.ReadFile(e.ctx, root, "/modules/lazy/fs/greeting"); err == nil || err.Error() != "module stopped: module lazy failed: boom" {
 		t.Errorf("read of a failed module: %v, want module stopped: module lazy failed: boom", err)
 	}
 	if err := e.ctl("/modules/ctl", "restart lazy"); err != nil {
@@ -528,7 +481,7 @@ func TestConfigRefusedAtWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Clunk()
-	f, err := walkOpen(e.ctx, root, "/modules/kv/config", styx.OWRITE|styx.OTRUNC)
+	f, err := testutil.WalkOpen(e.ctx, root, "/modules/kv/config", styx.OWRITE|styx.OTRUNC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,7 +549,7 @@ func TestFailedStaysInSight(t *testing.T) {
 	}
 	root, _ := e.nsm.Attach(e.ctx, "glenda", "", nil)
 	defer root.Clunk()
-	f, err := walkOpen(e.ctx, root, "/", styx.OREAD)
+	f, err := testutil.WalkOpen(e.ctx, root, "/", styx.OREAD)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -605,7 +558,7 @@ func TestFailedStaysInSight(t *testing.T) {
 	if err != nil || !slices.ContainsFunc(ds, func(d styx.Dir) bool { return d.Name == "kv" }) {
 		t.Errorf("ls / with kv failed: %v %v, want kv listed", ds, err)
 	}
-	if _, err := readFile(e.ctx, root, "/kv/greeting"); err == nil || !strings.Contains(err.Error(), "module kv failed: ") {
+	if _, err := testutil.ReadFile(e.ctx, root, "/kv/greeting"); err == nil || !strings.Contains(err.Error(), "module kv failed: ") {
 		t.Errorf("read of a failed module: %v", err)
 	}
 	if err := e.ctl("/modules/kv/config", "greeting hi\n"); err != nil {

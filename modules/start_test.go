@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/module"
 	"cheshire/modules"
 	"cheshire/ns"
@@ -220,7 +221,7 @@ func TestSlowStart(t *testing.T) {
 		defer root.Clunk()
 		var b strings.Builder
 		for _, p := range []string{"/modules/slow/fs/hello", "/s/hello"} {
-			s, err := readFile(e.ctx, root, p)
+			s, err := testutil.ReadFile(e.ctx, root, p)
 			if err != nil {
 				s = err.Error()
 			}
@@ -289,7 +290,7 @@ func TestStopEndsCalls(t *testing.T) {
 	e.wait(e.mgr.Booted(), "the boot")
 	got := make(chan error, 1)
 	go func() {
-		_, err := walkOpen(e.ctx, e.root("g"), "wait", styx.OREAD)
+		_, err := testutil.WalkOpen(e.ctx, e.root("g"), "wait", styx.OREAD)
 		got <- err
 	}()
 	e.wait(g.waiting, "g waiting")
@@ -428,7 +429,7 @@ func TestReadBounds(t *testing.T) {
 	// readAll reads name until a read gives 0 bytes: at the end of
 	// what it has, as a 9P client does, or always at offset 0.
 	readAll := func(name string, atZero bool) int64 {
-		f, err := walkOpen(e.ctx, e.root("endless"), name, styx.OREAD)
+		f, err := testutil.WalkOpen(e.ctx, e.root("endless"), name, styx.OREAD)
 		if err != nil {
 			t.Fatal(err)
 		}

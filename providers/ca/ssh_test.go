@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -72,17 +74,6 @@ func TestSSHUserCertificate(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestSSHDAcceptsCertificate runs a real sshd on loopback that trusts
 // ssh/ca.pub for users, with a host certificate from the CA, and logs in
 // with a user certificate from /ca, the client checking the host
@@ -129,7 +120,7 @@ func TestSSHDAcceptsCertificate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for attempt := 0; attempt < 5 && srv == nil; attempt++ {
-		port = freePort(t)
+		port = testutil.FreePort(t)
 		cfg := filepath.Join(dir, "sshd_config")
 		os.WriteFile(cfg, []byte(fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1

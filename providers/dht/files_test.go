@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/nodekey"
 	"cheshire/styx"
 )
@@ -23,7 +24,7 @@ func client(t *testing.T, s styx.Attacher) (context.Context, *styx.Fid) {
 	srv := &styx.Server{Attacher: s}
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ctx, ln) }()
-	c, err := styx.Dial(ctx, "tcp!127.0.0.1!"+portOf(t, ln))
+	c, err := styx.Dial(ctx, "tcp!127.0.0.1!"+testutil.PortOf(ln.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,14 +42,6 @@ func client(t *testing.T, s styx.Attacher) (context.Context, *styx.Fid) {
 		t.Fatal(err)
 	}
 	return ctx, root
-}
-
-func portOf(t *testing.T, ln net.Listener) string {
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }
 
 // open walks to p from root and opens it.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/synth/synthtest"
 
 	"github.com/miekg/dns"
@@ -56,7 +57,7 @@ func TestDigSeesCtlChange(t *testing.T) {
 func (ts *testServer) readLogNow(p string) string {
 	ts.t.Helper()
 	buf := make([]byte, 1<<16)
-	f, err := walkOpen(ts.t.Context(), ts.root(), p, 0)
+	f, err := testutil.WalkOpen(ts.t.Context(), ts.root(), p, 0)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"cheshire/plan9"
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 
 	"github.com/miekg/dns"
@@ -86,22 +86,6 @@ func (ts *testServer) root() styx.File {
 	return f
 }
 
-func walkOpen(ctx context.Context, root styx.File, p string, mode uint8) (styx.File, error) {
-	names := styx.SplitPath(p)
-	qids, f, err := root.Walk(ctx, names)
-	if err != nil {
-		return nil, err
-	}
-	if len(qids) < len(names) {
-		return nil, plan9.ErrNotFound
-	}
-	if _, err := f.Open(ctx, mode); err != nil {
-		f.Clunk()
-		return nil, err
-	}
-	return f, nil
-}
-
 // readFile reads the file at p (relative to the root of the tree).
 func (ts *testServer) readFile(p string) string {
 	ts.t.Helper()
@@ -114,7 +98,7 @@ func (ts *testServer) readFile(p string) string {
 
 func readFileErr(root styx.File, p string) (string, error) {
 	ctx := context.Background()
-	f, err := walkOpen(ctx, root, p, styx.OREAD)
+	f, err := testutil.WalkOpen(ctx, root, p, styx.OREAD)
 	if err != nil {
 		return "", err
 	}
@@ -141,7 +125,7 @@ func (ts *testServer) writeFile(p, data string) error {
 
 func writeFileErr(root styx.File, p, data string) error {
 	ctx := context.Background()
-	f, err := walkOpen(ctx, root, p, styx.OWRITE|styx.OTRUNC)
+	f, err := testutil.WalkOpen(ctx, root, p, styx.OWRITE|styx.OTRUNC)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
+
 	"github.com/miekg/dns"
 )
 
@@ -32,7 +34,7 @@ func TestMeasureTCPFlood(t *testing.T) {
 	for i := range 1000 {
 		held = append(held, dialFrom(t, net.IPv4(127, 0, 1, byte(1+i/16)).String(), ts.addr))
 	}
-	waitFor(t, "accepted", func() bool { return ts.stats.tcpShed.Load() >= 488 })
+	testutil.WaitFor(t, "accepted", func() bool { return ts.stats.tcpShed.Load() >= 488 })
 	start := time.Now()
 	ok := 0
 	for range 60 {

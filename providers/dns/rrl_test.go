@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
+
 	"github.com/miekg/dns"
 )
 
@@ -110,7 +112,7 @@ func TestRRL(t *testing.T) {
 			t.Errorf("unexpected reply:\n%v", r)
 		}
 	}
-	waitFor(t, "20 queries counted", func() bool { return ts.stats.rrlDropped.Load()+ts.stats.rrlSlipped.Load() == 15 })
+	testutil.WaitFor(t, "20 queries counted", func() bool { return ts.stats.rrlDropped.Load()+ts.stats.rrlSlipped.Load() == 15 })
 	if full != 5 || slipped != 7 || ts.stats.rrlDropped.Load() != 8 {
 		t.Errorf("%d answered, %d slipped, %d dropped; want 5, 7, 8", full, slipped, ts.stats.rrlDropped.Load())
 	}
@@ -146,7 +148,7 @@ func TestRRL(t *testing.T) {
 	clock.add(time.Second)
 	before := ts.stats.rrlDropped.Load() + ts.stats.rrlSlipped.Load()
 	send(t, c, ts.addr, soaQuery(7, true))
-	waitFor(t, "the query limited", func() bool { return ts.stats.rrlDropped.Load()+ts.stats.rrlSlipped.Load() == before+1 })
+	testutil.WaitFor(t, "the query limited", func() bool { return ts.stats.rrlDropped.Load()+ts.stats.rrlSlipped.Load() == before+1 })
 	// Enough seconds pay it off.
 	clock.add(time.Minute)
 	send(t, c, ts.addr, soaQuery(8, true))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
+
 	"github.com/miekg/dns"
 )
 
@@ -44,18 +46,6 @@ func serverWith(t *testing.T, opts Options) *testServer {
 	})
 	_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
 	return &testServer{Server: s, t: t, addr: pc.LocalAddr().String(), port: port}
-}
-
-// waitFor waits until cond holds, failing the test if it has not after a
-// long while (a hang, not a slow machine).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i > 6000 {
-			t.Fatalf("still waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // dialFrom opens a TCP connection to addr from the loopback address src.
@@ -117,7 +107,7 @@ func TestTCPFloodOneClient(t *testing.T) {
 		}
 	})
 	// Let the flood pass the cap before asking.
-	waitFor(t, "the flood to pass its cap", func() bool { return ts.stats.tcpShed.Load() >= 20 })
+	testutil.WaitFor(t, "the flood to pass its cap", func() bool { return ts.stats.tcpShed.Load() >= 20 })
 	for i := range 20 {
 		if err := tcpQuery(ts); err != nil {
 			t.Errorf("query %d during the flood: %v", i, err)
@@ -150,7 +140,7 @@ func TestTCPFloodManyClients(t *testing.T) {
 			held = append(held, dialFrom(t, net.IPv4(127, 0, 0, byte(2+i)).String(), ts.addr))
 		}
 	}
-	waitFor(t, "32 connections accepted", func() bool { return ts.stats.tcpShed.Load() == 16 })
+	testutil.WaitFor(t, "32 connections accepted", func() bool { return ts.stats.tcpShed.Load() == 16 })
 	if n := ts.tcp.count(); n != 16 {
 		t.Errorf("%d connections served, want 16", n)
 	}
@@ -188,7 +178,7 @@ func TestTCPFloodManyClients(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	waitFor(t, "the flood's connections to end", func() bool { return ts.tcp.count() == 0 })
+	testutil.WaitFor(t, "the flood's connections to end", func() bool { return ts.tcp.count() == 0 })
 	if err := tcpQuery(ts); err != nil {
 		t.Errorf("query after the flood: %v", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"cheshire/internal/testutil"
 )
 
 // legoBinary finds lego, installing Debian's package when running as root
@@ -47,23 +48,13 @@ func legoBinary(t *testing.T) string {
 	return p
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestLego has Debian's lego get a certificate for some.name.test over
 // https from the server, answering http-01 itself, with an account made
 // through an external account binding: the path the node's owner sets up
 // (a zone of the node, a key id made with the ca's ctl).
 func TestLego(t *testing.T) {
 	lego := legoBinary(t)
-	httpPort := freePort(t)
+	httpPort := testutil.FreePort(t)
 	hmacKey := []byte("lego's external account hmac key")
 	e := newEnv(t, func(o *Options) {
 		o.HTTP01Port = httpPort

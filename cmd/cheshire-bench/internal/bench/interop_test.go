@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"cheshire/cmd/cheshire-bench/internal/bench"
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 )
 
@@ -28,11 +29,6 @@ func testData(n int) []byte {
 		b[i] = byte(i ^ i>>8 ^ i>>16)
 	}
 	return b
-}
-
-func portOf(a net.Addr) string {
-	_, p, _ := net.SplitHostPort(a.String())
-	return p
 }
 
 func dialAttach(t testing.TB, addr, user string) (*styx.Client, *styx.Fid) {
@@ -188,7 +184,7 @@ func TestInteropSrv9pServer(t *testing.T) {
 			c.Close()
 		}
 	}()
-	exerciseOurClient(t, "tcp!127.0.0.1!"+portOf(l.Addr()), 100000)
+	exerciseOurClient(t, "tcp!127.0.0.1!"+testutil.PortOf(l.Addr()), 100000)
 }
 
 func TestMain(m *testing.M) {
