@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"cheshire/internal/testutil"
 )
 
 // A module in an endless loop is interrupted within its budget and
@@ -18,7 +20,7 @@ func TestLoopInterrupted(t *testing.T) {
 	other := start(t, "trap", "")
 	t.Logf("started two in %v", time.Since(t0))
 	root, oroot := attach(t, s, "glenda"), attach(t, other, "glenda")
-	if got, err := readFile(ctx, root, "/ok"); err != nil || got != "ok\n" {
+	if got, err := testutil.ReadFile(ctx, root, "/ok"); err != nil || got != "ok\n" {
 		t.Fatalf("read /ok: %q, %v", got, err)
 	}
 
@@ -28,7 +30,7 @@ func TestLoopInterrupted(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for !stop.Load() {
-			if got, err := readFile(ctx, oroot, "/ok"); err != nil || got != "ok\n" {
+			if got, err := testutil.ReadFile(ctx, oroot, "/ok"); err != nil || got != "ok\n" {
 				t.Errorf("other module: %q, %v", got, err)
 				return
 			}
@@ -37,7 +39,7 @@ func TestLoopInterrupted(t *testing.T) {
 	})
 
 	t0 = time.Now()
-	_, err := readFile(ctx, root, "/spin")
+	_, err := testutil.ReadFile(ctx, root, "/spin")
 	took := time.Since(t0)
 	wantErr(t, "read /spin", err, "module loop: call interrupted: cpu budget 300ms exceeded")
 	t.Logf("interrupted after %v", took)
@@ -54,7 +56,7 @@ func TestLoopInterrupted(t *testing.T) {
 
 	// Afterwards everything fails fast.
 	t0 = time.Now()
-	_, err = readFile(ctx, root, "/ok")
+	_, err = testutil.ReadFile(ctx, root, "/ok")
 	wantErr(t, "read after failure", err, "module loop: module stopped")
 	if d := time.Since(t0); d > time.Second {
 		t.Errorf("failing fast took %v", d)
@@ -71,13 +73,13 @@ func TestTrap(t *testing.T) {
 		t.Run(strings.TrimPrefix(file, "/"), func(t *testing.T) {
 			s := start(t, "trap", "")
 			root := attach(t, s, "glenda")
-			if got, err := readFile(ctx, root, "/ok"); err != nil || got != "ok\n" {
+			if got, err := testutil.ReadFile(ctx, root, "/ok"); err != nil || got != "ok\n" {
 				t.Fatalf("read /ok: %q, %v", got, err)
 			}
-			_, err := readFile(ctx, root, file)
+			_, err := testutil.ReadFile(ctx, root, file)
 			wantErr(t, "read "+file, err, "module trap trapped")
 			wantErr(t, "env.Fail", s.failed(t), "module trap trapped")
-			_, err = readFile(ctx, root, "/ok")
+			_, err = testutil.ReadFile(ctx, root, "/ok")
 			wantErr(t, "read after trap", err, "module stopped")
 			if file == "/panic" && !s.log.has("trap: read of /panic") {
 				t.Errorf("the guest's panic message is not in its log:\n%s", s.log)

@@ -378,19 +378,6 @@ func walk(ctx context.Context, root styx.File, path string) (styx.File, error) {
 	return f, nil
 }
 
-// readFile reads the file at path.
-func readFile(ctx context.Context, root styx.File, path string) (string, error) {
-	f, err := walk(ctx, root, path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Clunk()
-	if _, err := f.Open(ctx, plan9.OREAD); err != nil {
-		return "", err
-	}
-	return readAll(ctx, f)
-}
-
 func readAll(ctx context.Context, f styx.File) (string, error) {
 	var b []byte
 	buf := make([]byte, 8192)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"cheshire/internal/testutil"
 )
 
 // procStatus returns a field of /proc/self/status, in bytes.
@@ -73,7 +75,7 @@ func TestMeasureMemoryBomb(t *testing.T) {
 	ok(t, "start", err)
 	started := procStatus(t, "VmRSS")
 	root := attach(t, in, "glenda")
-	_, err = readFile(context.Background(), root, "/bomb")
+	_, err = testutil.ReadFile(context.Background(), root, "/bomb")
 	wantErr(t, "read of /bomb", err, "module trap trapped")
 	peak := procStatus(t, "VmHWM")
 	failed := procStatus(t, "VmRSS")

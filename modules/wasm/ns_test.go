@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/plan9"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
@@ -70,17 +71,17 @@ func TestNamespaceGrants(t *testing.T) {
 	if err != nil || got != "ok" {
 		t.Fatalf("write granted: %q, %v", got, err)
 	}
-	if got, err := readFile(ctx, nsroot, "/tmp/out/new"); err != nil || got != "made by module" {
+	if got, err := testutil.ReadFile(ctx, nsroot, "/tmp/out/new"); err != nil || got != "made by module" {
 		t.Errorf("file written by the module: %q, %v", got, err)
 	}
 	_, err = filter(ctx, root, "/write", "/tmp/out/new again")
 	ok(t, "overwrite", err)
-	if got, err := readFile(ctx, nsroot, "/tmp/out/new"); err != nil || got != "again" {
+	if got, err := testutil.ReadFile(ctx, nsroot, "/tmp/out/new"); err != nil || got != "again" {
 		t.Errorf("file overwritten by the module: %q, %v", got, err)
 	}
 	_, err = filter(ctx, root, "/write", "/tmp/granted/x overwritten")
 	wantErr(t, "write read-only grant", err, "permission denied: module nsprobe may not write /tmp/granted/x")
-	if got, _ := readFile(ctx, nsroot, "/tmp/granted/x"); got != "granted data" {
+	if got, _ := testutil.ReadFile(ctx, nsroot, "/tmp/granted/x"); got != "granted data" {
 		t.Errorf("denied write changed the file: %q", got)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/plan9"
 )
 
@@ -207,7 +208,7 @@ func TestSleepInterrupted(t *testing.T) {
 	root := attach(t, s, "glenda")
 	done := make(chan error, 1)
 	go func() {
-		_, err := readFile(context.Background(), root, "/sleep")
+		_, err := testutil.ReadFile(context.Background(), root, "/sleep")
 		done <- err
 	}()
 	err := wait(t, "read of /sleep", done)
@@ -217,7 +218,7 @@ func TestSleepInterrupted(t *testing.T) {
 	if !errors.Is(s.failed(t), ErrBudget) {
 		t.Error("env.Fail not told of the budget")
 	}
-	_, err = readFile(context.Background(), root, "/ok")
+	_, err = testutil.ReadFile(context.Background(), root, "/ok")
 	if !errors.Is(err, plan9.ErrModuleStopped) {
 		t.Errorf("read after the interrupted sleep: %v", err)
 	}
@@ -255,7 +256,7 @@ func TestStopEndsSleep(t *testing.T) {
 	root := attach(t, s, "glenda")
 	done := make(chan error, 1)
 	go func() {
-		_, err := readFile(context.Background(), root, "/sleep")
+		_, err := testutil.ReadFile(context.Background(), root, "/sleep")
 		done <- err
 	}()
 	// Wait for the call to hold the instance.
@@ -272,7 +273,7 @@ func TestStopEndsSleep(t *testing.T) {
 	if n := in.alloc.mapped.Load(); n != 0 {
 		t.Errorf("%d bytes of the guest's memory still mapped after stop", n)
 	}
-	if _, err := readFile(context.Background(), root, "/ok"); !errors.Is(err, plan9.ErrModuleStopped) {
+	if _, err := testutil.ReadFile(context.Background(), root, "/ok"); !errors.Is(err, plan9.ErrModuleStopped) {
 		t.Errorf("read after stop: %v", err)
 	}
 }
@@ -287,7 +288,7 @@ func TestMemoryBomb(t *testing.T) {
 	if in.alloc.mapped.Load() == 0 {
 		t.Skip("linear memory is not mapped by us on this system")
 	}
-	_, err := readFile(context.Background(), root, "/bomb")
+	_, err := testutil.ReadFile(context.Background(), root, "/bomb")
 	wantErr(t, "read of /bomb", err, "module trap trapped")
 	wantErr(t, "env.Fail", s.failed(t), "module trap trapped")
 	if n := in.alloc.mapped.Load(); n != 0 {

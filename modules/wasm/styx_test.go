@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"cheshire/internal/testutil"
 	"cheshire/plan9"
 	"cheshire/styx"
 )
@@ -149,7 +150,7 @@ func TestConcurrentClients(t *testing.T) {
 					errs <- err
 					return
 				}
-				got, err := readFile(ctx, root, "/keys/"+key)
+				got, err := testutil.ReadFile(ctx, root, "/keys/"+key)
 				if err != nil || got != val {
 					errs <- fmt.Errorf("read %s: %q, %v", key, got, err)
 					return
@@ -200,11 +201,11 @@ func TestMarkdown(t *testing.T) {
 	if err != nil || got != "<p>Hello, <strong>world</strong></p>\n" {
 		t.Errorf("render: %q, %v", got, err)
 	}
-	got, err = readFile(ctx, root, "/ns/tmp/doc.html")
+	got, err = testutil.ReadFile(ctx, root, "/ns/tmp/doc.html")
 	if err != nil || got != "<h1>Title</h1>\n<p>Some <em>text</em>.</p>\n" {
 		t.Errorf("ns/tmp/doc.html: %q, %v", got, err)
 	}
-	got, err = readFile(ctx, root, "/ns/tmp/sub/notes.html")
+	got, err = testutil.ReadFile(ctx, root, "/ns/tmp/sub/notes.html")
 	if err != nil || !strings.Contains(got, "<li>one</li>") {
 		t.Errorf("ns/tmp/sub/notes.html: %q, %v", got, err)
 	}
@@ -217,10 +218,10 @@ func TestMarkdown(t *testing.T) {
 	if err != nil || !slices.Equal(names, []string{"notes.html"}) {
 		t.Errorf("ls /ns/tmp/sub: %q, %v", names, err)
 	}
-	_, err = readFile(ctx, root, "/ns/tmp/missing.html")
+	_, err = testutil.ReadFile(ctx, root, "/ns/tmp/missing.html")
 	wantErr(t, "missing page", err, "file not found")
 	// Outside what the module may read.
-	_, err = readFile(ctx, root, "/ns/etc/passwd.html")
+	_, err = testutil.ReadFile(ctx, root, "/ns/etc/passwd.html")
 	wantErr(t, "outside the grant", err, "permission denied")
 	if errors.Is(err, plan9.ErrNotFound) {
 		t.Error("denied read reported as not found")
