@@ -185,3 +185,24 @@ func TestStoppedModuleChangesNothing(t *testing.T) {
 		t.Errorf("stopped module changed: %d records, serial %d, zones %v", len(z.rrs), z.soa.Serial, s.Zones())
 	}
 }
+
+// TestZoneTextOncePerVersion: a zone version renders its text once
+// (stats of the zone file reuse it), and a change makes a new version
+// with the new text.
+func TestZoneTextOncePerVersion(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, "")
+	ts.ctl("ctl", "zone add example.test")
+	z := ts.zone("example.test.")
+	a, b := z.text(), z.text()
+	if len(a) == 0 || &a[0] != &b[0] {
+		t.Fatal("the text of one zone version was rendered twice")
+	}
+	if len(a) != cap(a) {
+		t.Errorf("the shared text has room to append in place (len %d, cap %d)", len(a), cap(a))
+	}
+	ts.ctl("zones/example.test/ctl", "add www 300 A 192.0.2.1")
+	if got := string(ts.zone("example.test.").text()); !strings.Contains(got, "192.0.2.1") {
+		t.Errorf("the new version's text lacks the new record:\n%s", got)
+	}
+}

@@ -354,7 +354,8 @@ func (s *Server) setZone(ctx context.Context, name string, text []byte, files bo
 	return err
 }
 
-// ZoneText returns zone name in master-file format.
+// ZoneText returns zone name in master-file format. The slice is shared:
+// callers must not change it.
 func (s *Server) ZoneText(name string) ([]byte, error) {
 	origin, err := zoneName(name)
 	if err != nil {

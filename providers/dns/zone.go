@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 )
@@ -30,6 +31,11 @@ type zone struct {
 	conf    *zoneConf        // DNSSEC and TSIG settings
 	sig     *signer          // nil when the zone is not signed
 	nsecTTL uint32           // TTL of NSEC records and of negative answers' SOA
+
+	// The zone's text, rendered once: a zone version never changes, so
+	// the stats of its file (ls -l of /dns/zones) do not render it again.
+	textOnce sync.Once
+	textVal  []byte
 }
 
 // A node is an owner name of a zone and the RRsets it has.
@@ -233,14 +239,20 @@ func sortRRs(rrs []dns.RR) {
 }
 
 // text returns the zone's records in master-file format.
+// text is the zone in master-file format, rendered at the first call.
+// The slice is shared (its capacity is its length, so an append copies):
+// callers must not change it.
 func (z *zone) text() []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "$ORIGIN %s\n", z.origin)
-	for _, rr := range z.rrs {
-		b.WriteString(rr.String())
-		b.WriteByte('\n')
-	}
-	return []byte(b.String())
+	z.textOnce.Do(func() {
+		var b strings.Builder
+		fmt.Fprintf(&b, "$ORIGIN %s\n", z.origin)
+		for _, rr := range z.rrs {
+			b.WriteString(rr.String())
+			b.WriteByte('\n')
+		}
+		z.textVal = slices.Clip([]byte(b.String()))
+	})
+	return z.textVal
 }
 
 // records returns a copy of the zone's records, for making a changed zone.
