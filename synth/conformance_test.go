@@ -23,9 +23,9 @@ func fullTree(t *testing.T) *synth.Server {
 		func(context.Context) ([]byte, error) { return data, nil },
 		func(_ context.Context, b []byte) error { return nil })))
 	must(t, root.Add(synth.Ctl("ctl", 0660, []synth.Cmd{{Name: "reload"}}, func(context.Context) string { return "loaded\n" })))
-	ev := synth.NewEvents(4)
-	t.Cleanup(ev.Close)
-	must(t, root.Add(ev.File("log", styx.DMAPPEND|0444)))
+	lg := synth.NewLog(0)
+	t.Cleanup(lg.Close)
+	must(t, root.Add(lg.File("log", styx.DMAPPEND|0444)))
 	must(t, root.Add(synth.Static("lock", styx.DMEXCL|0444, []byte("l"))))
 
 	net := synth.NewDir("net", 0555)
