@@ -180,13 +180,19 @@ func (f *Fid) ReadOnce(ctx context.Context, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// ioSize is the most data one Tread or Twrite of f carries: its
+// iounit, or what the msize allows.
+func (f *Fid) ioSize() int {
+	if f.iounit > 0 {
+		return int(f.iounit)
+	}
+	return int(f.c.msize - IOHdrSz)
+}
+
 // ReadAt fills p from off with up to 8 Treads in flight. It returns fewer
 // bytes than len(p) only at end of file (io.EOF) or on error.
 func (f *Fid) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	iou := int(f.iounit)
-	if iou <= 0 {
-		iou = int(f.c.msize - IOHdrSz)
-	}
+	iou := f.ioSize()
 	if len(p) <= iou {
 		n, err := f.ReadOnce(ctx, p, off)
 		if err == nil && n < len(p) {
@@ -245,10 +251,7 @@ func (f *Fid) WriteOnce(ctx context.Context, p []byte, off int64) (int, error) {
 
 // WriteAt writes all of p at off with up to 8 Twrites in flight.
 func (f *Fid) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
-	iou := int(f.iounit)
-	if iou <= 0 {
-		iou = int(f.c.msize - IOHdrSz)
-	}
+	iou := f.ioSize()
 	if len(p) <= iou {
 		n, err := f.WriteOnce(ctx, p, off)
 		if err == nil && n < len(p) {

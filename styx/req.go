@@ -144,14 +144,20 @@ func (c *conn) auth(r *req) {
 		r.error(err)
 		return
 	}
-	f, err := c.insert(r.fc.Afid, file)
+	c.respondNewFid(r, r.fc.Afid, file, Rauth)
+}
+
+// respondNewFid puts file in the table as fid num and replies with its
+// qid; a flush of r takes it out again.
+func (c *conn) respondNewFid(r *req, num uint32, file File, typ uint8) {
+	f, err := c.insert(num, file)
 	if err != nil {
 		file.Clunk()
 		r.error(err)
 		return
 	}
-	r.undo = func() { c.dropIf(r.fc.Afid, f) }
-	r.respond(&Fcall{Type: Rauth, Qid: file.Qid()})
+	r.undo = func() { c.dropIf(num, f) }
+	r.respond(&Fcall{Type: typ, Qid: file.Qid()})
 }
 
 func (c *conn) attach(r *req) {
@@ -181,14 +187,7 @@ func (c *conn) attach(r *req) {
 		r.error(err)
 		return
 	}
-	f, err := c.insert(r.fc.Fid, file)
-	if err != nil {
-		file.Clunk()
-		r.error(err)
-		return
-	}
-	r.undo = func() { c.dropIf(r.fc.Fid, f) }
-	r.respond(&Fcall{Type: Rattach, Qid: file.Qid()})
+	c.respondNewFid(r, r.fc.Fid, file, Rattach)
 }
 
 func (c *conn) walk(r *req) {

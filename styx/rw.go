@@ -15,24 +15,33 @@ func readable(mode uint8) bool { m := mode & 3; return m == OREAD || m == ORDWR 
 
 func writable(mode uint8) bool { m := mode & 3; return m == OWRITE || m == ORDWR }
 
-func (c *conn) read(r *req) {
+// openedFid returns r's fid, held for r, and its file, if the fid is
+// open with a mode that may do what r asks; else it replies with the
+// error and returns a nil file.
+func (c *conn) openedFid(r *req, may func(mode uint8) bool) (*fid, File) {
 	f, err := c.lookup(r.fc.Fid)
 	if err != nil {
 		r.error(err)
-		return
+		return nil, nil
 	}
 	r.hold(f)
 	file, opened, mode := f.get()
-	if file == nil {
+	switch {
+	case file == nil:
 		r.error(plan9.ErrUnknownFid)
-		return
-	}
-	if !opened {
+	case !opened:
 		r.error(plan9.ErrNotOpen)
-		return
-	}
-	if !readable(mode) {
+	case !may(mode):
 		r.error(plan9.ErrBadUse)
+	default:
+		return f, file
+	}
+	return nil, nil
+}
+
+func (c *conn) read(r *req) {
+	f, file := c.openedFid(r, readable)
+	if file == nil {
 		return
 	}
 	count := min(r.fc.Count, c.getMsize()-IOHdrSz)
@@ -122,23 +131,8 @@ func (c *conn) readDir(r *req, f *fid, count uint32) {
 }
 
 func (c *conn) write(r *req) {
-	f, err := c.lookup(r.fc.Fid)
-	if err != nil {
-		r.error(err)
-		return
-	}
-	r.hold(f)
-	file, opened, mode := f.get()
+	_, file := c.openedFid(r, writable)
 	if file == nil {
-		r.error(plan9.ErrUnknownFid)
-		return
-	}
-	if !opened {
-		r.error(plan9.ErrNotOpen)
-		return
-	}
-	if !writable(mode) {
-		r.error(plan9.ErrBadUse)
 		return
 	}
 	if file.Qid().Type&QTDIR != 0 {

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // loadOrCreate loads the root and intermediate, or makes them if none of
@@ -85,6 +86,20 @@ func commonName(prefix, suffix string) string {
 }
 
 // create makes a new root and intermediate and writes them.
+// caTemplate is the template of a CA certificate for subject, valid
+// from now (backdated) for life.
+func caTemplate(subject pkix.Name, now time.Time, life time.Duration) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          randSerial(),
+		Subject:               subject,
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(life),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+}
+
 func (c *CA) create() error {
 	now := c.now()
 	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -92,15 +107,7 @@ func (c *CA) create() error {
 		return err
 	}
 	org := []string{commonName(c.name, "")}
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          randSerial(),
-		Subject:               pkix.Name{CommonName: commonName(c.name, " root CA"), Organization: org},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(RootLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	rootTmpl := caTemplate(pkix.Name{CommonName: commonName(c.name, " root CA"), Organization: org}, now, RootLifetime)
 	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
 		return fmt.Errorf("making root: %w", err)
@@ -113,17 +120,8 @@ func (c *CA) create() error {
 	if err != nil {
 		return err
 	}
-	interTmpl := &x509.Certificate{
-		SerialNumber:          randSerial(),
-		Subject:               pkix.Name{CommonName: commonName(c.name, " intermediate CA"), Organization: org},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(IntermediateLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-	}
+	interTmpl := caTemplate(pkix.Name{CommonName: commonName(c.name, " intermediate CA"), Organization: org}, now, IntermediateLifetime)
+	interTmpl.MaxPathLen, interTmpl.MaxPathLenZero = 0, true // signs leaves only
 	der, err = x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
 	if err != nil {
 		return fmt.Errorf("making intermediate: %w", err)
