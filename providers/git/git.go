@@ -68,7 +68,10 @@ type repo struct {
 	name string
 	path string // DIR/git/NAME.git
 
-	refMu sync.Mutex // held while a ref is checked and moved
+	// refMu is held while a ref is checked and moved, and read-held
+	// while refs are read: go-git rewrites a ref file in place, so a
+	// reader not excluded could find it empty.
+	refMu sync.RWMutex
 
 	mu   sync.Mutex
 	work map[string]*overlay // guarded by mu: by branch name

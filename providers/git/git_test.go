@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"cheshire/internal/testutil"
 	"cheshire/synth/synthtest"
 )
 
@@ -283,6 +284,11 @@ func TestWorkCommit(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(w, "hello.txt")); err != nil || string(b) != "hello\n" {
 		t.Errorf("clone's hello.txt: %q, %v", b, err)
 	}
+	for _, p := range []string{"w/work/main/hello.txt", "w/work/main/d/x"} {
+		if got, err := testutil.ReadFile(e.ctx, e.root, p); err != nil || got == "" {
+			t.Errorf("%s, from the tip, reads %q, %v", p, got, err)
+		}
+	}
 	// Change, remove, commit again on top.
 	e.mustWrite("w/work/main/hello.txt", "bye\n")
 	wantErr(t, "remove a full directory", e.remove("w/work/main/d"), "not empty")
@@ -313,4 +319,32 @@ func TestConformance(t *testing.T) {
 	e, _, _, _ := pushed(t)
 	e.mustWrite("ctl", "create empty")
 	synthtest.TestServer(t, e.r, "glenda")
+}
+
+// TestCASRace: of writers racing to move main from the same hash, one
+// wins and the others are told it moved; forty zeros as OLD means "not
+// there yet".
+func TestCASRace(t *testing.T) {
+	t.Parallel()
+	e, _, first, second := pushed(t)
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- e.writeOnly("demo/refs/heads/main", second+" "+first+"\n") }()
+	}
+	won := 0
+	for range n {
+		if err := <-errs; err == nil {
+			won++
+		} else if !strings.Contains(err.Error(), "moved") {
+			t.Errorf("a losing writer was told %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d writers won, want 1", won)
+	}
+	wantErr(t, "zeros on an existing ref", e.writeOnly("demo/refs/heads/main", zeroHash+" "+first+"\n"), "moved")
+	if err := e.create("demo/refs/heads", "fresh", 0664, zeroHash+" "+first); err != nil {
+		t.Errorf("create with zeros as OLD: %v", err)
+	}
 }

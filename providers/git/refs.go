@@ -54,6 +54,33 @@ func refHash(g *gogit.Repository, name plumbing.ReferenceName) (plumbing.Hash, b
 	return ref.Hash(), true, nil
 }
 
+// refHash is refHash read-locked against ref changes made here.
+func (rp *repo) refHash(g *gogit.Repository, name plumbing.ReferenceName) (plumbing.Hash, bool, error) {
+	rp.refMu.RLock()
+	defer rp.refMu.RUnlock()
+	return refHash(g, name)
+}
+
+// refs returns the repository's refs, read-locked against ref changes
+// made here.
+func (rp *repo) refs(g *gogit.Repository) ([]*plumbing.Reference, error) {
+	rp.refMu.RLock()
+	defer rp.refMu.RUnlock()
+	it, err := g.Storer.IterReferences()
+	if err != nil {
+		return nil, fmt.Errorf("git: %w", err)
+	}
+	var out []*plumbing.Reference
+	err = it.ForEach(func(r *plumbing.Reference) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("git: %w", err)
+	}
+	return out, nil
+}
+
 // refText is what the file of ref name reads: its hash and a newline, or
 // nothing if it does not exist (as HEAD of an empty repository).
 func (rp *repo) refText(name plumbing.ReferenceName) ([]byte, error) {
@@ -61,7 +88,7 @@ func (rp *repo) refText(name plumbing.ReferenceName) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, ok, err := refHash(g, name)
+	h, ok, err := rp.refHash(g, name)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -302,17 +329,16 @@ func (rp *repo) refDir(name, prefix string) *synth.Dir {
 		if err != nil {
 			return nil, err
 		}
-		refs, err := g.Storer.IterReferences()
+		refs, err := rp.refs(g)
 		if err != nil {
-			return nil, fmt.Errorf("git: %w", err)
+			return nil, err
 		}
 		var names []string
-		refs.ForEach(func(r *plumbing.Reference) error {
+		for _, r := range refs {
 			if rest, ok := strings.CutPrefix(r.Name().String(), prefix); ok && rest != "" {
 				names = append(names, rest)
 			}
-			return nil
-		})
+		}
 		slices.Sort(names)
 		var items []genItem
 		seen := map[string]bool{}

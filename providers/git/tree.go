@@ -59,7 +59,7 @@ func (rp *repo) log(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	head, ok, err := refHash(g, plumbing.HEAD)
+	head, ok, err := rp.refHash(g, plumbing.HEAD)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -83,23 +83,22 @@ func (rp *repo) log(ctx context.Context) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// branches returns the names of the repository's branches and tags
-// (without refs/heads/ and refs/tags/), sorted by go-git's listing.
-func refNames(g *gogit.Repository) (heads, tags []string, err error) {
-	refs, err := g.Storer.IterReferences()
+// refNames returns the names of the repository's branches and tags
+// (without refs/heads/ and refs/tags/).
+func (rp *repo) refNames(g *gogit.Repository) (heads, tags []string, err error) {
+	refs, err := rp.refs(g)
 	if err != nil {
-		return nil, nil, fmt.Errorf("git: %w", err)
+		return nil, nil, err
 	}
-	err = refs.ForEach(func(r *plumbing.Reference) error {
+	for _, r := range refs {
 		switch n := r.Name(); {
 		case n.IsBranch():
 			heads = append(heads, n.Short())
 		case n.IsTag():
 			tags = append(tags, n.Short())
 		}
-		return nil
-	})
-	return heads, tags, err
+	}
+	return heads, tags, nil
 }
 
 // treeTop is REPO/tree: a directory per branch and tag (whose names
@@ -111,7 +110,7 @@ func (rp *repo) treeTop() *synth.Dir {
 		if err != nil {
 			return nil, err
 		}
-		heads, tags, err := refNames(g)
+		heads, tags, err := rp.refNames(g)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +126,7 @@ func (rp *repo) treeTop() *synth.Dir {
 				}
 				ref := plumbing.ReferenceName(prefix + n)
 				items = append(items, genItem{key: n, mk: func() synth.Node {
-					return rp.treeDir(n, func(g *gogit.Repository) (plumbing.Hash, error) { return refTree(g, ref) })
+					return rp.treeDir(n, func(g *gogit.Repository) (plumbing.Hash, error) { return rp.refTree(g, ref) })
 				}})
 			}
 		}
@@ -154,8 +153,8 @@ func (rp *repo) treeTop() *synth.Dir {
 
 // refTree returns the tree of the commit ref points at, through
 // annotated tags.
-func refTree(g *gogit.Repository, ref plumbing.ReferenceName) (plumbing.Hash, error) {
-	h, ok, err := refHash(g, ref)
+func (rp *repo) refTree(g *gogit.Repository, ref plumbing.ReferenceName) (plumbing.Hash, error) {
+	h, ok, err := rp.refHash(g, ref)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}

@@ -68,7 +68,7 @@ func (rp *repo) workTop() *synth.Dir {
 		if err != nil {
 			return nil, err
 		}
-		heads, _, err := refNames(g)
+		heads, _, err := rp.refNames(g)
 		if err != nil {
 			return nil, err
 		}
@@ -95,8 +95,8 @@ type baseEntry struct {
 
 // baseTree returns the entries of directory dir in the tip of branch,
 // nil if the branch or the directory does not exist.
-func baseTree(g *gogit.Repository, branch, dir string) (map[string]baseEntry, error) {
-	h, ok, err := refHash(g, plumbing.NewBranchReferenceName(branch))
+func (rp *repo) baseTree(g *gogit.Repository, branch, dir string) (map[string]baseEntry, error) {
+	h, ok, err := rp.refHash(g, plumbing.NewBranchReferenceName(branch))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func (rp *repo) workList(branch, dir string) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := baseTree(g, branch, dir)
+	base, err := rp.baseTree(g, branch, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func (rp *repo) workDir(name, branch, dir string) *synth.Dir {
 		if err != nil {
 			return err
 		}
-		base, err := baseTree(g, branch, dir)
+		base, err := rp.baseTree(g, branch, dir)
 		if err != nil {
 			return err
 		}
@@ -274,7 +274,11 @@ func (rp *repo) workRead(branch, p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := baseTree(g, branch, path.Dir(p))
+	dir := path.Dir(p)
+	if dir == "." {
+		dir = ""
+	}
+	base, err := rp.baseTree(g, branch, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -313,14 +317,14 @@ func (rp *repo) ctlStatus(ctx context.Context) string {
 	if err != nil {
 		return ""
 	}
-	refs, err := g.Storer.IterReferences()
+	refs, err := rp.refs(g)
 	if err != nil {
 		return ""
 	}
 	var lines []string
-	refs.ForEach(func(r *plumbing.Reference) error {
+	for _, r := range refs {
 		if r.Type() != plumbing.HashReference {
-			return nil
+			continue
 		}
 		switch n := r.Name(); {
 		case n.IsBranch():
@@ -328,8 +332,7 @@ func (rp *repo) ctlStatus(ctx context.Context) string {
 		case n.IsTag():
 			lines = append(lines, fmt.Sprintf("tag %s %s\n", n.Short(), r.Hash()))
 		}
-		return nil
-	})
+	}
 	slices.Sort(lines)
 	return strings.Join(lines, "")
 }
@@ -361,7 +364,7 @@ func (rp *repo) commit(branch, message, user string) (plumbing.Hash, error) {
 	if !ov.changedLocked() {
 		return plumbing.ZeroHash, errors.New("git: nothing to commit")
 	}
-	tip, exists, err := refHash(g, ref)
+	tip, exists, err := rp.refHash(g, ref)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
