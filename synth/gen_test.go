@@ -109,3 +109,44 @@ func TestCheckedReadWrite(t *testing.T) {
 		t.Errorf("content %q, want the good text", content)
 	}
 }
+
+// TestSetLookup: a walk reaches a name the directory does not list, the
+// name keeps its qid from one walk to the next, a name the lookup refuses
+// is not found, and reads of the directory do not list looked-up names.
+func TestSetLookup(t *testing.T) {
+	t.Parallel()
+	d := synth.NewDir("d", 0555)
+	must(t, d.Add(synth.Static("listed", 0444, nil)))
+	d.SetLookup(func(_ context.Context, name string) (synth.Node, error) {
+		if !strings.HasPrefix(name, "x") {
+			return nil, nil
+		}
+		return synth.Static(name, 0444, []byte(name)), nil
+	})
+	root := synth.NewDir("/", 0555)
+	must(t, root.Add(d))
+	e := newEnv(t, synth.NewServer(root))
+	r := e.attach("glenda")
+	got, err := e.read(r, "d/x1")
+	if err != nil || got != "x1" {
+		t.Fatalf("read d/x1: %q, %v", got, err)
+	}
+	a, err := e.stat(r, "d/x1")
+	must(t, err)
+	b, err := e.stat(r, "d/x1")
+	must(t, err)
+	if a.Qid != b.Qid {
+		t.Errorf("qid of d/x1 changed: %v then %v", a.Qid, b.Qid)
+	}
+	if _, err := e.stat(r, "d/y"); err == nil {
+		t.Error("d/y found; the lookup refused it")
+	}
+	f, err := e.open(r, "d", styx.OREAD)
+	must(t, err)
+	defer e.clunk(f)
+	ents, err := f.ReadDir(context.Background())
+	must(t, err)
+	if len(ents) != 1 || ents[0].Name != "listed" {
+		t.Errorf("d lists %v, want only listed", ents)
+	}
+}

@@ -196,8 +196,10 @@ type Dir struct {
 	create func(ctx context.Context, name string, perm uint32, mode uint8) (Node, error)
 	remove func(ctx context.Context, name string) error
 	rename func(ctx context.Context, oldname, newname string) error
-	mount  styx.Attacher // set by NewMount; fixed for the Dir's life
-	qids   *qidSpace     // guarded by mu: the qid paths given to mount's files
+	look   func(ctx context.Context, name string) (Node, error)
+	looked map[string]genEntry // guarded by mu: names found by look
+	mount  styx.Attacher       // set by NewMount; fixed for the Dir's life
+	qids   *qidSpace           // guarded by mu: the qid paths given to mount's files
 }
 
 // genEntry is what a Dir remembers of a generated name, so that the node
@@ -354,6 +356,24 @@ func (d *Dir) SetGen(gen func(ctx context.Context) ([]Node, error)) {
 	d.gen = gen
 }
 
+// maxLooked is how many names a Dir with a lookup remembers the qid
+// paths of; past it, it forgets them all and starts again.
+const maxLooked = 4096
+
+// SetLookup lets a walk in d reach names d does not list, such as the
+// objects of a store too large to list: when a walk (or a create's check
+// that the name is free) finds no added or generated child of that name,
+// lookup is called with it, and the node it returns, named name, is the
+// child walked to. A nil node fails the walk with "file not found", an
+// error with that error. Reads of d do not list such nodes. The node made
+// for a name keeps the qid path and mtime of the first one made for it
+// while d remembers the name (the last few thousand names).
+func (d *Dir) SetLookup(lookup func(ctx context.Context, name string) (Node, error)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.look = lookup
+}
+
 // SetCreate allows Tcreate in d (subject to write permission on d): create
 // makes the node, which synth adds to d unless create did, owned by the
 // creating user and d's group unless create set an owner, and opens with
@@ -473,21 +493,67 @@ func (d *Dir) lookup(ctx context.Context, name string) (Node, error) {
 		return n, nil
 	}
 	d.mu.Lock()
-	gen := d.gen
+	gen, look := d.gen, d.look
 	d.mu.Unlock()
-	if gen == nil {
+	if gen != nil {
+		kids, err := d.children(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range kids {
+			if n.Name() == name {
+				return n, nil
+			}
+		}
+	}
+	if look == nil || !validName(name) {
 		return nil, plan9.ErrNotFound
 	}
-	kids, err := d.children(ctx)
+	n, err := look(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range kids {
-		if n.Name() == name {
-			return n, nil
+	if n == nil || n.Name() != name || n == Node(d) {
+		return nil, plan9.ErrNotFound
+	}
+	d.adoptLooked(n)
+	return n, nil
+}
+
+// adoptLooked gives n, found by d's lookup, its place under d.
+func (d *Dir) adoptLooked(n Node) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srv := d.srv
+	b := n.base()
+	b.mu.Lock()
+	e, ok := d.looked[b.name]
+	if !ok {
+		e.mtime = b.mtime
+		if srv != nil {
+			e.path = srv.nextPath()
+			if e.mtime.IsZero() {
+				e.mtime = srv.now()
+			}
+		}
+		if d.looked == nil || len(d.looked) >= maxLooked {
+			d.looked = make(map[string]genEntry)
+		}
+		d.looked[b.name] = e
+	}
+	b.parent, b.removed, b.srv, b.path = d, false, srv, e.path
+	if b.mtime.IsZero() {
+		b.mtime = e.mtime
+	}
+	b.mu.Unlock()
+	if sub, ok := n.(*Dir); ok && srv != nil {
+		sub.mu.Lock()
+		kids := slices.Clone(sub.kids)
+		sub.mu.Unlock()
+		for _, k := range kids {
+			srv.adopt(k)
 		}
 	}
-	return nil, plan9.ErrNotFound
 }
 
 // renameChild renames n, a child of d, from oldname to newname.
