@@ -19,6 +19,7 @@ command -v dig >/dev/null && command -v delv >/dev/null && command -v nsupdate >
 command -v kdig >/dev/null || need+=(knot-dnsutils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v git >/dev/null || need+=(git)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v lego >/dev/null || need+=(lego)

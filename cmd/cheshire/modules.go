@@ -21,6 +21,7 @@ import (
 	"cheshire/providers/ca/acme"
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
+	"cheshire/providers/git"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
 	"cheshire/providers/tmp"
@@ -30,7 +31,7 @@ import (
 // builtins are the providers compiled into the node, in the order of
 // their mounts in the default namespace (they start in dependency
 // order). Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module) []module.Module {
+func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module, repos *git.Repos) []module.Module {
 	return []module.Module{
 		module.Native(module.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
@@ -40,6 +41,7 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 		ca.Module(authority, version),
 		dnsMod,
 		dhtMod,
+		git.NewModule(repos, version),
 		module.Native(module.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
 		hostfs.Module(hostfs.ModuleOptions{Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),

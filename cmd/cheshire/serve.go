@@ -26,6 +26,7 @@ import (
 	"cheshire/providers/ca"
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
+	"cheshire/providers/git"
 	"cheshire/providers/node"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -206,6 +207,7 @@ type parts struct {
 	ca      *ca.CA
 	dns     *dns.Server
 	dht     *dht.Module
+	git     *git.Repos
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -234,8 +236,12 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.im.Close()
 		return nil, fmt.Errorf("--dns-listen: %w", err)
 	}
+	if p.git, err = git.New(nd.dir, git.Options{Owner: nd.owner}); err != nil {
+		p.im.Close()
+		return nil, err
+	}
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
-	p.builtin = builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht)
+	p.builtin = builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
