@@ -31,7 +31,7 @@ type env struct {
 	seen    map[string]int // "gzip": gzipped requests, "probe": flush-pkt probes
 }
 
-func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, error)) *env {
+func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, error), more ...func(*Options)) *env {
 	t.Helper()
 	if _, err := os.Stat(gitBin); err != nil {
 		t.Skip("no git command")
@@ -55,6 +55,9 @@ func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, e
 			e.mu.Unlock()
 		},
 		TempDir: t.TempDir(),
+	}
+	for _, f := range more {
+		f(&o)
 	}
 	h := Handler("/git/", o)
 	e.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
