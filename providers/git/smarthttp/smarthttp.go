@@ -17,10 +17,17 @@
 // (storer.Storer), on packfile.Encoder to build the packs a fetch
 // receives, on packfile.Parser to check a pushed pack, on
 // packfile.UpdateObjectStorage to store it, and on sideband.Muxer.
-// go-git's own server (plumbing/transport/server) is not used: it has
-// no negotiation (every have must be known), no shallow fetch, no side
-// band, no compare-and-swap on a push's old hashes, and it fails on
-// pushes that only delete.
+// go-git's own server (plumbing/transport/server) is not used: it
+// refuses shallow requests, answers every fetch request with a pack
+// (no multi-round negotiation, no ACKs), and applies a push's commands
+// one by one without checking their old hashes.
+//
+// A push is atomic: its pack is spooled to a temporary file and checked
+// before anything is stored, and then, under a lock per repository,
+// every command's old hash is compared with the reference before any
+// reference is set. Like git's receive-pack by default, the handler
+// accepts non-fast-forward updates; refusing them without --force is
+// the client's part.
 package smarthttp
 
 import (
