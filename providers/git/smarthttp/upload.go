@@ -1,0 +1,280 @@
+package smarthttp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
+)
+
+// exchange is one POST to a service: its request, the repository and
+// the response, which is under way once wrote is set.
+type exchange struct {
+	h     *handler
+	w     http.ResponseWriter
+	body  *pktReader
+	repo  *gogit.Repository
+	name  string
+	user  string
+	wrote bool
+}
+
+// start writes the header of a successful response of service svc.
+func (x *exchange) start(svc string) {
+	x.w.Header().Set("Content-Type", "application/x-"+svc+"-result")
+	x.w.WriteHeader(http.StatusOK)
+	x.wrote = true
+}
+
+// uploadRequest is a fetch request: a want section, then, unless the
+// body ends there, one round of haves ending in a flush or "done".
+type uploadRequest struct {
+	wants    []plumbing.Hash
+	shallows []plumbing.Hash // commits the client has without their parents
+	depth    int             // deepen N; 0 for none
+	caps     map[string]bool
+	haves    []plumbing.Hash
+	done     bool
+	eof      bool // no have section: the client wants only the shallow list
+}
+
+// readUploadRequest parses a fetch request. A body that is only a
+// flush-pkt, the probe git sends before a large request, gives nil.
+func readUploadRequest(p *pktReader) (*uploadRequest, error) {
+	req := &uploadRequest{caps: map[string]bool{}}
+	for first := true; ; first = false {
+		line, flush, err := p.next()
+		if err != nil {
+			return nil, truncated(err)
+		}
+		if flush {
+			if first {
+				return nil, nil
+			}
+			break
+		}
+		text := string(trimLF(line))
+		verb, arg, _ := strings.Cut(text, " ")
+		switch verb {
+		case "want":
+			hex, caps, _ := strings.Cut(arg, " ")
+			h, ok := parseHash(hex)
+			if !ok {
+				return nil, badLine(text)
+			}
+			if len(req.wants) == 0 {
+				for _, c := range strings.Fields(caps) {
+					req.caps[c] = true
+				}
+			}
+			req.wants = append(req.wants, h)
+		case "shallow":
+			h, ok := parseHash(arg)
+			if !ok {
+				return nil, badLine(text)
+			}
+			req.shallows = append(req.shallows, h)
+		case "deepen":
+			n, err := strconv.Atoi(arg)
+			if err != nil || n <= 0 {
+				return nil, badLine(text)
+			}
+			req.depth = n
+		default:
+			return nil, badLine(text)
+		}
+	}
+	if len(req.wants) == 0 {
+		return nil, errors.New("git: no wants")
+	}
+	for n := 0; ; n++ {
+		line, flush, err := p.next()
+		switch {
+		case err == io.EOF && n == 0:
+			req.eof = true
+			return req, nil
+		case err != nil:
+			return nil, truncated(err)
+		case flush:
+			return req, nil
+		}
+		text := string(trimLF(line))
+		if text == "done" {
+			req.done = true
+			return req, nil
+		}
+		hex, ok := strings.CutPrefix(text, "have ")
+		h, ok2 := parseHash(hex)
+		if !ok || !ok2 {
+			return nil, badLine(text)
+		}
+		req.haves = append(req.haves, h)
+	}
+}
+
+func parseHash(s string) (plumbing.Hash, bool) {
+	if len(s) != 40 || !plumbing.IsHash(s) {
+		return plumbing.ZeroHash, false
+	}
+	return plumbing.NewHash(s), true
+}
+
+func badLine(text string) error {
+	if len(text) > 48 {
+		text = text[:48]
+	}
+	return fmt.Errorf("git: unexpected line %q", text)
+}
+
+// uploadPack answers a fetch request (git-upload-pack), in the manner
+// of git's upload-pack --stateless-rpc: each request carries the wants
+// and the haves found common so far, and is answered on its own.
+// Haves the repository lacks are dropped. The server never says
+// "ready"; the client sends haves until it has none left, then "done".
+func (x *exchange) uploadPack() error {
+	req, err := readUploadRequest(x.body)
+	if err != nil {
+		return x.uploadError(err)
+	}
+	if req == nil {
+		x.start(svcUpload)
+		return nil
+	}
+	s := x.repo.Storer
+	refs, _, err := listRefs(s)
+	if err != nil {
+		return x.uploadError(err)
+	}
+	tips := map[plumbing.Hash]bool{}
+	for _, r := range refs {
+		tips[r.hash] = true
+	}
+	for _, w := range req.wants {
+		if !tips[w] {
+			return x.uploadError(fmt.Errorf("git: not our ref %s", w))
+		}
+	}
+
+	var resp bytes.Buffer
+	multiAck := req.caps["multi_ack_detailed"]
+	var common []plumbing.Hash
+	isCommon := map[plumbing.Hash]bool{}
+	var acks bytes.Buffer
+	for _, h := range req.haves {
+		if isCommon[h] || s.HasEncodedObject(h) != nil {
+			continue
+		}
+		isCommon[h] = true
+		common = append(common, h)
+		if multiAck {
+			pktf(&acks, "ACK %s common\n", h)
+		} else if len(common) == 1 {
+			pktf(&acks, "ACK %s\n", h)
+		}
+	}
+	clientShallow := map[plumbing.Hash]bool{}
+	for _, h := range req.shallows {
+		if s.HasEncodedObject(h) == nil {
+			clientShallow[h] = true
+		}
+	}
+	var has map[plumbing.Hash]bool
+	if req.done {
+		tips := append(append([]plumbing.Hash(nil), common...), req.shallows...)
+		if has, err = reachable(s, tips, clientShallow); err != nil {
+			return x.uploadError(err)
+		}
+	}
+	plan, err := planPack(s, req.wants, req.depth, clientShallow, has, req.done)
+	if err != nil {
+		return x.uploadError(err)
+	}
+	if req.depth > 0 {
+		for _, h := range plan.shallow {
+			pktf(&resp, "shallow %s\n", h)
+		}
+		for _, h := range plan.unshallow {
+			pktf(&resp, "unshallow %s\n", h)
+		}
+		flushPkt(&resp)
+	}
+	if !req.eof {
+		resp.Write(acks.Bytes())
+	}
+	switch {
+	case req.eof:
+	case !req.done:
+		if len(common) == 0 || multiAck {
+			pktf(&resp, "NAK\n")
+		}
+	case len(common) == 0:
+		pktf(&resp, "NAK\n")
+	case multiAck:
+		pktf(&resp, "ACK %s\n", common[len(common)-1])
+	}
+	if req.done && req.caps["include-tag"] {
+		plan.includeTags(s, refs, has)
+	}
+	x.start(svcUpload)
+	bw := bufio.NewWriterSize(x.w, 64<<10)
+	bw.Write(resp.Bytes())
+	if !req.done {
+		return bw.Flush()
+	}
+	return x.sendPack(bw, req.caps, plan.objects)
+}
+
+// uploadError answers a fetch that cannot be served with an ERR
+// packet, which git prints as "remote error", if no response has begun.
+func (x *exchange) uploadError(err error) error {
+	if !x.wrote {
+		x.start(svcUpload)
+		pktf(x.w, "ERR %s\n", errText(err))
+	}
+	return err
+}
+
+// sendPack writes the pack of objects, on the side band if the client
+// asked for one, with a line of progress unless it asked for none.
+func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []plumbing.Hash) error {
+	var out io.Writer = bw
+	var mux *sideband.Muxer
+	switch {
+	case caps["side-band-64k"]:
+		mux = sideband.NewMuxer(sideband.Sideband64k, bw)
+	case caps["side-band"]:
+		mux = sideband.NewMuxer(sideband.Sideband, bw)
+	}
+	if mux != nil {
+		out = mux
+		if !caps["no-progress"] {
+			fmt.Fprintf(progress{mux}, "Counting objects: %d, done.\n", len(objects))
+		}
+	}
+	enc := packfile.NewEncoder(out, x.repo.Storer, !caps["ofs-delta"])
+	if _, err := enc.Encode(objects, 10); err != nil {
+		if mux != nil {
+			mux.WriteChannel(sideband.ErrorMessage, []byte(errText(err)+"\n"))
+			bw.Flush()
+		}
+		return err
+	}
+	if mux != nil {
+		flushPkt(bw)
+	}
+	return bw.Flush()
+}
+
+// progress writes on the progress channel of a side band.
+type progress struct{ m *sideband.Muxer }
+
+func (p progress) Write(b []byte) (int, error) { return p.m.WriteChannel(sideband.ProgressMessage, b) }
