@@ -3,6 +3,7 @@ package tests
 import (
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,5 +58,94 @@ func TestGitFiles(t *testing.T) {
 	stale := strings.Repeat("1", 40)
 	if _, err := n.run(stale+" "+head+"\n", "9p", "write", "/git/demo/refs/heads/main"); err == nil || !strings.Contains(err.Error(), "moved") {
 		t.Errorf("a compare-and-swap from a stale hash: %v, want the ref moved", err)
+	}
+}
+
+// gitTry is gitCmd that returns the output and error instead of failing.
+func gitTry(t *testing.T, dir string, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME=glenda", "GIT_AUTHOR_EMAIL=glenda@example.org",
+		"GIT_COMMITTER_NAME=glenda", "GIT_COMMITTER_EMAIL=glenda@example.org"), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestGitOverHTTPS: the git CLI clones from and pushes to the node's
+// HTTPS listener, trusting the node's CA (/ca/root.pem), as the owner
+// with a token of /git/tokens; without the token, or with a wrong one,
+// it is refused, and the refs stay as they were.
+func TestGitOverHTTPS(t *testing.T) {
+	t.Parallel()
+	dir := shortTemp(t)
+	n := startNode(t, dir)
+	var addr string
+	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
+		if rest, ok := strings.CutPrefix(a, "https!"); ok {
+			host, port, _ := strings.Cut(rest, "!")
+			addr = host + ":" + port
+		}
+	}
+	if addr == "" {
+		t.Fatal("no https address in /node/addrs")
+	}
+	work := t.TempDir()
+	root := filepath.Join(work, "root.pem")
+	os.WriteFile(root, []byte(must9p(t, n, "read", "/ca/root.pem")), 0644)
+	owner := os.Getenv("USER") // as the node names its owner
+	if owner == "" {
+		u, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner = u.Username
+	}
+	const token = "0123456789abcdef0123"
+	if _, err := n.run("create web\n", "9p", "write", "/git/ctl"); err != nil {
+		t.Fatal(err)
+	}
+	const aliceToken = "alice-token-0123456789"
+	if _, err := n.run(owner+" "+token+"\nalice "+aliceToken+"\n", "9p", "write", "/git/tokens"); err != nil {
+		t.Fatal(err)
+	}
+	ca := []string{"GIT_SSL_CAINFO=" + root}
+	url := "https://" + owner + ":" + token + "@" + addr + "/git/web"
+
+	// A first commit pushed over HTTPS, then cloned back.
+	src := filepath.Join(work, "src")
+	gitCmd(t, work, "init", "-q", "-b", "main", src)
+	os.WriteFile(filepath.Join(src, "index.html"), []byte("<p>hi</p>\n"), 0644)
+	gitCmd(t, src, "add", ".")
+	gitCmd(t, src, "commit", "-q", "-m", "site")
+	if out, err := gitTry(t, src, ca, "push", url, "main"); err != nil {
+		t.Fatalf("push over https: %v\n%s", err, out)
+	}
+	if out, err := gitTry(t, work, ca, "clone", "-q", url, "back"); err != nil {
+		t.Fatalf("clone over https: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(work, "back", "index.html")); string(b) != "<p>hi</p>\n" {
+		t.Errorf("cloned index.html = %q", b)
+	}
+	head := strings.TrimSpace(must9p(t, n, "read", "/git/web/refs/heads/main"))
+
+	// alice may clone (the namespace lets her read /git/web) but not push
+	// (she may not write /git/web/refs/heads).
+	alice := "https://alice:" + aliceToken + "@" + addr + "/git/web"
+	if out, err := gitTry(t, work, ca, "clone", "-q", alice, "alice"); err != nil {
+		t.Errorf("alice's clone: %v\n%s", err, out)
+	}
+
+	// Refused: no credentials, a wrong token, alice's push.
+	os.WriteFile(filepath.Join(src, "index.html"), []byte("<p>defaced</p>\n"), 0644)
+	gitCmd(t, src, "commit", "-q", "-am", "deface")
+	for _, u := range []string{"https://" + addr + "/git/web", "https://" + owner + ":wrong-token-0000000@" + addr + "/git/web", alice} {
+		if out, err := gitTry(t, src, ca, "push", u, "main"); err == nil {
+			t.Errorf("push to %s succeeded:\n%s", u, out)
+		}
+	}
+	if got := strings.TrimSpace(must9p(t, n, "read", "/git/web/refs/heads/main")); got != head {
+		t.Errorf("a refused push moved main: %s, was %s", got, head)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/git"
+	"cheshire/providers/git/smarthttp"
 	"cheshire/providers/node"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -129,6 +131,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	web := httpsd.New(p.ca.TLSConfig("node", httpsNames()), nd.log)
 	web.Limit(limits("https"))
 	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
+	web.Handle("/git/", mods.HTTP("git", smarthttp.Handler("/git", smarthttp.Options{
+		Open: p.git.Open, Authorize: p.gitAuthorize, Log: nd.log.With("module", "git", "part", "http")})))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err
@@ -258,6 +262,32 @@ func (p *parts) listening(bound []string) {
 		p.log.Warn("node names zone not updated", "err", err)
 	}
 	p.dht.Readvertise()
+}
+
+// gitAuthorize lets a smart-HTTP request at repo through as the user
+// whose token of /git/tokens it presents (basic authentication), if
+// that user's namespace lets them read /git/REPO (a clone or fetch) or
+// write /git/REPO/refs/heads (a push): the same permissions as 9P's.
+func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, error) {
+	user, token, ok := r.BasicAuth()
+	if !ok {
+		return "", errors.New("git: give a user and its token of /git/tokens")
+	}
+	if !p.git.TokenUser(user, token) {
+		return "", errors.New("git: unknown user or wrong token")
+	}
+	path, want := "/git/"+repo, uint8(plan9.OREAD)
+	if write {
+		path, want = path+"/refs/heads", plan9.OWRITE
+	}
+	switch err := p.ns.Allowed(r.Context(), user, path, want); {
+	case err == nil, errors.Is(err, plan9.ErrNotFound): // no such repository: Open says so
+		return user, nil
+	case errors.Is(err, plan9.ErrPerm):
+		return "", err
+	default:
+		return "", fmt.Errorf("%w: %v", plan9.ErrPerm, err)
+	}
 }
 
 func (p *parts) close() {

@@ -94,6 +94,9 @@ func New(dir string, opts Options) (*Repos, error) {
 	if err := r.root.Add(synth.Ctl("ctl", 0664, r.ctlCmds(), r.ctlStatus)); err != nil {
 		return nil, err
 	}
+	if err := r.root.Add(r.tokensFile()); err != nil {
+		return nil, err
+	}
 	var sopts []synth.Option
 	if opts.Owner != "" {
 		sopts = append(sopts, synth.WithOwner(opts.Owner))
@@ -134,7 +137,7 @@ func checkName(name string) error {
 			return bad
 		}
 	}
-	if name == "ctl" {
+	if name == "ctl" || name == "tokens" {
 		return fmt.Errorf("git: bad repository name %q: reserved", name)
 	}
 	return nil
