@@ -132,7 +132,8 @@ func serve(ctx context.Context, o serveOptions) error {
 	web.Limit(limits("https"))
 	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
 	web.Handle("/git/", mods.HTTP("git", smarthttp.Handler("/git", smarthttp.Options{
-		Open: p.git.Open, Authorize: p.gitAuthorize, Log: nd.log.With("module", "git", "part", "http")})))
+		Open: p.git.Open, Authorize: p.gitAuthorize, TempDir: filepath.Join(nd.dir, "git", "tmp"),
+		Log: nd.log.With("module", "git", "part", "http")})))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err

@@ -37,13 +37,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
+	"cheshire/plan9"
+
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-
-	"cheshire/plan9"
 )
 
 // Default limits on request bodies, after any gzip is undone.
@@ -78,8 +79,10 @@ type Options struct {
 	// fetch request; zero means DefaultMaxPack and DefaultMaxRequest.
 	MaxPack, MaxRequest int64
 
-	// TempDir is where a pushed pack is spooled before it is checked;
-	// "" means os.TempDir().
+	// TempDir is where a pushed pack is spooled before it is checked,
+	// and where built packs are cached (TempDir/packs, emptied when the
+	// handler is made); "" means os.TempDir() and a new temporary
+	// directory for the cache.
 	TempDir string
 
 	// Log receives a line per push and per failed request; nil
@@ -98,6 +101,7 @@ type handler struct {
 	prefix string
 	o      Options
 	locks  sync.Map // repository name → *sync.Mutex, held while refs are checked and set
+	packs  packCache
 }
 
 // Handler returns a handler serving the repositories of o under prefix
@@ -115,7 +119,10 @@ func Handler(prefix string, o Options) http.Handler {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{prefix: prefix, o: o}
+	if o.TempDir != "" {
+		os.MkdirAll(o.TempDir, 0700) // a failure shows at the first push or pack
+	}
+	return &handler{prefix: prefix, o: o, packs: packCache{base: o.TempDir}}
 }
 
 const (

@@ -12,9 +12,9 @@ import (
 	"sync"
 	"testing"
 
-	gogit "github.com/go-git/go-git/v5"
-
 	"cheshire/plan9"
+
+	gogit "github.com/go-git/go-git/v5"
 )
 
 const gitBin = "/usr/bin/git"
@@ -29,6 +29,19 @@ type env struct {
 	mu      sync.Mutex
 	updates []RefUpdate
 	seen    map[string]int // "gzip": gzipped requests, "probe": flush-pkt probes
+	tmp     string         // Options.TempDir
+}
+
+// packDir is where the handler caches the packs it builds.
+func (e *env) packDir() string { return filepath.Join(e.tmp, "packs") }
+
+func mustOpen(t *testing.T, dir string) *gogit.Repository {
+	t.Helper()
+	r, err := gogit.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, error), more ...func(*Options)) *env {
@@ -36,7 +49,7 @@ func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, e
 	if _, err := os.Stat(gitBin); err != nil {
 		t.Skip("no git command")
 	}
-	e := &env{t: t, root: t.TempDir(), home: t.TempDir(), seen: map[string]int{}}
+	e := &env{t: t, root: t.TempDir(), home: t.TempDir(), seen: map[string]int{}, tmp: t.TempDir()}
 	if authorize == nil {
 		authorize = func(*http.Request, string, bool) (string, error) { return "anyone", nil }
 	}
@@ -54,7 +67,7 @@ func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, e
 			e.updates = append(e.updates, u...)
 			e.mu.Unlock()
 		},
-		TempDir: t.TempDir(),
+		TempDir: e.tmp,
 	}
 	for _, f := range more {
 		f(&o)

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 )
 
@@ -230,7 +230,7 @@ func (x *exchange) uploadPack() error {
 	if !req.done {
 		return bw.Flush()
 	}
-	return x.sendPack(bw, req.caps, plan.objects)
+	return x.sendPack(bw, req.caps, plan.objects, len(req.haves) == 0 && req.depth == 0 && len(req.shallows) == 0)
 }
 
 // uploadError answers a fetch that cannot be served with an ERR
@@ -245,7 +245,9 @@ func (x *exchange) uploadError(err error) error {
 
 // sendPack writes the pack of objects, on the side band if the client
 // asked for one, with a line of progress unless it asked for none.
-func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []plumbing.Hash) error {
+// A full fetch (no haves, not shallow) may be answered with the
+// repository's pack file as it is (see packs.go).
+func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []plumbing.Hash, full bool) error {
 	var out io.Writer = bw
 	var mux *sideband.Muxer
 	switch {
@@ -260,8 +262,7 @@ func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []pl
 			fmt.Fprintf(progress{mux}, "Counting objects: %d, done.\n", len(objects))
 		}
 	}
-	enc := packfile.NewEncoder(out, x.repo.Storer, !caps["ofs-delta"])
-	if _, err := enc.Encode(objects, 10); err != nil {
+	if err := x.writePack(out, objects, !caps["ofs-delta"], full); err != nil {
 		if mux != nil {
 			mux.WriteChannel(sideband.ErrorMessage, []byte(errText(err)+"\n"))
 			bw.Flush()
@@ -272,6 +273,28 @@ func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []pl
 		flushPkt(bw)
 	}
 	return bw.Flush()
+}
+
+// writePack writes the pack of objects to out: the repository's own
+// pack file for a full fetch when it holds everything (with ofs-delta),
+// else a cached or newly built one.
+func (x *exchange) writePack(out io.Writer, objects []plumbing.Hash, refDeltas, full bool) error {
+	var f *os.File
+	if full && !refDeltas {
+		f = wholePack(x.repo)
+	}
+	if f == nil {
+		key := packKey(x.name, objects, refDeltas)
+		if f = x.h.packs.get(key); f == nil {
+			var err error
+			if f, err = x.h.packs.build(x.repo, key, objects, refDeltas); err != nil {
+				return err
+			}
+		}
+	}
+	defer f.Close()
+	_, err := io.Copy(out, f)
+	return err
 }
 
 // progress writes on the progress channel of a side band.
