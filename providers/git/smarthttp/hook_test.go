@@ -66,3 +66,33 @@ func TestReceiveHook(t *testing.T) {
 		t.Fatalf("Updated saw %d updates, want 1", n)
 	}
 }
+
+// TestNested clones a repository whose name has several elements, and
+// checks that names with empty, "." or ".." elements are refused, as is
+// any name with a slash without Options.Nested.
+func TestNested(t *testing.T) {
+	for _, nested := range []bool{true, false} {
+		e := newEnv(t, nil, func(o *Options) { o.Nested = nested })
+		e.ok(e.root, "init", "-q", "--bare", filepath.Join(e.root, "a", "b.git"))
+		src := filepath.Join(t.TempDir(), "src")
+		e.ok("", "init", "-q", src)
+		e.commit(src, "f", "x\n")
+		e.ok(src, "push", "-q", filepath.Join(e.root, "a", "b.git"), "main")
+		clone := filepath.Join(t.TempDir(), "clone")
+		if nested {
+			e.ok("", "clone", "-q", e.url("", "a/b"), clone)
+		} else {
+			e.fails("not found", "", "clone", "-q", e.url("", "a/b"), clone)
+		}
+		for _, bad := range []string{"a//b", "a/./b", "a/../a/b", "/a/b", "a/b/"} {
+			resp, err := e.srv.Client().Get(e.srv.URL + "/git/" + bad + ".git/info/refs?service=git-upload-pack")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 404 {
+				t.Errorf("nested %v: %q: status %d, want 404", nested, bad, resp.StatusCode)
+			}
+		}
+	}
+}

@@ -88,6 +88,12 @@ type Options struct {
 	// ctx is the request's.
 	Receive func(ctx context.Context, repo string, r *gogit.Repository, updates []RefUpdate) error
 
+	// Nested allows repository names of several path elements
+	// ("dns/zones", served at PREFIX/dns/zones), as when each
+	// repository is a directory of a tree; by default a name is one
+	// element.
+	Nested bool
+
 	// MaxPack bounds the body of a push, and MaxRequest that of a
 	// fetch request; zero means DefaultMaxPack and DefaultMaxRequest.
 	MaxPack, MaxRequest int64
@@ -175,7 +181,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name = strings.TrimSuffix(name, ".git")
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+	if !h.validName(name) {
 		httpError(w, http.StatusNotFound, "git: bad repository name")
 		return
 	}
@@ -230,6 +236,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusBadRequest, errText(err))
 		}
 	}
+}
+
+// validName reports whether name may name a repository: one path
+// element, or, if o.Nested, several joined by slashes; none empty, "."
+// or "..", nor holding a backslash or NUL.
+func (h *handler) validName(name string) bool {
+	elems := []string{name}
+	if h.o.Nested {
+		elems = strings.Split(name, "/")
+	}
+	for _, e := range elems {
+		if e == "" || e == "." || e == ".." || strings.ContainsAny(e, "/\\\x00") {
+			return false
+		}
+	}
+	return true
 }
 
 // authorize applies o.Authorize, or its default when it is nil.
