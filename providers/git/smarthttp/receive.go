@@ -180,9 +180,9 @@ func (x *exchange) unpack() error {
 	return nil
 }
 
-// update checks the commands against the references and applies all
-// of them or none, setting each command's status. It returns the
-// updates applied.
+// update checks the commands against the references, asks Receive,
+// if set, and applies all of them or none, setting each command's
+// status. It returns the updates applied.
 func (x *exchange) update(cmds []*command, unpackErr error) []RefUpdate {
 	if unpackErr != nil {
 		for _, c := range cmds {
@@ -224,6 +224,19 @@ func (x *exchange) update(cmds []*command, unpackErr error) []RefUpdate {
 			c.status, failed = "missing object", true
 		case c.name.IsBranch() && o.Type() != plumbing.CommitObject:
 			c.status, failed = "not a commit", true
+		}
+	}
+	if !failed && x.h.o.Receive != nil {
+		pending := make([]RefUpdate, len(cmds))
+		for i, c := range cmds {
+			pending[i] = RefUpdate{Name: c.name, Old: c.old, New: c.new}
+		}
+		if err := x.h.o.Receive(x.ctx, x.name, x.repo, pending); err != nil {
+			why := oneLine(errText(err))
+			for _, c := range cmds {
+				c.status = why
+			}
+			failed = true
 		}
 	}
 	if !failed {

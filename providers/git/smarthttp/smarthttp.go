@@ -25,13 +25,15 @@
 // A push is atomic: its pack is spooled to a temporary file and checked
 // before anything is stored, and then, under a lock per repository,
 // every command's old hash is compared with the reference before any
-// reference is set. Like git's receive-pack by default, the handler
+// reference is set; Options.Receive, if set, may still refuse the push
+// at that point. Like git's receive-pack by default, the handler
 // accepts non-fast-forward updates; refusing them without --force is
 // the client's part.
 package smarthttp
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +61,9 @@ type Options struct {
 	// after the prefix, without ".git"), or an error saying why not:
 	// plan9.ErrNotFound (or an error wrapping it) for none, which the
 	// client sees as 404. Open is called once per request, after
-	// Authorize; the repository is only used for that request.
+	// Authorize; the repository is only used for that request, so Open
+	// may make a new one each time (an in-memory repository generated
+	// for the request, say).
 	Open func(name string) (*gogit.Repository, error)
 
 	// Authorize decides whether the request may read (clone, fetch)
@@ -74,6 +78,22 @@ type Options struct {
 	// updates it applied, in the order the client sent them; it is not
 	// called when nothing changed.
 	Updated func(repo string, updates []RefUpdate)
+
+	// Receive, if set, is called during a push after its pack is
+	// stored in r and every command's old hash has been checked, and
+	// before any reference is set, with the updates about to be made,
+	// in the order the client sent them; the repository's lock is held.
+	// An error refuses the whole push: no reference is set, and each
+	// command is reported refused with the error's text, which the git
+	// client prints ("! [remote rejected] main -> main (git: …)").
+	// ctx is the request's.
+	Receive func(ctx context.Context, repo string, r *gogit.Repository, updates []RefUpdate) error
+
+	// Nested allows repository names of several path elements
+	// ("dns/zones", served at PREFIX/dns/zones), as when each
+	// repository is a directory of a tree; by default a name is one
+	// element.
+	Nested bool
 
 	// MaxPack bounds the body of a push, and MaxRequest that of a
 	// fetch request; zero means DefaultMaxPack and DefaultMaxRequest.
@@ -168,7 +188,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name = strings.TrimSuffix(name, ".git")
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+	if !h.validName(name) {
 		httpError(w, http.StatusNotFound, "git: bad repository name")
 		return
 	}
@@ -211,7 +231,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.Close()
-	x := &exchange{h: h, w: w, body: newPktReader(body), repo: repo, name: name, user: user}
+	x := &exchange{ctx: r.Context(), h: h, w: w, body: newPktReader(body), repo: repo, name: name, user: user}
 	if write {
 		err = x.receivePack()
 	} else {
@@ -223,6 +243,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httpError(w, http.StatusBadRequest, errText(err))
 		}
 	}
+}
+
+// validName reports whether name may name a repository: one path
+// element, or, if o.Nested, several joined by slashes; none empty, "."
+// or "..", nor holding a backslash or NUL.
+func (h *handler) validName(name string) bool {
+	elems := []string{name}
+	if h.o.Nested {
+		elems = strings.Split(name, "/")
+	}
+	for _, e := range elems {
+		if e == "" || e == "." || e == ".." || strings.ContainsAny(e, "/\\\x00") {
+			return false
+		}
+	}
+	return true
 }
 
 // authorize applies o.Authorize, or its default when it is nil.

@@ -3,6 +3,7 @@ package smarthttp
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 // exchange is one POST to a service: its request, the repository and
 // the response, which is under way once wrote is set.
 type exchange struct {
+	ctx   context.Context
 	h     *handler
 	w     http.ResponseWriter
 	body  *pktReader
