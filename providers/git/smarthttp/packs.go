@@ -2,6 +2,7 @@ package smarthttp
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"os"
@@ -151,4 +152,14 @@ func wholePack(repo *gogit.Repository) *os.File {
 		return nil
 	}
 	return f
+}
+
+// packCount is the object count in the header of pack file f (which it
+// reads without moving f's offset); 0 if the header is bad.
+func packCount(f *os.File) int {
+	var h [12]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil || string(h[:4]) != "PACK" {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(h[8:]))
 }

@@ -166,6 +166,20 @@ func (x *exchange) uploadPack() error {
 		}
 	}
 
+	if req.done && len(req.haves) == 0 && req.depth == 0 && len(req.shallows) == 0 && req.caps["ofs-delta"] {
+		// A full clone of a one-pack repository: that pack as it is,
+		// without walking the history to list the objects.
+		if f := wholePack(x.repo); f != nil {
+			defer f.Close()
+			x.start(svcUpload)
+			bw := bufio.NewWriterSize(x.w, 64<<10)
+			pktf(bw, "NAK\n")
+			return x.sendPackWith(bw, req.caps, packCount(f), func(out io.Writer) error {
+				_, err := io.Copy(out, f)
+				return err
+			})
+		}
+	}
 	var resp bytes.Buffer
 	multiAck := req.caps["multi_ack_detailed"]
 	var common []plumbing.Hash
@@ -250,6 +264,15 @@ func (x *exchange) uploadError(err error) error {
 // A full fetch (no haves, not shallow) may be answered with the
 // repository's pack file as it is (see packs.go).
 func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []plumbing.Hash, full bool) error {
+	return x.sendPackWith(bw, caps, len(objects), func(out io.Writer) error {
+		return x.writePack(out, objects, !caps["ofs-delta"], full)
+	})
+}
+
+// sendPackWith writes the pack that write writes (of count objects), on
+// the side band if the client asked for one, with a line of progress
+// unless it asked for none.
+func (x *exchange) sendPackWith(bw *bufio.Writer, caps map[string]bool, count int, write func(io.Writer) error) error {
 	var out io.Writer = bw
 	var mux *sideband.Muxer
 	switch {
@@ -261,10 +284,10 @@ func (x *exchange) sendPack(bw *bufio.Writer, caps map[string]bool, objects []pl
 	if mux != nil {
 		out = mux
 		if !caps["no-progress"] {
-			fmt.Fprintf(progress{mux}, "Counting objects: %d, done.\n", len(objects))
+			fmt.Fprintf(progress{mux}, "Counting objects: %d, done.\n", count)
 		}
 	}
-	if err := x.writePack(out, objects, !caps["ofs-delta"], full); err != nil {
+	if err := write(out); err != nil {
 		if mux != nil {
 			mux.WriteChannel(sideband.ErrorMessage, []byte(errText(err)+"\n"))
 			bw.Flush()
