@@ -166,6 +166,12 @@ func (x *exchange) unpack() error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	if err := checkPack(f, x.h.o.MaxObject, x.h.o.MaxInflated); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	p, err := packfile.NewParser(packfile.NewScanner(f))
 	if err != nil {
 		return fmt.Errorf("git: bad pack: %w", err)
