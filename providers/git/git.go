@@ -10,6 +10,7 @@
 //	/git/REPO/refs/heads/BRANCH  a branch; write NEW or OLD NEW; create, remove
 //	/git/REPO/refs/tags/TAG      a tag; likewise
 //	/git/REPO/log                HASH EMAIL UNIXTIME SUBJECT, from HEAD, newest first
+//	/git/REPO/events             create PATH BLOB, update PATH BLOB, delete PATH, ref REF OLD NEW
 //	/git/REPO/tree/REF/...       the files of a commit (branch, tag or hash), read-only
 //	/git/REPO/object/HASH        an object's raw content
 //	/git/REPO/work/BRANCH/...    a writable overlay of a branch's tip
@@ -75,6 +76,8 @@ type repo struct {
 
 	mu   sync.Mutex
 	work map[string]*overlay // guarded by mu: by branch name
+
+	events *synth.Log // REPO/events
 }
 
 // errNoRepo is the error of naming a repository that is not there.
@@ -202,9 +205,14 @@ func (rp *repo) open() (*gogit.Repository, error) {
 	return g, nil
 }
 
+// newRepo returns repository name, kept in directory path.
+func (r *Repos) newRepo(name, path string) *repo {
+	return &repo{rs: r, name: name, path: path, work: map[string]*overlay{}, events: synth.NewLog(0)}
+}
+
 // add serves repository name, whose directory exists.
 func (r *Repos) add(name string) error {
-	rp := &repo{rs: r, name: name, path: filepath.Join(r.dir, name+".git"), work: map[string]*overlay{}}
+	rp := r.newRepo(name, filepath.Join(r.dir, name+".git"))
 	d := rp.files()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -273,7 +281,7 @@ func (r *Repos) make(name string, fill func(tmp string) error) error {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("git: %s: %w", name, err)
 	}
-	rp := &repo{rs: r, name: name, path: dst, work: map[string]*overlay{}}
+	rp := r.newRepo(name, dst)
 	if err := r.root.Add(rp.files()); err != nil {
 		return err
 	}
@@ -296,6 +304,7 @@ func (r *Repos) Remove(name string) error {
 	}
 	delete(r.repos, name)
 	r.root.Remove(name)
+	rp.events.Close()
 	r.mu.Unlock()
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("git: %s: %w", name, err)

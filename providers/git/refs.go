@@ -194,6 +194,8 @@ func (rp *repo) moveRef(g *gogit.Repository, name plumbing.ReferenceName, old *p
 	if err != nil {
 		return fmt.Errorf("git: %s: %w", name, err)
 	}
+	// Under refMu, so that the events of moves come in their order.
+	rp.publish(g, RefUpdate{Name: name, Old: curHash, New: nh})
 	return nil
 }
 
@@ -210,12 +212,14 @@ func (rp *repo) removeRef(name plumbing.ReferenceName) error {
 	}
 	rp.refMu.Lock()
 	defer rp.refMu.Unlock()
-	if _, err := g.Storer.Reference(name); err != nil {
+	cur, err := g.Storer.Reference(name)
+	if err != nil {
 		return fmt.Errorf("git: %s: %w", name, plan9.ErrNotFound)
 	}
 	if err := g.Storer.RemoveReference(name); err != nil {
 		return fmt.Errorf("git: %s: %w", name, err)
 	}
+	rp.publish(g, RefUpdate{Name: name, Old: cur.Hash(), New: plumbing.ZeroHash})
 	return nil
 }
 

@@ -30,6 +30,7 @@ func (rp *repo) files() *synth.Dir {
 	refs.Add(rp.refDir("heads", "refs/heads/"))
 	refs.Add(rp.refDir("tags", "refs/tags/"))
 	d.Add(refs)
+	d.Add(rp.events.File("events", 0444))
 	d.Add(synth.Snapshot("log", 0444, func(ctx context.Context) ([]byte, error) { return rp.log(ctx) }))
 	d.Add(rp.treeTop())
 	obj := synth.NewDir("object", 0555)

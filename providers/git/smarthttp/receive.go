@@ -57,21 +57,26 @@ func (x *exchange) readCommands() ([]*command, map[string]bool, error) {
 				caps[c] = true
 			}
 		}
-		f := strings.Fields(text)
-		if len(f) != 3 {
+		// OLD NEW NAME; NAME is the rest of the line, spaces and all.
+		f := strings.SplitN(text, " ", 3)
+		if len(f) != 3 || strings.ContainsAny(f[2], "\n\x00") {
 			return nil, nil, badLine(text)
 		}
 		old, ok1 := parseHash(f[0])
 		new, ok2 := parseHash(f[1])
 		name := plumbing.ReferenceName(f[2])
-		if !ok1 || !ok2 || !strings.HasPrefix(f[2], "refs/") || name.Validate() != nil || !name.IsSafe() {
+		if !ok1 || !ok2 {
 			return nil, nil, badLine(text)
 		}
 		if seen[name] {
 			return nil, nil, fmt.Errorf("git: %s updated twice", name)
 		}
 		seen[name] = true
-		cmds = append(cmds, &command{name: name, old: old, new: new})
+		c := &command{name: name, old: old, new: new}
+		if funnyRef(f[2]) || !name.IsSafe() {
+			c.status = whyFunny // refused, as the push with it
+		}
+		cmds = append(cmds, c)
 	}
 }
 
@@ -161,6 +166,12 @@ func (x *exchange) unpack() error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	if err := checkPack(f, x.h.o.MaxObject, x.h.o.MaxInflated); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	p, err := packfile.NewParser(packfile.NewScanner(f))
 	if err != nil {
 		return fmt.Errorf("git: bad pack: %w", err)
@@ -196,6 +207,10 @@ func (x *exchange) update(cmds []*command, unpackErr error) []RefUpdate {
 	s := x.repo.Storer
 	failed := false
 	for _, c := range cmds {
+		if c.status != "" { // refused as it was read
+			failed = true
+			continue
+		}
 		cur, err := s.Reference(c.name)
 		switch {
 		case errors.Is(err, plumbing.ErrReferenceNotFound):

@@ -105,6 +105,15 @@ type Options struct {
 	// directory for the cache.
 	TempDir string
 
+	// MaxObject bounds the inflated size of each object of a pushed
+	// pack, and of each delta's result; MaxInflated bounds their sum.
+	// Both are checked from the object and delta headers before go-git
+	// inflates anything. go-git holds each object whole while it
+	// stores a pack, so MaxObject bounds the memory a push takes (to
+	// a few times itself). Zero means DefaultMaxObject and
+	// DefaultMaxInflated.
+	MaxObject, MaxInflated int64
+
 	// Log receives a line per push and per failed request; nil
 	// discards them.
 	Log *slog.Logger
@@ -135,6 +144,12 @@ func Handler(prefix string, o Options) http.Handler {
 	}
 	if o.MaxRequest <= 0 {
 		o.MaxRequest = DefaultMaxRequest
+	}
+	if o.MaxObject <= 0 {
+		o.MaxObject = DefaultMaxObject
+	}
+	if o.MaxInflated <= 0 {
+		o.MaxInflated = DefaultMaxInflated
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
