@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -147,5 +148,87 @@ func TestGitOverHTTPS(t *testing.T) {
 	}
 	if got := strings.TrimSpace(must9p(t, n, "read", "/git/web/refs/heads/main")); got != head {
 		t.Errorf("a refused push moved main: %s, was %s", got, head)
+	}
+}
+
+// gitHTTPS prepares node n for git over HTTPS: its HTTPS host:port, the
+// CA root in a file, and the owner with a token of /git/tokens.
+func gitHTTPS(t *testing.T, n *node) (addr, rootPEM, owner, token string) {
+	t.Helper()
+	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
+		if rest, ok := strings.CutPrefix(a, "https!"); ok {
+			host, port, _ := strings.Cut(rest, "!")
+			addr = host + ":" + port
+		}
+	}
+	if addr == "" {
+		t.Fatal("no https address in /node/addrs")
+	}
+	rootPEM = filepath.Join(t.TempDir(), "root.pem")
+	os.WriteFile(rootPEM, []byte(must9p(t, n, "read", "/ca/root.pem")), 0644)
+	owner = os.Getenv("USER")
+	if owner == "" {
+		u, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner = u.Username
+	}
+	token = "subtree-token-0123456789"
+	if _, err := n.run(owner+" "+token+"\n", "9p", "write", "/git/tokens"); err != nil {
+		t.Fatal(err)
+	}
+	return addr, rootPEM, owner, token
+}
+
+// TestGitNamespaceSubtree: /dns/zones cloned from https://NODE/ns/,
+// a zone edited and pushed, and dig answers the new record; a zone the
+// dns module refuses fails the push with its error, and the zone stays.
+func TestGitNamespaceSubtree(t *testing.T) {
+	t.Parallel()
+	dir := shortTemp(t)
+	port := strconv.Itoa(freeDNSPort(t))
+	os.MkdirAll(filepath.Join(dir, "modules", "dns"), 0700)
+	os.WriteFile(filepath.Join(dir, "modules", "dns", "config"), []byte("listen 127.0.0.1:"+port+"\n"), 0600)
+	n := startNode(t, dir)
+	if _, err := n.run("zone add example.test\n", "9p", "write", "/dns/ctl"); err != nil {
+		t.Fatal(err)
+	}
+	addr, rootPEM, owner, token := gitHTTPS(t, n)
+	ca := []string{"GIT_SSL_CAINFO=" + rootPEM}
+	url := "https://" + owner + ":" + token + "@" + addr + "/ns/dns/zones"
+	work := t.TempDir()
+	if out, err := gitTry(t, work, ca, "clone", "-q", url, "zones"); err != nil {
+		t.Fatalf("clone of /dns/zones: %v\n%s", err, out)
+	}
+	zone := filepath.Join(work, "zones", "example.test", "zone")
+	old, err := os.ReadFile(zone)
+	if err != nil {
+		t.Fatalf("the clone has no zone file: %v", err)
+	}
+	os.WriteFile(zone, append(old, "www.example.test. 300 IN A 192.0.2.44\n"...), 0644)
+	z := filepath.Join(work, "zones")
+	gitCmd(t, z, "commit", "-q", "-am", "www")
+	if out, err := gitTry(t, z, ca, "push", "-q", "origin", "HEAD:main"); err != nil {
+		t.Fatalf("push of the edited zone: %v\n%s", err, out)
+	}
+	out, err := exec.Command("dig", "@127.0.0.1", "-p", port, "+short", "+time=2", "+tries=1", "www.example.test", "A").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "192.0.2.44" {
+		t.Errorf("dig after the push: %q, %v", out, err)
+	}
+	// A bad zone: the push fails with the dns module's error, and the
+	// zone served stays as it was. (The push made the module rewrite
+	// the zone, its serial bumped: the clone pulls that first.)
+	if out, err := gitTry(t, z, ca, "pull", "-q", "--ff-only", "origin", "main"); err != nil {
+		t.Fatalf("pull after the push: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(zone)
+	os.WriteFile(zone, append(b, "bad line here\n"...), 0644)
+	gitCmd(t, z, "commit", "-q", "-am", "bad")
+	if out, err := gitTry(t, z, ca, "push", "-q", "origin", "HEAD:main"); err == nil || !strings.Contains(out, "line") {
+		t.Errorf("push of a bad zone: %v\n%s", err, out)
+	}
+	if got := must9p(t, n, "read", "/dns/zones/example.test/zone"); !strings.Contains(got, "192.0.2.44") || strings.Contains(got, "bad line") {
+		t.Errorf("zone after a refused push:\n%s", got)
 	}
 }

@@ -28,7 +28,6 @@ import (
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
 	"cheshire/providers/git"
-	"cheshire/providers/git/smarthttp"
 	"cheshire/providers/node"
 	"cheshire/styx"
 	"cheshire/synth"
@@ -131,9 +130,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	web := httpsd.New(p.ca.TLSConfig("node", httpsNames()), nd.log)
 	web.Limit(limits("https"))
 	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
-	web.Handle("/git/", mods.HTTP("git", smarthttp.Handler("/git", smarthttp.Options{
-		Open: p.git.Open, Authorize: p.gitAuthorize, TempDir: filepath.Join(nd.dir, "git", "tmp"),
-		Log: nd.log.With("module", "git", "part", "http")})))
+	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
+	web.Handle("/git/", mods.HTTP("git", gitH))
+	web.Handle("/ns/", mods.HTTP("git", nsH))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+
+	"cheshire/plan9"
+	"cheshire/providers/git"
+	"cheshire/providers/git/nsrepo"
+	"cheshire/providers/git/smarthttp"
+	"cheshire/styx"
+
+	gogit "github.com/go-git/go-git/v5"
+)
+
+// gitHandlers are git's smart HTTP on the node's HTTPS listener:
+// /git/REPO for the repositories of /git, and /ns/PATH for any subtree
+// of the signed-in user's namespace as a repository made on the fly.
+func (p *parts) gitHandlers(dir string, log *slog.Logger) (gitH, nsH http.Handler) {
+	tmp := filepath.Join(dir, "git", "tmp")
+	gitH = smarthttp.Handler("/git", smarthttp.Options{
+		Open: p.git.Open, Authorize: p.gitAuthorize, TempDir: tmp,
+		Updated: func(repo string, us []smarthttp.RefUpdate) {
+			gu := make([]git.RefUpdate, len(us))
+			for i, u := range us {
+				gu[i] = git.RefUpdate(u)
+			}
+			p.git.Pushed(repo, gu)
+		},
+		Log: log.With("module", "git", "part", "http"),
+	})
+	ns := &nsGit{p: p, tmp: filepath.Join(tmp, "ns"), log: log.With("module", "git", "part", "ns"), users: map[string]http.Handler{}}
+	return gitH, ns
+}
+
+// nsGit serves /ns/PATH: the user signs in with a token of /git/tokens
+// and gets the subtree of their own namespace; what they may read and
+// write is what their namespace lets them.
+type nsGit struct {
+	p   *parts
+	tmp string
+	log *slog.Logger
+
+	mu    sync.Mutex
+	users map[string]http.Handler // guarded by mu: a handler, and its repositories, per user
+}
+
+func (g *nsGit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	user, token, ok := r.BasicAuth()
+	if !ok || !g.p.git.TokenUser(user, token) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="cheshire"`)
+		http.Error(w, "git: give a user and its token of /git/tokens", http.StatusUnauthorized)
+		return
+	}
+	g.handler(user).ServeHTTP(w, r)
+}
+
+// handler is user's smart-HTTP handler over nsrepo.
+func (g *nsGit) handler(user string) http.Handler {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if h, ok := g.users[user]; ok {
+		return h
+	}
+	repos := nsrepo.New(func(ctx context.Context) (styx.File, error) {
+		return g.p.ns.Attach(ctx, user, "", nil)
+	}, nsrepo.Options{Log: g.log.With("user", user)})
+	h := smarthttp.Handler("/ns", smarthttp.Options{
+		Nested: true,
+		Open: func(path string) (*gogit.Repository, error) {
+			r, err := repos.Open(context.Background(), "/"+path)
+			if errors.Is(err, plan9.ErrNotDir) {
+				return nil, fmt.Errorf("%w: %v", plan9.ErrNotFound, err) // a file is no repository: 404
+			}
+			return r, err
+		},
+		Authorize: func(*http.Request, string, bool) (string, error) { return user, nil }, // signed in above
+		Receive: func(ctx context.Context, path string, r *gogit.Repository, us []smarthttp.RefUpdate) error {
+			updates := make([]nsrepo.Update, len(us))
+			for i, u := range us {
+				updates[i] = nsrepo.Update(u)
+			}
+			return repos.Receive(ctx, "/"+path, r, updates)
+		},
+		TempDir: filepath.Join(g.tmp, user),
+		Log:     g.log.With("user", user),
+	})
+	g.users[user] = h
+	return h
+}
