@@ -296,6 +296,8 @@ func errnoPhrases() []errnoEntry {
 		{"trailing bytes", syscall.EPROTO},
 		{"exceeds msize", syscall.EMSGSIZE},
 		{"unopened", syscall.EBADF},
+		{"truncated", syscall.EBADMSG},  // "git: truncated request"
+		{"not our ref", syscall.ENOENT}, // git's words for a want it does not have
 		{"mutually exclusive", syscall.EINVAL},
 		{"exclude each other", syscall.EINVAL},
 		{"not supported", syscall.EOPNOTSUPP},

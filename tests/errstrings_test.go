@@ -77,6 +77,11 @@ func isErrorExpr(e ast.Expr) bool {
 		if sel, ok := x.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Error" {
 			return true
 		}
+		for _, a := range x.Args { // text made of an error: oneLine(plan9.Errstr(err))
+			if isErrorExpr(a) {
+				return true
+			}
+		}
 	}
 	return false
 }
@@ -186,16 +191,13 @@ func isPlan9ErrorType(e ast.Expr, inPlan9 bool) bool {
 // the node or a module that no errno describes better; each maps to EIO
 // on purpose.
 var ioErrors = map[string]string{
-	"i/o error":                           "the standard text",
-	"event overflow":                      "a log reader fell behind and lost lines",
-	"panic: x1":                           "a module's code panicked",
-	"module x1 trapped: exit code 7":      "a wasm module crashed",
-	"module x1 trapped: x1":               "a wasm module crashed",
-	"start x1: initialization failed: x1": "a module's own start code failed",
-	"start x1: cheshire_abi: x1":          "a module's own start code failed",
-	"synth: add of nil node":              "a provider's programming error",
-	"synth: clone made no session":        "a provider's programming error",
-	"x1 x1: x1":                           "dns rrError: the detail decides (a Sprintf of the caller's format)",
+	"i/o error":                      "the standard text",
+	"event overflow":                 "a log reader fell behind and lost lines",
+	"panic: x1":                      "a module's code panicked",
+	"module x1 trapped: exit code 7": "a wasm module crashed",
+	"synth: add of nil node":         "a provider's programming error",
+	"synth: clone made no session":   "a provider's programming error",
+	"x1 x1: x1":                      "dns rrError: the detail decides (a Sprintf of the caller's format)",
 }
 
 // Directories whose texts never reach a 9P client: what cmd prints on a

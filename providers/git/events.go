@@ -158,7 +158,7 @@ func commitTree(g *gogit.Repository, h plumbing.Hash) (*object.Tree, error) {
 		}
 		return nil, nil
 	}
-	return nil, fmt.Errorf("git: %s: tags nested too deep", h)
+	return nil, fmt.Errorf("git: %s: tag chain too long", h)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -178,7 +178,7 @@ func (rp *repo) refTree(g *gogit.Repository, ref plumbing.ReferenceName) (plumbi
 			return plumbing.ZeroHash, fmt.Errorf("git: %s is not a commit", ref)
 		}
 	}
-	return plumbing.ZeroHash, fmt.Errorf("git: %s: tags nested too deep", ref)
+	return plumbing.ZeroHash, fmt.Errorf("git: %s: tag chain too long", ref)
 }
 
 // treeDir is a directory of the tree that resolve gives, made at each

@@ -30,7 +30,7 @@ const mainRef plumbing.ReferenceName = "refs/heads/main"
 const maxNotes = 100
 
 // errLimit is wrapped by the errors of a subtree over the limits.
-var errLimit = errors.New("over limit")
+var errLimit = errors.New("too large")
 
 // builder walks a subtree into the objects of a repository.
 type builder struct {

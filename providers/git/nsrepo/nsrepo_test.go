@@ -467,7 +467,7 @@ func TestNonFastForward(t *testing.T) {
 	e.ok(c, "commit", "-q", "-a", "--amend", "-m", "rewrite")
 	e.fails("non-fast-forward", c, "push", "origin", "main")
 	e.fails("fetch first", c, "push", "-f", "origin", "main")
-	e.fails("only refs/heads/main may be pushed", c, "push", "origin", "main:side")
+	e.fails("refs other than refs/heads/main cannot be pushed", c, "push", "origin", "main:side")
 	if got := e.get("proj/a.txt"); got != "alpha\n" {
 		t.Errorf("a.txt after refused pushes: %q", got)
 	}

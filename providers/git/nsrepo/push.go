@@ -35,7 +35,7 @@ func (rs *Repos) Receive(ctx context.Context, path string, r *gogit.Repository, 
 		return err
 	}
 	if len(updates) != 1 || updates[0].Name != mainRef {
-		return errors.New("git: only refs/heads/main may be pushed")
+		return errors.New("git: refs other than refs/heads/main cannot be pushed")
 	}
 	u := updates[0]
 	if u.New.IsZero() {
@@ -111,7 +111,7 @@ func (rs *Repos) flatten(st storer.EncodedObjectStorer, h plumbing.Hash, path st
 			}
 			if check {
 				if why := leftOut(styx.Dir{Name: e.Name}); why != "" {
-					return fmt.Errorf("git: %s: %s", nsJoin(path, sub), why)
+					return fmt.Errorf("git: %s: cannot be pushed: %s", nsJoin(path, sub), why)
 				}
 				if err := rs.checkSize(path, len(ft.files)+len(ft.dirs)+1, ft.bytes); err != nil {
 					return err
@@ -586,7 +586,7 @@ func reach(st storer.EncodedObjectStorer, c *object.Commit, max int64) (*history
 		seen[hash] = true
 		h.objects = append(h.objects, o)
 		if h.bytes += o.Size(); h.bytes > max {
-			return nil, fmt.Errorf("git: history over %d bytes", max)
+			return nil, fmt.Errorf("git: history larger than %d bytes", max)
 		}
 		return o, nil
 	}

@@ -69,7 +69,7 @@ func (x *exchange) readCommands() ([]*command, map[string]bool, error) {
 			return nil, nil, badLine(text)
 		}
 		if seen[name] {
-			return nil, nil, fmt.Errorf("git: %s updated twice", name)
+			return nil, nil, fmt.Errorf("git: %s: more than one command for it", name)
 		}
 		seen[name] = true
 		c := &command{name: name, old: old, new: new}
