@@ -1,6 +1,7 @@
 // Package gitbench measures cheshire's smart-HTTP git server against
 // Debian's git http-backend (behind net/http/cgi) on the same bare
-// repository, with the real git CLI as the client:
+// repository, with the real git CLI as the client (BenchmarkClone: a
+// full clone; BenchmarkPush: a commit of 100 new files pushed):
 //
 //	go test -run '^$' -bench . -benchtime 3x ./cmd/cheshire-bench/internal/gitbench
 //
@@ -129,5 +130,64 @@ func BenchmarkClone(b *testing.B) {
 			clone(b, backend.URL+"/bench.git")
 		}
 	})
-	_ = http.StatusOK
+}
+
+// gitRun runs git in dir, failing b on error.
+func gitRun(b *testing.B, dir string, args ...string) {
+	b.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@example.org",
+		"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@example.org")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// BenchmarkPush pushes a commit of 100 new files (25 KiB each, random)
+// to a copy of the repository, served by cheshire and by http-backend;
+// each iteration pushes one more commit on top of the last.
+func BenchmarkPush(b *testing.B) {
+	repo := benchRepo(b)
+	for _, server := range []string{"cheshire", "http-backend"} {
+		b.Run(server, func(b *testing.B) {
+			dir := b.TempDir()
+			bare := filepath.Join(dir, "bench.git")
+			gitRun(b, dir, "clone", "-q", "--bare", repo, bare)
+			gitRun(b, bare, "config", "http.receivepack", "true")
+			var srv *httptest.Server
+			var url string
+			if server == "cheshire" {
+				srv = httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
+					Open:      func(string) (*gogit.Repository, error) { return gogit.PlainOpen(bare) },
+					Authorize: func(*http.Request, string, bool) (string, error) { return "bench", nil },
+					TempDir:   dir,
+				}))
+				url = srv.URL + "/git/bench"
+			} else {
+				srv = httptest.NewServer(&cgi.Handler{
+					Path: "/usr/lib/git-core/git-http-backend",
+					Env:  []string{"GIT_PROJECT_ROOT=" + dir, "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=bench"},
+				})
+				url = srv.URL + "/bench.git"
+			}
+			defer srv.Close()
+			work := filepath.Join(dir, "work")
+			gitRun(b, dir, "clone", "-q", url, work)
+			data := make([]byte, 25*1024)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				for f := 0; f < 100; f++ {
+					rand.Read(data)
+					os.WriteFile(filepath.Join(work, fmt.Sprintf("push%d-%03d", i, f)), data, 0644)
+				}
+				gitRun(b, work, "add", "-A")
+				gitRun(b, work, "commit", "-q", "-m", fmt.Sprintf("push %d", i))
+				b.StartTimer()
+				gitRun(b, work, "-c", "http.postBuffer=1073741824", "push", "-q", "origin", "HEAD:main") // one request with a length: the CGI cannot take a chunked one
+			}
+		})
+	}
 }
