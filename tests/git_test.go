@@ -138,6 +138,36 @@ func TestGitOverHTTPS(t *testing.T) {
 		t.Errorf("alice's clone: %v\n%s", err, out)
 	}
 
+	// A client certificate issued by /ca signs in as its common name:
+	// the owner pushes with no token; a certificate of another CA, with
+	// the same name, is refused.
+	if _, err := n.run("issue "+owner+"\n", "9p", "write", "/ca/ctl"); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := filepath.Join(work, "cert.pem"), filepath.Join(work, "key.pem")
+	os.WriteFile(cert, []byte(must9p(t, n, "read", "/ca/certs/"+owner+"/cert.pem")), 0600)
+	os.WriteFile(key, []byte(must9p(t, n, "read", "/ca/certs/"+owner+"/key.pem")), 0600)
+	byCert := append(ca, "GIT_SSL_CERT="+cert, "GIT_SSL_KEY="+key)
+	bare := "https://" + addr + "/git/web"
+	os.WriteFile(filepath.Join(src, "cert.txt"), []byte("by certificate\n"), 0644)
+	gitCmd(t, src, "add", "cert.txt")
+	gitCmd(t, src, "commit", "-q", "-m", "by certificate")
+	if out, err := gitTry(t, src, byCert, "push", bare, "main"); err != nil {
+		t.Fatalf("push with a client certificate: %v\n%s", err, out)
+	}
+	head = strings.TrimSpace(must9p(t, n, "read", "/git/web/refs/heads/main"))
+	forged, forgedKey := filepath.Join(work, "forged.pem"), filepath.Join(work, "forged.key")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", forgedKey, "-out", forged, "-subj", "/CN="+owner, "-days", "1",
+		"-addext", "extendedKeyUsage=clientAuth").CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(src, "cert.txt"), []byte("forged\n"), 0644)
+	gitCmd(t, src, "commit", "-q", "-am", "forged")
+	if out, err := gitTry(t, src, append(ca, "GIT_SSL_CERT="+forged, "GIT_SSL_KEY="+forgedKey), "push", bare, "main"); err == nil {
+		t.Errorf("a push with a certificate of another CA succeeded:\n%s", out)
+	}
+
 	// Refused: no credentials, a wrong token, alice's push.
 	os.WriteFile(filepath.Join(src, "index.html"), []byte("<p>defaced</p>\n"), 0644)
 	gitCmd(t, src, "commit", "-q", "-am", "deface")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 
 	"cheshire/plan9"
+	"cheshire/providers/ca"
 	"cheshire/providers/git"
 	"cheshire/providers/git/nsrepo"
 	"cheshire/providers/git/smarthttp"
@@ -51,13 +53,53 @@ type nsGit struct {
 }
 
 func (g *nsGit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	user, token, ok := r.BasicAuth()
-	if !ok || !g.p.git.TokenUser(user, token) {
+	user, err := g.p.gitUser(r)
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="cheshire"`)
-		http.Error(w, "git: give a user and its token of /git/tokens", http.StatusUnauthorized)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
 	g.handler(user).ServeHTTP(w, r)
+}
+
+// gitUser is the user a git request signs in as: the common name of a
+// client certificate issued by /ca (not revoked), else the user of a
+// token of /git/tokens given by basic authentication.
+func (p *parts) gitUser(r *http.Request) (string, error) {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return certUser(p.ca, r.TLS.PeerCertificates)
+	}
+	user, token, ok := r.BasicAuth()
+	if !ok {
+		return "", errors.New("git: sign in with a certificate from /ca, or a user and its token of /git/tokens")
+	}
+	if !p.git.TokenUser(user, token) {
+		return "", errors.New("git: unknown user or wrong token")
+	}
+	return user, nil
+}
+
+// certUser checks that chain (leaf first) leads to the node's CA for
+// client authentication and that the leaf is not revoked, and returns
+// its common name.
+func certUser(authority *ca.CA, chain []*x509.Certificate) (string, error) {
+	inter := x509.NewCertPool()
+	inter.AddCert(authority.Intermediate())
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	leaf := chain[0]
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: authority.RootPool(), Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("git: client certificate: %v", err)
+	case authority.IsRevoked(leaf.SerialNumber):
+		return "", errors.New("git: client certificate revoked")
+	case leaf.Subject.CommonName == "":
+		return "", errors.New("git: client certificate names no user")
+	}
+	return leaf.Subject.CommonName, nil
 }
 
 // handler is user's smart-HTTP handler over nsrepo.

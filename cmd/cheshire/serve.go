@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -127,7 +128,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	limits := func(name string) *connlimit.Limits {
 		return &connlimit.Limits{Total: o.maxConns, PerHost: o.maxPerHost, Log: nd.log, Name: name}
 	}
-	web := httpsd.New(p.ca.TLSConfig("node", httpsNames()), nd.log)
+	webTLS := p.ca.TLSConfig("node", httpsNames())
+	webTLS.ClientAuth = tls.RequestClientCert // a certificate from /ca names a git user (certUser); none is asked of others
+	web := httpsd.New(webTLS, nd.log)
 	web.Limit(limits("https"))
 	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
@@ -264,17 +267,14 @@ func (p *parts) listening(bound []string) {
 	p.dht.Readvertise()
 }
 
-// gitAuthorize lets a smart-HTTP request at repo through as the user
-// whose token of /git/tokens it presents (basic authentication), if
+// gitAuthorize lets a smart-HTTP request at repo through as the user it
+// signs in as (gitUser), if
 // that user's namespace lets them read /git/REPO (a clone or fetch) or
 // write /git/REPO/refs/heads (a push): the same permissions as 9P's.
 func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, error) {
-	user, token, ok := r.BasicAuth()
-	if !ok {
-		return "", errors.New("git: give a user and its token of /git/tokens")
-	}
-	if !p.git.TokenUser(user, token) {
-		return "", errors.New("git: unknown user or wrong token")
+	user, err := p.gitUser(r)
+	if err != nil {
+		return "", err
 	}
 	path, want := "/git/"+repo, uint8(plan9.OREAD)
 	if write {
