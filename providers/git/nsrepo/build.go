@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"cheshire/styx"
+
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
-
-	"cheshire/styx"
 )
 
 // The identity of the commits Open makes.

@@ -4,9 +4,9 @@ import (
 	"container/list"
 	"sync"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"cheshire/styx"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // cacheKey identifies a file's content: its namespace path, qid,

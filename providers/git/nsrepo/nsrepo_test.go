@@ -13,14 +13,14 @@ import (
 	"sync"
 	"testing"
 
-	gogit "github.com/go-git/go-git/v5"
-
 	"cheshire/plan9"
 	"cheshire/providers/git/nsrepo"
 	"cheshire/providers/git/smarthttp"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
 	"cheshire/synth"
+
+	gogit "github.com/go-git/go-git/v5"
 )
 
 const gitBin = "/usr/bin/git"
