@@ -198,6 +198,14 @@ func WriteFile(ctx context.Context, root File, path string, data []byte, perm ui
 	default:
 		return err
 	}
+	return WriteAll(ctx, f, iounit, data)
+}
+
+// WriteAll writes data to the open file f from offset 0, in pieces of
+// at most iounit (fileChunk if 0), and clunks f. It returns the first
+// error, a clunk's included: a file that commits at clunk reports its
+// refusal there. A write that accepts nothing is plan9.ErrIO.
+func WriteAll(ctx context.Context, f File, iounit uint32, data []byte) error {
 	chunk := fileChunk
 	if iounit != 0 {
 		chunk = int(iounit)

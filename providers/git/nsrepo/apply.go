@@ -340,37 +340,11 @@ func (a *applier) createFile(ctx context.Context, p string, data []byte, perm ui
 	if f != dir {
 		dir.Clunk()
 	}
-	if err := writeAll(ctx, f, iounit, data); err != nil {
+	if err := styx.WriteAll(ctx, f, iounit, data); err != nil {
 		a.removePath(context.WithoutCancel(ctx), p)
 		return err
 	}
 	return nil
-}
-
-// writeAll writes data to the open file f from offset 0, in pieces of
-// at most iounit, and clunks it; a file that commits at clunk reports
-// its refusal from Clunk.
-func writeAll(ctx context.Context, f styx.File, iounit uint32, data []byte) error {
-	chunk := 64 << 10
-	if iounit != 0 {
-		chunk = int(iounit)
-	}
-	var werr error
-	for off := 0; off < len(data); {
-		n, err := f.Write(ctx, data[off:min(len(data), off+chunk)], int64(off))
-		off += n
-		if err == nil && n == 0 {
-			err = plan9.ErrIO
-		}
-		if err != nil {
-			werr = err
-			break
-		}
-	}
-	if err := f.Clunk(); werr == nil {
-		werr = err
-	}
-	return werr
 }
 
 // removePath removes file or directory p.
