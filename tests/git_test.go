@@ -130,6 +130,10 @@ func TestGitOverHTTPS(t *testing.T) {
 		t.Errorf("cloned index.html = %q", b)
 	}
 	head := strings.TrimSpace(must9p(t, n, "read", "/git/web/refs/heads/main"))
+	blob := strings.TrimSpace(gitCmd(t, src, "rev-parse", "main:index.html"))
+	if got, want := must9p(t, n, "read", "/git/web/events"), "create index.html "+blob+"\nref refs/heads/main "+strings.Repeat("0", 40)+" "+head+"\n"; got != want {
+		t.Errorf("events of the push: %q, want %q", got, want)
+	}
 
 	// alice may clone (the namespace lets her read /git/web) but not push
 	// (she may not write /git/web/refs/heads).

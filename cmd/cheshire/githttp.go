@@ -12,7 +12,6 @@ import (
 
 	"cheshire/plan9"
 	"cheshire/providers/ca"
-	"cheshire/providers/git"
 	"cheshire/providers/git/nsrepo"
 	"cheshire/providers/git/smarthttp"
 	"cheshire/styx"
@@ -27,13 +26,7 @@ func (p *parts) gitHandlers(dir string, log *slog.Logger) (gitH, nsH http.Handle
 	tmp := filepath.Join(dir, "git", "tmp")
 	gitH = smarthttp.Handler("/git", smarthttp.Options{
 		Open: p.git.Open, Authorize: p.gitAuthorize, TempDir: tmp,
-		Updated: func(repo string, us []smarthttp.RefUpdate) {
-			gu := make([]git.RefUpdate, len(us))
-			for i, u := range us {
-				gu[i] = git.RefUpdate(u)
-			}
-			p.git.Pushed(repo, gu)
-		},
+		Stream: func(repo string) smarthttp.PushListener { return p.git.Begin(repo) },
 		Log: log.With("module", "git", "part", "http"),
 	})
 	ns := &nsGit{p: p, tmp: filepath.Join(tmp, "ns"), log: log.With("module", "git", "part", "ns"), users: map[string]http.Handler{}}

@@ -59,7 +59,98 @@ func (rp *repo) publish(g *gogit.Repository, u RefUpdate) {
 		b.WriteString(l)
 	}
 	fmt.Fprintf(&b, "ref %s %s %s\n", u.Name, u.Old, u.New)
+	rp.qmu.Lock()
+	defer rp.qmu.Unlock()
+	if !rp.eventMu.TryLock() { // a push is being told
+		rp.eventQ = append(rp.eventQ, b.String())
+		return
+	}
 	rp.events.Write([]byte(b.String()))
+	rp.eventMu.Unlock()
+}
+
+// release writes the blocks queued while eventMu was held, and lets
+// it go.
+func (rp *repo) release() {
+	rp.qmu.Lock()
+	defer rp.qmu.Unlock()
+	for _, b := range rp.eventQ {
+		rp.events.Write([]byte(b))
+	}
+	rp.eventQ = nil
+	rp.eventMu.Unlock()
+}
+
+// PushEvents tells a push on REPO/events while it happens: a line per
+// changed path as soon as the tree naming it has arrived, then a line
+// per ref, "ref NAME OLD NEW" if it moved or "refused NAME OLD NEW
+// REASON" if not. The path lines of a push come before its ref lines
+// and are settled by them: a refused push changed nothing.
+//
+// Lines of one push are never interleaved with another's: the first
+// push of a repository is told live, holding the repository's events
+// for its duration; one that starts while another is being told is
+// kept and told whole when it ends, and so is a ref moved through the
+// files meanwhile (which does not wait). Its methods are those of
+// smarthttp.PushListener.
+type PushEvents struct {
+	rp   *repo // nil: the repository is not there, and nothing is told
+	live bool
+	buf  strings.Builder // lines kept, when not live
+}
+
+// Begin starts telling a push to repository name. Done must follow.
+func (r *Repos) Begin(name string) *PushEvents {
+	rp, err := r.lookup(name)
+	if err != nil {
+		return &PushEvents{}
+	}
+	return &PushEvents{rp: rp, live: rp.eventMu.TryLock()}
+}
+
+func (p *PushEvents) line(l string) {
+	switch {
+	case p.rp == nil:
+	case p.live:
+		p.rp.events.Write([]byte(l))
+	case p.buf.Len() < maxKeptEvents:
+		p.buf.WriteString(l)
+	}
+}
+
+// maxKeptEvents bounds the lines kept of a push told after another.
+const maxKeptEvents = 4 << 20
+
+// Path tells of a changed file: verb is create, update or delete.
+func (p *PushEvents) Path(verb, path string, blob plumbing.Hash) {
+	l := verb + " " + plan9.Quote(path)
+	if verb != "delete" {
+		l += " " + blob.String()
+	}
+	p.line(l + "\n")
+}
+
+// Ref tells the fate of one command of the push: why is "" if the ref
+// moved.
+func (p *PushEvents) Ref(name plumbing.ReferenceName, old, new plumbing.Hash, why string) {
+	if why == "" {
+		p.line(fmt.Sprintf("ref %s %s %s\n", name, old, new))
+		return
+	}
+	p.line(fmt.Sprintf("refused %s %s %s %s\n", name, old, new, plan9.Quote(oneLine(why))))
+}
+
+// Done ends the push's lines.
+func (p *PushEvents) Done() {
+	switch {
+	case p.rp == nil:
+	case p.live:
+		p.rp.release()
+	default:
+		p.rp.eventMu.Lock()
+		p.rp.events.Write([]byte(p.buf.String()))
+		p.rp.release()
+	}
 }
 
 // pathEvents returns, sorted by path, a line per file (blob or symlink;

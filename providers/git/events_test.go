@@ -100,3 +100,45 @@ func TestEvents(t *testing.T) {
 	wantErr(t, "stale write", e.writeOnly("demo/refs/heads/main", first+" "+second+"\n"), "moved")
 	check("a refused write")
 }
+
+// TestPushEvents tells two pushes at once through Begin: the first is
+// told live, line by line; the second, begun while the first is being
+// told, comes whole after it; a refused command says why; a ref moved
+// through the files meanwhile is moved at once and told after.
+func TestPushEvents(t *testing.T) {
+	t.Parallel()
+	e, _, first, second := pushed(t)
+	h := plumbing.NewHash
+	a := e.r.Begin("demo")
+	b := e.r.Begin("demo")
+	a.Path("create", "x y", h(first))
+	b.Path("delete", "gone", plumbing.ZeroHash)
+	if got, want := e.read("demo/events"), "create 'x y' "+first+"\n"; got != want {
+		t.Fatalf("events while a push is told: %q, want %q", got, want)
+	}
+	// A ref moved meanwhile does not wait; its lines do.
+	if err := e.writeOnly("demo/refs/heads/main", second+" "+first+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	bDone := make(chan bool)
+	go func() {
+		b.Ref("refs/heads/b", plumbing.ZeroHash, h(first), "")
+		b.Done() // waits for a
+		close(bDone)
+	}()
+	a.Ref("refs/heads/main", h(first), h(second), "stale info")
+	a.Done()
+	<-bDone
+	e.r.Begin("nope").Done() // no such repository: nothing told, nothing held
+	got := e.read("demo/events")
+	want := "create 'x y' " + first + "\n" +
+		"refused refs/heads/main " + first + " " + second + " 'stale info'\n"
+	if !strings.HasPrefix(got, want) {
+		t.Fatalf("events:\n%s\nwant first:\n%s", got, want)
+	}
+	rest := strings.TrimPrefix(got, want)
+	pushB := "delete gone\nref refs/heads/b " + zeroHash + " " + first + "\n"
+	if !strings.Contains(rest, pushB) || !strings.Contains(rest, "ref refs/heads/main "+second+" "+first+"\n") {
+		t.Fatalf("events after the live push:\n%s", rest)
+	}
+}

@@ -78,6 +78,14 @@ type repo struct {
 	work map[string]*overlay // guarded by mu: by branch name
 
 	events *synth.Log // REPO/events
+	// eventMu is held while one change's lines go to events: for the
+	// whole of a push told live (see Begin), for one block otherwise.
+	// A ref moved through the files while it is held is queued in
+	// eventQ, so that the move does not wait for a push; whoever
+	// releases eventMu writes the queue first (release).
+	eventMu sync.Mutex
+	qmu     sync.Mutex
+	eventQ  []string // guarded by qmu
 }
 
 // errNoRepo is the error of naming a repository that is not there.

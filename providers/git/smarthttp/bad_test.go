@@ -3,6 +3,7 @@ package smarthttp
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -143,11 +144,23 @@ func TestBadPush(t *testing.T) {
 	}
 	unchanged("missing object")
 
-	big := append(bytes.Clone(cmds), make([]byte, 2<<20)...)
-	if code, body = e.post("r", svcReceive, big); !strings.Contains(body, "unpack git: request body too large") {
+	// A pack whose one blob, stored uncompressed, passes MaxPack while
+	// it is read; and garbage as long, refused at its first bytes.
+	var blob bytes.Buffer
+	blob.WriteString("PACK\x00\x00\x00\x02\x00\x00\x00\x01")
+	size := 2 << 20
+	blob.Write([]byte{0x30 | 0x80 | byte(size&0x0f), byte(size>>4&0x7f | 0x80), byte(size>>11&0x7f | 0x80), byte(size >> 18)})
+	zw, _ := zlib.NewWriterLevel(&blob, zlib.NoCompression)
+	zw.Write(make([]byte, size))
+	zw.Close()
+	if code, body = e.post("r", svcReceive, append(bytes.Clone(cmds), blob.Bytes()...)); !strings.Contains(body, "unpack git: request body too large") {
 		t.Errorf("big push: %d %q", code, body)
 	}
 	unchanged("big push")
+	if code, body = e.post("r", svcReceive, append(bytes.Clone(cmds), make([]byte, 2<<20)...)); !strings.Contains(body, "unpack git: bad pack: no header") {
+		t.Errorf("big garbage push: %d %q", code, body)
+	}
+	unchanged("big garbage push")
 
 	// The same commands, right, succeed together.
 	good := pkts(zero+" "+c1+" refs/heads/y\x00report-status", c1+" "+c2+" refs/heads/main", "")

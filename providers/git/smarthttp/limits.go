@@ -5,11 +5,14 @@ package smarthttp
 
 import (
 	"bufio"
+	"bytes"
 	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // Default limits on the objects of a pushed pack.
@@ -37,8 +40,13 @@ var errPackTruncated = errors.New("git: bad pack: truncated")
 // its header declares. A header's size is checked before its object is
 // inflated, and inflating discards what it makes, so checking costs
 // memory of a few buffers, and time bounded by maxInflated.
-func checkPack(r io.Reader, maxObject, maxInflated int64) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+//
+// s, if not nil, is handed each commit, tree and tag (and each delta
+// whose result is one) as it is read, so that the paths a push changes
+// are known while the rest of it arrives.
+func checkPack(r io.Reader, maxObject, maxInflated int64, s *streamer) error {
+	cr := &countReader{r: r}
+	br := bufio.NewReaderSize(cr, 64<<10)
 	var hdr [12]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return errPackTruncated
@@ -51,29 +59,45 @@ func checkPack(r io.Reader, maxObject, maxInflated int64) error {
 	}
 	count := binary.BigEndian.Uint32(hdr[8:])
 	var (
-		total int64
-		zr    io.ReadCloser
-		head  deltaHead
+		total   int64
+		zr      io.ReadCloser
+		head    deltaHead
+		content bytes.Buffer
 	)
 	for i := uint32(0); i < count; i++ {
+		start := cr.n - int64(br.Buffered())
 		typ, size, err := objectHeader(br)
 		if err != nil {
 			return err
 		}
+		var (
+			baseOff  int64
+			baseHash plumbing.Hash
+		)
 		switch typ {
 		case objCommit, objTree, objBlob, objTag:
 		case objOFSDelta:
-			for { // the base's offset: a varint
+			// The base's distance back: a varint of its own kind
+			// (gitformat-pack(5), "offset encoding").
+			for j := 0; ; j++ {
 				c, err := br.ReadByte()
 				if err != nil {
 					return errPackTruncated
 				}
+				if j > 0 {
+					baseOff++
+				}
+				if baseOff > 1<<55 {
+					return errors.New("git: bad pack: bad delta offset")
+				}
+				baseOff = baseOff<<7 | int64(c&0x7f)
 				if c&0x80 == 0 {
 					break
 				}
 			}
+			baseOff = start - baseOff
 		case objREFDelta:
-			if _, err := br.Discard(20); err != nil {
+			if _, err := io.ReadFull(br, baseHash[:]); err != nil {
 				return errPackTruncated
 			}
 		default:
@@ -94,9 +118,18 @@ func checkPack(r io.Reader, maxObject, maxInflated int64) error {
 			return badStream(err)
 		}
 		var w io.Writer = io.Discard
+		base, rtyp, keep := s.want(start, typ, size, baseOff, baseHash)
+		if keep {
+			content.Reset()
+			w = &content
+		}
 		if typ == objOFSDelta || typ == objREFDelta {
 			head = deltaHead{}
-			w = &head
+			if keep {
+				w = io.MultiWriter(&head, &content)
+			} else {
+				w = &head
+			}
 		}
 		// A stream that inflates to more than size stops at size+1.
 		n, err := io.CopyN(w, zr, size+1)
@@ -117,6 +150,9 @@ func checkPack(r io.Reader, maxObject, maxInflated int64) error {
 			if total += result; total > maxInflated {
 				return fmt.Errorf("git: pack too large: inflates to over %d bytes", maxInflated)
 			}
+		}
+		if keep {
+			s.object(start, rtyp, base, content.Bytes())
 		}
 	}
 	if _, err := br.Discard(20); err != nil { // the checksum, which go-git checks
@@ -190,4 +226,16 @@ func (d *deltaHead) result() (int64, bool) {
 		}
 	}
 	return size, size >= 0
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -93,14 +93,38 @@ func (x *exchange) receivePack() error {
 		x.start(svcReceive)
 		return nil
 	}
+	var s *streamer
+	if x.h.o.Stream != nil {
+		if l := x.h.o.Stream(x.name); l != nil {
+			s = newStreamer(x.repo.Storer, l)
+			defer l.Done()
+			for _, c := range cmds {
+				if c.status == "" {
+					s.command(c.old, c.new)
+				}
+			}
+		}
+	}
 	var unpackErr error
 	for _, c := range cmds {
 		if !c.new.IsZero() {
-			unpackErr = x.unpack()
+			unpackErr = x.unpack(s)
 			break
 		}
 	}
+	if s != nil && unpackErr == nil {
+		s.finish()
+	}
 	updates := x.update(cmds, unpackErr)
+	if s != nil {
+		for _, c := range cmds {
+			why := c.status
+			if why == "ok" {
+				why = ""
+			}
+			s.l.Ref(c.name, c.old, c.new, why)
+		}
+	}
 	if len(updates) > 0 {
 		x.h.o.Log.Info("git: push", "repo", x.name, "user", x.user, "updates", len(updates))
 		if x.h.o.Updated != nil {
@@ -140,34 +164,45 @@ func (x *exchange) receivePack() error {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // unpack spools the pack that follows the commands to a temporary file
-// (so a huge pack costs disk, bounded by MaxPack, not memory), checks
-// it with go-git's parser, and only then stores it in the repository,
-// so that a truncated or corrupt pack leaves nothing behind.
-func (x *exchange) unpack() error {
+// (so a huge pack costs disk, bounded by MaxPack, not memory) while
+// checkPack reads it as it arrives (refusing a pack bomb before it is
+// all in, and handing s its trees), checks it with go-git's parser,
+// and only then stores it in the repository, so that a truncated or
+// corrupt pack leaves nothing behind.
+func (x *exchange) unpack(s *streamer) error {
 	f, err := os.CreateTemp(x.h.o.TempDir, "cheshire-push-*.pack")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	n, err := io.Copy(f, x.body.r)
+	pr, pw := io.Pipe()
+	checked := make(chan error, 1)
+	go func() {
+		err := checkPack(pr, x.h.o.MaxObject, x.h.o.MaxInflated, s)
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			io.Copy(io.Discard, pr) // whatever follows the pack
+		}
+		checked <- err
+	}()
+	n, err := io.Copy(f, io.TeeReader(x.body.r, pw))
+	pw.CloseWithError(err)
+	checkErr := <-checked
 	switch {
 	case errors.Is(err, errTooBig):
 		return errTooBig
+	case n == 0 && err == nil:
+		return errors.New("git: no pack")
+	case checkErr != nil:
+		return checkErr
 	case err != nil:
 		return fmt.Errorf("git: reading pack: %w", err)
-	case n == 0:
-		return errors.New("git: no pack")
 	}
 	var hdr [12]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil || string(hdr[:4]) != "PACK" {
 		return errors.New("git: bad pack: no header")
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := checkPack(f, x.h.o.MaxObject, x.h.o.MaxInflated); err != nil {
-		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err

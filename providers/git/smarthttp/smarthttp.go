@@ -79,6 +79,12 @@ type Options struct {
 	// called when nothing changed.
 	Updated func(repo string, updates []RefUpdate)
 
+	// Stream, if set, is called as a push's commands are read, before
+	// its pack; the PushListener it returns (nil: none) hears the
+	// paths the push changes while the pack streams in, then the fate
+	// of each command.
+	Stream func(repo string) PushListener
+
 	// Receive, if set, is called during a push after its pack is
 	// stored in r and every command's old hash has been checked, and
 	// before any reference is set, with the updates about to be made,
