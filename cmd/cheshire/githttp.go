@@ -27,7 +27,7 @@ func (p *parts) gitHandlers(dir string, log *slog.Logger) (gitH, nsH http.Handle
 	gitH = smarthttp.Handler("/git", smarthttp.Options{
 		Open: p.git.Open, Authorize: p.gitAuthorize, TempDir: tmp,
 		Stream: func(repo string) smarthttp.PushListener { return p.git.Begin(repo) },
-		Log: log.With("module", "git", "part", "http"),
+		Log:    log.With("module", "git", "part", "http"),
 	})
 	ns := &nsGit{p: p, tmp: filepath.Join(tmp, "ns"), log: log.With("module", "git", "part", "ns"), users: map[string]http.Handler{}}
 	return gitH, ns
