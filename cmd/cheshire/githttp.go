@@ -106,7 +106,7 @@ func (g *nsGit) handler(user string) http.Handler {
 		return g.p.ns.Attach(ctx, user, "", nil)
 	}, nsrepo.Options{Log: g.log.With("user", user)})
 	h := smarthttp.Handler("/ns", smarthttp.Options{
-		Nested: true,
+		Nested: true, NoDeltas: true,
 		Open: func(path string) (*gogit.Repository, error) {
 			r, err := repos.Open(context.Background(), "/"+path)
 			if errors.Is(err, plan9.ErrNotDir) {

@@ -74,9 +74,10 @@ func (c *packCache) get(key string) *os.File {
 	return f
 }
 
-// build encodes objects of repo into a new cache file for key and
-// returns it open at its start.
-func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing.Hash, refDeltas bool) (*os.File, error) {
+// build encodes objects of repo into a new cache file for key, searching
+// window objects back for deltas (0: none), and returns it open at its
+// start.
+func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing.Hash, refDeltas bool, window uint) (*os.File, error) {
 	c.mu.Lock()
 	if c.dir == "" {
 		d, err := c.makeDir()
@@ -92,7 +93,7 @@ func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing
 	if err != nil {
 		return nil, err
 	}
-	if _, err := packfile.NewEncoder(f, repo.Storer, refDeltas).Encode(objects, 10); err != nil {
+	if _, err := packfile.NewEncoder(f, repo.Storer, refDeltas).Encode(objects, window); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, err

@@ -312,7 +312,7 @@ func (x *exchange) writePack(out io.Writer, objects []plumbing.Hash, refDeltas, 
 		key := packKey(x.name, objects, refDeltas)
 		if f = x.h.packs.get(key); f == nil {
 			var err error
-			if f, err = x.h.packs.build(x.repo, key, objects, refDeltas); err != nil {
+			if f, err = x.h.packs.build(x.repo, key, objects, refDeltas, x.h.window()); err != nil {
 				return err
 			}
 		}
