@@ -19,7 +19,7 @@ const agent = "agent=cheshire-git"
 // deepen-not or filter; receive-pack asks for whole packs (no-thin),
 // which go-git's parser can check without the repository.
 var (
-	uploadCaps  = "multi_ack_detailed side-band-64k side-band ofs-delta shallow no-progress include-tag " + agent
+	uploadCaps  = "multi_ack_detailed side-band-64k side-band ofs-delta shallow no-progress include-tag filter allow-tip-sha1-in-want allow-reachable-sha1-in-want " + agent
 	receiveCaps = "report-status delete-refs side-band-64k quiet atomic ofs-delta no-thin " + agent
 )
 

@@ -15,6 +15,7 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 // exchange is one POST to a service: its request, the repository and
@@ -43,6 +44,7 @@ type uploadRequest struct {
 	wants    []plumbing.Hash
 	shallows []plumbing.Hash // commits the client has without their parents
 	depth    int             // deepen N; 0 for none
+	filter   *filter         // a partial clone's filter, or nil
 	caps     map[string]bool
 	haves    []plumbing.Hash
 	done     bool
@@ -91,6 +93,12 @@ func readUploadRequest(p *pktReader) (*uploadRequest, error) {
 				return nil, badLine(text)
 			}
 			req.depth = n
+		case "filter":
+			f, err := parseFilter(arg)
+			if err != nil {
+				return nil, err
+			}
+			req.filter = f
 		default:
 			return nil, badLine(text)
 		}
@@ -156,17 +164,12 @@ func (x *exchange) uploadPack() error {
 	if err != nil {
 		return x.uploadError(err)
 	}
-	tips := map[plumbing.Hash]bool{}
-	for _, r := range refs {
-		tips[r.hash] = true
-	}
-	for _, w := range req.wants {
-		if !tips[w] {
-			return x.uploadError(fmt.Errorf("git: not our ref %s", w))
-		}
+	if err := checkWants(s, refs, req.wants); err != nil {
+		return x.uploadError(err)
 	}
 
-	if req.done && len(req.haves) == 0 && req.depth == 0 && len(req.shallows) == 0 && req.caps["ofs-delta"] {
+	full := len(req.haves) == 0 && req.depth == 0 && len(req.shallows) == 0 && req.filter == nil
+	if req.done && full && req.caps["ofs-delta"] {
 		// A full clone of a one-pack repository: that pack as it is,
 		// without walking the history to list the objects.
 		if f := wholePack(x.repo); f != nil {
@@ -210,7 +213,7 @@ func (x *exchange) uploadPack() error {
 			return x.uploadError(err)
 		}
 	}
-	plan, err := planPack(s, req.wants, req.depth, clientShallow, has, req.done)
+	plan, err := planPack(s, req.wants, req.depth, clientShallow, has, req.done, req.filter)
 	if err != nil {
 		return x.uploadError(err)
 	}
@@ -246,7 +249,39 @@ func (x *exchange) uploadPack() error {
 	if !req.done {
 		return bw.Flush()
 	}
-	return x.sendPack(bw, req.caps, plan.objects, len(req.haves) == 0 && req.depth == 0 && len(req.shallows) == 0)
+	return x.sendPack(bw, req.caps, plan.objects, full)
+}
+
+// checkWants checks that each of wants is a ref's tip, or reachable
+// from one (allow-reachable-sha1-in-want: a partial clone fetches the
+// blobs it lacks by their hashes). Objects no ref reaches any more are
+// not served.
+func checkWants(s storer.EncodedObjectStorer, refs []ref, wants []plumbing.Hash) error {
+	tips := map[plumbing.Hash]bool{}
+	var all []plumbing.Hash
+	for _, r := range refs {
+		tips[r.hash] = true
+		all = append(all, r.hash)
+	}
+	var others []plumbing.Hash
+	for _, w := range wants {
+		if !tips[w] {
+			others = append(others, w)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	seen, err := reachable(s, all, nil)
+	if err != nil {
+		return err
+	}
+	for _, w := range others {
+		if !seen[w] {
+			return fmt.Errorf("git: not our ref %s", w)
+		}
+	}
+	return nil
 }
 
 // uploadError answers a fetch that cannot be served with an ERR

@@ -14,6 +14,8 @@ import (
 // packPlan is what a fetch sends: the objects of the pack and, for a
 // shallow fetch, the commits that become (or stop being) shallow.
 type packPlan struct {
+	filter    *filter // leaves out blobs, or nil
+	store     storer.EncodedObjectStorer
 	objects   []plumbing.Hash
 	inPack    map[plumbing.Hash]bool
 	shallow   []plumbing.Hash
@@ -80,7 +82,8 @@ func reachable(s storer.EncodedObjectStorer, tips []plumbing.Hash, stop map[plum
 // addTree adds tree h and the trees and blobs under it to set, calling
 // each (if not nil) for each one added, leaving out those in skip and
 // those already in set. Submodule commits are not followed.
-func addTree(s storer.EncodedObjectStorer, h plumbing.Hash, skip, set map[plumbing.Hash]bool, each func(plumbing.Hash)) error {
+// each is told whether the object is a blob.
+func addTree(s storer.EncodedObjectStorer, h plumbing.Hash, skip, set map[plumbing.Hash]bool, each func(plumbing.Hash, bool)) error {
 	if skip[h] || set[h] {
 		return nil
 	}
@@ -90,7 +93,7 @@ func addTree(s storer.EncodedObjectStorer, h plumbing.Hash, skip, set map[plumbi
 	}
 	set[h] = true
 	if each != nil {
-		each(h)
+		each(h, false)
 	}
 	for _, e := range t.Entries {
 		switch {
@@ -102,7 +105,7 @@ func addTree(s storer.EncodedObjectStorer, h plumbing.Hash, skip, set map[plumbi
 		case !skip[e.Hash] && !set[e.Hash]:
 			set[e.Hash] = true
 			if each != nil {
-				each(e.Hash)
+				each(e.Hash, true)
 			}
 		}
 	}
@@ -115,8 +118,11 @@ func addTree(s storer.EncodedObjectStorer, h plumbing.Hash, skip, set map[plumbi
 // stops at commits the client has, unless it deepens: then it goes on
 // to depth, and the client's shallow commits it passes through become
 // unshallow.
-func planPack(s storer.EncodedObjectStorer, wants []plumbing.Hash, depth int, clientShallow, has map[plumbing.Hash]bool, objects bool) (*packPlan, error) {
-	p := &packPlan{inPack: map[plumbing.Hash]bool{}}
+//
+// A filter leaves out the blobs it does not pass, except those wanted
+// by name.
+func planPack(s storer.EncodedObjectStorer, wants []plumbing.Hash, depth int, clientShallow, has map[plumbing.Hash]bool, objects bool, f *filter) (*packPlan, error) {
+	p := &packPlan{inPack: map[plumbing.Hash]bool{}, filter: f, store: s}
 	if !objects && depth == 0 {
 		return p, nil
 	}
@@ -196,7 +202,13 @@ func planPack(s storer.EncodedObjectStorer, wants []plumbing.Hash, depth int, cl
 }
 
 // addListed lists h, which addTree has put in inPack, as an object to send.
-func (p *packPlan) addListed(h plumbing.Hash) { p.objects = append(p.objects, h) }
+// It leaves out the blobs the filter does not pass.
+func (p *packPlan) addListed(h plumbing.Hash, blob bool) {
+	if blob && p.filter != nil && p.filter.omit(p.store, h) {
+		return
+	}
+	p.objects = append(p.objects, h)
+}
 
 // includeTags adds the annotated tags that point at objects being sent
 // and that the client lacks (the include-tag capability).
