@@ -14,9 +14,10 @@ import (
 
 const agent = "agent=cheshire-git"
 
-// The capabilities advertised by each service. Upload-pack offers no
-// thin-pack (go-git's encoder makes no thin packs), no deepen-since,
-// deepen-not or filter; receive-pack asks for whole packs (no-thin),
+// The capabilities advertised by each service in version 0. Upload-pack
+// offers no thin-pack (go-git's encoder makes no thin packs), no
+// deepen-since or deepen-not; its filters are blob:none and
+// blob:limit (filter.go). Receive-pack asks for whole packs (no-thin),
 // which go-git's parser can check without the repository.
 var (
 	uploadCaps  = "multi_ack_detailed side-band-64k side-band ofs-delta shallow no-progress include-tag filter allow-tip-sha1-in-want allow-reachable-sha1-in-want " + agent

@@ -13,9 +13,9 @@ import (
 // clone lacks the blobs the filter leaves out, and git fetches them by
 // hash when it checks the files out. A filter not served, and a want of
 // an object no ref reaches, are refused by name.
-func TestPartialClone(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, nil)
+func TestPartialClone(t *testing.T) { protocols(t, partialClone) }
+
+func partialClone(t *testing.T, e *env) {
 	e.bare("r")
 	work := filepath.Join(t.TempDir(), "work")
 	e.ok("", "init", "-q", work)

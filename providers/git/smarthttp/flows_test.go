@@ -13,8 +13,9 @@ import (
 // push, fetch and pull, branches and their deletion, tags, refused and
 // forced non-fast-forward pushes, a large push (probe, chunked body),
 // and a fetch whose negotiation is large enough to be gzipped.
-func TestFlows(t *testing.T) {
-	e := newEnv(t, nil)
+func TestFlows(t *testing.T) { protocols(t, flows) }
+
+func flows(t *testing.T, e *env) {
 	bare := e.bare("r")
 	work := filepath.Join(t.TempDir(), "work")
 	e.ok("", "init", "-q", work)
@@ -128,8 +129,9 @@ func TestFlows(t *testing.T) {
 
 // TestShallow clones with --depth 1, pulls into the shallow clone,
 // then unshallows it.
-func TestShallow(t *testing.T) {
-	e := newEnv(t, nil)
+func TestShallow(t *testing.T) { protocols(t, shallow) }
+
+func shallow(t *testing.T, e *env) {
 	e.bare("s")
 	work := filepath.Join(t.TempDir(), "work")
 	e.ok("", "init", "-q", work)

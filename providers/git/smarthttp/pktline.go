@@ -24,8 +24,9 @@ var (
 // pkt-line it leaves r at the first byte that follows, so a pack that
 // comes after the commands of a push can be read from r.
 type pktReader struct {
-	r   *bufio.Reader
-	buf [maxPayload]byte
+	r     *bufio.Reader
+	delim bool // the last special packet was a delim-pkt ("0001")
+	buf   [maxPayload]byte
 }
 
 func newPktReader(r io.Reader) *pktReader {
@@ -62,6 +63,7 @@ func (p *pktReader) next() (line []byte, flush bool, err error) {
 	}
 	switch {
 	case n < 4:
+		p.delim = n == 1
 		return nil, true, nil
 	case n == 4 || n > maxPkt:
 		return nil, false, errPktLength
@@ -99,6 +101,13 @@ func pktAppend(b []byte, s string) []byte {
 // pktf writes one pkt-line holding the formatted text.
 func pktf(w io.Writer, format string, args ...any) error {
 	_, err := w.Write(pktAppend(nil, fmt.Sprintf(format, args...)))
+	return err
+}
+
+// delimPkt writes a delim-pkt, which separates the sections of a
+// version 2 message.
+func delimPkt(w io.Writer) error {
+	_, err := io.WriteString(w, "0001")
 	return err
 }
 

@@ -1,5 +1,5 @@
 // Package smarthttp serves git repositories over git's smart HTTP
-// protocol, version 0/1 (gitprotocol-http(5)): a client may clone,
+// protocol, versions 0, 1 and 2 (gitprotocol-http(5)): a client may clone,
 // fetch, pull and push with the git command. For each repository REPO
 // the handler serves
 //
@@ -8,8 +8,10 @@
 //	PREFIX/REPO[.git]/git-upload-pack                     (POST: fetch)
 //	PREFIX/REPO[.git]/git-receive-pack                    (POST: push)
 //
-// A client asking for protocol version 2 is answered in version 0, as
-// the protocol allows; the dumb protocol is not served.
+// A client asking for protocol version 2 (the Git-Protocol header) is
+// answered in version 2 for fetches (ls-refs and fetch, v2.go) and in
+// version 0 for pushes, as git's own server does; the dumb protocol is
+// not served.
 //
 // The protocol itself (pkt-lines, negotiation, shallow boundaries,
 // report-status, the side band) is written here. Of go-git it relies
@@ -250,8 +252,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
+	v2 := svc == svcUpload && wantsV2(r)
 	if advert {
 		w.Header().Set("Content-Type", "application/x-"+svc+"-advertisement")
+		if v2 {
+			advertiseV2(w)
+			return
+		}
 		if err := advertise(w, repo, svc); err != nil {
 			h.o.Log.Warn("git: advertisement", "repo", name, "err", err)
 		}
@@ -268,9 +275,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer body.Close()
 	x := &exchange{ctx: r.Context(), h: h, w: w, body: newPktReader(body), repo: repo, name: name, user: user}
-	if write {
+	switch {
+	case write:
 		err = x.receivePack()
-	} else {
+	case v2:
+		err = x.uploadPackV2()
+	default:
 		err = x.uploadPack()
 	}
 	if err != nil {

@@ -30,6 +30,7 @@ type env struct {
 	updates []RefUpdate
 	seen    map[string]int // "gzip": gzipped requests, "probe": flush-pkt probes
 	tmp     string         // Options.TempDir
+	proto   string         // the client's protocol.version, if not ""
 }
 
 // packDir is where the handler caches the packs it builds.
@@ -81,6 +82,11 @@ func newEnv(t *testing.T, authorize func(*http.Request, string, bool) (string, e
 		if r.Method == http.MethodPost && r.ContentLength == 4 {
 			e.seen["probe"]++
 		}
+		if wantsV2(r) {
+			e.seen["v2"]++
+		} else {
+			e.seen["v0"]++
+		}
 		e.mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
@@ -100,7 +106,11 @@ func (e *env) url(userinfo, name string) string {
 // git runs the git command in dir and returns its combined output.
 func (e *env) git(dir string, args ...string) (string, error) {
 	e.t.Helper()
-	cmd := exec.Command(gitBin, append([]string{"-c", "http.sslVerify=false", "-c", "init.defaultBranch=main"}, args...)...)
+	pre := []string{"-c", "http.sslVerify=false", "-c", "init.defaultBranch=main"}
+	if e.proto != "" {
+		pre = append(pre, "-c", "protocol.version="+e.proto)
+	}
+	cmd := exec.Command(gitBin, append(pre, args...)...)
 	cmd.Dir = dir
 	cmd.Env = []string{
 		"HOME=" + e.home, "PATH=/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
@@ -172,4 +182,23 @@ func (e *env) readFile(path string) string {
 		e.t.Fatal(err)
 	}
 	return string(b)
+}
+
+// protocols runs f with a git client of each protocol version, and
+// checks that the server saw requests of that version.
+func protocols(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, v := range []string{"0", "2"} {
+		t.Run("v"+v, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			e.proto = v
+			f(t, e)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			other := map[string]string{"0": "v2", "2": "v0"}[v]
+			if e.seen["v"+v] == 0 || v == "0" && e.seen[other] > 0 {
+				t.Fatalf("protocol %s: requests seen %v", v, e.seen)
+			}
+		})
+	}
 }

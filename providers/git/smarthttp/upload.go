@@ -159,6 +159,15 @@ func (x *exchange) uploadPack() error {
 		x.start(svcUpload)
 		return nil
 	}
+	return x.fetch(req, false)
+}
+
+// fetch answers a fetch request, framed for protocol v0/v1 or, if v2
+// is set, as v2's fetch command (gitprotocol-v2(5)): an acknowledgments
+// section alone while negotiating; once the client is done, a
+// shallow-info section if it is shallow, then the packfile section,
+// always on the side band.
+func (x *exchange) fetch(req *uploadRequest, v2 bool) error {
 	s := x.repo.Storer
 	refs, _, err := listRefs(s)
 	if err != nil {
@@ -176,7 +185,11 @@ func (x *exchange) uploadPack() error {
 			defer f.Close()
 			x.start(svcUpload)
 			bw := bufio.NewWriterSize(x.w, 64<<10)
-			pktf(bw, "NAK\n")
+			if v2 {
+				pktf(bw, "packfile\n")
+			} else {
+				pktf(bw, "NAK\n")
+			}
 			return x.sendPackWith(bw, req.caps, packCount(f), func(out io.Writer) error {
 				_, err := io.Copy(out, f)
 				return err
@@ -216,6 +229,9 @@ func (x *exchange) uploadPack() error {
 	plan, err := planPack(s, req.wants, req.depth, clientShallow, has, req.done, req.filter)
 	if err != nil {
 		return x.uploadError(err)
+	}
+	if v2 {
+		return x.fetchV2(req, plan, refs, has, common, full)
 	}
 	if req.depth > 0 {
 		for _, h := range plan.shallow {
