@@ -2,6 +2,7 @@ package smarthttp
 
 import (
 	"crypto/rand"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,4 +157,45 @@ func shallow(t *testing.T, e *env) {
 		t.Fatalf("unshallowed clone has %s commits", got)
 	}
 	e.ok(sh, "fsck", "--no-progress")
+}
+
+// TestManyFiles pushes a commit of 2,000 files in 40 directories, clones
+// it back and compares the trees, then pushes a change of 100 of them
+// and pulls it; a streaming listener hears each path once.
+func TestManyFiles(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	e := newEnv(t, nil, func(o *Options) { o.Stream = func(string) PushListener { return rec } })
+	e.bare("many")
+	work := filepath.Join(t.TempDir(), "work")
+	e.ok("", "init", "-q", work)
+	for i := range 2000 {
+		p := filepath.Join(work, fmt.Sprintf("d%02d", i%40), fmt.Sprintf("f%04d", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(fmt.Sprintf("file %d\n", i)), 0o644)
+	}
+	e.ok(work, "add", "-A")
+	e.ok(work, "commit", "-q", "-m", "many")
+	e.ok(work, "push", "-q", e.url("", "many"), "main")
+	if got := len(rec.take()); got != 2001 {
+		t.Fatalf("heard %d lines for 2,000 files and a ref", got)
+	}
+	clone := filepath.Join(t.TempDir(), "clone")
+	e.ok("", "clone", "-q", e.url("", "many"), clone)
+	if a, b := e.ok(work, "ls-tree", "-r", "HEAD"), e.ok(clone, "ls-tree", "-r", "HEAD"); a != b || strings.Count(a, "\n") != 2000 {
+		t.Fatalf("cloned tree differs or is short: %d lines", strings.Count(b, "\n"))
+	}
+	for i := 0; i < 2000; i += 20 {
+		os.WriteFile(filepath.Join(work, fmt.Sprintf("d%02d", i%40), fmt.Sprintf("f%04d", i)), []byte("changed\n"), 0o644)
+	}
+	e.ok(work, "commit", "-q", "-am", "100 changed")
+	e.ok(work, "push", "-q", e.url("", "many"), "main")
+	lines := rec.take()
+	if len(lines) != 101 || !strings.HasPrefix(lines[0], "update ") {
+		t.Fatalf("heard %d lines for 100 changes, first %q", len(lines), lines[0])
+	}
+	e.ok(clone, "pull", "-q", "--ff-only")
+	if got := e.readFile(filepath.Join(clone, "d00", "f0000")); got != "changed\n" {
+		t.Fatalf("pulled f0000: %q", got)
+	}
 }
