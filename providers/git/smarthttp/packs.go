@@ -2,6 +2,7 @@ package smarthttp
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/binary"
 	"encoding/hex"
 	"io"
@@ -19,15 +20,19 @@ import (
 
 // Packs for fetches, without building one anew each time. go-git's
 // encoder searches for deltas and compresses every object again, which
-// made a clone ten times slower than git http-backend's; so:
+// made a clone ten times slower than git http-backend's, and the first
+// clone after a push 25 times; so:
 //
 //   - a full fetch (no haves, not shallow) of a repository whose objects
 //     are all in one pack file (as after git gc or repack) is answered
 //     with that file as it is: git accepts a pack holding more objects
 //     than it asked for;
-//   - any other pack, once built, is kept in a bounded cache of files
-//     keyed by the objects it holds, so a second clone or fetch of the
-//     same refs streams the file.
+//   - any other pack of a repository on disk is made of the entries of
+//     its pack files, copied compressed, deltas and all (reuse.go);
+//     go-git's encoder makes it only for a repository in memory;
+//   - once made, a pack is kept in a bounded cache of files keyed by
+//     the objects it holds, so a second clone or fetch of the same refs
+//     streams the file.
 
 // maxCachedPacks bounds the pack files the cache keeps (oldest dropped).
 const maxCachedPacks = 8
@@ -93,7 +98,13 @@ func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing
 	if err != nil {
 		return nil, err
 	}
-	if _, err := packfile.NewEncoder(f, repo.Storer, refDeltas).Encode(objects, window); err != nil {
+	err = reusePack(repo, objects, refDeltas, f)
+	if errors.Is(err, errNoReuse) {
+		if err = f.Truncate(0); err == nil {
+			_, err = packfile.NewEncoder(f, repo.Storer, refDeltas).Encode(objects, window)
+		}
+	}
+	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, err

@@ -191,3 +191,45 @@ func BenchmarkPush(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCloneAfterPush clones, from a copy of the repository that
+// has taken one push (so two packs), with an empty pack cache each
+// time: the first clone after a push, which cannot stream one pack.
+func BenchmarkCloneAfterPush(b *testing.B) {
+	repo := benchRepo(b)
+	dir := b.TempDir()
+	bare := filepath.Join(dir, "bench.git")
+	gitRun(b, dir, "clone", "-q", "--bare", repo, bare)
+	work := filepath.Join(dir, "work")
+	gitRun(b, dir, "clone", "-q", bare, work)
+	os.WriteFile(filepath.Join(work, "pushed"), []byte("one more\n"), 0o644)
+	gitRun(b, work, "add", "pushed")
+	gitRun(b, work, "commit", "-q", "-m", "one more")
+	srv := httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
+		Open:      func(string) (*gogit.Repository, error) { return gogit.PlainOpen(bare) },
+		Authorize: func(*http.Request, string, bool) (string, error) { return "bench", nil },
+		TempDir:   filepath.Join(dir, "push"),
+	}))
+	gitRun(b, work, "push", "-q", srv.URL+"/git/bench", "HEAD:main")
+	srv.Close()
+	backend := httptest.NewServer(&cgi.Handler{
+		Path: "/usr/lib/git-core/git-http-backend",
+		Env:  []string{"GIT_PROJECT_ROOT=" + dir, "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	defer backend.Close()
+	b.Run("cheshire", func(b *testing.B) {
+		for b.Loop() {
+			srv := httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
+				Open:    func(string) (*gogit.Repository, error) { return gogit.PlainOpen(bare) },
+				TempDir: b.TempDir(),
+			}))
+			clone(b, srv.URL+"/git/bench")
+			srv.Close()
+		}
+	})
+	b.Run("http-backend", func(b *testing.B) {
+		for b.Loop() {
+			clone(b, backend.URL+"/bench.git")
+		}
+	})
+}
