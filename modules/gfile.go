@@ -140,6 +140,24 @@ func (f *gfile) callErr(ctx context.Context, err error) error {
 	return f.m.stoppedErr()
 }
 
+// Inline implements styx.Inline: a file bound to the running instance
+// of its module, whose own file never blocks. A module starting,
+// reloading or stopped may make a call wait, or bind the file anew, so
+// then the call gets a goroutine of its own.
+func (f *gfile) Inline() bool {
+	r := f.m.live.Load()
+	if r == nil || !f.mu.TryLock() {
+		return false
+	}
+	file, gen := f.f, f.gen
+	f.mu.Unlock()
+	if file == nil || gen != r.gen {
+		return false
+	}
+	in, ok := file.(styx.Inline)
+	return ok && in.Inline()
+}
+
 func (f *gfile) Qid() styx.Qid {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -41,6 +41,18 @@ func (f *file) target() *chn {
 
 func (f *file) Qid() styx.Qid { return f.c.Qid() }
 
+// Inline implements styx.Inline for a file that is not a directory and
+// whose device's file never blocks. A directory's walk may cross into
+// any mount (a remote one among them) and its read gathers a union, so
+// those get a goroutine of their own.
+func (f *file) Inline() bool {
+	if f.c.union != nil || f.c.isDir() {
+		return false
+	}
+	in, ok := f.c.file.(styx.Inline)
+	return ok && in.Inline()
+}
+
 func (f *file) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
 	qids, nc, err := f.ns.walk(ctx, f.c, names)
 	if nc == nil {

@@ -29,6 +29,15 @@ type Client struct {
 	err     error            // guarded by mu: set once the connection is dead
 	tagfree *sync.Cond       // signalled when a tag is freed
 
+	// reader is held by the goroutine reading replies: there is no
+	// reading goroutine of the client's own; a caller waiting for its
+	// reply reads for everyone while no other caller does (libmux's
+	// election, as 9fans.net/go/plan9/client), so a lone caller reads
+	// its own reply with no hand-off between threads. br is read only
+	// by the holder.
+	reader chan struct{}
+	br     *bufio.Reader
+
 	nextfid atomic.Uint32
 	done    chan struct{}
 
@@ -109,9 +118,9 @@ func NewClient(ctx context.Context, nc net.Conn, opts ...ClientOption) (*Client,
 	case rx.Msize < MinMsize || rx.Msize > cfg.msize:
 		return nil, fmt.Errorf("version: server offered bad msize %d", rx.Msize)
 	}
-	c := &Client{nc: nc, msize: rx.Msize, calls: make(map[uint16]*call), done: make(chan struct{})}
+	c := &Client{nc: nc, msize: rx.Msize, calls: make(map[uint16]*call), done: make(chan struct{}),
+		reader: make(chan struct{}, 1), br: br}
 	c.tagfree = sync.NewCond(&c.mu)
-	go c.readLoop(br)
 	return c, nil
 }
 
@@ -144,7 +153,7 @@ func (c *Client) fail(err error) {
 	calls := c.calls
 	c.calls = make(map[uint16]*call)
 	c.tagfree.Broadcast()
-	// Calls are ended under mu, as readLoop ends them, so that each
+	// Calls are ended under mu, as readOne ends them, so that each
 	// done is closed once.
 	for _, cl := range calls {
 		if !isClosed(cl.done) {
@@ -184,41 +193,71 @@ func readFrame(br *bufio.Reader, msize uint32) ([]byte, error) {
 	return b, err
 }
 
-func (c *Client) readLoop(br *bufio.Reader) {
-	var hdr [7]byte
+// await waits until done is closed, or stop is (nil: never), reading
+// replies itself whenever no other goroutine is reading them.
+func (c *Client) await(stop <-chan struct{}, done chan struct{}) {
 	for {
+		select {
+		case <-done:
+			return
+		case <-stop:
+			return
+		case c.reader <- struct{}{}:
+			for !isClosed(done) && (stop == nil || !isDone(stop)) && c.readOne() {
+			}
+			<-c.reader
+			return
+		}
+	}
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// readOne reads one reply and ends its call. It reports false, the
+// connection failed, if it cannot.
+func (c *Client) readOne() bool {
+	br := c.br
+	var hdr [7]byte
+	{
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-			return
+			return false
 		}
 		size := binary.LittleEndian.Uint32(hdr[:])
 		typ := hdr[4]
 		tag := binary.LittleEndian.Uint16(hdr[5:])
 		if size < 7 || size > c.msize {
 			c.fail(fmt.Errorf("%w: bad frame size %d from server", plan9.ErrHungup, size))
-			return
+			return false
 		}
 		c.mu.Lock()
 		cl := c.calls[tag]
 		c.mu.Unlock()
 		if cl == nil {
 			c.fail(fmt.Errorf("%w: reply with unknown tag %d", plan9.ErrHungup, tag))
-			return
+			return false
 		}
 		if typ == Rread && cl.rbuf != nil && size >= 11 {
 			var cnt [4]byte
 			if _, err := io.ReadFull(br, cnt[:]); err != nil {
 				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return
+				return false
 			}
 			n := binary.LittleEndian.Uint32(cnt[:])
 			if int64(n) > int64(len(cl.rbuf)) || n+11 != size {
 				c.fail(fmt.Errorf("%w: Rread of %d bytes for a read of %d", plan9.ErrHungup, n, len(cl.rbuf)))
-				return
+				return false
 			}
 			if _, err := io.ReadFull(br, cl.rbuf[:n]); err != nil {
 				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return
+				return false
 			}
 			cl.reply = Fcall{Type: Rread, Tag: tag, Data: cl.rbuf[:n]}
 		} else {
@@ -226,11 +265,11 @@ func (c *Client) readLoop(br *bufio.Reader) {
 			copy(*bp, hdr[:])
 			if _, err := io.ReadFull(br, (*bp)[7:]); err != nil {
 				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return
+				return false
 			}
 			if err := cl.reply.Unmarshal(*bp); err != nil {
 				c.fail(fmt.Errorf("%w: malformed %s from server: %v", plan9.ErrHungup, typeName(typ), err))
-				return
+				return false
 			}
 			cl.frame = bp
 		}
@@ -238,7 +277,7 @@ func (c *Client) readLoop(br *bufio.Reader) {
 		if c.err != nil {
 			// Closed meanwhile: fail has ended cl already.
 			c.mu.Unlock()
-			return
+			return false
 		}
 		if !cl.flushing {
 			delete(c.calls, tag)
@@ -247,6 +286,7 @@ func (c *Client) readLoop(br *bufio.Reader) {
 		close(cl.done)
 		c.mu.Unlock()
 	}
+	return true
 }
 
 // allocTag reserves a free tag for cl, waiting while all are in use.
@@ -337,14 +377,28 @@ func (c *Client) rpc(ctx context.Context, tx *Fcall, rbuf []byte) (*call, error)
 		c.freeTag(tag)
 		return nil, err
 	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		c.flush(tag, cl)
-		if cl.err == nil && isClosed(cl.done) {
-			break
+	if ctx.Done() == nil {
+		c.await(nil, cl.done)
+	} else {
+		f := &flushing{tag: tag, cl: cl, sent: make(chan struct{})}
+		stop := context.AfterFunc(ctx, func() { c.sendFlush(f) })
+		c.await(ctx.Done(), cl.done)
+		if !stop() { // cancelled: a Tflush went out, or the reply came first
+			<-f.sent
+			if f.fc != nil {
+				c.await(nil, f.fc.done)
+				f.fc.release(c)
+			}
+			c.mu.Lock()
+			if c.calls[tag] == cl {
+				delete(c.calls, tag)
+				c.tagfree.Signal()
+			}
+			c.mu.Unlock()
+			if cl.err != nil || !isClosed(cl.done) {
+				return nil, ctx.Err()
+			}
 		}
-		return nil, ctx.Err()
 	}
 	if cl.err != nil {
 		return nil, cl.err
@@ -369,30 +423,39 @@ func (cl *call) release(c *Client) {
 	}
 }
 
-// flush sends Tflush for tag and waits for the Rflush; the old tag stays
-// reserved until then, as the protocol requires.
-func (c *Client) flush(tag uint16, cl *call) {
+// flushing is the flush of a cancelled call.
+type flushing struct {
+	tag  uint16
+	cl   *call
+	fc   *call         // the Tflush's call, if one was sent
+	sent chan struct{} // closed once fc is decided
+}
+
+// sendFlush sends a Tflush for f's call unless its reply is in; the
+// old tag stays reserved until the Rflush, as the protocol requires.
+// It runs on its own goroutine (context.AfterFunc), so that a caller
+// blocked reading replies sees the Rflush arrive.
+func (c *Client) sendFlush(f *flushing) {
+	defer close(f.sent)
 	c.mu.Lock()
-	if c.calls[tag] == cl {
-		cl.flushing = true
+	pending := c.calls[f.tag] == f.cl && !isClosed(f.cl.done)
+	if pending {
+		f.cl.flushing = true
 	}
 	c.mu.Unlock()
+	if !pending {
+		return
+	}
 	fc := &call{done: make(chan struct{})}
 	ftag, err := c.allocTag(fc)
-	if err == nil {
-		if err = c.send(&Fcall{Type: Tflush, Tag: ftag, Oldtag: tag}); err == nil {
-			<-fc.done
-			fc.release(c)
-		} else {
-			c.freeTag(ftag)
-		}
+	if err != nil {
+		return
 	}
-	c.mu.Lock()
-	if c.calls[tag] == cl {
-		delete(c.calls, tag)
-		c.tagfree.Signal()
+	if err := c.send(&Fcall{Type: Tflush, Tag: ftag, Oldtag: f.tag}); err != nil {
+		c.freeTag(ftag)
+		return
 	}
-	c.mu.Unlock()
+	f.fc = fc
 }
 
 // depth is how many Treads or Twrites ReadAt and WriteAt keep in flight.

@@ -421,8 +421,44 @@ func (c *conn) readLoop() error {
 		c.tags[r.fc.Tag] = r
 		c.mu.Unlock()
 		c.wg.Add(1)
-		go c.handle(r)
+		if c.inline(&r.fc) {
+			c.handle(r)
+		} else {
+			go c.handle(r)
+		}
 	}
+}
+
+// maxInlineRead is the largest read run on the reading goroutine.
+const maxInlineRead = 16 << 10
+
+// inline reports whether request f may run on the reading goroutine: a
+// walk, open, small read, stat or clunk of a fid whose File is Inline,
+// or of no fid at all (its reply is an error). A large read gets a
+// goroutine all the same, so that pipelined reads copy in parallel.
+func (c *conn) inline(f *Fcall) bool {
+	switch f.Type {
+	case Twalk, Topen, Tstat, Tclunk:
+	case Tread:
+		if f.Count > maxInlineRead {
+			return false
+		}
+	default:
+		return false
+	}
+	c.mu.Lock()
+	x := c.fids[f.Fid]
+	c.mu.Unlock()
+	if x == nil {
+		return true
+	}
+	if !x.mu.TryLock() { // a request is busy with the fid (an open, say)
+		return false
+	}
+	file := x.file
+	x.mu.Unlock()
+	in, ok := file.(Inline)
+	return ok && in.Inline()
 }
 
 // version handles Tversion: it aborts all requests, clunks all fids and

@@ -112,6 +112,9 @@ type file struct {
 
 var _ styx.File = (*file)(nil)
 
+// Inline implements styx.Inline: everything is in memory.
+func (f *file) Inline() bool { return true }
+
 func (f *file) Qid() styx.Qid {
 	f.fs.mu.RLock()
 	defer f.fs.mu.RUnlock()

@@ -22,7 +22,10 @@ import (
 	"time"
 
 	"cheshire/cmd/cheshire-bench/internal/bench"
+	"cheshire/plan9"
 	"cheshire/styx"
+
+	"9fans.net/go/plan9/client"
 )
 
 var benchSize = flag.String("bench.size", "256MiB", "bytes of the sequential read and write benchmarks")
@@ -178,6 +181,40 @@ func BenchmarkSmallOp(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkSmallOp9fans is BenchmarkSmallOp on one connection driven
+// by 9fans.net/go/plan9/client, a client we did not write (it reads
+// replies on the caller's goroutine, electing a reader among callers).
+func BenchmarkSmallOp9fans(b *testing.B) {
+	eachServer(b, bench.Tree{SmallSize: 128}, func(b *testing.B, s *bench.Server) {
+		parallelOps(b, 1, func() func() error {
+			conn, err := client.Dial("tcp", s.Addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { conn.Close() })
+			root, err := conn.Attach(nil, bench.User, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 128)
+			return func() error {
+				f, err := root.Open("small", plan9.OREAD) // walk, open
+				if err != nil {
+					return err
+				}
+				n, err := f.ReadAt(buf, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err == nil && n != 128 {
+					err = fmt.Errorf("read %d bytes", n)
+				}
+				return err
+			}
+		})
+	})
 }
 
 // BenchmarkSeqRead reads /big from start to end with ReadAt (8 Treads
