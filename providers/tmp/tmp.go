@@ -5,8 +5,9 @@ package tmp
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/plan9"
@@ -45,8 +46,12 @@ type node struct {
 	atime    uint32
 	data     []byte
 	children map[string]*node
-	removed  bool
-	opens    int // fids open on the node; a removed node keeps its data while any are
+	// sorted holds the children's names in order, made by the first
+	// listing after a change (nil: to be made); a listing of a large
+	// directory sorted it every time (20% of the CPU of listing 10,000).
+	sorted  atomic.Pointer[[]string]
+	removed bool
+	opens   int // fids open on the node; a removed node keeps its data while any are
 }
 
 // Option configures New.
@@ -220,6 +225,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 	n.qid.Path = fs.nextPath
 	fs.nextPath++
 	d.children[name] = n
+	d.sorted.Store(nil)
 	d.touch(t, f.user)
 	return &file{fs: fs, n: n, user: f.user, mode: mode, open: true}, 0, nil
 }
@@ -250,11 +256,20 @@ func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
 func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
 	f.fs.mu.RLock()
 	defer f.fs.mu.RUnlock()
-	ds := make([]styx.Dir, 0, len(f.n.children))
-	for _, c := range f.n.children {
-		ds = append(ds, c.dir(0))
+	names := f.n.sorted.Load()
+	if names == nil { // readers may race to make it: each makes the same
+		ns := make([]string, 0, len(f.n.children))
+		for name := range f.n.children {
+			ns = append(ns, name)
+		}
+		slices.Sort(ns)
+		names = &ns
+		f.n.sorted.Store(names)
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i].Name < ds[j].Name })
+	ds := make([]styx.Dir, 0, len(*names))
+	for _, name := range *names {
+		ds = append(ds, f.n.children[name].dir(0))
+	}
 	return ds, nil
 }
 
@@ -364,6 +379,7 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		delete(n.parent.children, n.name)
 		n.name = d.Name
 		n.parent.children[n.name] = n
+		n.parent.sorted.Store(nil)
 		n.parent.touch(uint32(fs.now().Unix()), f.user)
 	}
 	if d.Length != ^uint64(0) && n.mode&styx.DMDIR == 0 && d.Length != uint64(len(n.data)) {
@@ -416,6 +432,7 @@ func (f *file) Remove(ctx context.Context) error {
 		return plan9.ErrNotEmpty
 	}
 	delete(n.parent.children, n.name)
+	n.parent.sorted.Store(nil)
 	n.parent.touch(uint32(fs.now().Unix()), f.user)
 	n.removed = true
 	fs.release(n)
