@@ -35,12 +35,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"cheshire/atomicfile"
 	"cheshire/plan9"
 
 	adht "github.com/anacrolix/dht/v2"
@@ -105,6 +108,12 @@ type Options struct {
 	// Memory keeps what the node learns, for the nodes that follow it
 	// (a new one if nil).
 	Memory *Memory
+	// QuietFile, if set, keeps the nodes left out of traversals for not
+	// answering (see QuietFirst) across restarts: read by New, written
+	// (atomically) by Close and every QuietSaveInterval while they
+	// change. Without it a restarted node waits once more for each
+	// dead node that other nodes' tables still hand out.
+	QuietFile string
 
 	// periods of the maintenance loop (RepublishInterval and
 	// ReannounceInterval if zero); tests shorten them.
@@ -131,8 +140,12 @@ type Node struct {
 	items *itemStore
 	peers *peerStore
 	quiet *quietNodes
-	mem   *Memory
-	boot  []string // HOST:PORT, public routers included
+
+	quietFile  string
+	saveMu     sync.Mutex // held while the quiet file is written
+	quietSaved string     // guarded by saveMu: what the file holds
+	mem        *Memory
+	boot       []string // HOST:PORT, public routers included
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -200,6 +213,7 @@ func New(opts Options) (*Node, error) {
 		items:           newItemStore(4096),
 		peers:           newPeerStore(now, PeerTTL),
 		quiet:           newQuietNodes(opts.quietFirst, opts.quietMax),
+		quietFile:       opts.QuietFile,
 		mem:             mem,
 		boot:            slices.Clone(opts.Bootstrap),
 		republishEvery:  RepublishInterval,
@@ -221,6 +235,13 @@ func New(opts Options) (*Node, error) {
 	}
 	if opts.PublicRouters {
 		n.boot = append(n.boot, adht.DefaultGlobalBootstrapHostPorts...)
+	}
+	if n.quietFile != "" {
+		if data, err := os.ReadFile(n.quietFile); err == nil {
+			if k := n.quiet.decode(data, now()); k > 0 {
+				lg.Info("dht: nodes still quiet from before", "n", k)
+			}
+		}
 	}
 	cfg := adht.NewDefaultServerConfig()
 	cfg.Conn = conn
@@ -256,6 +277,32 @@ func New(opts Options) (*Node, error) {
 	go n.maintain()
 	lg.Info("dht: listening", "addr", n.Addr(), "id", fmt.Sprintf("%x", cfg.NodeId[:]), "bootstrap", strings.Join(n.boot, " "))
 	return n, nil
+}
+
+// QuietSaveInterval is how often the quiet nodes are written to
+// Options.QuietFile while they change.
+const QuietSaveInterval = 10 * time.Second
+
+// saveQuiet writes the quiet nodes to the quiet file, if there is one
+// and they changed since the last time.
+func (n *Node) saveQuiet() {
+	if n.quietFile == "" {
+		return
+	}
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	data := n.quiet.encode(n.now())
+	if string(data) == n.quietSaved {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(n.quietFile), 0o700); err == nil {
+		err = atomicfile.Write(n.quietFile, data, 0o600)
+		if err != nil {
+			n.log.Warn("dht: saving quiet nodes", "err", err)
+			return
+		}
+	}
+	n.quietSaved = string(data)
 }
 
 // nodeID derives the node's DHT id from its key, so that it keeps its
@@ -451,6 +498,7 @@ func (n *Node) Now() time.Time { return n.now() }
 // the node's goroutines. Operations in flight fail.
 func (n *Node) Close() error {
 	n.closed.Do(func() {
+		n.saveQuiet()
 		n.cancel()
 		n.srv.Close()
 		// The library closes the socket in a goroutine of its own: close

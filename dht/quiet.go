@@ -1,7 +1,11 @@
 package dht
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -95,6 +99,49 @@ func (q *quietNodes) len(now time.Time) int {
 		if now.Sub(e.last) <= e.ttl {
 			n++
 		}
+	}
+	return n
+}
+
+// encode writes the marks still in force at now, a line each:
+// "ADDR:PORT LAST TTL", LAST in Unix nanoseconds, TTL in nanoseconds.
+func (q *quietNodes) encode(now time.Time) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var lines []string
+	for ap, e := range q.m {
+		if now.Sub(e.last) <= e.ttl {
+			lines = append(lines, fmt.Sprintf("%s %d %d\n", ap, e.last.UnixNano(), int64(e.ttl)))
+		}
+	}
+	slices.Sort(lines)
+	return []byte(strings.Join(lines, ""))
+}
+
+// decode adds the marks of data (as encode writes them) that are still
+// in force at now; lines it cannot read are skipped (the file is the
+// node's own, so they can only come from a torn or older version).
+func (q *quietNodes) decode(data []byte, now time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || len(q.m) >= maxQuiet {
+			continue
+		}
+		ap, err1 := netip.ParseAddrPort(f[0])
+		last, err2 := strconv.ParseInt(f[1], 10, 64)
+		ttl, err3 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || ttl <= 0 || time.Duration(ttl) > q.max {
+			continue
+		}
+		e := quiet{last: time.Unix(0, last), ttl: time.Duration(ttl)}
+		if now.Sub(e.last) > e.ttl || e.last.After(now) {
+			continue
+		}
+		q.m[ap] = e
+		n++
 	}
 	return n
 }

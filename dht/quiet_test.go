@@ -2,6 +2,9 @@ package dht
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +74,37 @@ func TestQuietGrows(t *testing.T) {
 	q.mark(ap, at)
 	if q.is(ap, at.Add(QuietFirst+time.Second)) {
 		t.Errorf("after being heard from, a timeout left it out longer than %v", QuietFirst)
+	}
+}
+
+// TestQuietFile: the quiet nodes a node noted are still quiet in the
+// node that follows it on the same QuietFile; marks that ran out, and
+// lines that cannot be read, are left out.
+func TestQuietFile(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "dht", "quiet")
+	n, err := New(Options{Listen: "127.0.0.1:0", QuietFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := netip.MustParseAddrPort("127.0.0.1:9")
+	n.quiet.mark(dead, n.now())
+	n.quiet.m[netip.MustParseAddrPort("127.0.0.1:10")] = quiet{last: n.now().Add(-time.Hour), ttl: time.Second} // ran out
+	n.Close()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(data), "\n"); got != 1 || !strings.HasPrefix(string(data), "127.0.0.1:9 ") {
+		t.Fatalf("quiet file:\n%s", data)
+	}
+	os.WriteFile(file, append(data, "garbage\n127.0.0.1:11 x 5\n::1 1 1\n"...), 0o600)
+	m, err := New(Options{Listen: "127.0.0.1:0", QuietFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !m.quiet.is(dead, m.now()) || m.quiet.len(m.now()) != 1 {
+		t.Fatalf("after a restart: %d quiet, %v quiet: %v", m.quiet.len(m.now()), dead, m.quiet.is(dead, m.now()))
 	}
 }

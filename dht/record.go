@@ -341,10 +341,14 @@ func (n *Node) maintain() {
 	defer rt.Stop()
 	at := time.NewTicker(n.reannounceEvery)
 	defer at.Stop()
+	qt := time.NewTicker(QuietSaveInterval)
+	defer qt.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-qt.C:
+			n.saveQuiet()
 		case <-rt.C:
 			if n.own() == nil {
 				continue

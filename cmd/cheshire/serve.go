@@ -225,7 +225,8 @@ type parts struct {
 // bound tells the listeners' addresses once they are bound.
 func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, error) {
 	p := &parts{id: nd.id, log: nd.log}
-	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
+	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap,
+		QuietFile: filepath.Join(nd.dir, "dht", "quiet")})
 	p.im = remote.New(remote.Options{Resolve: remote.DHTResolver(p.dht.Node), Dial: remote.TLSDialer(nd.id), Uname: nd.owner,
 		Log: nd.log.With("part", "import")})
 	var err error
