@@ -37,6 +37,7 @@ var layers = []layer{
 	{pkgs: []string{"providers/"}, may: append([]string{"styx", "synth", "dht"}, leaves...)},
 	{pkgs: []string{"internal/testutil"}, may: []string{"plan9", "styx"}},
 	{pkgs: []string{"fusemount"}, may: []string{"plan9", "styx"}},
+	{pkgs: []string{"webui"}, may: append([]string{"styx"}, leaves...)},
 	{pkgs: []string{"importers/"}, may: append([]string{"styx", "dht"}, leaves...)},
 	{pkgs: []string{"ns"}, may: append([]string{"styx", "synth"}, leaves...)},
 	{pkgs: []string{"modules/sdk", "modules/examples/"}, may: []string{"modules/abi", "modules/sdk"}},

@@ -136,6 +136,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
 	web.Handle("/git/", mods.HTTP("git", gitH))
 	web.Handle("/ns/", mods.HTTP("git", nsH))
+	web.Handle("/", p.webUI())
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"cheshire/styx"
+	"cheshire/webui"
+)
+
+// webUI is the node's web UI at https://NODE/: the signed-in user's own
+// namespace. A client certificate from /ca signs in by itself; the
+// sign-in form takes a user and its token of /git/tokens.
+func (p *parts) webUI() http.Handler {
+	return webui.New(webui.Options{
+		Attach: func(ctx context.Context, user string) (styx.File, error) { return p.ns.Attach(ctx, user, "", nil) },
+		Certificate: func(r *http.Request) (string, error) {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				return "", nil
+			}
+			return certUser(p.ca, r.TLS.PeerCertificates)
+		},
+		Password: p.git.TokenUser,
+		Log:      p.log.With("part", "webui"),
+	})
+}
