@@ -26,8 +26,9 @@ type Server struct {
 	log *slog.Logger
 	lim *connlimit.Limits
 
-	mu  sync.Mutex
-	srv []*http.Server // guarded by mu
+	mu   sync.Mutex
+	srv  []*http.Server // guarded by mu
+	root http.Handler   // guarded by mu: the handler of "/", if any
 }
 
 // New returns a listener serving with cfg (TLS 1.2 at least).
@@ -39,6 +40,13 @@ func New(cfg *tls.Config, log *slog.Logger) *Server {
 	cfg.NextProtos = []string{"h2", "http/1.1"}
 	h := &Server{mux: http.NewServeMux(), tls: cfg, log: log}
 	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		root := h.root
+		h.mu.Unlock()
+		if root != nil { // the web UI's first page
+			root.ServeHTTP(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("cheshire node\n"))
 	})
@@ -52,8 +60,16 @@ func (h *Server) Limit(lim *connlimit.Limits) { h.lim = lim }
 
 type connKey struct{}
 
-// Handle adds a handler for pattern (http.ServeMux syntax).
-func (h *Server) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+// Handle adds a handler for pattern (http.ServeMux syntax). The handler
+// of "/" also answers GET / (which, without one, is "cheshire node").
+func (h *Server) Handle(pattern string, handler http.Handler) {
+	if pattern == "/" {
+		h.mu.Lock()
+		h.root = handler
+		h.mu.Unlock()
+	}
+	h.mux.Handle(pattern, handler)
+}
 
 // Serve serves HTTPS on l until ctx ends or Close.
 func (h *Server) Serve(ctx context.Context, l net.Listener) error {

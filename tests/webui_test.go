@@ -1,0 +1,204 @@
+package tests
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Debian chromium that trusts the key of the
+// node's HTTPS certificate at addr (pinned by its SPKI hash, the one
+// certificate /ca issued it), and returns a context that drives it.
+func browser(t *testing.T, addr string) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium (test.sh installs it)")
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := conn.ConnectionState().PeerCertificates[0]
+	conn.Close()
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+		chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()))
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	// The first run starts the browser, bound to ctx: contexts derived
+	// from it afterwards may end without closing it.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return ctx
+}
+
+// shot saves a screenshot of the page as a test artifact.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	os.WriteFile(filepath.Join(t.ArtifactDir(), name+".png"), png, 0o644)
+}
+
+// TestWebUI drives the web UI with headless Chromium against a real
+// node: sign in with a token, browse to a file and read it, edit it and
+// read it back through 9P, write a bad ctl line and see the error, stop
+// and start a module, follow a file live; and another user does not
+// see the owner's namespace.
+func TestWebUI(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	var addr string
+	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
+		if rest, ok := strings.CutPrefix(a, "https!"); ok {
+			host, port, _ := strings.Cut(rest, "!")
+			addr = host + ":" + port
+		}
+	}
+	owner := os.Getenv("USER")
+	if owner == "" {
+		u, _ := user.Current()
+		owner = u.Username
+	}
+	const token, aliceToken = "owner-token-0123456789", "alice-token-0123456789"
+	must9pIn(t, n, owner+" "+token+"\nalice "+aliceToken+"\n", "write", "/git/tokens")
+	must9pIn(t, n, "first text\n", "write", "/tmp/notes")
+	must9pIn(t, n, "bind /tmp /n/scratch\n", "write", "/ns/ctl")
+	ctx := browser(t, addr)
+	base := "https://" + addr
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	get := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, a)
+		if err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+
+	run("sign in",
+		chromedp.Navigate(base+"/"),
+		chromedp.SendKeys(chromedp.ID("user"), owner),
+		chromedp.SendKeys(chromedp.ID("password"), token),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("entries")))
+	body := get("the listing", chromedp.Text(chromedp.ID("entries")))
+	shot(t, ctx, "namespace")
+	if !strings.Contains(body, "tmp/") || !strings.Contains(body, "mount") {
+		t.Fatalf("the root listing:\n%s", body)
+	}
+
+	run("read a file",
+		chromedp.Navigate(base+"/fs/tmp/notes"),
+		chromedp.WaitVisible(chromedp.ID("content")))
+	text := get("the file", chromedp.Value(chromedp.ID("content")))
+	if text != "first text\n" {
+		t.Fatalf("notes shown as %q", text)
+	}
+	run("edit it",
+		chromedp.SetValue(chromedp.ID("content"), "edited in the browser\n"),
+		chromedp.Click(chromedp.ID("save")),
+		chromedp.WaitVisible(chromedp.ID("content")))
+	if got := must9p(t, n, "read", "/tmp/notes"); got != "edited in the browser\n" {
+		t.Fatalf("/tmp/notes after the edit: %q", got)
+	}
+
+	run("a bad ctl line",
+		chromedp.Navigate(base+"/fs/ns/ctl"),
+		chromedp.SendKeys(chromedp.ID("line"), "frobnicate /x"),
+		chromedp.Click(chromedp.ID("run")),
+		chromedp.WaitVisible(chromedp.ID("ctlerr")))
+	ctlErr := get("the ctl error", chromedp.Text(chromedp.ID("ctlerr")))
+	shot(t, ctx, "ctl-error")
+	if !strings.Contains(ctlErr, "frobnicate") {
+		t.Fatalf("the ctl error shown: %q", ctlErr)
+	}
+
+	for _, verb := range []string{"stop", "start"} {
+		run(verb+" a module",
+			chromedp.Navigate(base+"/modules"),
+			chromedp.WaitVisible(chromedp.ID("modules")),
+			chromedp.Click(chromedp.CSS("#m-tmp button."+verb)),
+			chromedp.WaitVisible(chromedp.ID("done")))
+		want := map[string]string{"stop": "stopped", "start": "running"}[verb]
+		if st := must9p(t, n, "read", "/modules/tmp/status"); !strings.Contains(st, "state "+want) {
+			t.Fatalf("after %s: status\n%s", verb, st)
+		}
+	}
+	shot(t, ctx, "modules")
+
+	must9pIn(t, n, "before\n", "write", "/tmp/live")
+	run("follow a file",
+		chromedp.Navigate(base+"/fs/tmp/live?follow"),
+		voidOf(chromedp.Poll[bool](`document.getElementById("live").textContent.includes("before")`)))
+	t0 := time.Now()
+	must9pIn(t, n, "before\nlogged just now\n", "write", "/tmp/live")
+	run("see the new line", voidOf(chromedp.Poll[bool](`document.getElementById("live").textContent.includes("logged just now")`)))
+	t.Logf("a line written appeared in the page after %v", time.Since(t0))
+	shot(t, ctx, "live")
+
+	// alice signs in elsewhere: the owner's bind is not in her namespace.
+	actx := browser(t, addr)
+	if err := chromedp.Do(actx,
+		chromedp.Navigate(base+"/"),
+		chromedp.SendKeys(chromedp.ID("user"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), aliceToken),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("entries")),
+		chromedp.Navigate(base+"/fs/n/scratch/notes"),
+		chromedp.WaitVisible(chromedp.ID("error"))); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	status, err := chromedp.Run(actx, chromedp.Text(chromedp.ID("error")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(status, "/n/scratch") {
+		t.Fatalf("alice reading the owner's bind: %q", status)
+	}
+}
+
+// must9pIn runs cheshire 9p with stdin, failing the test on error.
+func must9pIn(t *testing.T, n *node, stdin string, args ...string) string {
+	t.Helper()
+	out, err := n.run(stdin, append([]string{"9p"}, args...)...)
+	if err != nil {
+		t.Fatalf("9p %v: %v", args, err)
+	}
+	return out
+}
+
+// voidOf drops an action's value, so that it runs among others in Do.
+func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := a(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
