@@ -62,7 +62,7 @@ type member struct {
 func openMember(t *testing.T, dir string, id *nodekey.Identity) *member {
 	t.Helper()
 	c := &counter{}
-	g, err := Open(Options{Dir: dir, ID: id,  Parts: map[string]Part{"count": c},
+	g, err := Open(Options{Dir: dir, ID: id, Parts: map[string]Part{"count": c},
 		Timing: Timing{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
