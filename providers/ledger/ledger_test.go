@@ -92,7 +92,7 @@ func TestLedger(t *testing.T) {
 	}
 	bad := []struct{ line, want string }{
 		{forged, "bad signature"},
-		{alice.sign(t, fmt.Sprintf("transfer %s %s 10 %d", alice.key, bob.key, nonce)), "replayed nonce"},
+		{alice.sign(t, fmt.Sprintf("transfer %s %s 10 %d", alice.key, bob.key, nonce)), "replayed"},
 		{alice.sign(t, fmt.Sprintf("transfer %s %s 100000 %d", alice.key, bob.key, nonce+1)), "insufficient funds"},
 		{strings.Replace(good, " 10 ", " -10 ", 1), "bad amount"},
 		{strings.Replace(good, " 10 ", " 18446744073709551616 ", 1), "bad amount"},

@@ -140,7 +140,7 @@ func (s *state) applyTx(index uint64, now time.Time, line string) (string, error
 		return "", err
 	}
 	if last := s.Nonces[t.Signer]; t.Nonce <= last {
-		return "", fmt.Errorf("replayed nonce %d: the last of %s is %d", t.Nonce, t.Signer, last)
+		return "", fmt.Errorf("bad nonce %d: replayed (the last of %s is %d)", t.Nonce, t.Signer, last)
 	}
 	keys := []string{t.Signer}
 	switch t.Verb {

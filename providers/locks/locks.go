@@ -345,7 +345,7 @@ func (c *ctlHandle) Write(ctx context.Context, p []byte, off int64) (int, error)
 		delete(c.held, name)
 		c.mu.Unlock()
 		if !ok {
-			return 0, fmt.Errorf("locks: %s not held by this fid", name)
+			return 0, fmt.Errorf("locks: no lock %s held by this fid", name)
 		}
 		if err := c.l.Release(name, owner); err != nil {
 			return 0, err
