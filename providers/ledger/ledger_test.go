@@ -43,7 +43,7 @@ type testNode struct {
 	id *nodekey.Identity
 }
 
-func startNode(t *testing.T) *testNode {
+func startNode(t testing.TB) *testNode {
 	t.Helper()
 	dir := t.TempDir()
 	id, err := nodekey.Load(dir)

@@ -19,7 +19,7 @@ type testNode struct {
 	l *Locks
 }
 
-func startNode(t *testing.T, lease time.Duration) *testNode {
+func startNode(t testing.TB, lease time.Duration) *testNode {
 	t.Helper()
 	dir := t.TempDir()
 	id, err := nodekey.Load(dir)
