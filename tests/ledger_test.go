@@ -91,8 +91,10 @@ func submit(ctx context.Context, root *styx.Fid, line string) (string, error) {
 }
 
 // ledgerCluster starts n nodes in one raft group, bootstrapped by the
-// first with allocs, and returns them with a client of each.
-func ledgerCluster(t *testing.T, n int, allocs ...string) (*cluster, []*styx.Fid) {
+// first with allocs, and returns them with a client of each. With
+// byKey, the others are joined by key alone, their raft address found
+// in their DHT records.
+func ledgerCluster(t *testing.T, n int, byKey bool, allocs ...string) (*cluster, []*styx.Fid) {
 	t.Helper()
 	cl := startCluster(t, n)
 	a := cl.nodes[0]
@@ -105,8 +107,12 @@ func ledgerCluster(t *testing.T, n int, allocs ...string) (*cluster, []*styx.Fid
 	}
 	ctx := t.Context()
 	for _, m := range cl.nodes[1:] {
-		addr := m.ledgerStatus("addr")
-		if err := a.ctl("/ledger/ctl", "join "+m.key+" "+addr); err != nil {
+		line := "join " + m.key + " " + m.ledgerStatus("addr")
+		if byKey {
+			m.published(1)
+			line = "join " + m.key
+		}
+		if err := a.ctl("/ledger/ctl", line); err != nil {
 			t.Fatalf("join %s: %v", m.key, err)
 		}
 	}
@@ -216,7 +222,7 @@ func TestLedgerCluster(t *testing.T) {
 		keys[i] = newLedgerKey(t)
 		allocs = append(allocs, keys[i].key, "1000")
 	}
-	cl, roots := ledgerCluster(t, 5, allocs...)
+	cl, roots := ledgerCluster(t, 5, false, allocs...)
 	alive := []bool{true, true, true, true, true}
 	var amu sync.Mutex
 	leaderIdx := func() int {
@@ -506,7 +512,8 @@ func readChain(t *testing.T, root *styx.Fid) []*ledger.Block {
 	return blocks
 }
 
-// TestLocksCluster: three nodes take one lock in turns, each writing
+// TestLocksCluster: three nodes, joined by key alone (their raft
+// addresses from the DHT), take one lock in turns, each writing
 // its fencing token at the start and end of its hold: no two holds
 // overlap and tokens increase. A holder killed with SIGKILL loses the
 // lock when its lease ends; until then a no-wait try is told who holds it.
@@ -516,7 +523,7 @@ func TestLocksCluster(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := t.Context()
-	cl, roots := ledgerCluster(t, 3)
+	cl, roots := ledgerCluster(t, 3, true)
 	var mu sync.Mutex
 	var events []string
 	var wg sync.WaitGroup

@@ -2,18 +2,23 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
+	dhtlib "cheshire/dht"
+	"cheshire/importers/remote"
 	"cheshire/module"
 	"cheshire/nodekey"
+	"cheshire/plan9"
 	"cheshire/providers/ledger"
 	"cheshire/providers/locks"
 	"cheshire/raftgroup"
@@ -29,7 +34,7 @@ type cluster struct {
 // openCluster starts the raft group in DIR/ledger, its listener on
 // listen (HOST:PORT; port 0: the one bound last time, else any), with
 // the ledger's and the locks' state machines.
-func openCluster(dir, listen, owner string, id *nodekey.Identity, log *slog.Logger) (*cluster, error) {
+func openCluster(dir, listen, owner string, id *nodekey.Identity, log *slog.Logger, dhtNode func() *dhtlib.Node) (*cluster, error) {
 	lst, kst := ledger.NewState(), locks.NewState()
 	g, err := raftgroup.Open(raftgroup.Options{Dir: filepath.Join(dir, "ledger"), ID: id, Listen: listen,
 		Parts: map[string]raftgroup.Part{ledger.Part: lst, locks.Part: kst}, Log: log.With("part", "raft")})
@@ -37,9 +42,48 @@ func openCluster(dir, listen, owner string, id *nodekey.Identity, log *slog.Logg
 		return nil, err
 	}
 	return &cluster{group: g,
-		ledger: ledger.New(ledger.Options{Group: g, State: lst, Key: id.Private, Owner: owner, Log: log.With("module", "ledger")}),
+		ledger: ledger.New(ledger.Options{Group: g, State: lst, Key: id.Private, Owner: owner, Log: log.With("module", "ledger"),
+			Resolve: raftResolver(dhtNode)}),
 		locks:  locks.New(locks.Options{Group: g, State: kst, ID: id.ID(), Owner: owner, Log: log.With("module", "locks")}),
 	}, nil
+}
+
+// raftResolver finds a node's raft address, KEY@HOST:PORT, from the raft
+// line of its DHT record.
+func raftResolver(node func() *dhtlib.Node) func(ctx context.Context, key string) (string, error) {
+	return func(ctx context.Context, key string) (string, error) {
+		pk, err := nodekey.Decode(key)
+		if err != nil {
+			return "", err
+		}
+		n := node()
+		if n == nil {
+			return "", fmt.Errorf("dht: %w", plan9.ErrModuleStopped)
+		}
+		r, err := n.Lookup(ctx, pk)
+		if err != nil {
+			return "", err
+		}
+		rec, err := remote.ParseRecord(r.Value)
+		if err != nil {
+			return "", fmt.Errorf("dht record of %s: %w", key, err)
+		}
+		d, err := plan9.ParseDial(rec.Raft)
+		if rec.Raft == "" || err != nil {
+			return "", fmt.Errorf("no raft address in the dht record of %s", key)
+		}
+		return key + "@" + net.JoinHostPort(d.Host, d.Port), nil
+	}
+}
+
+// raftAdvert is the raft listener as a dial string for the DHT record.
+func (c *cluster) raftAdvert() string {
+	_, hp, _ := strings.Cut(c.group.Addr(), "@")
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return ""
+	}
+	return "tls!" + host + "!" + port
 }
 
 func (c *cluster) modules() []module.Module {

@@ -250,7 +250,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.im.Close()
 		return nil, err
 	}
-	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log); err != nil {
+	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log, p.dht.Node); err != nil {
 		p.im.Close()
 		return nil, err
 	}
@@ -260,7 +260,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise))
-	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Log: nd.log}
+	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil
 }

@@ -53,7 +53,7 @@ type Options struct {
 	Owner string
 	Log   *slog.Logger
 	// Resolve, if set, finds a node's raft address (KEY@HOST:PORT) by
-	// its key, for a join that gives none.
+	// its key, for a join that gives none (cmd: its DHT record).
 	Resolve func(ctx context.Context, key string) (string, error)
 }
 
