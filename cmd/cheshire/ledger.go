@@ -44,7 +44,7 @@ func openCluster(dir, listen, owner string, id *nodekey.Identity, log *slog.Logg
 	return &cluster{group: g,
 		ledger: ledger.New(ledger.Options{Group: g, State: lst, Key: id.Private, Owner: owner, Log: log.With("module", "ledger"),
 			Resolve: raftResolver(dhtNode)}),
-		locks:  locks.New(locks.Options{Group: g, State: kst, ID: id.ID(), Owner: owner, Log: log.With("module", "locks")}),
+		locks: locks.New(locks.Options{Group: g, State: kst, ID: id.ID(), Owner: owner, Log: log.With("module", "locks")}),
 	}, nil
 }
 

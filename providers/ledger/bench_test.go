@@ -83,11 +83,10 @@ func BenchmarkTransfers(b *testing.B) {
 	reportLatency(b, lat, elapsed)
 }
 
-
 // nopFSM is raft's floor: it applies nothing.
 type nopFSM struct{}
 
-func (nopFSM) Apply(*raft.Log) any                  { return nil }
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
 func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnap{}, nil }
 func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
 
