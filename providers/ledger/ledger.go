@@ -42,7 +42,9 @@ type Ledger struct {
 	log   *slog.Logger
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	txMax int
+
+	mu   sync.Mutex
+	here map[string]uint64 // guarded by mu: transactions refused here before raft, by reason
 }
 
 // Options configure a Ledger.
@@ -73,7 +75,8 @@ func New(o Options) *Ledger {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	l := &Ledger{g: o.Group, st: o.State, key: o.Key, id: nodekey.Encode(o.Key.Public().(ed25519.PublicKey)), log: o.Log}
+	l := &Ledger{g: o.Group, st: o.State, key: o.Key, id: nodekey.Encode(o.Key.Public().(ed25519.PublicKey)), log: o.Log,
+		here: map[string]uint64{}}
 	root := synth.NewDir("ledger", 0555)
 	root.Add(synth.Ctl("ctl", 0600, l.cmds(o.Resolve), nil))
 	root.Add(synth.String("status", 0444, l.status))
@@ -154,7 +157,28 @@ func (l *Ledger) State() *State { return l.st }
 
 func (l *Ledger) status(ctx context.Context) string {
 	n, h, pending := l.st.Head()
-	return l.g.Status() + fmt.Sprintf("head %d %s\npending %d\nsupply %d\n", n, h, pending, l.st.Supply()) + l.st.Refused()
+	var b strings.Builder
+	b.WriteString(l.g.Status())
+	fmt.Fprintf(&b, "head %d %s\npending %d\nsupply %d\n", n, h, pending, l.st.Supply())
+	b.WriteString(l.st.Refused())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range sortedKeys(l.here) {
+		fmt.Fprintf(&b, "refusedhere %q %d\n", k, l.here[k])
+	}
+	return b.String()
+}
+
+// refuseHere counts a transaction refused before it reached raft.
+func (l *Ledger) refuseHere(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := reasonOf(err.Error())
+	if _, ok := l.here[r]; !ok && len(l.here) >= maxReasons {
+		r = "other"
+	}
+	l.here[r]++
+	return groupErr(err)
 }
 
 // cmds is /ledger/ctl's table.
@@ -271,10 +295,10 @@ func (l *Ledger) answerTx(ctx context.Context, req []byte) ([]byte, error) {
 func (l *Ledger) Submit(ctx context.Context, line string) (string, error) {
 	t, err := ParseTx(line)
 	if err != nil {
-		return "", groupErr(err)
+		return "", l.refuseHere(err)
 	}
 	if err := t.Verify(); err != nil {
-		return "", groupErr(err)
+		return "", l.refuseHere(err)
 	}
 	r, err := l.g.Apply(ctx, Part, []byte("tx "+t.Line()))
 	if err != nil {

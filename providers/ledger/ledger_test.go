@@ -146,8 +146,9 @@ func TestLedger(t *testing.T) {
 	if _, err := VerifyChain(blocks); err == nil {
 		t.Error("a broken chain verified")
 	}
-	if st := a.l.status(ctx); !strings.Contains(st, `refused "bad signature"`) && !strings.Contains(st, "refused") {
-		t.Logf("status:\n%s", st)
+	if st := b.l.status(ctx); !strings.Contains(st, `refusedhere "bad signature" 2`) || !strings.Contains(st, `refused "bad nonce" 1`) ||
+		!strings.Contains(st, `refused "insufficient funds" 1`) || !strings.Contains(st, "refusedhere \"bad amount\" 2") {
+		t.Errorf("refusals not counted in status:\n%s", st)
 	}
 	synthtest.TestServer(t, a.l, "me")
 	if got, err := testutil.ReadFile(ctx, mustAttach(t, a.l), "/accounts/"+bob.key+"/balance"); err != nil || got != "550\n" {
@@ -162,4 +163,61 @@ func mustAttach(t *testing.T, l *Ledger) styx.File {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// TestStateRefusesBadSeals: a seal whose signature does not match its
+// block, or for a block that is not next, is refused, counted, and
+// changes nothing; a snapshot restores the same chain.
+func TestStateRefusesBadSeals(t *testing.T) {
+	t.Parallel()
+	st := NewState()
+	k, other := newAccount(t), newAccount(t)
+	now := time.Unix(1700000000, 0)
+	g := &Block{Prev: zeroHash, Time: now, Allocs: []Alloc{{k.key, 100}}}
+	g.seal(k.priv)
+	if r := st.Apply(1, now, []byte("genesis\n"+g.Text())); r.Err != "" {
+		t.Fatal(r.Err)
+	}
+	if r := st.Apply(2, now, []byte("genesis\n"+g.Text())); r.Err == "" {
+		t.Error("a second genesis block was taken")
+	}
+	if r := st.Apply(3, now, []byte("tx "+k.sign(t, fmt.Sprintf("transfer %s %s 5 1", k.key, other.key)))); r.Answer != "committed 3" {
+		t.Fatalf("%+v", r)
+	}
+	b, upto := st.pendingBlock(now)
+	b.seal(other.priv)
+	forged := b.Sig
+	b.seal(k.priv)
+	for _, cmd := range []string{
+		sealCmd(1, upto, now, k.key, forged),      // signed by another key
+		sealCmd(1, upto, now.Add(1), k.key, b.Sig), // a different block than signed
+		sealCmd(5, upto, now, k.key, b.Sig),        // not the next block
+		sealCmd(1, 2, now, k.key, b.Sig),           // nothing up to index 2
+	} {
+		if r := st.Apply(4, now, []byte(cmd)); r.Err == "" {
+			t.Errorf("%s: taken", cmd)
+		}
+	}
+	if n, _, pending := st.Head(); n != 0 || pending != 1 {
+		t.Fatalf("after refused seals: head %d, pending %d", n, pending)
+	}
+	if r := st.Apply(5, now, []byte(sealCmd(1, upto, now, k.key, b.Sig))); r.Err != "" {
+		t.Fatal(r.Err)
+	}
+	if !strings.Contains(st.Refused(), `refused "bad seal" 2`) || !strings.Contains(st.Refused(), `refused "bad block" 2`) {
+		t.Errorf("refusals counted:\n%s", st.Refused())
+	}
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := NewState()
+	if err := again.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	_, h1, _ := st.Head()
+	_, h2, _ := again.Head()
+	if h1 != h2 || again.Supply() != 100 {
+		t.Errorf("restored head %s, supply %d; want %s, 100", h2, again.Supply(), h1)
+	}
 }

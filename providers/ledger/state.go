@@ -92,11 +92,40 @@ func (st *State) Apply(index uint64, now time.Time, cmd []byte) raftgroup.Result
 		err = fmt.Errorf("unknown ledger command %q", verb)
 	}
 	if err != nil {
-		reason, _, _ := strings.Cut(err.Error(), ":")
-		st.s.Refused[reason]++
+		st.s.countRefusal(err.Error())
 		r.Err = err.Error()
 	}
 	return r
+}
+
+// maxReasons bounds the kinds of refusal counted; more are "other".
+const maxReasons = 32
+
+// countRefusal counts a refusal by its first two words before any ":"
+// that carry no number, name or quote ("bad nonce", "insufficient
+// funds"), so that the counts cannot grow with what is refused.
+func (s *state) countRefusal(text string) {
+	reason := reasonOf(text)
+	if _, ok := s.Refused[reason]; !ok && len(s.Refused) >= maxReasons {
+		reason = "other"
+	}
+	s.Refused[reason]++
+}
+
+// reasonOf is the kind of a refusal's text.
+func reasonOf(text string) string {
+	head, _, _ := strings.Cut(text, ":")
+	var words []string
+	for _, w := range strings.Fields(head) {
+		if len(words) == 2 || strings.ContainsAny(w, "0123456789\"'") || len(w) > 16 {
+			break
+		}
+		words = append(words, w)
+	}
+	if len(words) == 0 {
+		return "other"
+	}
+	return strings.Join(words, " ")
 }
 
 func (s *state) applyGenesis(text string) (string, error) {
@@ -270,7 +299,7 @@ func (s *state) applySeal(args string) (string, error) {
 		return "", fmt.Errorf("bad seal")
 	}
 	if n != uint64(len(s.Blocks)) {
-		return "", fmt.Errorf("bad seal: block %d already sealed", n) // another leader's, or a repeat
+		return "", fmt.Errorf("bad seal: block %d where %d is next", n, len(s.Blocks)) // another leader's, or a repeat
 	}
 	b := s.nextBlock(upto, time.Unix(0, ns))
 	if b == nil {
