@@ -35,13 +35,13 @@ const sealEvery = 50 * time.Millisecond
 // Ledger is the /ledger file server.
 type Ledger struct {
 	*synth.Server
-	g     *raftgroup.Group
-	st    *State
-	key   ed25519.PrivateKey
-	id    string
-	log   *slog.Logger
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	g    *raftgroup.Group
+	st   *State
+	key  ed25519.PrivateKey
+	id   string
+	log  *slog.Logger
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
 	mu   sync.Mutex
 	here map[string]uint64 // guarded by mu: transactions refused here before raft, by reason

@@ -189,7 +189,7 @@ func TestStateRefusesBadSeals(t *testing.T) {
 	forged := b.Sig
 	b.seal(k.priv)
 	for _, cmd := range []string{
-		sealCmd(1, upto, now, k.key, forged),      // signed by another key
+		sealCmd(1, upto, now, k.key, forged),       // signed by another key
 		sealCmd(1, upto, now.Add(1), k.key, b.Sig), // a different block than signed
 		sealCmd(5, upto, now, k.key, b.Sig),        // not the next block
 		sealCmd(1, 2, now, k.key, b.Sig),           // nothing up to index 2
