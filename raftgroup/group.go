@@ -131,9 +131,51 @@ func Open(o Options) (*Group, error) {
 		return nil, err
 	}
 	g.refreshConfig()
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.watch()
+	go g.readdress()
 	return g, nil
+}
+
+// readdress, when the configuration has this node at another address
+// than the one it listens on (its old port was taken at restart), asks
+// the leader to record the new one, until it is recorded or the group
+// stops.
+func (g *Group) readdress() {
+	defer g.wg.Done()
+	for range 1 << 20 {
+		var stale, voter bool
+		var others []string
+		g.refreshConfig()
+		g.mu.Lock()
+		for _, s := range g.config {
+			if string(s.ID) == g.id {
+				stale, voter = string(s.Address) != g.addr, s.Suffrage == raft.Voter
+			} else {
+				others = append(others, string(s.Address))
+			}
+		}
+		g.mu.Unlock()
+		if !stale {
+			return
+		}
+		// The leader cannot reach us at the old address, so we may know
+		// no leader: any member takes the request to its leader.
+		for _, a := range others {
+			ctx, cancel := context.WithTimeout(g.ctx, 4*g.timing.Election)
+			_, err := g.forward(ctx, a, request{Op: "add", ID: g.id, Addr: g.addr, Voter: voter})
+			cancel()
+			if err == nil {
+				g.log.Info("raft address recorded", "addr", g.addr)
+				break
+			}
+		}
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-time.After(g.timing.Election):
+		}
+	}
 }
 
 // listen binds the raft listener: addr, or with port 0 the port bound

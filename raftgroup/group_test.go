@@ -152,3 +152,38 @@ func TestGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReaddress: a member restarted on another port (its old one taken)
+// has the group record its new address by itself, and takes part again.
+func TestReaddress(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a, b, c := newMember(t), newMember(t), newMember(t)
+	if err := a.g.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
+	for _, m := range []*member{b, c} {
+		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := c.g.Addr()
+	c.g.Close()
+	// Someone else takes c's port.
+	squat, err := net.Listen("tcp", strings.SplitN(old, "@", 2)[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	c2 := openMember(t, c.dir, c.id)
+	defer c2.g.Close()
+	if c2.g.Addr() == old {
+		t.Fatal("c bound its old port")
+	}
+	testutil.WaitFor(t, "the new address in the configuration", func() bool { return a.g.memberAddr(c2.g.ID()) == c2.g.Addr() })
+	if _, err := a.g.Apply(ctx, "count", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "c to apply at its new address", func() bool { return c2.c.get() == 1 })
+}

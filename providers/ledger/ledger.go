@@ -28,6 +28,10 @@ const Part = "ledger"
 // much to the bootstrapping node's key.
 const DefaultGenesis = 1_000_000
 
+// applyWait bounds how long a committed transaction waits to be applied
+// here before it is answered.
+const applyWait = 2 * time.Second
+
 // sealEvery is how often the leader closes pending transactions into a
 // block.
 const sealEvery = 50 * time.Millisecond
@@ -307,6 +311,11 @@ func (l *Ledger) Submit(ctx context.Context, line string) (string, error) {
 	if r.Err != "" {
 		return "", refused(r.Err)
 	}
+	// Read your writes: this node's files show the transaction once it
+	// answers (a follower applies it a little after the leader).
+	wctx, cancel := context.WithTimeout(ctx, applyWait)
+	l.g.Applied(wctx, r.Index)
+	cancel()
 	return r.Answer, nil
 }
 

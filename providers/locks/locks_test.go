@@ -69,7 +69,7 @@ func read(t *testing.T, f styx.File) string {
 func TestLocks(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	a, b := startNode(t, 600*time.Millisecond), startNode(t, 600*time.Millisecond)
+	a, b := startNode(t, 2*time.Second), startNode(t, 2*time.Second)
 	if err := a.g.Bootstrap(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +89,8 @@ func TestLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := read(t, held)
+	lk0, _, _ := a.l.st.get("x")
+	firstEnd := lk0.Expires
 	if !strings.HasPrefix(first, "token 1\n") || !strings.Contains(first, "holder "+a.g.ID()) {
 		t.Errorf("holder reads %q", first)
 	}
@@ -113,8 +115,12 @@ func TestLocks(t *testing.T) {
 		_, err := ctl.Write(ctx, []byte("lock x"), 0)
 		done <- err
 	}()
-	// The lease is renewed while held: longer than it, the lock is still a's.
-	time.Sleep(1200 * time.Millisecond)
+	// The lease is renewed while held: past its first end, the lock is
+	// still a's.
+	testutil.WaitFor(t, "the lease to be renewed past its first end", func() bool {
+		lk, _, _ := a.l.st.get("x")
+		return lk.Expires.After(firstEnd)
+	})
 	select {
 	case err := <-done:
 		t.Fatalf("lock taken while held: %v", err)
