@@ -618,6 +618,21 @@ func TestLocksCluster(t *testing.T) {
 	if _, err := ctl.WriteAt(ctx, []byte("trylock dead"), 0); err == nil || !strings.Contains(err.Error(), "lock held by "+cl.nodes[h].key) {
 		t.Errorf("trylock of a held lock: %v", err)
 	}
+	// A waiting open is ended by its flush (the client cancels the call).
+	fctx, cancel := context.WithCancel(ctx)
+	waited := make(chan error, 1)
+	go func() {
+		f, err := openLock(fctx, roots[other], "dead")
+		if err == nil {
+			f.Clunk(ctx)
+		}
+		waited <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the open reach the node; if not, the cancel ends it before
+	cancel()
+	if err := <-waited; err == nil {
+		t.Error("an open of a held lock returned after its flush")
+	}
 	cl.nodes[h].kill()
 	if _, err := ctl.WriteAt(ctx, []byte("lock dead"), 0); err != nil {
 		t.Fatalf("lock after the holder's death: %v", err)
