@@ -322,8 +322,9 @@ func (g *Group) refreshConfig() {
 	g.mu.Unlock()
 }
 
-// Bootstrap makes a group of this node alone.
-func (g *Group) Bootstrap() error {
+// Bootstrap makes a group of this node alone and waits (until ctx
+// ends) for it to lead.
+func (g *Group) Bootstrap(ctx context.Context) error {
 	err := g.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 		{ID: raft.ServerID(g.id), Address: raft.ServerAddress(g.addr), Suffrage: raft.Voter}}}).Error()
 	if errors.Is(err, raft.ErrCantBootstrap) {
@@ -333,6 +334,15 @@ func (g *Group) Bootstrap() error {
 		return err
 	}
 	g.refreshConfig()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for g.raft.State() != raft.Leader {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 

@@ -92,7 +92,7 @@ func TestGroup(t *testing.T) {
 	if _, err := b.g.Apply(ctx, "count", []byte("1")); err != ErrNoCluster {
 		t.Fatalf("apply before any cluster: %v", err)
 	}
-	if err := a.g.Bootstrap(); err != nil {
+	if err := a.g.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
@@ -159,7 +159,7 @@ func TestReaddress(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	a, b, c := newMember(t), newMember(t), newMember(t)
-	if err := a.g.Bootstrap(); err != nil {
+	if err := a.g.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "a to lead", a.g.IsLeader)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,6 +74,26 @@ func raftResolver(node func() *dhtlib.Node) func(ctx context.Context, key string
 			return "", fmt.Errorf("no raft address in the dht record of %s", key)
 		}
 		return key + "@" + net.JoinHostPort(d.Host, d.Port), nil
+	}
+}
+
+// endpointResolver finds a key's 9P addresses in the ledger's endpoint
+// registry, signed by the key itself, when the node is in a cluster and
+// the key registered some; else through next (the DHT).
+func endpointResolver(st *ledger.State, next func(context.Context, ed25519.PublicKey) ([]string, error)) func(context.Context, ed25519.PublicKey) ([]string, error) {
+	return func(ctx context.Context, key ed25519.PublicKey) ([]string, error) {
+		if addrs, _, ok := st.Endpoint(nodekey.Encode(key)); ok {
+			var tls []string
+			for _, a := range addrs {
+				if strings.HasPrefix(a, "tls!") {
+					tls = append(tls, a)
+				}
+			}
+			if len(tls) > 0 {
+				return tls, nil
+			}
+		}
+		return next(ctx, key)
 	}
 }
 

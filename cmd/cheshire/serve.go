@@ -229,29 +229,32 @@ type parts struct {
 func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, error) {
 	p := &parts{id: nd.id, log: nd.log}
 	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap})
-	p.im = remote.New(remote.Options{Resolve: remote.DHTResolver(p.dht.Node), Dial: remote.TLSDialer(nd.id), Uname: nd.owner,
-		Log: nd.log.With("part", "import")})
 	var err error
+	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log, p.dht.Node); err != nil {
+		return nil, err
+	}
+	p.im = remote.New(remote.Options{Resolve: endpointResolver(p.cluster.ledger.State(), remote.DHTResolver(p.dht.Node)),
+		Dial: remote.TLSDialer(nd.id), Uname: nd.owner, Log: nd.log.With("part", "import")})
 	if p.ca, err = ca.Open(filepath.Join(nd.dir, "ca"), ca.Options{Name: nd.id.ID(), Owner: nd.owner, Log: nd.log.With("module", "ca")}); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	if p.dns, err = dns.New(filepath.Join(nd.dir, "dns"), dns.Options{Owner: nd.owner, Log: nd.log.With("module", "dns")}); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	p.ca.SetZones(p.dns.Zones) // ACME issues for names in the node's zones
 	dnsMod := dns.NewModule(p.dns, version)
 	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, fmt.Errorf("--dns-listen: %w", err)
 	}
 	if p.git, err = git.New(nd.dir, git.Options{Owner: nd.owner}); err != nil {
 		p.im.Close()
-		return nil, err
-	}
-	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log, p.dht.Node); err != nil {
-		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})

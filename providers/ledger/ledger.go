@@ -253,7 +253,9 @@ func (l *Ledger) bootstrap(ctx context.Context, a []string) error {
 		b.Allocs = []Alloc{{Key: l.id, Amount: DefaultGenesis}}
 	}
 	b.seal(l.key)
-	if err := l.g.Bootstrap(); err != nil {
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := l.g.Bootstrap(bctx); err != nil {
 		return groupErr(err)
 	}
 	r, err := l.g.Apply(ctx, Part, []byte("genesis\n"+b.Text()))

@@ -12,7 +12,7 @@ import (
 func BenchmarkLockRoundTrip(b *testing.B) {
 	ctx := b.Context()
 	nodes := []*testNode{startNode(b, 0), startNode(b, 0), startNode(b, 0)}
-	if err := nodes[0].g.Bootstrap(); err != nil {
+	if err := nodes[0].g.Bootstrap(ctx); err != nil {
 		b.Fatal(err)
 	}
 	testutil.WaitFor(b, "a leader", nodes[0].g.IsLeader)

@@ -70,7 +70,7 @@ func TestLocks(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	a, b := startNode(t, 2*time.Second), startNode(t, 2*time.Second)
-	if err := a.g.Bootstrap(); err != nil {
+	if err := a.g.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
