@@ -187,3 +187,28 @@ func TestReaddress(t *testing.T) {
 	}
 	testutil.WaitFor(t, "c to apply at its new address", func() bool { return c2.c.get() == 1 })
 }
+
+// TestCloseWithIdleForwards: a leader closes while a follower still
+// holds an idle forwarding connection to it (it used to wait for the
+// follower to hang up).
+func TestCloseWithIdleForwards(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := newMember(t)
+	dir := t.TempDir()
+	id, err := nodekey.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openMember(t, dir, id)
+	if err := a.g.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.g.AddVoter(ctx, b.g.ID(), b.g.Addr(), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Apply(ctx, "count", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	a.g.Close() // b's pooled connection to a is still open
+}

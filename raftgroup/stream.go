@@ -46,6 +46,27 @@ type streamLayer struct {
 	wg       sync.WaitGroup
 	refused  atomic.Int64 // connections refused: bad handshake, unknown key, bad first byte
 	pendings chan struct{}
+
+	mu     sync.Mutex
+	open   map[net.Conn]bool // guarded by mu: connections being admitted or forwarding, closed by Close
+	closed bool              // guarded by mu
+}
+
+// track adds c to the connections Close closes; false if closed already.
+func (s *streamLayer) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.open[c] = true
+	return true
+}
+
+func (s *streamLayer) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.open, c)
+	s.mu.Unlock()
 }
 
 func newStreamLayer(l net.Listener, id *nodekey.Identity, admit func(string) bool) (*streamLayer, error) {
@@ -54,7 +75,7 @@ func newStreamLayer(l net.Listener, id *nodekey.Identity, admit func(string) boo
 		return nil, err
 	}
 	s := &streamLayer{inner: l, id: id, srv: cfg, admit: admit, conns: make(chan net.Conn), done: make(chan struct{}),
-		pendings: make(chan struct{}, maxPending)}
+		pendings: make(chan struct{}, maxPending), open: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -90,6 +111,11 @@ func (s *streamLayer) acceptLoop() {
 // and hands it to raft or to the forwarder. Anything else is refused
 // and counted; garbage never reaches raft's decoder.
 func (s *streamLayer) admitConn(c net.Conn) {
+	if !s.track(c) {
+		c.Close()
+		return
+	}
+	defer s.untrack(c) // raft's connections are then raft's to close
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	tc := tls.Server(c, s.srv)
 	if err := tc.Handshake(); err != nil {
@@ -147,6 +173,12 @@ func (s *streamLayer) Close() error {
 	s.closing.Do(func() {
 		close(s.done)
 		s.inner.Close()
+		s.mu.Lock()
+		s.closed = true
+		for c := range s.open {
+			c.Close() // a forwarding peer's idle connection would hold wait forever
+		}
+		s.mu.Unlock()
 	})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -378,11 +379,11 @@ func TestLedgerCluster(t *testing.T) {
 	}
 	end := time.Since(start).Nanoseconds()
 	history = append(history, porcupine.Operation{ClientId: 4, Input: transferIn{read: true}, Call: end, Output: final, Return: end + 1})
-	t0 := time.Now()
+	t1 := time.Now()
 	if res := porcupine.CheckOperationsTimeout(transferModel.ToModel(), history, 60*time.Second); res != porcupine.Ok {
 		t.Errorf("history of %d calls is not linearizable: %v", len(history), res)
 	}
-	t.Logf("porcupine: %d calls (%d of unknown outcome, settled by the chain) linearizable, checked in %v", len(history), unknown, time.Since(t0))
+	t.Logf("porcupine: %d calls (%d of unknown outcome, settled by the chain) linearizable, checked in %v", len(history), unknown, time.Since(t1))
 
 	// The killed node comes back and catches up.
 	cl.nodes[victim].restart()
@@ -401,10 +402,12 @@ func TestLedgerCluster(t *testing.T) {
 		alive[i] = false
 	}
 	nonce++
+	t0 := time.Now()
 	_, err := submit(ctx, roots[minority[0]], keys[0].sign(t, fmt.Sprintf("transfer %s %s 1 %d", keys[0].key, keys[1].key, nonce)))
 	if err == nil || !strings.Contains(err.Error(), "no quorum") {
 		t.Errorf("a transfer in the minority: %v, want no quorum", err)
 	}
+	t.Logf("the minority refused in %v: %v", time.Since(t0), err)
 	for _, i := range majority {
 		cl.nodes[i].heal()
 		alive[i] = true
@@ -464,17 +467,19 @@ func TestLedgerCluster(t *testing.T) {
 	}
 
 	// (4) All five restarted: the same head.
+	t.Logf("double spends done at %v", time.Since(start))
 	head := settled("the chain to settle before the restart")
 	var swg sync.WaitGroup
 	for _, m := range cl.nodes {
 		swg.Go(m.stop)
 	}
 	swg.Wait()
+	t.Logf("all stopped at %v", time.Since(start))
 	for i, m := range cl.nodes {
 		m.restart()
 		roots[i] = m.client(userName(t))
 	}
-	t.Logf("double spends done at %v", time.Since(start))
+	t.Logf("restarted at %v", time.Since(start))
 	if again := settled("the restarted group to settle"); again != head {
 		t.Errorf("head after restarting all: %q, before %q", again, head)
 	}
@@ -598,6 +603,17 @@ func TestLocksCluster(t *testing.T) {
 	if len(events) != 30 {
 		t.Errorf("%d events, want 30", len(events))
 	}
+
+	// Garbage on a raft port is refused before raft reads it, and counted.
+	_, hp, _ := strings.Cut(cl.nodes[0].ledgerStatus("addr"), "@")
+	if c, err := net.Dial("tcp", hp); err == nil {
+		c.Write([]byte("\x00\xff garbage, not TLS\r\n\r\n"))
+		c.Close()
+	}
+	testutil.WaitFor(t, "the garbage refused and counted", func() bool {
+		n, _ := strconv.Atoi(statusField(ctx, roots[0], "refused"))
+		return n >= 1
+	})
 
 	// A holder killed: the lock is free once its lease ends.
 	lead := statusField(ctx, roots[0], "leader")
