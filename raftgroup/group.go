@@ -81,6 +81,7 @@ type Group struct {
 	stream *streamLayer
 	trans  *raft.NetworkTransport
 	store  *raftboltdb.BoltStore
+	stable *stable
 	timing Timing
 	log    *slog.Logger
 	pool   pool
@@ -227,7 +228,8 @@ func (g *Group) start(dir string) error {
 	c.SnapshotThreshold = 8192
 	c.SnapshotInterval = 30 * time.Second
 	c.Logger = logger
-	g.raft, err = raft.NewRaft(c, g.fsm, g.store, g.store, snaps, g.trans)
+	g.stable = &stable{s: g.store}
+	g.raft, err = raft.NewRaft(c, g.fsm, g.store, g.stable, snaps, g.trans)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
@@ -247,6 +249,7 @@ func (g *Group) Close() error {
 	g.stream.wait()
 	g.wg.Wait()
 	g.pool.close()
+	g.stable.close()
 	g.store.Close()
 	return err
 }
@@ -445,7 +448,11 @@ func (g *Group) do(ctx context.Context, req request) (Result, error) {
 			// not yet told of the group we were just added to, or in none
 		} else if g.raft.State() == raft.Leader {
 			r, err := g.local(req)
-			if !errors.Is(err, errNotLeader) {
+			switch {
+			case errors.Is(err, errNotLeader):
+			case err != nil && req.Op != "apply" && errors.Is(err, ErrNoQuorum) && time.Now().Before(deadline):
+				// a membership change is idempotent: try it again
+			default:
 				return r, err
 			}
 		} else if addr, id := g.raft.LeaderWithID(); id != "" && string(id) != g.id && attempt < 100 {

@@ -62,8 +62,7 @@ type member struct {
 func openMember(t *testing.T, dir string, id *nodekey.Identity) *member {
 	t.Helper()
 	c := &counter{}
-	g, err := Open(Options{Dir: dir, ID: id, Parts: map[string]Part{"count": c},
-		Timing: Timing{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond}})
+	g, err := Open(Options{Dir: dir, ID: id, Parts: map[string]Part{"count": c}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +146,18 @@ func TestGroup(t *testing.T) {
 	}
 	if err := a.g.Snapshot(); err != nil {
 		t.Fatal(err)
+	}
+	if err := b.g.Demote(ctx, c2.g.ID()); err != nil { // forwarded to the leader
+		t.Fatal(err)
+	}
+	if st := a.g.Status(); !strings.Contains(st, "member "+c2.g.ID()+" nonvoter") {
+		t.Errorf("after demote:\n%s", st)
+	}
+	if err := b.g.AddVoter(ctx, c2.g.ID(), "", true); err != nil { // promote: its address from the configuration
+		t.Fatal(err)
+	}
+	if st := a.g.Status(); !strings.Contains(st, "member "+c2.g.ID()+" voter") {
+		t.Errorf("after promote:\n%s", st)
 	}
 	if err := a.g.Remove(ctx, c2.g.ID()); err != nil {
 		t.Fatal(err)

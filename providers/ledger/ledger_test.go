@@ -51,8 +51,7 @@ func startNode(t testing.TB) *testNode {
 		t.Fatal(err)
 	}
 	st := NewState()
-	g, err := raftgroup.Open(raftgroup.Options{Dir: dir, ID: id, Parts: map[string]raftgroup.Part{Part: st},
-		Timing: raftgroup.Timing{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, LeaderLease: 100 * time.Millisecond}})
+	g, err := raftgroup.Open(raftgroup.Options{Dir: dir, ID: id, Parts: map[string]raftgroup.Part{Part: st}})
 	if err != nil {
 		t.Fatal(err)
 	}
