@@ -230,7 +230,11 @@ func ninepErrnos() []errnoEntry {
 		{"cannot walk an open fid", syscall.EBADF},
 		{"read count too small for a directory entry", syscall.EINVAL},
 		{"config refused", syscall.EINVAL},
-		{"no such", syscall.ENOENT}, // as a prefix: no such server, zone, module...
+		{"no such", syscall.ENOENT},        // as a prefix: no such server, zone, module...
+		{"no quorum", syscall.EAGAIN},      // the raft group has no leader a majority follows: try again
+		{"lock held by", syscall.EAGAIN},   // locks: a no-wait try of a held lock (EWOULDBLOCK)
+		{"not the leader", syscall.EAGAIN}, // raftgroup: asked a node that no longer leads
+		{"insufficient funds", syscall.EINVAL},
 
 		// Leading words of cheshire's own messages, matched as a part's
 		// prefix when nothing more specific matched: a refused value

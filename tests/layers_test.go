@@ -20,7 +20,7 @@ const mod = "cheshire/"
 
 // leaves are the packages several layers need, which import nothing of
 // the project above them.
-var leaves = []string{"plan9", "atomicfile", "connlimit", "nodekey", "module", "httpsd"}
+var leaves = []string{"plan9", "atomicfile", "connlimit", "nodekey", "module", "httpsd", "raftgroup"}
 
 // layers is the layering ARCHITECTURE.md draws: plan9 ← styx ← synth ←
 // providers, with leaf packages below the providers; ns and the module
@@ -33,6 +33,7 @@ var layers = []layer{
 	{pkgs: []string{"nodekey"}, may: []string{"plan9", "atomicfile"}},
 	{pkgs: []string{"module"}, may: []string{"plan9", "styx"}},
 	{pkgs: []string{"httpsd"}, may: []string{"connlimit"}},
+	{pkgs: []string{"raftgroup"}, may: []string{"atomicfile", "nodekey", "internal/testutil"}, tests: true},
 	{pkgs: []string{"dht"}, may: []string{"plan9", "atomicfile", "nodekey"}},
 	{pkgs: []string{"providers/"}, may: append([]string{"styx", "synth", "dht"}, leaves...)},
 	{pkgs: []string{"internal/testutil"}, may: []string{"plan9", "styx"}},

@@ -25,6 +25,7 @@ commands:
   9p [-a DIALSTRING] [-u USER] [-k KEY] ls|read|write|stat|create|rm|rdwr PATH
   import [-b|--after] [-c] KEY [[REMOTEPATH] MOUNTPOINT]   import another node's exports by key
   module build|sign|key|id|inspect ...          build and sign WebAssembly module packages
+  ledger sign [LINE] | verify DIR_OR_PATH       sign ledger transactions; check a chain of blocks offline
   version
 
 DIR defaults to $CHESHIRE_DIR, else ~/.cheshire; the node's socket is
@@ -50,6 +51,8 @@ func main() {
 		err = importCmd(args)
 	case "module":
 		err = moduleCmd(args)
+	case "ledger":
+		err = ledgerCmd(args)
 	case "version":
 		fmt.Println(version)
 	case "help", "-h", "--help":

@@ -54,6 +54,7 @@ type serveOptions struct {
 	maxConns     int      // network connections per kind of listener (9P, HTTPS); 0: from RLIMIT_NOFILE
 	maxPerHost   int      // ... and per remote IP
 	exposeData   bool     // the owner may reach the data dir through #host
+	raftListen   string   // HOST:PORT of the raft group's TLS listener
 }
 
 func serveCmd(args []string) error {
@@ -72,6 +73,7 @@ func serveCmd(args []string) error {
 	fs.Var(&advertise, "advertise", "publish this tls!HOST!PORT in the DHT record instead of the TLS listeners' addresses (behind NAT or a proxy); repeatable")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "network connections held at most by the 9P listeners, and by the HTTPS listeners (default: a third of the open-file limit, at most 16384)")
 	fs.IntVar(&o.maxPerHost, "max-conns-per-host", connlimit.DefaultPerHost, "network connections held at most per remote IP, by the 9P listeners and by the HTTPS listeners")
+	fs.StringVar(&o.raftListen, "raft-listen", "127.0.0.1:0", "HOST:PORT of the raft listener of /ledger and /locks (mutual TLS by node key; port 0: the port of the last run, else any)")
 	fs.BoolVar(&o.exposeData, "expose-data-dir", false, "let the owner (only) reach the data directory (keys, CA, namespaces) through #host; without it, #host never serves it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -216,6 +218,7 @@ type parts struct {
 	dns     *dns.Server
 	dht     *dht.Module
 	git     *git.Repos
+	cluster *cluster
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -228,34 +231,41 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	p := &parts{id: nd.id, log: nd.log}
 	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap,
 		QuietFile: filepath.Join(nd.dir, "dht", "quiet")})
-	p.im = remote.New(remote.Options{Resolve: remote.DHTResolver(p.dht.Node), Dial: remote.TLSDialer(nd.id), Uname: nd.owner,
-		Log: nd.log.With("part", "import")})
 	var err error
+	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log, p.dht.Node); err != nil {
+		return nil, err
+	}
+	p.im = remote.New(remote.Options{Resolve: endpointResolver(p.cluster.ledger.State(), remote.DHTResolver(p.dht.Node)),
+		Dial: remote.TLSDialer(nd.id), Uname: nd.owner, Log: nd.log.With("part", "import")})
 	if p.ca, err = ca.Open(filepath.Join(nd.dir, "ca"), ca.Options{Name: nd.id.ID(), Owner: nd.owner, Log: nd.log.With("module", "ca")}); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	if p.dns, err = dns.New(filepath.Join(nd.dir, "dns"), dns.Options{Owner: nd.owner, Log: nd.log.With("module", "dns")}); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	p.ca.SetZones(p.dns.Zones) // ACME issues for names in the node's zones
 	dnsMod := dns.NewModule(p.dns, version)
 	if err := dnsMod.SetDefaultListen(o.dnsListen); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, fmt.Errorf("--dns-listen: %w", err)
 	}
 	if p.git, err = git.New(nd.dir, git.Options{Owner: nd.owner}); err != nil {
 		p.im.Close()
+		p.cluster.close()
 		return nil, err
 	}
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
-	p.builtin = builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git)
+	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git), p.cluster.modules()...)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise))
-	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Log: nd.log}
+	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil
 }
@@ -295,6 +305,7 @@ func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, 
 func (p *parts) close() {
 	p.ns.Close()
 	p.im.Close()
+	p.cluster.close()
 }
 
 // notStarted tells whoever started the node, in one line on stderr, that

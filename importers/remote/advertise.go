@@ -48,6 +48,7 @@ type Advertiser struct {
 	Advertise []string                 // dial strings to publish instead of the listeners'
 	Bound     func() []string          // the listeners' bound dial strings
 	Exports   func() ([]string, error) // the paths exported to every key
+	Raft      func() string            // the raft group's listener, tls!HOST!PORT, or "" (nil: none)
 	Log       *slog.Logger
 }
 
@@ -85,6 +86,13 @@ func (a *Advertiser) Advert() dht.Advert {
 		return ad // no 9P over TLS: nothing another node could use
 	}
 	rec := Record{Addrs: addrs}
+	if a.Raft != nil {
+		if d, err := plan9.ParseDial(a.Raft()); err == nil {
+			if ips := publicIPs(d.Host); len(ips) > 0 {
+				rec.Raft = "tls!" + ips[0].String() + "!" + d.Port
+			}
+		}
+	}
 	paths, err := a.Exports()
 	if err != nil {
 		a.Log.Warn("exports not advertised", "err", err)

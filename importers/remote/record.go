@@ -21,13 +21,16 @@ const maxAddrs = 8
 //
 //	cheshire 1
 //	addr tls!192.0.2.7!5641
+//	raft tls!192.0.2.7!41235
 //	export /tmp/pub
 //
-// Addrs are where it serves 9P over mutual TLS; Exports the paths it
+// Addrs are where it serves 9P over mutual TLS; Raft, if any, where its
+// raft group listens (mutual TLS too: see raftgroup); Exports the paths it
 // exports to every key. A reader ignores lines of kinds it does not know,
 // so later versions can add kinds.
 type Record struct {
 	Addrs   []string
+	Raft    string
 	Exports []string
 }
 
@@ -45,6 +48,12 @@ func (r Record) Encode(max int) (value []byte, dropped int, err error) {
 			return nil, 0, fmt.Errorf("record: %w", err)
 		}
 		b.WriteString("addr " + a + "\n")
+	}
+	if r.Raft != "" {
+		if err := checkAddr(r.Raft); err != nil {
+			return nil, 0, fmt.Errorf("record: raft %w", err)
+		}
+		b.WriteString("raft " + r.Raft + "\n")
 	}
 	if b.Len() > max {
 		return nil, 0, fmt.Errorf("record: the addresses take %d bytes, more than %d", b.Len(), max)
@@ -104,6 +113,11 @@ func ParseRecord(value []byte) (Record, error) {
 				return Record{}, fmt.Errorf("record: line %d: more than %d addresses", n, maxAddrs)
 			}
 			r.Addrs = append(r.Addrs, words[1])
+		case "raft":
+			if len(words) != 2 || checkAddr(words[1]) != nil || r.Raft != "" {
+				return Record{}, fmt.Errorf("record: line %d: want one raft tls!HOST!PORT", n)
+			}
+			r.Raft = words[1]
 		case "export":
 			if len(words) != 2 || !strings.HasPrefix(words[1], "/") || path.Clean(words[1]) != words[1] {
 				return Record{}, fmt.Errorf("record: line %d: want export /CLEAN/PATH", n)

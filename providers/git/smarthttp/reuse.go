@@ -26,7 +26,7 @@ import (
 // errNoReuse says that a pack cannot be made by reuse (the repository
 // is not on disk, or an object is in none of its packs nor loose);
 // go-git's encoder makes it then.
-var errNoReuse = errors.New("git: pack not reusable")
+var errNoReuse = errors.New("git: pack cannot be reused")
 
 // packSource is one pack file of the repository and its index.
 type packSource struct {
