@@ -140,13 +140,13 @@ const checkTimeout = 5 * time.Second
 
 // A fileHealth is what health says of one file.
 type fileHealth struct {
-	path               string
-	k, m               int
-	placed, reachable  int
-	acks               int
-	bad                []string // holders of fragments that gave corrupt pieces
-	down               []int    // fragments not reachable
-	err                error
+	path              string
+	k, m              int
+	placed, reachable int
+	acks              int
+	bad               []string // holders of fragments that gave corrupt pieces
+	down              []int    // fragments not reachable
+	err               error
 }
 
 func (h fileHealth) state() string {

@@ -384,4 +384,3 @@ func (s *Store) noteBad(key, frag string) {
 	s.mu.Unlock()
 	s.log.Warn("store: holder returned a corrupt piece", "holder", key)
 }
-

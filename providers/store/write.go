@@ -38,6 +38,7 @@ type writer struct {
 	send   chan *stripeBuf
 	sent   chan struct{} // closed when the sender is done
 	closed bool
+	moved  chan struct{} // closed and replaced when off moves
 }
 
 type stripeBuf struct {
@@ -59,7 +60,8 @@ func (s *Store) newWriter(ctx context.Context, path string, c Cap, pol policy, s
 		return nil, err
 	}
 	w := &writer{s: s, path: path, cap: c, pol: pol, list: l, c: cd,
-		free: make(chan *stripeBuf, inflight), send: make(chan *stripeBuf, inflight-1), sent: make(chan struct{})}
+		free: make(chan *stripeBuf, inflight), send: make(chan *stripeBuf, inflight-1), sent: make(chan struct{}),
+		moved: make(chan struct{})}
 	n := pol.K + pol.M
 	id := c.ID()
 	l.Frags = make([]Frag, n)
@@ -142,16 +144,42 @@ func slices_contains(xs []int, x int) bool {
 	return false
 }
 
-// Write takes p at off, which must follow what came before.
+// maxGap is how far ahead of the content taken a write may come: a
+// client with several writes in flight (styx's WriteAt, the kernel)
+// may have them arrive out of order, and a write waits for those before
+// it.
+const maxGap = 16 << 20
+
+// Write takes p at off, which must follow what came before, or come
+// soon after (it then waits for what comes between).
 func (w *writer) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	w.mu.Lock()
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return 0, fmt.Errorf("store: write after close: %w", plan9.ErrIO)
+		}
+		if off == w.off {
+			break
+		}
+		if off < w.off || off-w.off > maxGap {
+			at := w.off
+			w.mu.Unlock()
+			return 0, fmt.Errorf("store: bad offset %d: writes must be in order from %d", off, at)
+		}
+		ch := w.moved
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	defer w.mu.Unlock()
-	if w.closed {
-		return 0, fmt.Errorf("store: write after close: %w", plan9.ErrIO)
-	}
-	if off != w.off {
-		return 0, fmt.Errorf("store: bad offset %d: writes must be in order from %d", off, w.off)
-	}
+	defer func() {
+		close(w.moved)
+		w.moved = make(chan struct{})
+	}()
 	if err := w.failed(); err != nil {
 		return 0, err
 	}
