@@ -99,7 +99,7 @@ func (h fragHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error)
 	if err != nil {
 		return nil, err
 	}
-	return &fragWriteHandle{w: w, detach: func() { h.s.detachFrag(h.name) }}, nil
+	return &fragWriteHandle{w: w, sealed: -1, detach: func() { h.s.detachFrag(h.name) }}, nil
 }
 
 type fragReadHandle struct{ r diskReader }
@@ -112,11 +112,16 @@ func (f *fragReadHandle) Write(ctx context.Context, p []byte, off int64) (int, e
 }
 func (f *fragReadHandle) Close(ctx context.Context) error { f.r.Close(); return nil }
 
-// fragWriteHandle writes a fragment; Close (the clunk) syncs it and
-// puts it in place, so the writer's clunk is its acknowledgement.
+// fragWriteHandle writes a fragment. The writer seals it with a write
+// of no bytes at its final length; Close (the clunk) then syncs it and
+// puts it in place, so the writer's clunk is its acknowledgement. A
+// fragment clunked unsealed (its writer gave up, or the connection was
+// lost mid-write) is thrown away.
 type fragWriteHandle struct {
 	w      *diskWriter
 	detach func()
+	mu     sync.Mutex
+	sealed int64 // -1 until sealed
 }
 
 func (f *fragWriteHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
@@ -127,6 +132,12 @@ func (f *fragWriteHandle) Write(ctx context.Context, p []byte, off int64) (int, 
 	if off < 0 || off+int64(len(p)) > maxShard*maxStripes/16 {
 		return 0, fmt.Errorf("store: fragment too large")
 	}
+	if len(p) == 0 {
+		f.mu.Lock()
+		f.sealed = off
+		f.mu.Unlock()
+		return 0, nil
+	}
 	if err := f.w.WriteAt(ctx, p, off); err != nil {
 		return 0, err
 	}
@@ -135,6 +146,17 @@ func (f *fragWriteHandle) Write(ctx context.Context, p []byte, off int64) (int, 
 
 func (f *fragWriteHandle) Close(ctx context.Context) error {
 	defer f.detach()
+	f.mu.Lock()
+	sealed := f.sealed
+	f.mu.Unlock()
+	if sealed < 0 {
+		f.w.Abort()
+		return fmt.Errorf("store: fragment not sealed: discarded")
+	}
+	if fi, err := f.w.f.Stat(); err != nil || fi.Size() != sealed {
+		f.w.Abort()
+		return fmt.Errorf("store: fragment sealed at %d bytes does not match what came", sealed)
+	}
 	return f.w.Commit()
 }
 

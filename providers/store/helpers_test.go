@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -96,10 +97,87 @@ func (c *cluster) dial(ctx context.Context, from *tnode, key string) (styx.File,
 				return nil, err
 			}
 			defer root.Clunk()
-			return styx.WalkFile(ctx, root, []string{"fragments"})
+			f, err := styx.WalkFile(ctx, root, []string{"fragments"})
+			if err != nil {
+				return nil, err
+			}
+			return &reachable{File: f, c: c, key: key}, nil
 		}
 	}
 	return nil, fmt.Errorf("remote node unreachable")
+}
+
+// reachable is a file of a node that fails every call once the node is
+// killed, as files over a lost connection do.
+type reachable struct {
+	styx.File
+	c   *cluster
+	key string
+}
+
+var errUnreachable = errors.New("remote node unreachable")
+
+func (r *reachable) up() bool {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	return !r.c.down[r.key]
+}
+
+func (r *reachable) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, error) {
+	if !r.up() {
+		return nil, nil, errUnreachable
+	}
+	qs, f, err := r.File.Walk(ctx, names)
+	if f != nil {
+		f = &reachable{File: f, c: r.c, key: r.key}
+	}
+	return qs, f, err
+}
+
+func (r *reachable) Create(ctx context.Context, name string, perm uint32, mode uint8) (styx.File, uint32, error) {
+	if !r.up() {
+		return nil, 0, errUnreachable
+	}
+	f, n, err := r.File.Create(ctx, name, perm, mode)
+	if f != nil {
+		f = &reachable{File: f, c: r.c, key: r.key}
+	}
+	return f, n, err
+}
+
+func (r *reachable) Open(ctx context.Context, mode uint8) (uint32, error) {
+	if !r.up() {
+		return 0, errUnreachable
+	}
+	return r.File.Open(ctx, mode)
+}
+
+func (r *reachable) Read(ctx context.Context, p []byte, off int64) (int, error) {
+	if !r.up() {
+		return 0, errUnreachable
+	}
+	return r.File.Read(ctx, p, off)
+}
+
+func (r *reachable) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	if !r.up() {
+		return 0, errUnreachable
+	}
+	return r.File.Write(ctx, p, off)
+}
+
+func (r *reachable) Stat(ctx context.Context) (styx.Dir, error) {
+	if !r.up() {
+		return styx.Dir{}, errUnreachable
+	}
+	return r.File.Stat(ctx)
+}
+
+func (r *reachable) Remove(ctx context.Context) error {
+	if !r.up() {
+		return errUnreachable
+	}
+	return r.File.Remove(ctx)
 }
 
 func (c *cluster) kill(key string) {

@@ -64,22 +64,15 @@ func (h localHolder) GetList(ctx context.Context, name string) ([]byte, error) {
 	return h.d.getList(name)
 }
 
-// remoteHolder is another node: dial gives the root of its
-// /store/fragments, a connection shared with every other use of the key.
+// remoteHolder is another node: root gives the root of its
+// /store/fragments, on a connection shared with every other use of the
+// key; the root is the Store's, never clunked here.
 type remoteHolder struct {
 	key  string
-	dial func(ctx context.Context, key string) (styx.File, error)
+	root func(ctx context.Context) (styx.File, error)
 }
 
 func (h remoteHolder) Key() string { return h.key }
-
-func (h remoteHolder) root(ctx context.Context) (styx.File, error) {
-	r, err := h.dial(ctx, h.key)
-	if err != nil {
-		return nil, fmt.Errorf("store: holder %s: %w", short(h.key), err)
-	}
-	return r, nil
-}
 
 func short(key string) string { return cut(key, 8) }
 
@@ -88,7 +81,6 @@ func (h remoteHolder) walk(ctx context.Context, name string) (styx.File, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer r.Clunk()
 	f, err := styx.WalkFile(ctx, r, []string{name})
 	if err != nil {
 		return nil, fmt.Errorf("store: holder %s: %w", short(h.key), err)
@@ -101,7 +93,6 @@ func (h remoteHolder) Create(ctx context.Context, name string) (fragWriter, erro
 	if err != nil {
 		return nil, err
 	}
-	defer r.Clunk()
 	d, err := styx.WalkFile(ctx, r, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: holder %s: %w", short(h.key), err)
@@ -156,11 +147,15 @@ func (w *remoteWriter) Commit() error {
 	w.done = true
 	size := w.size
 	w.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	if _, err := w.f.Write(ctx, nil, size); err != nil { // the seal
+		w.f.Clunk()
+		return fmt.Errorf("store: holder %s: %w", short(w.h.key), err)
+	}
 	if err := w.f.Clunk(); err != nil {
 		return fmt.Errorf("store: holder %s: %w", short(w.h.key), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-	defer cancel()
 	got, err := w.h.Size(ctx, w.name)
 	if err != nil {
 		return err
@@ -175,13 +170,8 @@ func (w *remoteWriter) Abort() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.done {
-		// A clunk is a commit: the holder keeps what came, which is then
-		// removed by name.
 		w.done = true
-		w.f.Clunk()
-		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-		defer cancel()
-		w.h.Remove(ctx, w.name)
+		w.f.Clunk() // unsealed: the holder throws it away
 	}
 }
 
@@ -282,7 +272,6 @@ func (h remoteHolder) PutList(ctx context.Context, name string, data []byte) err
 	if err != nil {
 		return err
 	}
-	defer r.Clunk()
 	if err := styx.WriteFile(ctx, r, name, data, 0600); err != nil {
 		return fmt.Errorf("store: holder %s: %w", short(h.key), err)
 	}
@@ -294,7 +283,6 @@ func (h remoteHolder) GetList(ctx context.Context, name string) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer r.Clunk()
 	data, err := styx.ReadFile(ctx, r, name, maxList)
 	if err != nil {
 		return nil, fmt.Errorf("store: holder %s: %w", short(h.key), err)

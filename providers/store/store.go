@@ -108,6 +108,9 @@ type Store struct {
 
 	saveMu sync.Mutex // serialises saves of the state file
 
+	rootsMu sync.Mutex
+	roots   map[string]styx.File // guarded by rootsMu: /store/fragments of each holder
+
 	mu       sync.Mutex
 	files    map[string]*entry     // guarded by mu: by path ("/a/b")
 	dirs     map[string]*policy    // guarded by mu: every directory; a nil policy inherits
@@ -142,7 +145,7 @@ func New(opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, log: log, disk: d, local: localHolder{key: opts.Self, d: d},
 		files: make(map[string]*entry), dirs: map[string]*policy{"/": nil}, bad: make(map[string]int),
-		nodes: make(map[string]synth.Node), lastFail: make(map[string]string), badFrags: make(map[string]string)}
+		nodes: make(map[string]synth.Node), lastFail: make(map[string]string), badFrags: make(map[string]string), roots: make(map[string]styx.File)}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -165,10 +168,16 @@ func (s *Store) Start() {
 	go s.repairer()
 }
 
-// Close stops the background work.
+// Close stops the background work and drops the connections to holders.
 func (s *Store) Close() {
 	s.stop()
 	s.wg.Wait()
+	s.rootsMu.Lock()
+	defer s.rootsMu.Unlock()
+	for k, r := range s.roots {
+		r.Clunk()
+		delete(s.roots, k)
+	}
 }
 
 // statePath is the file that keeps the tree: directories and their
@@ -334,7 +343,35 @@ func (s *Store) holder(key string) holder {
 	if key == s.opts.Self || s.opts.Dial == nil {
 		return s.local
 	}
-	return remoteHolder{key: key, dial: s.opts.Dial}
+	return remoteHolder{key: key, root: func(ctx context.Context) (styx.File, error) { return s.rootOf(ctx, key) }}
+}
+
+// rootOf returns the root of /store/fragments at the node of key, dialled
+// once and kept: a root holds its connection open (and remade after a
+// loss) until clunked, which Close does.
+func (s *Store) rootOf(ctx context.Context, key string) (styx.File, error) {
+	s.rootsMu.Lock()
+	r := s.roots[key]
+	s.rootsMu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	r, err := s.opts.Dial(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("store: holder %s: %w", short(key), err)
+	}
+	s.rootsMu.Lock()
+	defer s.rootsMu.Unlock()
+	if s.ctx.Err() != nil {
+		r.Clunk()
+		return nil, fmt.Errorf("store: closed")
+	}
+	if old := s.roots[key]; old != nil {
+		r.Clunk()
+		return old, nil
+	}
+	s.roots[key] = r
+	return r, nil
 }
 
 // byDistance orders keys by XOR distance of their hash from id.

@@ -39,6 +39,7 @@ type writer struct {
 	sent   chan struct{} // closed when the sender is done
 	closed bool
 	moved  chan struct{} // closed and replaced when off moves
+	broken error         // the write failed: every later Write gets this
 }
 
 type stripeBuf struct {
@@ -159,6 +160,11 @@ func (w *writer) Write(ctx context.Context, p []byte, off int64) (int, error) {
 			w.mu.Unlock()
 			return 0, fmt.Errorf("store: write after close: %w", plan9.ErrIO)
 		}
+		if w.broken != nil {
+			err := w.broken
+			w.mu.Unlock()
+			return 0, err
+		}
 		if off == w.off {
 			break
 		}
@@ -181,6 +187,7 @@ func (w *writer) Write(ctx context.Context, p []byte, off int64) (int, error) {
 		w.moved = make(chan struct{})
 	}()
 	if err := w.failed(); err != nil {
+		w.broken = err // the writes waiting their turn get it too
 		return 0, err
 	}
 	n := 0
