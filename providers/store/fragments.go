@@ -151,7 +151,7 @@ func (f *fragWriteHandle) Close(ctx context.Context) error {
 	f.mu.Unlock()
 	if sealed < 0 {
 		f.w.Abort()
-		return fmt.Errorf("store: fragment not sealed: discarded")
+		return fmt.Errorf("store: bad fragment: not sealed, discarded")
 	}
 	if fi, err := f.w.f.Stat(); err != nil || fi.Size() != sealed {
 		f.w.Abort()

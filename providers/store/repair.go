@@ -144,7 +144,7 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 	}
 	defer f.close()
 	for _, i := range missing {
-		f.dead[i] = errors.New("being rebuilt")
+		f.dead[i] = errors.New("store: fragment is busy: being rebuilt")
 	}
 	keys, ws, err := s.place(ctx, l, missing, avoid)
 	if err != nil {
@@ -202,7 +202,7 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 	s.mu.Unlock()
 	s.spreadList(ctx, l)
 	if done < len(missing) {
-		return done, fmt.Errorf("store: rebuilt %d of %d fragments", done, len(missing))
+		return done, fmt.Errorf("store: only %d of %d fragments rebuilt: no holder acknowledged the rest", done, len(missing))
 	}
 	return done, nil
 }

@@ -385,7 +385,7 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	}
 	if acks < w.pol.Happy {
 		if last == nil {
-			last = errors.New("holder lost")
+			last = errors.New("no holder acknowledged")
 		}
 		return acks, len(distinct), fmt.Errorf("store: only %d of %d fragments acknowledged, want %d: %w", acks, len(w.ws), w.pol.Happy, last)
 	}
