@@ -287,3 +287,50 @@ func contains(ms []*member, m *member) bool {
 	}
 	return false
 }
+
+// TestStoreThroughFUSE: shell tools on /store through the FUSE mount of
+// a node of three: mkdir, cp (coded 2+1 across the three), cmp, ls -l,
+// rm (which releases the fragments at the holders).
+func TestStoreThroughFUSE(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse on this machine")
+	}
+	if testing.Short() {
+		t.Skip("starts 3 nodes")
+	}
+	cl := startCluster(t, 3)
+	storeMesh(t, cl)
+	for _, m := range cl.nodes {
+		m.published(1)
+	}
+	a := cl.nodes[0]
+	if err := a.ctl("/store/ctl", "policy k=2 m=1"); err != nil {
+		t.Fatal(err)
+	}
+	mnt := mount(t, a.node)
+	src := filepath.Join(t.TempDir(), "big")
+	sh(t, "head -c 9000000 /dev/urandom > "+src)
+	sh(t, "mkdir "+mnt+"/store/backups && cp "+src+" "+mnt+"/store/backups/ && cmp "+src+" "+mnt+"/store/backups/big")
+	if got := sh(t, "ls -l "+mnt+"/store/backups/"); !strings.Contains(got, " 9000000 ") || !strings.Contains(got, "big.caps") {
+		t.Errorf("ls -l:\n%s", got)
+	}
+	if h := healthLine(t, a, "/backups/big"); !strings.Contains(h, "acks 3") || !strings.Contains(h, "healthy") {
+		t.Errorf("health: %s", h)
+	}
+	held := 0
+	for _, m := range cl.nodes {
+		held += len(fragmentsOf(m))
+	}
+	if held != 3 {
+		t.Errorf("%d fragments held, want 3", held)
+	}
+	sh(t, "rm "+mnt+"/store/backups/big && rmdir "+mnt+"/store/backups")
+	if got := sh(t, "ls "+mnt+"/store/"); strings.Contains(got, "backups") {
+		t.Errorf("after rm: %q", got)
+	}
+	for _, m := range cl.nodes {
+		if n := len(fragmentsOf(m)); n != 0 {
+			t.Errorf("node %s still holds %d fragments after rm", m.key[:8], n)
+		}
+	}
+}

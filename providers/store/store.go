@@ -92,6 +92,7 @@ type entry struct {
 	holders int  // distinct holders among them
 	pending bool // created, not yet committed
 	busy    bool // a write is open
+	version uint32
 }
 
 // Store is the /store file server.

@@ -320,3 +320,61 @@ func TestConformance(t *testing.T) {
 	}
 	synthtest.TestServer(t, s, owner)
 }
+
+// TestReopenForWrite: an open for writing clunked without a write leaves
+// the file as it was (FUSE opens again after each close); with OTRUNC it
+// empties it; writes may arrive out of order.
+func TestReopenForWrite(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, shard)
+	s := c.nodes[0].s
+	ctx := t.Context()
+	root := rootOf(t, s)
+	data := randomData(t, 7*shard+3)
+	if err := styx.WriteFile(ctx, root, "f", data, 0600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := styx.WalkFile(ctx, root, []string{"f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Open(ctx, styx.OWRITE); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Clunk(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, s, "f"); got != string(data) {
+		t.Fatal("an open for writing without a write changed the file")
+	}
+	// Out of order: the second half first.
+	f, _ = styx.WalkFile(ctx, root, []string{"f"})
+	if _, err := f.Open(ctx, styx.OWRITE|styx.OTRUNC); err != nil {
+		t.Fatal(err)
+	}
+	half := len(data) / 2
+	done := make(chan error, 1)
+	go func() { _, err := f.Write(ctx, data[half:], int64(half)); done <- err }()
+	if _, err := f.Write(ctx, data[:half], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Clunk(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, s, "f"); got != string(data) {
+		t.Fatal("out-of-order writes")
+	}
+	f, _ = styx.WalkFile(ctx, root, []string{"f"})
+	if _, err := f.Open(ctx, styx.OWRITE|styx.OTRUNC); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Clunk(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, s, "f"); got != "" {
+		t.Fatalf("after OTRUNC: %d bytes", len(got))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	"cheshire/plan9"
 	"cheshire/styx"
@@ -281,6 +282,17 @@ type fileHandler struct {
 	path string
 }
 
+// Version changes with every version written, so that clients caching
+// by qid.vers (FUSE) see the new content.
+func (h *fileHandler) Version(ctx context.Context) uint32 {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if e := h.s.files[h.path]; e != nil {
+		return e.version
+	}
+	return 0
+}
+
 func (h *fileHandler) Length(ctx context.Context) int64 {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
@@ -316,27 +328,8 @@ func (h *fileHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error
 			s.mu.Unlock()
 			return nil, fmt.Errorf("store: open for reading and writing not supported")
 		}
-		if e.busy {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("store: %s is busy", h.path)
-		}
-		e.busy = true
-		pol := s.policyOfLocked(path.Dir(h.path))
-		c, pending := e.cap, e.pending
 		s.mu.Unlock()
-		var seq uint64 = 1
-		var prev *List
-		if !pending {
-			if l, err := s.findList(ctx, c); err == nil {
-				seq, prev = l.Seq+1, l
-			}
-		}
-		w, err := s.newWriter(ctx, h.path, c, pol, seq)
-		if err != nil {
-			s.endWrite(h.path, e, nil, 0, 0)
-			return nil, err
-		}
-		return &writeHandle{h: h, e: e, w: w, prev: prev}, nil
+		return &writeHandle{h: h, e: e, trunc: mode&styx.OTRUNC != 0}, nil
 	}
 	c := e.cap
 	s.mu.Unlock()
@@ -372,15 +365,55 @@ func (s *Store) endWrite(p string, e *entry, l *List, acks, holders int) error {
 	}
 	e.pending = false
 	e.size, e.acks, e.holders = l.Size, acks, holders
+	e.version++
 	s.mu.Unlock()
 	return s.save()
 }
 
+// writeHandle is an open for writing. The new version starts at the
+// first write (or at the clunk of a new or truncated file, which makes
+// it empty); an open for writing clunked without a write changes
+// nothing (FUSE opens a file again after each close(2)).
 type writeHandle struct {
-	h    *fileHandler
-	e    *entry
-	w    *writer
+	h     *fileHandler
+	e     *entry
+	trunc bool
+
+	mu   sync.Mutex
+	w    *writer // nil until the first write
 	prev *List
+	err  error // why the writer could not start
+}
+
+// writer starts the new version on first use.
+func (wh *writeHandle) writer(ctx context.Context) (*writer, error) {
+	wh.mu.Lock()
+	defer wh.mu.Unlock()
+	if wh.w != nil || wh.err != nil {
+		return wh.w, wh.err
+	}
+	s := wh.h.s
+	s.mu.Lock()
+	if wh.e.busy {
+		s.mu.Unlock()
+		wh.err = fmt.Errorf("store: %s is busy", wh.h.path)
+		return nil, wh.err
+	}
+	wh.e.busy = true
+	pol := s.policyOfLocked(path.Dir(wh.h.path))
+	c, pending := wh.e.cap, wh.e.pending
+	s.mu.Unlock()
+	var seq uint64 = 1
+	if !pending {
+		if l, err := s.findList(ctx, c); err == nil {
+			seq, wh.prev = l.Seq+1, l
+		}
+	}
+	wh.w, wh.err = s.newWriter(ctx, wh.h.path, c, pol, seq)
+	if wh.err != nil {
+		s.endWrite(wh.h.path, wh.e, nil, 0, 0)
+	}
+	return wh.w, wh.err
 }
 
 func (wh *writeHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
@@ -388,20 +421,37 @@ func (wh *writeHandle) Read(ctx context.Context, p []byte, off int64) (int, erro
 }
 
 func (wh *writeHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	return wh.w.Write(ctx, p, off)
+	w, err := wh.writer(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return w.Write(ctx, p, off)
 }
 
 // Close commits the version: it returns once happy fragments are on
 // their holders' stable storage.
 func (wh *writeHandle) Close(ctx context.Context) error {
 	s := wh.h.s
-	acks, holders, err := wh.w.commit(ctx)
+	wh.mu.Lock()
+	started := wh.w != nil || wh.err != nil
+	wh.mu.Unlock()
+	s.mu.Lock()
+	pending := wh.e.pending
+	s.mu.Unlock()
+	if !started && !pending && !wh.trunc {
+		return nil
+	}
+	w, err := wh.writer(ctx)
 	if err != nil {
-		wh.w.abort()
+		return err
+	}
+	acks, holders, err := w.commit(ctx)
+	if err != nil {
+		w.abort()
 		s.endWrite(wh.h.path, wh.e, nil, 0, 0)
 		return err
 	}
-	if err := s.endWrite(wh.h.path, wh.e, wh.w.list, acks, holders); err != nil {
+	if err := s.endWrite(wh.h.path, wh.e, w.list, acks, holders); err != nil {
 		return err
 	}
 	if wh.prev != nil {
@@ -409,7 +459,7 @@ func (wh *writeHandle) Close(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.releaseVersion(old, wh.w.list)
+			s.releaseVersion(old, w.list)
 		}()
 	}
 	return nil
