@@ -24,7 +24,7 @@ const owner = "glenda"
 // through their real /store/fragments trees (attached as the user the
 // other node's DIR/users names it), as cmd/cheshire wires them over TLS.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	mu    sync.Mutex
 	nodes []*tnode
 	down  map[string]bool // keys whose node is "killed"
@@ -36,7 +36,7 @@ type tnode struct {
 	s   *Store
 }
 
-func newCluster(t *testing.T, n int, shard int) *cluster {
+func newCluster(t testing.TB, n int, shard int) *cluster {
 	c := &cluster{t: t, down: make(map[string]bool)}
 	for range n {
 		c.add(shard)

@@ -217,15 +217,18 @@ func firstErr(errs []error) error {
 	return errs[0]
 }
 
-// A reader reads a file's content, a stripe at a time, the next stripe
-// fetched while the current one is read.
+// readAhead is how many stripes a reader fetches ahead of the one read.
+const readAhead = 3
+
+// A reader reads a file's content, a stripe at a time, the next
+// readAhead stripes fetched while the current one is read.
 type reader struct {
 	f      *fetcher
 	ctx    context.Context // cancelled by Close: ends the fetches
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
-	cache map[int]*stripeResult // guarded by mu: at most two stripes
+	cache map[int]*stripeResult // guarded by mu: at most readAhead+2 stripes
 }
 
 type stripeResult struct {
@@ -255,7 +258,7 @@ func (r *reader) get(st int) *stripeResult {
 		return sr
 	}
 	for k := range r.cache {
-		if k < st-1 || k > st+1 {
+		if k < st-1 || k > st+readAhead {
 			delete(r.cache, k)
 		}
 	}
@@ -288,8 +291,8 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	for n < len(p) && off < size {
 		st := int(off / sb)
 		sr := r.get(st)
-		if int64(st+1)*sb < size {
-			r.get(st + 1) // read ahead
+		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
+			r.get(a)
 		}
 		select {
 		case <-sr.done:

@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"cheshire/plan9"
 )
 
 // inflight is how many coded stripes a write holds at most: one being
-// filled, and the rest on their way to the holders.
-const inflight = 3
+// filled, and the rest on their way to the holders (each fragment's
+// pieces go out in order, the fragments independently, so a slow holder
+// holds back the others only once it is inflight stripes behind).
+const inflight = 6
 
 // A writer is one write of a file: content arrives in order, is coded a
 // stripe at a time and sent to the k+m holders as it goes; commit waits
@@ -43,10 +46,11 @@ type writer struct {
 }
 
 type stripeBuf struct {
-	s      int
-	n      int
-	data   []byte
-	shards [][]byte
+	s       int
+	n       int
+	data    []byte
+	shards  [][]byte
+	pending atomic.Int32 // pieces not yet sent
 }
 
 // newWriter places the fragments of a new version of the file at path
@@ -256,30 +260,49 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 }
 
-// sender sends each coded stripe's pieces to their holders, all at once.
+// sender hands each coded stripe's pieces to the fragments' senders; a
+// stripe's buffer is free again once every piece has gone.
 func (w *writer) sender() {
 	defer close(w.sent)
+	queues := make([]chan *stripeBuf, len(w.ws))
 	var wg sync.WaitGroup
+	for i := range w.ws {
+		queues[i] = make(chan *stripeBuf, inflight)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.fragSender(i, queues[i])
+		}()
+	}
 	for b := range w.send {
-		for i, fw := range w.ws {
-			w.s.mu.Lock()
-			lost := w.fails[i] != nil
-			w.s.mu.Unlock()
-			if lost {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(w.s.ctx, ackTimeout)
-				defer cancel()
-				if err := fw.WriteAt(ctx, b.shards[i], int64(b.s)*int64(w.c.shard)); err != nil {
-					w.lose(i, err)
-				}
-			}()
+		b.pending.Store(int32(len(w.ws)))
+		for _, q := range queues {
+			q <- b
 		}
-		wg.Wait()
-		w.free <- b
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+}
+
+// fragSender sends fragment i's pieces in order.
+func (w *writer) fragSender(i int, q chan *stripeBuf) {
+	fw := w.ws[i]
+	for b := range q {
+		w.s.mu.Lock()
+		lost := w.fails[i] != nil
+		w.s.mu.Unlock()
+		if !lost {
+			ctx, cancel := context.WithTimeout(w.s.ctx, ackTimeout)
+			if err := fw.WriteAt(ctx, b.shards[i], int64(b.s)*int64(w.c.shard)); err != nil {
+				w.lose(i, err)
+			}
+			cancel()
+		}
+		if b.pending.Add(-1) == 0 {
+			w.free <- b
+		}
 	}
 }
 
