@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 )
 
@@ -332,5 +333,78 @@ func TestStoreThroughFUSE(t *testing.T) {
 		if n := len(fragmentsOf(m)); n != 0 {
 			t.Errorf("node %s still holds %d fragments after rm", m.key[:8], n)
 		}
+	}
+}
+
+// TestStoreWriterKilled: the writing node killed with SIGKILL in the
+// middle of a write: after a restart the file is not there at all. A
+// write that returned survives m holders destroyed (killed, their data
+// directories deleted).
+func TestStoreWriterKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 3 nodes")
+	}
+	cl := startCluster(t, 3)
+	storeMesh(t, cl)
+	for _, m := range cl.nodes {
+		m.published(1)
+	}
+	a := cl.nodes[1] // not the first, through whose DHT node a restarted node finds the others
+	if err := a.ctl("/store/ctl", "policy k=2 m=1"); err != nil {
+		t.Fatal(err)
+	}
+	ok := make([]byte, 3<<20)
+	rand.Read(ok)
+	if err := storeWrite(t, a, "/store/ok", ok); err != nil {
+		t.Fatal(err)
+	}
+	// A write that never ends: the client sends half and waits.
+	ctx := context.Background()
+	d, err := a.client(userName(t)).WalkPath(ctx, "/store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Create(ctx, "partial", 0600, styx.OWRITE); err != nil {
+		t.Fatal(err)
+	}
+	half := make([]byte, 8<<20)
+	rand.Read(half)
+	if _, err := d.WriteAt(ctx, half, 0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "pieces of the partial write at a holder", func() bool {
+		for _, m := range cl.nodes {
+			if m == a {
+				continue
+			}
+			ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments"))
+			for _, e := range ents {
+				if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".tmp-") && fi.Size() > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	a.kill()
+	a.restart()
+	if ls := a.read("/store/health"); strings.Contains(ls, "/partial") || !strings.Contains(ls, "/ok ") {
+		t.Errorf("after the writer was killed mid-write, health:\n%s", ls)
+	}
+	if _, err := a.run("", "9p", "read", "/store/partial"); err == nil {
+		t.Error("the partial file reads after a restart")
+	}
+	// One holder (m=1) other than the writer destroyed: ok reads whole.
+	var gone *member
+	for _, m := range cl.nodes {
+		if m != a && len(fragmentsOf(m)) > 0 {
+			gone = m
+			break
+		}
+	}
+	gone.kill()
+	os.RemoveAll(filepath.Join(gone.dir, "store"))
+	if got, err := storeRead(t, a, "/store/ok"); err != nil || !bytes.Equal(got, ok) {
+		t.Fatalf("read with a holder destroyed: %v", err)
 	}
 }

@@ -188,6 +188,16 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 	defer timer.Stop()
 	for got < want {
 		if running == 0 {
+			if len(errs) == 0 {
+				f.mu.Lock()
+				for i := range n {
+					if e := f.dead[i]; e != nil {
+						errs = append(errs, e)
+						break
+					}
+				}
+				f.mu.Unlock()
+			}
 			return nil, fmt.Errorf("store: too few fragments: %d of %d intact, want %d: %v", got, n, want, firstErr(errs))
 		}
 		select {
