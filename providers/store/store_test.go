@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/plan9"
 	"cheshire/styx"
 	"cheshire/synth/synthtest"
@@ -376,5 +378,39 @@ func TestReopenForWrite(t *testing.T) {
 	}
 	if got := mustRead(t, s, "f"); got != "" {
 		t.Fatalf("after OTRUNC: %d bytes", len(got))
+	}
+}
+
+// TestBackgroundRepair: with the repairer on, a file that lost a holder
+// is rebuilt on a new node without a repair command.
+func TestBackgroundRepair(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, shard)
+	w := c.nodes[0].s
+	if err := ctl(t, w, "ctl", "policy k=2 m=1"); err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(t, 4*2*shard)
+	if err := styx.WriteFile(t.Context(), rootOf(t, w), "f", data, 0600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := w.findList(t.Context(), w.files["/f"].cap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range l.Holders {
+		if k != c.nodes[0].key {
+			c.kill(k)
+			break
+		}
+	}
+	c.add(shard)
+	w.opts.RepairEvery = time.Millisecond
+	w.Start()
+	testutil.WaitFor(t, "the repairer to restore /f", func() bool {
+		return strings.Contains(healthOf(t, w, "/f"), " healthy")
+	})
+	if got := mustRead(t, w, "f"); got != string(data) {
+		t.Fatal("after background repair the file differs")
 	}
 }
