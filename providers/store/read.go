@@ -11,21 +11,25 @@ import (
 	"cheshire/plan9"
 )
 
-// findList returns the latest list of the file of c that verifies: this
-// node's copy, else the best of what the holders nearest the file id
+// findList returns the latest list of the file of c that verifies. With
+// a write cap this node wrote every version and kept its list; with
+// another cap it takes the latest of its own copy and what the holders
 // give.
 func (s *Store) findList(ctx context.Context, c Cap) (*List, error) {
 	name := c.IDHex() + ".list"
-	if data, err := s.local.GetList(ctx, name); err == nil {
-		if l, err := ParseList(data); err == nil && bytes.Equal(l.Pub, c.Pub) {
-			return l, nil
-		}
-	}
 	var (
 		mu   sync.Mutex
 		best *List
 		wg   sync.WaitGroup
 	)
+	if data, err := s.local.GetList(ctx, name); err == nil {
+		if l, err := ParseList(data); err == nil && bytes.Equal(l.Pub, c.Pub) {
+			if c.CanWrite() {
+				return l, nil
+			}
+			best = l
+		}
+	}
 	for _, k := range byDistance(s.holderKeys(), c.ID()) {
 		if k == s.opts.Self {
 			continue

@@ -19,7 +19,7 @@ var reserved = map[string]bool{"ctl": true, "health": true, "status": true, "fra
 // root builds /store.
 func (s *Store) root() *synth.Dir {
 	root := s.dirNode("/")
-	root.Add(synth.String("health", 0444, s.healthText))
+	root.Add(synth.String("health", 0400, s.healthText))
 	root.Add(synth.String("status", 0444, s.statusText))
 	root.Add(s.fragmentsDir())
 	return root
@@ -36,7 +36,7 @@ func (s *Store) dirNode(p string) *synth.Dir {
 	name := path.Base(p)
 	perm := uint32(0700)
 	if p == "/" {
-		name, perm = "store", 0755
+		name, perm = "store", 0711 // other nodes walk through to fragments, list nothing
 	}
 	d := synth.NewDir(name, perm)
 	d.Add(synth.Ctl("ctl", 0600, s.cmds(p), func(ctx context.Context) string {
