@@ -27,7 +27,8 @@ type cluster struct {
 	t     testing.TB
 	mu    sync.Mutex
 	nodes []*tnode
-	down  map[string]bool // keys whose node is "killed"
+	down  map[string]bool          // keys whose node is "killed"
+	stall map[string]chan struct{} // keys whose node's reads block until closed
 }
 
 type tnode struct {
@@ -37,7 +38,7 @@ type tnode struct {
 }
 
 func newCluster(t testing.TB, n int, shard int) *cluster {
-	c := &cluster{t: t, down: make(map[string]bool)}
+	c := &cluster{t: t, down: make(map[string]bool), stall: make(map[string]chan struct{})}
 	for range n {
 		c.add(shard)
 	}
@@ -155,6 +156,16 @@ func (r *reachable) Open(ctx context.Context, mode uint8) (uint32, error) {
 func (r *reachable) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	if !r.up() {
 		return 0, errUnreachable
+	}
+	r.c.mu.Lock()
+	stalled := r.c.stall[r.key]
+	r.c.mu.Unlock()
+	if stalled != nil {
+		select {
+		case <-stalled:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 	}
 	return r.File.Read(ctx, p, off)
 }

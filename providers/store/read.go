@@ -72,6 +72,7 @@ type fetcher struct {
 	mu   sync.Mutex
 	open map[int]fragReader // guarded by mu
 	dead map[int]error      // guarded by mu: fragments that failed
+	slow map[int]bool       // guarded by mu: fragments that did not answer within hedge
 }
 
 func (s *Store) newFetcher(l *List, readKey []byte) (*fetcher, error) {
@@ -79,7 +80,7 @@ func (s *Store) newFetcher(l *List, readKey []byte) (*fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error)}, nil
+	return &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error), slow: make(map[int]bool)}, nil
 }
 
 func (f *fetcher) close() {
@@ -163,12 +164,25 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 		err error
 	}
 	results := make(chan result, n)
-	next, running, got := 0, 0, 0
+	running, got := 0, 0
 	var errs []error
+	// The order to ask: fragments that have not been slow first (data
+	// before parity), then those that have; dead ones never.
+	f.mu.Lock()
+	var order []int
+	for pass := range 2 {
+		for i := range n {
+			if f.dead[i] == nil && f.slow[i] == (pass == 1) {
+				order = append(order, i)
+			}
+		}
+	}
+	f.mu.Unlock()
+	asked := make(map[int]bool)
 	start := func() bool {
-		for next < n {
-			i := next
-			next++
+		for len(order) > 0 {
+			i := order[0]
+			order = order[1:]
 			f.mu.Lock()
 			dead := f.dead[i] != nil
 			f.mu.Unlock()
@@ -176,6 +190,7 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 				continue
 			}
 			running++
+			asked[i] = true
 			go func() {
 				p := make([]byte, f.l.Shard)
 				err := f.piece(ctx, i, st, p)
@@ -208,13 +223,24 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 		case r := <-results:
 			running--
 			if r.err != nil {
+				delete(asked, r.i)
 				errs = append(errs, r.err)
 				start()
 				continue
 			}
+			delete(asked, r.i)
 			shards[r.i] = r.p
 			got++
+			f.mu.Lock()
+			delete(f.slow, r.i)
+			f.mu.Unlock()
 		case <-timer.C:
+			// Those still out are slow: later stripes ask them last.
+			f.mu.Lock()
+			for i := range asked {
+				f.slow[i] = true
+			}
+			f.mu.Unlock()
 			start()
 			timer.Reset(hedge)
 		case <-ctx.Done():

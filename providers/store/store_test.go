@@ -414,3 +414,31 @@ func TestBackgroundRepair(t *testing.T) {
 		t.Fatal("after background repair the file differs")
 	}
 }
+
+// TestStalledHolder: a holder that stops answering reads is gone around
+// (after a second for the first stripes, then not asked first again).
+func TestStalledHolder(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 5, shard)
+	w := c.nodes[0].s
+	data := randomData(t, 20*3*shard)
+	if err := styx.WriteFile(t.Context(), rootOf(t, w), "f", data, 0600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := w.findList(t.Context(), w.files["/f"].cap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	if l.Holders[i] == c.nodes[0].key {
+		i = 1
+	}
+	release := make(chan struct{})
+	c.mu.Lock()
+	c.stall[l.Holders[i]] = release
+	c.mu.Unlock()
+	defer close(release)
+	if got := mustRead(t, w, "f"); got != string(data) {
+		t.Fatal("read around a stalled holder differs")
+	}
+}
