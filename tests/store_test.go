@@ -408,3 +408,39 @@ func TestStoreWriterKilled(t *testing.T) {
 		t.Fatalf("read with a holder destroyed: %v", err)
 	}
 }
+
+// TestStoreStalledHolder: a holder stopped with SIGSTOP (connections open,
+// nothing answers) during reads: the reads go around it.
+func TestStoreStalledHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 3 nodes")
+	}
+	cl := startCluster(t, 3)
+	storeMesh(t, cl)
+	for _, m := range cl.nodes {
+		m.published(1)
+	}
+	a := cl.nodes[1]
+	if err := a.ctl("/store/ctl", "policy k=2 m=1"); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 4<<20)
+	rand.Read(data)
+	if err := storeWrite(t, a, "/store/f", data); err != nil {
+		t.Fatal(err)
+	}
+	var stalled *member
+	for _, m := range cl.nodes {
+		if m != a && len(fragmentsOf(m)) > 0 {
+			stalled = m
+			break
+		}
+	}
+	stalled.partition()
+	defer stalled.heal()
+	for range 2 {
+		if got, err := storeRead(t, a, "/store/f"); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read with a stalled holder: %v", err)
+		}
+	}
+}
