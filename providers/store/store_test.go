@@ -369,6 +369,24 @@ func TestReopenForWrite(t *testing.T) {
 	if got := mustRead(t, s, "f"); got != string(data) {
 		t.Fatal("out-of-order writes")
 	}
+	// A failed write discards the version: the clunk fails, the file is
+	// as it was.
+	f, _ = styx.WalkFile(ctx, root, []string{"f"})
+	if _, err := f.Open(ctx, styx.OWRITE|styx.OTRUNC); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(ctx, []byte("abc"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(ctx, []byte("x"), 64<<20); err == nil {
+		t.Fatal("a write 64 MiB ahead was taken")
+	}
+	if err := f.Clunk(); err == nil {
+		t.Fatal("the clunk after a failed write committed")
+	}
+	if got := mustRead(t, s, "f"); got != string(data) {
+		t.Fatal("a failed write changed the file")
+	}
 	f, _ = styx.WalkFile(ctx, root, []string{"f"})
 	if _, err := f.Open(ctx, styx.OWRITE|styx.OTRUNC); err != nil {
 		t.Fatal(err)

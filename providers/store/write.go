@@ -156,8 +156,21 @@ func slices_contains(xs []int, x int) bool {
 const maxGap = 16 << 20
 
 // Write takes p at off, which must follow what came before, or come
-// soon after (it then waits for what comes between).
+// soon after (it then waits for what comes between). A write that fails
+// breaks the version: every later write fails, and so does the commit.
 func (w *writer) Write(ctx context.Context, p []byte, off int64) (int, error) {
+	n, err := w.write(ctx, p, off)
+	if err != nil {
+		w.mu.Lock()
+		if w.broken == nil {
+			w.broken = err
+		}
+		w.mu.Unlock()
+	}
+	return n, err
+}
+
+func (w *writer) write(ctx context.Context, p []byte, off int64) (int, error) {
 	for {
 		w.mu.Lock()
 		if w.closed {
@@ -322,7 +335,11 @@ func (w *writer) lose(i int, err error) {
 func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	w.mu.Lock()
 	w.closed = true
-	if w.cur != nil && w.cur.n > 0 {
+	if w.broken != nil {
+		err = fmt.Errorf("store: a write failed, version discarded: %w", w.broken)
+		w.cur = nil
+	}
+	if err == nil && w.cur != nil && w.cur.n > 0 {
 		err = w.flush(ctx)
 	} else if w.cur != nil {
 		w.stripe--
