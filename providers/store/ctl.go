@@ -144,6 +144,7 @@ type fileHealth struct {
 	k, m              int
 	placed, reachable int
 	acks              int
+	ackHolders        int      // distinct holders among the acks
 	bad               []string // holders of fragments that gave corrupt pieces
 	down              []int    // fragments not reachable
 	err               error
@@ -171,7 +172,7 @@ func (s *Store) health(ctx context.Context, p string) fileHealth {
 		h.err = plan9.ErrNotFound
 		return h
 	}
-	h.acks = e.acks
+	h.acks, h.ackHolders = e.acks, e.holders
 	l, err := s.findList(ctx, e.cap)
 	if err != nil {
 		h.err = err
@@ -231,8 +232,8 @@ func (s *Store) healthText(ctx context.Context) string {
 		if h.err == nil && h.reachable >= h.k {
 			readable = "yes"
 		}
-		fmt.Fprintf(&b, "%s k %d m %d placed %d reachable %d acks %d readable %s %s", h.path, h.k, h.m,
-			h.placed, h.reachable, h.acks, readable, h.state())
+		fmt.Fprintf(&b, "%s k %d m %d placed %d reachable %d acks %d readable %s %s holders %d", h.path, h.k, h.m,
+			h.placed, h.reachable, h.acks, readable, h.state(), h.ackHolders)
 		for _, k := range h.bad {
 			fmt.Fprintf(&b, " bad %s", k)
 		}
