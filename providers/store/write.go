@@ -299,23 +299,42 @@ func (w *writer) sender() {
 	wg.Wait()
 }
 
-// fragSender sends fragment i's pieces in order.
+// pieceDepth is how many pieces of one fragment are on their way at
+// once: a holder's answer to one need not come before the next is sent.
+const pieceDepth = 3
+
+// fragSender sends fragment i's pieces, pieceDepth at a time.
 func (w *writer) fragSender(i int, q chan *stripeBuf) {
 	fw := w.ws[i]
+	sem := make(chan struct{}, pieceDepth)
+	var wg sync.WaitGroup
 	for b := range q {
 		w.s.mu.Lock()
 		lost := w.fails[i] != nil
 		w.s.mu.Unlock()
-		if !lost {
+		if lost {
+			w.done(b)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
 			ctx, cancel := context.WithTimeout(w.s.ctx, ackTimeout)
+			defer cancel()
 			if err := fw.WriteAt(ctx, b.shards[i], int64(b.s)*int64(w.c.shard)); err != nil {
 				w.lose(i, err)
 			}
-			cancel()
-		}
-		if b.pending.Add(-1) == 0 {
-			w.free <- b
-		}
+			w.done(b)
+		}()
+	}
+	wg.Wait()
+}
+
+// done counts one piece of b sent; the last frees b.
+func (w *writer) done(b *stripeBuf) {
+	if b.pending.Add(-1) == 0 {
+		w.free <- b
 	}
 }
 
