@@ -253,9 +253,8 @@ func (s *Store) statusText(ctx context.Context) string {
 	s.mu.Lock()
 	var stored int64
 	for _, e := range s.files {
-		if e.cap.CanWrite() && !e.pending {
-			p := s.policyOfLocked("/")
-			stored += e.size * int64(p.K+p.M) / int64(p.K)
+		if e.cap.CanWrite() && !e.pending && e.k > 0 {
+			stored += e.size * int64(e.k+e.m) / int64(e.k)
 		}
 	}
 	fmt.Fprintf(&b, "stored %d\n", stored)

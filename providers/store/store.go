@@ -93,6 +93,7 @@ type entry struct {
 	pending bool // created, not yet committed
 	busy    bool // a write is open
 	version uint32
+	k, m    int // the code of the version
 }
 
 // Store is the /store file server.
@@ -213,17 +214,19 @@ func (s *Store) load() error {
 				return bad
 			}
 			s.dirs[f[1]] = &p
-		case f[0] == "file" && len(f) == 6:
+		case f[0] == "file" && len(f) == 8:
 			c, err := ParseCap(f[2])
 			if err != nil {
 				return fmt.Errorf("store: state line %d: %w", i+1, err)
 			}
 			e := &entry{cap: c}
-			var err1, err2, err3 error
+			var err1, err2, err3, err4, err5 error
 			e.size, err1 = strconv.ParseInt(f[3], 10, 64)
 			e.acks, err2 = strconv.Atoi(f[4])
 			e.holders, err3 = strconv.Atoi(f[5])
-			if errors.Join(err1, err2, err3) != nil {
+			e.k, err4 = strconv.Atoi(f[6])
+			e.m, err5 = strconv.Atoi(f[7])
+			if errors.Join(err1, err2, err3, err4, err5) != nil {
 				return bad
 			}
 			s.files[f[1]] = e
@@ -252,7 +255,7 @@ func (s *Store) save() error {
 	for _, p := range sortedKeys(s.files) {
 		e := s.files[p]
 		if !e.pending {
-			fmt.Fprintf(&b, "file %s %s %d %d %d\n", p, e.cap, e.size, e.acks, e.holders)
+			fmt.Fprintf(&b, "file %s %s %d %d %d %d %d\n", p, e.cap, e.size, e.acks, e.holders, e.k, e.m)
 		}
 	}
 	for _, h := range s.holders {

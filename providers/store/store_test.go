@@ -311,6 +311,9 @@ func TestSingleNode(t *testing.T) {
 	if got := mustRead(t, s, "empty"); got != "" {
 		t.Fatalf("empty file reads %q", got)
 	}
+	if st := mustRead(t, s, "status"); !strings.Contains(st, "\nstored 166666\n") || !strings.Contains(st, "fragments 10\n") {
+		t.Fatalf("status:\n%s", st)
+	}
 }
 
 func TestConformance(t *testing.T) {

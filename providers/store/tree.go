@@ -194,7 +194,7 @@ func (s *Store) addFile(ctx context.Context, p string, c Cap) error {
 		s.mu.Unlock()
 		return fmt.Errorf("store: %s: %w", p, plan9.ErrExist)
 	}
-	s.files[p] = &entry{cap: c, size: l.Size}
+	s.files[p] = &entry{cap: c, size: l.Size, k: l.K, m: l.M}
 	s.mu.Unlock()
 	return s.save()
 }
@@ -364,7 +364,7 @@ func (s *Store) endWrite(p string, e *entry, l *List, acks, holders int) error {
 		return nil
 	}
 	e.pending = false
-	e.size, e.acks, e.holders = l.Size, acks, holders
+	e.size, e.acks, e.holders, e.k, e.m = l.Size, acks, holders, l.K, l.M
 	e.version++
 	s.mu.Unlock()
 	return s.save()
