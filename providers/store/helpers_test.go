@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"cheshire/nodekey"
@@ -29,6 +30,7 @@ type cluster struct {
 	nodes []*tnode
 	down  map[string]bool          // keys whose node is "killed"
 	stall map[string]chan struct{} // keys whose node's reads block until closed
+	full  map[string]bool          // keys whose node's disk is full
 }
 
 type tnode struct {
@@ -38,7 +40,7 @@ type tnode struct {
 }
 
 func newCluster(t testing.TB, n int, shard int) *cluster {
-	c := &cluster{t: t, down: make(map[string]bool), stall: make(map[string]chan struct{})}
+	c := &cluster{t: t, down: make(map[string]bool), stall: make(map[string]chan struct{}), full: make(map[string]bool)}
 	for range n {
 		c.add(shard)
 	}
@@ -173,6 +175,12 @@ func (r *reachable) Read(ctx context.Context, p []byte, off int64) (int, error) 
 func (r *reachable) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	if !r.up() {
 		return 0, errUnreachable
+	}
+	r.c.mu.Lock()
+	full := r.c.full[r.key]
+	r.c.mu.Unlock()
+	if full && len(p) > 0 {
+		return 0, syscall.ENOSPC
 	}
 	return r.File.Write(ctx, p, off)
 }

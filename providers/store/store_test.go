@@ -463,3 +463,63 @@ func TestStalledHolder(t *testing.T) {
 		t.Fatal("read around a stalled holder differs")
 	}
 }
+
+// TestRefusingAndFullHolders: a holder that refuses (this node is not its
+// user) is passed over at placement; a holder whose disk is full loses
+// its fragment, which fails a write that wants every ack, with the
+// reason, and not one that wants fewer.
+func TestRefusingAndFullHolders(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 5, shard)
+	w := c.nodes[0]
+	// Node 4 no longer knows node 0.
+	refuser := c.nodes[4]
+	c.writeUsers(refuser, []*tnode{refuser, c.nodes[1], c.nodes[2], c.nodes[3]})
+	data := randomData(t, 3*3*shard)
+	if err := styx.WriteFile(t.Context(), rootOf(t, w.s), "a", data, 0600); err != nil {
+		t.Fatalf("write with a refusing holder: %v", err)
+	}
+	if h := healthOf(t, w.s, "/a"); !strings.Contains(h, "acks 5 ") || !strings.Contains(h, "holders 4") {
+		t.Fatalf("health: %s", h)
+	}
+	if got := mustRead(t, w.s, "a"); got != string(data) {
+		t.Fatal("read back differs")
+	}
+	// A full disk at a holder of the next file.
+	l, err := w.s.findList(t.Context(), w.s.files["/a"].cap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, k := range l.Holders {
+		count[k]++
+	}
+	for _, k := range l.Holders {
+		if k != w.key && count[k] == 1 { // a holder of one fragment
+			c.mu.Lock()
+			c.full[k] = true
+			c.mu.Unlock()
+			break
+		}
+	}
+	err = styx.WriteFile(t.Context(), rootOf(t, w.s), "a", randomData(t, 3*3*shard), 0600)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("write with a full holder, happy=5: %v", err)
+	}
+	if got := mustRead(t, w.s, "a"); got != string(data) {
+		t.Fatal("a failed write changed the file")
+	}
+	if err := ctl(t, w.s, "ctl", "policy k=3 m=2 happy=4"); err != nil {
+		t.Fatal(err)
+	}
+	data2 := randomData(t, 3*3*shard)
+	if err := styx.WriteFile(t.Context(), rootOf(t, w.s), "a", data2, 0600); err != nil {
+		t.Fatalf("write with a full holder, happy=4: %v", err)
+	}
+	if h := healthOf(t, w.s, "/a"); !strings.Contains(h, "acks 4 ") {
+		t.Fatalf("health: %s", h)
+	}
+	if got := mustRead(t, w.s, "a"); got != string(data2) {
+		t.Fatal("read back differs")
+	}
+}

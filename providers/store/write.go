@@ -394,6 +394,22 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 		}()
 	}
 	wg.Wait()
+	synced := 0
+	var last error
+	for i := range ok {
+		if ok[i] {
+			synced++
+		} else if e := w.failErrs()[i]; e != nil && last == nil {
+			last = e
+		}
+	}
+	if synced < w.pol.Happy {
+		// The list goes nowhere: the version does not exist.
+		if last == nil {
+			last = errors.New("no holder acknowledged")
+		}
+		return synced, 0, fmt.Errorf("store: only %d of %d fragments acknowledged, want %d: %w", synced, len(w.ws), w.pol.Happy, last)
+	}
 	// Each holder of an acknowledged fragment keeps the list too.
 	listName := w.cap.IDHex() + ".list"
 	done := make(map[string]error)
@@ -425,21 +441,12 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	}
 	wg.Wait()
 	distinct := make(map[string]bool)
-	var last error
 	for i := range w.ws {
 		if ok[i] && done[w.keys[i]] == nil {
 			acks++
 			distinct[w.keys[i]] = true
-		} else if e := w.failErrs()[i]; e != nil {
-			last = e
 		} else if e := done[w.keys[i]]; e != nil {
 			last = e
-		}
-	}
-	// This node keeps every list of its files, held or not.
-	if !distinct[w.s.opts.Self] {
-		if err := w.s.local.PutList(ctx, listName, data); err != nil {
-			return 0, 0, err
 		}
 	}
 	if acks < w.pol.Happy {
@@ -447,6 +454,13 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 			last = errors.New("no holder acknowledged")
 		}
 		return acks, len(distinct), fmt.Errorf("store: only %d of %d fragments acknowledged, want %d: %w", acks, len(w.ws), w.pol.Happy, last)
+	}
+	// This node keeps the list of every file it wrote, held or not; it is
+	// the version this node reads.
+	if !distinct[w.s.opts.Self] {
+		if err := w.s.local.PutList(ctx, listName, data); err != nil {
+			return 0, 0, err
+		}
 	}
 	return acks, len(distinct), nil
 }
