@@ -195,6 +195,23 @@ func TestCaps(t *testing.T) {
 	if err := ctl(t, r, "ctl", "verify v"); err != nil {
 		t.Fatalf("verify with a verify cap: %v", err)
 	}
+	// Repair with the verify cap alone, on the node that has only it.
+	l, err := w.findList(t.Context(), w.files["/x"].cap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range l.Holders {
+		if k != c.nodes[0].key && k != c.nodes[2].key {
+			c.kill(k)
+		}
+	}
+	c.add(shard)
+	if err := ctl(t, r, "ctl", "repair v"); err != nil {
+		t.Fatalf("repair with a verify cap: %v", err)
+	}
+	if h := healthOf(t, w, "/x"); !strings.Contains(h, "reachable 3 ") || !strings.Contains(h, " healthy") {
+		t.Fatalf("after a repair by verify cap, the writer's health: %s", h)
+	}
 	// One character changed.
 	bad := []byte(rc)
 	bad[10] ^= 1
