@@ -331,13 +331,15 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	for n < len(p) && off < size {
 		st := int(off / sb)
 		sr := r.get(st)
-		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
-			r.get(a)
-		}
 		select {
 		case <-sr.done:
 		case <-ctx.Done():
 			return n, ctx.Err()
+		}
+		// Read ahead once this stripe is here, so that the first one
+		// has the holders to itself.
+		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
+			r.get(a)
 		}
 		if sr.err != nil {
 			r.mu.Lock()
