@@ -24,6 +24,7 @@ import (
 	"cheshire/providers/git"
 	"cheshire/providers/hostfs"
 	"cheshire/providers/node"
+	"cheshire/providers/store"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
@@ -31,7 +32,7 @@ import (
 // builtins are the providers compiled into the node, in the order of
 // their mounts in the default namespace (they start in dependency
 // order). Each is a module named after its spec (#node, #ns, ...).
-func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module, repos *git.Repos) []module.Module {
+func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA, dnsMod *dns.Module, dhtMod *dht.Module, repos *git.Repos, st *store.Store) []module.Module {
 	return []module.Module{
 		module.Native(module.Manifest{Name: "node", Version: version, Mount: "/node",
 			Description: "the node itself: identity, addresses, version, uptime, log"}, n),
@@ -42,6 +43,7 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 		dnsMod,
 		dhtMod,
 		git.NewModule(repos, version),
+		store.NewModule(st, version),
 		module.Native(module.Manifest{Name: "tmp", Version: version, Mount: "/tmp",
 			Description: "an in-memory file system"}, tmp.New(owner)),
 		hostfs.Module(hostfs.ModuleOptions{Owner: owner, DataDir: dir, ExposeData: exposeData, Version: version}),
@@ -51,8 +53,8 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 
 // defaultNamespace is what a user without a namespace file gets: the
 // module manager's files at /modules, and each built-in mounted where its
-// manifest says (#tmp and #locks with -c, so that files may be created
-// in them: a lock is made by creating its file).
+// manifest says (#tmp, #store and #locks with -c, so that files may be
+// created in them: a lock is made by creating its file).
 func defaultNamespace(builtins []module.Module) []plan9.NSCmd {
 	cmds := []plan9.NSCmd{{Op: "mount", Args: []string{"#modules", "/modules"}, Line: 1}}
 	for _, b := range builtins {
@@ -61,7 +63,7 @@ func defaultNamespace(builtins []module.Module) []plan9.NSCmd {
 			continue
 		}
 		c := plan9.NSCmd{Op: "mount", Args: []string{"#" + mf.Name, mf.Mount}, Line: len(cmds) + 1}
-		if mf.Name == "tmp" || mf.Name == "locks" {
+		if mf.Name == "tmp" || mf.Name == "store" || mf.Name == "locks" {
 			c.Flags = "c"
 		}
 		cmds = append(cmds, c)

@@ -30,6 +30,7 @@ import (
 	"cheshire/providers/dns"
 	"cheshire/providers/git"
 	"cheshire/providers/node"
+	"cheshire/providers/store"
 	"cheshire/styx"
 	"cheshire/synth"
 )
@@ -219,6 +220,7 @@ type parts struct {
 	dht     *dht.Module
 	git     *git.Repos
 	cluster *cluster
+	store   *store.Store
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -259,8 +261,15 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.cluster.close()
 		return nil, err
 	}
+	if p.store, err = store.New(store.Options{Dir: nd.dir, Owner: nd.owner, Self: nd.id.ID(), Dial: p.storeDial,
+		Log: nd.log.With("module", "store")}); err != nil {
+		p.im.Close()
+		p.cluster.close()
+		return nil, err
+	}
+	p.store.Start()
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
-	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git), p.cluster.modules()...)
+	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store), p.cluster.modules()...)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
@@ -302,7 +311,19 @@ func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, 
 	}
 }
 
+// storeDial reaches /store/fragments of the node holding key: an
+// import by key, over mutual TLS, on the connection every import of the
+// key shares. There the key is whichever user DIR/users names it.
+func (p *parts) storeDial(ctx context.Context, key string) (styx.File, error) {
+	pk, err := nodekey.Decode(key)
+	if err != nil {
+		return nil, err
+	}
+	return p.im.Import(ctx, pk, "/store/fragments", true)
+}
+
 func (p *parts) close() {
+	p.store.Close()
 	p.ns.Close()
 	p.im.Close()
 	p.cluster.close()

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// A coder turns stripes of content into k+m pieces and back: the content
+// is encrypted with AES-256-CTR under the read key and the version's
+// nonce (at its offset, so stripes are independent), then Reed-Solomon
+// coded; holders only ever see ciphertext. Without the read key (a
+// verify cap) a coder can still check and rebuild pieces, not decrypt.
+type coder struct {
+	k, m, shard int
+	rs          reedsolomon.Encoder
+	block       cipher.Block // nil without the read key
+	nonce       [16]byte
+}
+
+func newCoder(k, m, shard int, readKey []byte, nonce [16]byte) (*coder, error) {
+	if k < 1 || m < 0 || k+m > maxShards || shard < 16 || shard%16 != 0 {
+		return nil, fmt.Errorf("store: bad code %d+%d of %d-byte pieces", k, m, shard)
+	}
+	c := &coder{k: k, m: m, shard: shard, nonce: nonce}
+	var err error
+	if m > 0 {
+		if c.rs, err = reedsolomon.New(k, m); err != nil {
+			return nil, fmt.Errorf("store: code %d+%d: %w", k, m, err)
+		}
+	}
+	if readKey != nil {
+		if c.block, err = aes.NewCipher(readKey); err != nil {
+			return nil, fmt.Errorf("store: cipher: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// stripeBytes is the content one stripe carries.
+func (c *coder) stripeBytes() int { return c.k * c.shard }
+
+// newShards returns k+m pieces; the data pieces share one buffer of a
+// stripe's bytes, so that a stripe's content is that buffer.
+func (c *coder) newShards() (stripe []byte, shards [][]byte) {
+	buf := make([]byte, (c.k+c.m)*c.shard)
+	shards = make([][]byte, c.k+c.m)
+	for i := range shards {
+		shards[i] = buf[i*c.shard : (i+1)*c.shard : (i+1)*c.shard]
+	}
+	return buf[:c.k*c.shard], shards
+}
+
+// crypt XORs p, the content at stripe s starting at its first byte, with
+// the key stream.
+func (c *coder) crypt(s int, p []byte) {
+	var iv [16]byte
+	hi := binary.BigEndian.Uint64(c.nonce[:8])
+	lo := binary.BigEndian.Uint64(c.nonce[8:])
+	blocks := uint64(s) * uint64(c.stripeBytes()) / 16
+	nlo := lo + blocks
+	if nlo < lo {
+		hi++
+	}
+	binary.BigEndian.PutUint64(iv[:8], hi)
+	binary.BigEndian.PutUint64(iv[8:], nlo)
+	cipher.NewCTR(c.block, iv[:]).XORKeyStream(p, p)
+}
+
+// encode encrypts the n bytes of content at the start of stripe (the
+// stripe buffer of shards, from newShards), zeroes the rest, and
+// computes parity; it returns each piece's hash.
+func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) ([][32]byte, error) {
+	c.crypt(s, stripe[:n])
+	clear(stripe[n:])
+	if c.rs != nil {
+		if err := c.rs.Encode(shards); err != nil {
+			return nil, fmt.Errorf("store: encode: %w", err)
+		}
+	}
+	hs := make([][32]byte, len(shards))
+	for i, p := range shards {
+		hs[i] = sha256.Sum256(p)
+	}
+	return hs, nil
+}
+
+// rebuild fills in the missing (nil) pieces of shards from the others;
+// with dataOnly it rebuilds the data pieces alone.
+func (c *coder) rebuild(shards [][]byte, dataOnly bool) error {
+	if c.rs == nil {
+		for _, p := range shards[:c.k] {
+			if p == nil {
+				return fmt.Errorf("store: too few fragments: want %d", c.k)
+			}
+		}
+		return nil
+	}
+	var err error
+	if dataOnly {
+		err = c.rs.ReconstructData(shards)
+	} else {
+		err = c.rs.Reconstruct(shards)
+	}
+	if err != nil {
+		return fmt.Errorf("store: too few fragments to rebuild: %w", err)
+	}
+	return nil
+}
+
+// decrypt writes stripe s's content (the data pieces of shards, all
+// present) to out, which is at most a stripe's bytes.
+func (c *coder) decrypt(s int, shards [][]byte, out []byte) {
+	n := 0
+	for _, p := range shards[:c.k] {
+		n += copy(out[n:], p)
+		if n == len(out) {
+			break
+		}
+	}
+	c.crypt(s, out)
+}

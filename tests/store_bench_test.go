@@ -1,0 +1,182 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cheshire/styx"
+)
+
+// BenchmarkStore writes and reads a file of /store across 5 local node
+// processes, k=3 m=2, written and read through node A's unix socket,
+// against one-stream loopback TCP measured in the same run: write and
+// read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), node A's
+// RSS above idle during the write (target ≤ 128 MiB), and the time to
+// the first byte of a read against a read of the same file in /tmp.
+// STORE_BENCH_MIB sets the size (default 64). Run:
+//
+//	STORE_BENCH_MIB=256 go test -run '^$' -bench Store -benchtime 1x ./tests
+func BenchmarkStore(b *testing.B) {
+	size := 64 << 20
+	if v, err := strconv.Atoi(os.Getenv("STORE_BENCH_MIB")); err == nil && v > 0 {
+		size = v << 20
+	}
+	cl := startCluster(b, 5)
+	storeMesh(b, cl)
+	for _, m := range cl.nodes {
+		m.published(1)
+	}
+	a := cl.nodes[0]
+	if err := a.ctl("/store/ctl", "policy k=3 m=2"); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, size)
+	rand.Read(data)
+	local := filepath.Join(b.TempDir(), "local")
+	if err := os.WriteFile(local, data, 0600); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var wRate, rRate, tcp, rss, ttfb, ttfbLocal float64
+	for i := range b.N {
+		tcp += loopbackTCP(b, data)
+		idle := rssOf(a)
+		stop := make(chan struct{})
+		peak := make(chan int64)
+		go func() {
+			var max int64
+			t := time.NewTicker(20 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if r := rssOf(a); r > max {
+					max = r
+				}
+				select {
+				case <-stop:
+					peak <- max
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		name := fmt.Sprintf("/store/big%d", i)
+		start := time.Now()
+		if err := storeWrite(b, a, name, data); err != nil {
+			b.Fatal(err)
+		}
+		wRate += float64(size) / time.Since(start).Seconds()
+		close(stop)
+		rss += float64(<-peak - idle)
+
+		f, err := a.client(userName(b)).WalkPath(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 1<<20)
+		start = time.Now()
+		if err := f.Open(ctx, styx.OREAD); err != nil {
+			b.Fatal(err)
+		}
+		total := 0
+		for off := int64(0); ; {
+			k, err := f.ReadAt(ctx, buf, off)
+			if off == 0 {
+				ttfb += time.Since(start).Seconds()
+			}
+			for j := range k {
+				if buf[j] != data[int(off)+j] {
+					b.Fatalf("byte %d differs", int(off)+j)
+				}
+			}
+			total += k
+			off += int64(k)
+			if err != nil || k == 0 {
+				break
+			}
+		}
+		rRate += float64(size) / time.Since(start).Seconds()
+		f.Clunk(ctx)
+		if total != size {
+			b.Fatalf("read %d bytes of %d", total, size)
+		}
+		start = time.Now()
+		lf, err := os.Open(local)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lf.Read(buf)
+		ttfbLocal += time.Since(start).Seconds()
+		lf.Close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(wRate/n/1e6, "write-MB/s")
+	b.ReportMetric(rRate/n/1e6, "read-MB/s")
+	b.ReportMetric(tcp/n/1e6, "tcp-MB/s")
+	b.ReportMetric(wRate/tcp, "write-ratio")
+	b.ReportMetric(rRate/tcp, "read-ratio")
+	b.ReportMetric(rss/n/(1<<20), "rss-MiB-above-idle")
+	b.ReportMetric(ttfb/n*1e3, "ttfb-ms")
+	b.ReportMetric(ttfbLocal/n*1e3, "ttfb-tmp-ms")
+}
+
+// loopbackTCP sends data over one loopback TCP connection and returns
+// bytes a second.
+func loopbackTCP(b *testing.B, data []byte) float64 {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var got int64
+	go func() {
+		defer wg.Done()
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ = io.Copy(io.Discard, c)
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	c.Write(data)
+	c.Close()
+	wg.Wait()
+	if got != int64(len(data)) {
+		b.Fatalf("tcp: %d bytes of %d", got, len(data))
+	}
+	return float64(len(data)) / time.Since(start).Seconds()
+}
+
+// rssOf is m's resident set in bytes.
+func rssOf(m *member) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
