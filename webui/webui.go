@@ -8,6 +8,7 @@
 //	                      a ctl file with a command line and its reply
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
+//	/keys                 the CA: certificates issued and revoked, backup and restore
 //
 // Pages are html/template, embedded; the little JavaScript there is
 // (following a file live) is a static file of its own, allowed by the
@@ -29,6 +30,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +104,8 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /tail/{path...}", u.signed(u.tail))
 	u.mux.HandleFunc("GET /modules", u.signed(u.modules))
 	u.mux.HandleFunc("POST /modules", u.signed(u.moduleCtl))
+	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
+	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))
 	return u
 }
@@ -161,7 +165,11 @@ func (u *UI) signed(h func(w http.ResponseWriter, r *request)) http.HandlerFunc 
 		}
 		if hr.Method == http.MethodPost {
 			hr.Body = http.MaxBytesReader(w, hr.Body, MaxUpload)
-			if err := hr.ParseForm(); err != nil {
+			parse := hr.ParseForm
+			if strings.HasPrefix(hr.Header.Get("Content-Type"), "multipart/form-data") {
+				parse = func() error { return hr.ParseMultipartForm(MaxUpload) }
+			}
+			if err := parse(); err != nil {
 				var tooBig *http.MaxBytesError
 				if errors.As(err, &tooBig) {
 					u.fail(w, hr, http.StatusRequestEntityTooLarge, fmt.Sprintf("form too large: more than %d bytes", MaxUpload))

@@ -20,7 +20,7 @@ import (
 // env is a UI over an in-memory file server (the user's namespace),
 // served over TLS, with a browser-like client that keeps cookies.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	fs   *tmp.FS
 	srv  *httptest.Server
 	c    *http.Client
@@ -29,7 +29,7 @@ type env struct {
 	root styx.File
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, fs: tmp.New("glenda"), now: time.Unix(1_700_000_000, 0)}
 	ctx := context.Background()

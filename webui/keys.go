@@ -1,0 +1,111 @@
+// The keys page: the CA's state, certificates issued and revoked, and
+// its backup and restore with a passphrase (the ctl lines of /ca).
+
+package webui
+
+import (
+	"net/http"
+	"strings"
+
+	"cheshire/styx"
+)
+
+// keys shows /ca: its ctl's state and its certificates.
+func (u *UI) keys(w http.ResponseWriter, r *request) {
+	ctx := r.Context()
+	data := map[string]any{"User": r.user, "CSRF": r.csrf, "Done": r.URL.Query().Get("done")}
+	st, err := styx.ReadFile(ctx, r.root, "/ca/ctl", 64<<10)
+	if err != nil {
+		data["Err"] = "/ca/ctl: " + err.Error()
+	}
+	var state []kv
+	for _, line := range strings.Split(strings.TrimSpace(string(st)), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok {
+			state = append(state, kv{k, v})
+		}
+	}
+	data["State"] = state
+	if f, err := styx.WalkFile(ctx, r.root, []string{"ca", "certs"}); err == nil {
+		if _, err := f.Open(ctx, styx.OREAD); err == nil {
+			if ds, err := f.ReadDir(ctx); err == nil {
+				var names []string
+				for _, d := range ds {
+					names = append(names, d.Name)
+				}
+				data["Certs"] = names
+			}
+		}
+		f.Clunk()
+	}
+	u.render(w, http.StatusOK, "keys.html", data)
+}
+
+// keysCtl applies a form of the keys page, each as the ctl line a shell
+// user would write to /ca/ctl: issue NAME, revoke SERIAL, backup
+// PASSPHRASE (the sealed backup is then downloaded), restore PASSPHRASE
+// with an uploaded backup (written to /ca/backup first).
+func (u *UI) keysCtl(w http.ResponseWriter, r *request) {
+	ctx := r.Context()
+	pass := r.PostFormValue("passphrase")
+	var line string
+	switch op := r.PostFormValue("op"); op {
+	case "issue", "revoke":
+		arg := strings.TrimSpace(r.PostFormValue("arg"))
+		if arg == "" || strings.ContainsAny(arg, " \t\n'") {
+			u.fail(w, r.Request, http.StatusBadRequest, op+": want one word")
+			return
+		}
+		line = op + " " + arg
+	case "backup":
+		line = "backup " + quoteArg(pass)
+	case "restore":
+		backup := r.PostFormValue("backup")
+		if backup == "" {
+			if f, _, err := r.FormFile("file"); err == nil {
+				var b strings.Builder
+				buf := make([]byte, 64<<10)
+				for b.Len() < MaxUpload {
+					n, err := f.Read(buf)
+					b.Write(buf[:n])
+					if err != nil {
+						break
+					}
+				}
+				f.Close()
+				backup = b.String()
+			}
+		}
+		if err := styx.WriteFile(ctx, r.root, "/ca/backup", []byte(backup), 0o600); err != nil {
+			u.fail(w, r.Request, http.StatusConflict, "/ca/backup: "+err.Error())
+			return
+		}
+		line = "restore " + quoteArg(pass)
+	default:
+		u.fail(w, r.Request, http.StatusBadRequest, "unknown form op")
+		return
+	}
+	verb, _, _ := strings.Cut(line, " ")
+	if _, err := ctlLine(ctx, r.root, []string{"ca", "ctl"}, line); err != nil {
+		u.o.Log.Info("webui: ca", "user", r.user, "verb", verb, "err", err)
+		u.fail(w, r.Request, http.StatusConflict, verb+": "+err.Error())
+		return
+	}
+	u.o.Log.Info("webui: ca", "user", r.user, "verb", verb)
+	if verb == "backup" {
+		data, err := styx.ReadFile(ctx, r.root, "/ca/backup", 1<<20)
+		if err != nil {
+			u.fail(w, r.Request, http.StatusInternalServerError, "/ca/backup: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Content-Disposition", `attachment; filename="cheshire-ca-backup.pem"`)
+		w.Write(data)
+		return
+	}
+	http.Redirect(w, r.Request, "/keys?done="+urlQueryEscape(verb), http.StatusSeeOther)
+}
+
+// quoteArg quotes a passphrase for a ctl line, as rc would.
+func quoteArg(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
