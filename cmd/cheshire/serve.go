@@ -262,7 +262,8 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		return nil, err
 	}
 	if p.store, err = store.New(store.Options{Dir: nd.dir, Owner: nd.owner, Self: nd.id.ID(), Dial: p.storeDial,
-		Log: nd.log.With("module", "store")}); err != nil {
+		Contracts: func() (active, ended map[string]bool) { return p.cluster.ledger.State().Holders(nd.id.ID()) },
+		Log:       nd.log.With("module", "store")}); err != nil {
 		p.im.Close()
 		p.cluster.close()
 		return nil, err

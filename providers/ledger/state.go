@@ -450,6 +450,30 @@ func (st *State) ActiveContracts() map[string]string {
 	return out
 }
 
+// Holders returns, for the contracts payer pays for, the holders with an
+// active contract and those whose every contract has ended (fulfilled
+// or cancelled): the store places fragments with the first, and no
+// longer with the second.
+func (st *State) Holders(payer string) (active, ended map[string]bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	active, ended = map[string]bool{}, map[string]bool{}
+	for _, c := range st.s.Contracts {
+		if c.Payer != payer {
+			continue
+		}
+		if c.State == "active" {
+			active[c.Holder] = true
+		} else {
+			ended[c.Holder] = true
+		}
+	}
+	for h := range active {
+		delete(ended, h)
+	}
+	return active, ended
+}
+
 // Endpoint returns a key's registered addresses and the signed line.
 func (st *State) Endpoint(key string) ([]string, string, bool) {
 	st.mu.RLock()

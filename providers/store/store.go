@@ -69,6 +69,11 @@ type Options struct {
 	// (nil: this node holds every fragment itself).
 	Dial func(ctx context.Context, key string) (styx.File, error)
 	Log  *slog.Logger
+	// Contracts, if set, returns the holders this node has an active
+	// storage contract with (the ledger's), which are candidates too,
+	// and those whose contracts have all ended, which are no longer
+	// candidates for new fragments even if listed otherwise.
+	Contracts func() (active, ended map[string]bool)
 	// Shard is the bytes of one piece (a multiple of 16; DefaultShard).
 	Shard int
 	// RepairEvery is how often the background repairer looks at every
@@ -328,8 +333,8 @@ func (s *Store) authorised(user string) bool {
 	return ok
 }
 
-// holderKeys are the candidate holders: this node, the keys added by
-// ctl, and those of DIR/users.
+// holderKeys are the known holders: this node, the keys added by ctl,
+// those of DIR/users, and those with an active storage contract.
 func (s *Store) holderKeys() []string {
 	keys := []string{s.opts.Self}
 	s.mu.Lock()
@@ -338,8 +343,26 @@ func (s *Store) holderKeys() []string {
 	for _, k := range s.users() {
 		keys = append(keys, k)
 	}
+	if s.opts.Contracts != nil {
+		active, _ := s.opts.Contracts()
+		for k := range active {
+			keys = append(keys, k)
+		}
+	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
+}
+
+// placementKeys are the holders new fragments may go to (a write, a
+// repair): the known holders less those whose storage contracts with
+// this node have all ended.
+func (s *Store) placementKeys() []string {
+	keys := s.holderKeys()
+	if s.opts.Contracts == nil {
+		return keys
+	}
+	_, ended := s.opts.Contracts()
+	return slices.DeleteFunc(keys, func(k string) bool { return ended[k] && k != s.opts.Self })
 }
 
 // holder returns the holder of key.

@@ -3,9 +3,13 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -538,5 +542,53 @@ func TestRefusingAndFullHolders(t *testing.T) {
 	}
 	if got := mustRead(t, w.s, "a"); got != string(data2) {
 		t.Fatal("read back differs")
+	}
+}
+
+// TestContracts: a holder whose storage contracts with the writer have
+// all ended gets no new fragment, though it is a user; while its
+// contract is active it does.
+func TestContracts(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 6, shard)
+	w := c.nodes[0].s
+	gone := c.nodes[5].key
+	var mu sync.Mutex
+	ended := map[string]bool{gone: true}
+	w.opts.Contracts = func() (map[string]bool, map[string]bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return map[string]bool{}, maps.Clone(ended)
+	}
+	if err := ctl(t, w, "ctl", "policy k=3 m=2"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		name := fmt.Sprintf("f%d", i)
+		if err := styx.WriteFile(t.Context(), rootOf(t, w), name, randomData(t, 3*shard), 0600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := w.findList(t.Context(), w.files["/"+name].cap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(l.Holders, gone) {
+			t.Fatalf("a fragment of %s went to %s, whose contract ended: %v", name, gone, l.Holders)
+		}
+	}
+	mu.Lock()
+	delete(ended, gone)
+	mu.Unlock()
+	placed := false
+	for i := range 8 { // with 6 candidates for 5 fragments, the file id decides
+		name := fmt.Sprintf("g%d", i)
+		if err := styx.WriteFile(t.Context(), rootOf(t, w), name, randomData(t, 3*shard), 0600); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := w.findList(t.Context(), w.files["/"+name].cap)
+		placed = placed || slices.Contains(l.Holders, gone)
+	}
+	if !placed {
+		t.Fatalf("no fragment of 8 files went to %s once it was a candidate again", gone)
 	}
 }

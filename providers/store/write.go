@@ -98,7 +98,7 @@ func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string
 		}
 	}
 	id := (Cap{Pub: l.Pub}).ID()
-	cands := byDistance(s.holderKeys(), id)
+	cands := byDistance(s.placementKeys(), id)
 	used := make(map[string]int)
 	for i, h := range l.Holders {
 		if h != "" && !slices_contains(want, i) {
