@@ -205,7 +205,7 @@ func classify(t *testing.T, ans string, err error) string {
 	return outUnknown // the node died under the call
 }
 
-// TestLedgerCluster: five voters. (1) Four clients send transfers
+// TestLedgerCluster: five voters. (1) Four clients send 1,000 transfers
 // through every node while the leader is killed with SIGKILL: every
 // transfer answered "committed" is in the chain the survivors agree on,
 // no nonce is applied twice, the money is all there, and the history of
@@ -244,7 +244,7 @@ func TestLedgerCluster(t *testing.T) {
 	}
 
 	// (1) Transfers under a leader's death.
-	const perClient = 60
+	const perClient = 250 // 1,000 transfers in all, as the issue asks
 	var hmu sync.Mutex
 	var history []porcupine.Operation
 	committed := map[string]string{} // line → "committed INDEX"
