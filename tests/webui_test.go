@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -283,5 +284,32 @@ func TestWebUIKeys(t *testing.T) {
 	}
 	if code, _, _ = post("/keys", url.Values{"csrf": {csrf}, "op": {"issue"}, "arg": {"web1"}}, "Origin", "https://evil.example"); code != http.StatusForbidden {
 		t.Fatalf("a cross-site POST: %d, want 403", code)
+	}
+
+	// A client certificate issued by /ca signs in by itself, as its
+	// common name; once revoked, it is refused.
+	must9pIn(t, n, "issue alice\n", "write", "/ca/ctl")
+	cert, err := tls.X509KeyPair([]byte(must9p(t, n, "read", "/ca/certs/alice/cert.pem")), []byte(must9p(t, n, "read", "/ca/certs/alice/key.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := func() (int, string) {
+		jar, _ := cookiejar.New(nil)
+		cc := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+		resp, err := cc.Get(base + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := signIn(); code != 200 || !strings.Contains(body, `<span class="user">alice</span>`) {
+		t.Fatalf("sign in by certificate: %d\n%s", code, body)
+	}
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	must9pIn(t, n, fmt.Sprintf("revoke %x keyCompromise\n", leaf.SerialNumber), "write", "/ca/ctl")
+	if code, body := signIn(); code != http.StatusForbidden || !strings.Contains(body, "revoked") {
+		t.Fatalf("a revoked certificate: %d\n%s", code, body)
 	}
 }
