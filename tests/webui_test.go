@@ -161,6 +161,12 @@ func TestWebUI(t *testing.T) {
 	}
 	shot(t, ctx, "modules")
 
+	run("the node page", chromedp.Navigate(base+"/node"), chromedp.WaitVisible(chromedp.ID("node-id")))
+	if id := get("the node's id", chromedp.Text(chromedp.ID("node-id"))); id != strings.TrimSpace(must9p(t, n, "read", "/node/id")) {
+		t.Fatalf("the node page's id: %q", id)
+	}
+	shot(t, ctx, "node")
+
 	must9pIn(t, n, "before\n", "write", "/tmp/live")
 	run("follow a file",
 		chromedp.Navigate(base+"/fs/tmp/live?follow"),

@@ -9,6 +9,7 @@
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
+//	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
 //
 // Pages are html/template, embedded; the little JavaScript there is
 // (following a file live) is a static file of its own, allowed by the
@@ -104,6 +105,7 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /tail/{path...}", u.signed(u.tail))
 	u.mux.HandleFunc("GET /modules", u.signed(u.modules))
 	u.mux.HandleFunc("POST /modules", u.signed(u.moduleCtl))
+	u.mux.HandleFunc("GET /node", u.signed(u.node))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))
