@@ -74,19 +74,7 @@ func shot(t *testing.T, ctx context.Context, name string) {
 // see the owner's namespace.
 func TestWebUI(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, shortTemp(t))
-	var addr string
-	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, port, _ := strings.Cut(rest, "!")
-			addr = host + ":" + port
-		}
-	}
-	owner := os.Getenv("USER")
-	if owner == "" {
-		u, _ := user.Current()
-		owner = u.Username
-	}
+	n, addr, owner := webNode(t)
 	const token, aliceToken = "owner-token-0123456789", "alice-token-0123456789"
 	must9pIn(t, n, owner+" "+token+"\nalice "+aliceToken+"\n", "write", "/git/tokens")
 	must9pIn(t, n, "first text\n", "write", "/tmp/notes")
@@ -222,19 +210,7 @@ func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 // through /ca.
 func TestWebUIKeys(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, shortTemp(t))
-	var addr string
-	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, port, _ := strings.Cut(rest, "!")
-			addr = host + ":" + port
-		}
-	}
-	owner := os.Getenv("USER")
-	if owner == "" {
-		u, _ := user.Current()
-		owner = u.Username
-	}
+	n, addr, owner := webNode(t)
 	const token = "owner-token-0123456789"
 	must9pIn(t, n, owner+" "+token+"\n", "write", "/git/tokens")
 	pool := x509.NewCertPool()
@@ -318,4 +294,26 @@ func TestWebUIKeys(t *testing.T) {
 	if code, body := signIn(); code != http.StatusForbidden || !strings.Contains(body, "revoked") {
 		t.Fatalf("a revoked certificate: %d\n%s", code, body)
 	}
+}
+
+// webNode starts a node and returns it, its HTTPS address and its
+// owner's name.
+func webNode(t *testing.T) (n *node, addr, owner string) {
+	t.Helper()
+	n = startNode(t, shortTemp(t))
+	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
+		if rest, ok := strings.CutPrefix(a, "https!"); ok {
+			host, port, _ := strings.Cut(rest, "!")
+			addr = host + ":" + port
+		}
+	}
+	if addr == "" {
+		t.Fatal("no https address in /node/addrs")
+	}
+	owner = os.Getenv("USER")
+	if owner == "" {
+		u, _ := user.Current()
+		owner = u.Username
+	}
+	return n, addr, owner
 }

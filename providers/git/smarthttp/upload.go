@@ -81,26 +81,10 @@ func readUploadRequest(p *pktReader) (*uploadRequest, error) {
 				}
 			}
 			req.wants = append(req.wants, h)
-		case "shallow":
-			h, ok := parseHash(arg)
-			if !ok {
-				return nil, badLine(text)
-			}
-			req.shallows = append(req.shallows, h)
-		case "deepen":
-			n, err := strconv.Atoi(arg)
-			if err != nil || n <= 0 {
-				return nil, badLine(text)
-			}
-			req.depth = n
-		case "filter":
-			f, err := parseFilter(arg)
-			if err != nil {
+		default:
+			if err := req.arg(text, verb, arg); err != nil {
 				return nil, err
 			}
-			req.filter = f
-		default:
-			return nil, badLine(text)
 		}
 	}
 	if len(req.wants) == 0 {
@@ -129,6 +113,42 @@ func readUploadRequest(p *pktReader) (*uploadRequest, error) {
 		}
 		req.haves = append(req.haves, h)
 	}
+}
+
+// arg parses a line of a fetch request that both protocol versions
+// have: want, have, shallow, deepen, filter. text is the whole line,
+// for the error.
+func (req *uploadRequest) arg(text, verb, arg string) error {
+	switch verb {
+	case "want", "have", "shallow":
+		h, ok := parseHash(arg)
+		if !ok {
+			return badLine(text)
+		}
+		switch verb {
+		case "want":
+			req.wants = append(req.wants, h)
+		case "have":
+			req.haves = append(req.haves, h)
+		default:
+			req.shallows = append(req.shallows, h)
+		}
+	case "deepen":
+		n, err := strconv.Atoi(arg)
+		if err != nil || n <= 0 {
+			return badLine(text)
+		}
+		req.depth = n
+	case "filter":
+		f, err := parseFilter(arg)
+		if err != nil {
+			return err
+		}
+		req.filter = f
+	default:
+		return badLine(text)
+	}
+	return nil
 }
 
 func parseHash(s string) (plumbing.Hash, bool) {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -188,46 +187,9 @@ func (x *exchange) lsRefs(args []string) error {
 // request the version 0 parser makes.
 func parseFetchV2(args []string) (*uploadRequest, error) {
 	req := &uploadRequest{caps: map[string]bool{"side-band-64k": true}}
-	hash := func(a, arg string) (plumbing.Hash, error) {
-		h, ok := parseHash(arg)
-		if !ok {
-			return h, badLine(a)
-		}
-		return h, nil
-	}
 	for _, a := range args {
 		verb, arg, _ := strings.Cut(a, " ")
 		switch verb {
-		case "want":
-			h, err := hash(a, arg)
-			if err != nil {
-				return nil, err
-			}
-			req.wants = append(req.wants, h)
-		case "have":
-			h, err := hash(a, arg)
-			if err != nil {
-				return nil, err
-			}
-			req.haves = append(req.haves, h)
-		case "shallow":
-			h, err := hash(a, arg)
-			if err != nil {
-				return nil, err
-			}
-			req.shallows = append(req.shallows, h)
-		case "deepen":
-			n, err := strconv.Atoi(arg)
-			if err != nil || n <= 0 {
-				return nil, badLine(a)
-			}
-			req.depth = n
-		case "filter":
-			f, err := parseFilter(arg)
-			if err != nil {
-				return nil, err
-			}
-			req.filter = f
 		case "done":
 			req.done = true
 		case "thin-pack", "wait-for-done":
@@ -237,7 +199,9 @@ func parseFetchV2(args []string) (*uploadRequest, error) {
 		case "deepen-since", "deepen-not", "deepen-relative":
 			return nil, fmt.Errorf("git: %s not supported: deepen N is", verb)
 		default:
-			return nil, badLine(a)
+			if err := req.arg(a, verb, arg); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if len(req.wants) == 0 {
