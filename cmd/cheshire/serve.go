@@ -25,6 +25,7 @@ import (
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
+	"cheshire/providers/apps"
 	"cheshire/providers/ca"
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
@@ -136,6 +137,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
 	web.Handle("/git/", mods.HTTP("git", gitH))
 	web.Handle("/ns/", mods.HTTP("git", nsH))
+	web.Handle("/apps/", mods.HTTP("apps", p.appsHandler()))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err
@@ -215,6 +217,7 @@ type parts struct {
 	dns     *dns.Server
 	dht     *dht.Module
 	git     *git.Repos
+	apps    *apps.Apps
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -247,8 +250,12 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.im.Close()
 		return nil, err
 	}
+	if p.apps, err = apps.New(filepath.Join(nd.dir, "apps"), apps.Options{Owner: nd.owner, Log: nd.log.With("module", "apps")}); err != nil {
+		p.im.Close()
+		return nil, err
+	}
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
-	p.builtin = builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git)
+	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git), apps.NewModule(p.apps, version))
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
@@ -291,6 +298,7 @@ func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, 
 }
 
 func (p *parts) close() {
+	p.apps.StopAll()
 	p.ns.Close()
 	p.im.Close()
 }

@@ -182,11 +182,11 @@ func (ap *app) launch(ctx context.Context, s spec) (*run, error) {
 	select {
 	case d := <-disp:
 		if _, err := strconv.Atoi(d); err != nil {
-			return fail(fmt.Errorf("apps: %s: Xvfb gave no display", ap.name))
+			return fail(fmt.Errorf("apps: %s: no display number from Xvfb", ap.name))
 		}
 		display = ":" + d
 	case <-xdone:
-		return fail(fmt.Errorf("apps: %s: Xvfb exited at start (see log)", ap.name))
+		return fail(fmt.Errorf("apps: %s: Xvfb cannot be started (see log)", ap.name))
 	case <-time.After(20 * time.Second):
 		return fail(fmt.Errorf("apps: %s: no display from Xvfb in 20s", ap.name))
 	case <-ctx.Done():

@@ -196,7 +196,7 @@ func (a *Apps) Unregister(name string) error {
 	if !ok {
 		return fmt.Errorf("apps: no app %q", name)
 	}
-	ap.stop(errors.New("unregistered"))
+	ap.stop(errors.New("apps: unregistered: no such app"))
 	return err
 }
 

@@ -231,9 +231,16 @@ func (s *session) serveChannel(dc *webrtc.DataChannel) {
 	})
 }
 
-// channelLine carries out one data channel message: an input event, or
-// "control" to take the controller role.
+// channelLine carries out one data channel message: an input event,
+// "control" to take the controller role, or "clipboard TEXT" (the rest
+// of the message, as is) to set the clipboard.
 func (s *session) channelLine(line string) error {
+	if text, ok := strings.CutPrefix(line, "clipboard "); ok {
+		if err := s.mayControl(); err != nil {
+			return err
+		}
+		return s.ap.setClipboard(context.Background(), []byte(text))
+	}
 	line = strings.TrimSpace(line)
 	if line == "control" {
 		return s.takeControl()
