@@ -62,15 +62,16 @@ func browser(t *testing.T, exe, auth string) context.Context {
 	return ctx
 }
 
-// tab opens another tab of the browser of ctx, sending auth.
-func tab(t *testing.T, ctx context.Context, auth string) context.Context {
+// tab opens another tab of the browser of ctx, sending auth; cancel
+// closes it.
+func tab(t *testing.T, ctx context.Context, auth string) (context.Context, context.CancelFunc) {
 	t.Helper()
 	c, cancel := chromedp.NewContext(ctx)
 	t.Cleanup(cancel)
 	if err := chromedp.Do(c, sendAuth(auth)); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, cancel
 }
 
 // sendAuth makes the tab send an Authorization header with every request.
@@ -168,7 +169,7 @@ func TestAppsBrowser(t *testing.T) {
 	})
 
 	// A second tab views; its input is refused.
-	viewer := tab(t, ctx, auth)
+	viewer, closeViewer := tab(t, ctx, auth)
 	if err := chromedp.Do(viewer, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +183,10 @@ func TestAppsBrowser(t *testing.T) {
 	testutil.WaitFor(t, "viewer's input refused", func() bool {
 		return strings.Contains(eval[string](t, viewer, `cheshire.errors.join("\n")`), "view only: permission denied")
 	})
+
+	// A tab closed without a word: its session is reaped.
+	closeViewer()
+	testutil.WaitFor(t, "closed tab's session reaped", func() bool { return strings.Contains(read("/apps/xev/status"), "sessions 1") })
 
 	// Resize restarts the app on a display of the new size.
 	write("/apps/xev/ctl", "resize 800 600")
@@ -200,4 +205,13 @@ func TestAppsBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFrames(t, ctx, 800, 600)
+
+	// The browser killed, no goodbye: ICE fails and the session is reaped.
+	if err := chromedp.FromContext(ctx).Browser.Process().Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "dead browser's session reaped", func() bool {
+		st := read("/apps/xev/status")
+		return strings.Contains(st, "sessions 0") && !strings.Contains(st, "encoder")
+	})
 }

@@ -232,7 +232,7 @@ func (s *session) serveChannel(dc *webrtc.DataChannel) {
 }
 
 // channelLine carries out one data channel message: an input event,
-// "control" to take the controller role, or "clipboard TEXT" (the rest
+// "control" to take the controller role, "close" to end the session, or "clipboard TEXT" (the rest
 // of the message, as is) to set the clipboard.
 func (s *session) channelLine(line string) error {
 	if text, ok := strings.CutPrefix(line, "clipboard "); ok {
@@ -241,9 +241,12 @@ func (s *session) channelLine(line string) error {
 		}
 		return s.ap.setClipboard(context.Background(), []byte(text))
 	}
-	line = strings.TrimSpace(line)
-	if line == "control" {
+	switch line = strings.TrimSpace(line); line {
+	case "control":
 		return s.takeControl()
+	case "close":
+		go s.close()
+		return nil
 	}
 	ev, err := parseEvent(line)
 	if err != nil {

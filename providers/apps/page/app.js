@@ -39,6 +39,9 @@
     state.session = ans.session;
     await pc.setRemoteDescription({ type: "answer", sdp: ans.sdp });
   }
+  // Leaving the page ends the session at once (a vanished browser's is
+  // reaped when ICE fails, some seconds later).
+  window.addEventListener("pagehide", () => { send("close"); pc.close(); });
   connect().catch((e) => { msg.textContent = "cannot connect: " + e.message; state.failed = e.message; });
 
   // Quote a word as the node's ctl tokenizer reads it.
