@@ -55,6 +55,7 @@ func startEncoder(display string, w, h int, track *webrtc.TrackLocalStaticRTP, l
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
 		"-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", strconv.Itoa(fps), "-bf", "0",
 		"-bsf:v", "dump_extra", // SPS and PPS in band, before every key frame
+		"-fps_mode", "passthrough", "-flush_packets", "1",
 		"-f", "rtp", "-payload_type", "102",
 		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=1200", port)}
 	c := exec.Command("ffmpeg", args...)

@@ -15,7 +15,13 @@
   window.cheshire = state;
 
   pc.addTransceiver("video", { direction: "recvonly" });
-  pc.ontrack = (ev) => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+  pc.ontrack = (ev) => {
+    // Render each frame as soon as it is decoded: no jitter buffer
+    // beyond what the network needs (none on a LAN).
+    if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+    if ("playoutDelayHint" in ev.receiver) ev.receiver.playoutDelayHint = 0;
+    video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+  };
   pc.onconnectionstatechange = () => {
     msg.textContent = pc.connectionState === "connected" ? "" : pc.connectionState;
   };
