@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -213,5 +214,46 @@ func TestAppsBrowser(t *testing.T) {
 	testutil.WaitFor(t, "dead browser's session reaped", func() bool {
 		st := read("/apps/xev/status")
 		return strings.Contains(st, "sessions 0") && !strings.Contains(st, "encoder")
+	})
+}
+
+// TestAppsThroughImport: node A has no app; its user's namespace has
+// node B's /apps (mounted by dial string, bound at /apps). A's page
+// shows B's app: the session is made through the files over 9P, and the
+// media and input flow between B and the browser.
+func TestAppsThroughImport(t *testing.T) {
+	exe := appsNeed(t)
+	t.Parallel()
+	port := strconv.Itoa(testutil.FreePort(t))
+	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
+	a := startNode(t, shortTemp(t))
+	for _, w := range []struct {
+		n          *node
+		path, data string
+	}{
+		{b, "/apps/ctl", "register xev xev -geometry 600x400+0+0"},
+		{b, "/apps/xev/ctl", "resize 640 480"},
+		{b, "/apps/xev/ctl", "start"},
+		{a, "/ns/ctl", "mount tcp!127.0.0.1!" + port + " /n/b\nbind /n/b/apps /apps\n"},
+	} {
+		if out, err := w.n.run(w.data, "9p", "write", w.path); err != nil {
+			t.Fatalf("write %q to %s: %v %s", w.data, w.path, err, out)
+		}
+	}
+	addr, _, owner, token := gitHTTPS(t, a)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(owner+":"+token))
+	ctx := browser(t, exe, auth)
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+addr+"/apps/xev/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFrames(t, ctx, 640, 480)
+	if st := must9p(t, b, "read", "/apps/xev/status"); !strings.Contains(st, "sessions 1") {
+		t.Fatalf("B's status:\n%s", st)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(100, 100), chromedp.KeyEvent("cat")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "typed word in B's app log", func() bool {
+		return strings.Contains(must9p(t, b, "read", "/apps/xev/log"), `XLookupString gives 1 bytes: (74) "t"`)
 	})
 }
