@@ -46,6 +46,51 @@ type run struct {
 	started time.Time
 	xdone   chan struct{} // closed when Xvfb has exited
 	pdone   chan struct{} // closed when the app has exited
+
+	xmu sync.Mutex
+	x   *xtest // guarded by xmu: the pointer's connection, made at the first pointer event
+	end bool   // guarded by xmu: the run has stopped
+}
+
+// inject sends ev to the run's display: pointer events on its XTEST
+// connection, the others by xdotool.
+func (r *run) inject(ev event) error {
+	switch ev.verb {
+	case "move", "down", "up":
+		x, err := r.xconn()
+		if err != nil {
+			return err
+		}
+		_, err = x.pointer(ev)
+		return err
+	}
+	return inject(r.display, ev)
+}
+
+func (r *run) xconn() (*xtest, error) {
+	r.xmu.Lock()
+	defer r.xmu.Unlock()
+	if r.end {
+		return nil, errors.New("apps: app stopped")
+	}
+	if r.x == nil {
+		x, err := dialXTest(r.display)
+		if err != nil {
+			return nil, err
+		}
+		r.x = x
+	}
+	return r.x, nil
+}
+
+// closeX closes the XTEST connection for good.
+func (r *run) closeX() {
+	r.xmu.Lock()
+	defer r.xmu.Unlock()
+	r.end = true
+	if r.x != nil {
+		r.x.close()
+	}
 }
 
 func newApp(a *Apps, s spec) *app {
@@ -265,6 +310,7 @@ func (ap *app) stopRun(r *run, why error) bool {
 	if enc != nil {
 		enc.stop()
 	}
+	r.closeX()
 	killGroup(r.proc, r.pdone)
 	killGroup(r.xvfb, r.xdone)
 	return true

@@ -265,7 +265,7 @@ func (s *session) input(ev event) error {
 	if r == nil {
 		return fmt.Errorf("apps: %s is not running", s.ap.name)
 	}
-	return inject(r.display, ev)
+	return r.inject(ev)
 }
 
 // close ends the session: its peer connection closed, its directory
