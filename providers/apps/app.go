@@ -71,7 +71,7 @@ func (r *run) xconn() (*xtest, error) {
 	r.xmu.Lock()
 	defer r.xmu.Unlock()
 	if r.end {
-		return nil, errors.New("apps: app stopped")
+		return nil, errors.New("apps: app not running")
 	}
 	if r.x == nil {
 		x, err := dialXTest(r.display)

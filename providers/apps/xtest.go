@@ -65,7 +65,7 @@ func xtestSetup(c net.Conn) (*xtest, error) {
 		return nil, err
 	}
 	if head[0] != 1 {
-		return nil, errors.New("x11 connection refused")
+		return nil, errors.New("x11 connection: permission denied")
 	}
 	if len(more) < 32 {
 		return nil, errors.New("bad x11 setup reply")
