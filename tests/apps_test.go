@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"cheshire/internal/testutil"
@@ -256,4 +257,20 @@ func TestAppsThroughImport(t *testing.T) {
 	testutil.WaitFor(t, "typed word in B's app log", func() bool {
 		return strings.Contains(must9p(t, b, "read", "/apps/xev/log"), `XLookupString gives 1 bytes: (74) "t"`)
 	})
+
+	// B stopped: its app, Xvfb and encoder go with it.
+	var pids []int
+	for _, l := range strings.Split(must9p(t, b, "read", "/apps/xev/status"), "\n") {
+		if p, ok := strings.CutPrefix(l, "pid "); ok {
+			pid, _ := strconv.Atoi(p)
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) != 1 {
+		t.Fatal("no pid in B's status")
+	}
+	b.stop()
+	if err := syscall.Kill(pids[0], 0); err == nil {
+		t.Errorf("app %d still running after its node stopped", pids[0])
+	}
 }

@@ -216,6 +216,8 @@ func TestStreamAndInput(t *testing.T) {
 	if got := e.read(sess + "/clipboard"); got != "cheshire cat" {
 		t.Fatalf("clipboard %q", got)
 	}
+	v.dc.SendText("clipboard  pasted, as is ")
+	testutil.WaitFor(t, "clipboard from the data channel", func() bool { return e.read(sess+"/clipboard") == " pasted, as is " })
 
 	// A viewer: view only until it takes control.
 	v2, sess2 := e.connect("xev")
