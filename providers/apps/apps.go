@@ -173,11 +173,10 @@ func (a *Apps) Register(name string, argv []string) error {
 	if len(a.apps) >= a.opts.MaxApps {
 		return fmt.Errorf("apps: too many apps (%d)", a.opts.MaxApps)
 	}
-	ap := a.addApp(spec{Name: name, Cmd: argv, W: defaultW, H: defaultH})
+	a.addApp(spec{Name: name, Cmd: argv, W: defaultW, H: defaultH})
 	if err := a.saveLocked(); err != nil {
 		delete(a.apps, name)
 		a.root.Remove(name)
-		_ = ap
 		return err
 	}
 	return nil
@@ -200,7 +199,7 @@ func (a *Apps) Unregister(name string) error {
 	return err
 }
 
-// Lookup returns the app named name.
+// lookup returns the app named name.
 func (a *Apps) lookup(name string) (*app, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"cheshire/internal/testutil"
 	"cheshire/styx"
@@ -388,5 +387,3 @@ func TestConformance(t *testing.T) {
 	e.mustWrite("ctl", "register one xev")
 	synthtest.TestServer(t, e.a, "glenda")
 }
-
-var _ = time.Second
