@@ -53,7 +53,7 @@ type Apps struct {
 
 	mu   sync.Mutex
 	apps map[string]*app // guarded by mu
-	ice  []string        // guarded by mu: STUN/TURN URLs for new sessions
+	ice  []webrtc.ICEServer // guarded by mu: STUN/TURN servers for new sessions
 
 	apiOnce sync.Once
 	api     *webrtc.API // made once, by webrtcAPI
@@ -225,17 +225,17 @@ func (a *Apps) ctlStatus(ctx context.Context) string {
 	return s
 }
 
-// SetICEServers sets the STUN/TURN URLs given to sessions made from now on.
-func (a *Apps) SetICEServers(urls []string) {
+// setICEServers sets the STUN/TURN servers of sessions made from now on.
+func (a *Apps) setICEServers(servers []webrtc.ICEServer) {
 	a.mu.Lock()
-	a.ice = append([]string(nil), urls...)
+	a.ice = servers
 	a.mu.Unlock()
 }
 
-func (a *Apps) iceServers() []string {
+func (a *Apps) iceServers() []webrtc.ICEServer {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]string(nil), a.ice...)
+	return a.ice
 }
 
 // StopAll stops every running app: their processes are killed and their

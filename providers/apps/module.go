@@ -6,15 +6,19 @@ import (
 
 	"cheshire/module"
 	"cheshire/styx"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // Module is the apps module: an Apps's files at /apps. Its configuration
-// takes one setting:
+// takes, any number of times:
 //
-//	ice-servers URL...   STUN/TURN servers for the sessions' ICE
-//	                     (stun:HOST:PORT, turn:HOST:PORT?transport=udp);
-//	                     none by default: peers on one host or one LAN
-//	                     need none.
+//	ice-servers URL...          STUN servers (stun:HOST:PORT) for the
+//	                            sessions' ICE
+//	turn URL USER CREDENTIAL    a TURN server (turn:HOST:PORT?transport=udp,
+//	                            turns:...) and its long-term credential
+//
+// None by default: peers on one host or one LAN need none.
 //
 // The registry belongs to the Apps and outlives the module's instances;
 // a stop of the module stops every app.
@@ -43,20 +47,32 @@ func (m *Module) CheckConfig(cfg module.Config) error {
 	return err
 }
 
-func iceServers(cfg module.Config) ([]string, error) {
-	var urls []string
+func iceServers(cfg module.Config) ([]webrtc.ICEServer, error) {
+	var servers []webrtc.ICEServer
 	for _, e := range cfg.Entries {
-		if e.Key != "ice-servers" {
-			return nil, e.Errorf("unknown setting (apps has ice-servers)")
-		}
-		for _, u := range e.Args {
-			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-				return nil, e.Errorf("bad ice server %q: want stun:, turn: or turns:", u)
+		switch e.Key {
+		case "ice-servers":
+			for _, u := range e.Args {
+				if !strings.HasPrefix(u, "stun:") {
+					return nil, e.Errorf("bad stun server %q: want stun:HOST:PORT (a TURN server goes on a turn line)", u)
+				}
 			}
-			urls = append(urls, u)
+			if len(e.Args) > 0 {
+				servers = append(servers, webrtc.ICEServer{URLs: e.Args})
+			}
+		case "turn":
+			if len(e.Args) != 3 {
+				return nil, e.Errorf("want turn URL USER CREDENTIAL")
+			}
+			if !strings.HasPrefix(e.Args[0], "turn:") && !strings.HasPrefix(e.Args[0], "turns:") {
+				return nil, e.Errorf("bad turn server %q: want turn: or turns:", e.Args[0])
+			}
+			servers = append(servers, webrtc.ICEServer{URLs: e.Args[:1], Username: e.Args[1], Credential: e.Args[2]})
+		default:
+			return nil, e.Errorf("unknown setting (apps has ice-servers and turn)")
 		}
 	}
-	return urls, nil
+	return servers, nil
 }
 
 // Start serves the files with the configured ICE servers.
@@ -65,7 +81,7 @@ func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, er
 	if err != nil {
 		return nil, err
 	}
-	m.a.SetICEServers(urls)
+	m.a.setICEServers(urls)
 	return instance{m.a}, nil
 }
 
@@ -90,6 +106,6 @@ func (i instance) Reconfigure(ctx context.Context, cfg module.Config) error {
 	if err != nil {
 		return err
 	}
-	i.a.SetICEServers(urls)
+	i.a.setICEServers(urls)
 	return nil
 }

@@ -158,9 +158,7 @@ func (s *session) offer(ctx context.Context, offer string) (string, error) {
 		return "", err
 	}
 	cfg := webrtc.Configuration{}
-	if urls := s.ap.a.iceServers(); len(urls) > 0 {
-		cfg.ICEServers = []webrtc.ICEServer{{URLs: urls}}
-	}
+	cfg.ICEServers = s.ap.a.iceServers()
 	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		return "", fmt.Errorf("apps: peer connection: %w", err)
