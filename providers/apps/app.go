@@ -71,7 +71,7 @@ func (r *run) xconn() (*xtest, error) {
 	r.xmu.Lock()
 	defer r.xmu.Unlock()
 	if r.end {
-		return nil, errors.New("apps: app not running")
+		return nil, errors.New("apps: no display: the app has stopped")
 	}
 	if r.x == nil {
 		x, err := dialXTest(r.display)

@@ -52,7 +52,7 @@ type Apps struct {
 	root *synth.Dir
 
 	mu   sync.Mutex
-	apps map[string]*app // guarded by mu
+	apps map[string]*app    // guarded by mu
 	ice  []webrtc.ICEServer // guarded by mu: STUN/TURN servers for new sessions
 
 	apiOnce sync.Once
