@@ -16,8 +16,8 @@ import (
 )
 
 // The capture and encode path: ffmpeg grabs the display with x11grab,
-// encodes with libx264 (ultrafast, zerolatency, constrained baseline, no
-// B-frames, a key frame a second) and packetises the frames as RTP to a
+// encodes with libx264 (ultrafast, zerolatency, one thread, constrained
+// baseline, no B-frames, a key frame a second) and packetises the frames as RTP to a
 // loopback UDP socket of the node; the node forwards each packet as is
 // to the app's track, which pion sends to every session (rewriting SSRC
 // and payload type per peer). Forwarding ffmpeg's RTP needs no parsing
@@ -52,7 +52,7 @@ func startEncoder(display string, w, h int, track *webrtc.TrackLocalStaticRTP, l
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
 		"-f", "x11grab", "-draw_mouse", "1", "-framerate", strconv.Itoa(fps),
 		"-video_size", fmt.Sprintf("%dx%d", w, h), "-i", display,
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1",
 		"-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", strconv.Itoa(fps), "-bf", "0",
 		"-bsf:v", "dump_extra", // SPS and PPS in band, before every key frame
 		"-fps_mode", "passthrough", "-flush_packets", "1",
