@@ -14,7 +14,8 @@
 //	/apps/NAME/sessions/N/stats    frames, bitrate, RTT, loss
 //	/apps/NAME/sessions/N/ctl      close, control
 //
-// Lock order: Apps.mu before app.mu before session.mu.
+// Lock order: Apps.mu before app.mu; session.mu before app.mu (an offer
+// starts the encoder while it holds its session).
 package apps
 
 import (
