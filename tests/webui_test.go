@@ -23,10 +23,10 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// browser starts headless Debian chromium that trusts the key of the
+// uiBrowser starts headless Debian chromium that trusts the key of the
 // node's HTTPS certificate at addr (pinned by its SPKI hash, the one
 // certificate /ca issued it), and returns a context that drives it.
-func browser(t *testing.T, addr string) context.Context {
+func uiBrowser(t *testing.T, addr string) context.Context {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
@@ -79,7 +79,7 @@ func TestWebUI(t *testing.T) {
 	must9pIn(t, n, owner+" "+token+"\nalice "+aliceToken+"\n", "write", "/git/tokens")
 	must9pIn(t, n, "first text\n", "write", "/tmp/notes")
 	must9pIn(t, n, "bind /tmp /n/scratch\n", "write", "/ns/ctl")
-	ctx := browser(t, addr)
+	ctx := uiBrowser(t, addr)
 	base := "https://" + addr
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -166,7 +166,7 @@ func TestWebUI(t *testing.T) {
 	shot(t, ctx, "live")
 
 	// alice signs in elsewhere: the owner's bind is not in her namespace.
-	actx := browser(t, addr)
+	actx := uiBrowser(t, addr)
 	if err := chromedp.Do(actx,
 		chromedp.Navigate(base+"/"),
 		chromedp.SendKeys(chromedp.ID("user"), "alice"),

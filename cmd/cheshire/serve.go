@@ -25,6 +25,7 @@ import (
 	"cheshire/nodekey"
 	"cheshire/ns"
 	"cheshire/plan9"
+	"cheshire/providers/apps"
 	"cheshire/providers/ca"
 	"cheshire/providers/dht"
 	"cheshire/providers/dns"
@@ -139,6 +140,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
 	web.Handle("/git/", mods.HTTP("git", gitH))
 	web.Handle("/ns/", mods.HTTP("git", nsH))
+	web.Handle("/apps/", mods.HTTP("apps", p.appsHandler()))
 	web.Handle("/", p.webUI())
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
@@ -221,6 +223,7 @@ type parts struct {
 	git     *git.Repos
 	cluster *cluster
 	store   *store.Store
+	apps    *apps.Apps
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -268,9 +271,16 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.cluster.close()
 		return nil, err
 	}
+	if p.apps, err = apps.New(filepath.Join(nd.dir, "apps"), apps.Options{Owner: nd.owner, Log: nd.log.With("module", "apps")}); err != nil {
+		p.im.Close()
+		p.cluster.close()
+		p.store.Close()
+		return nil, err
+	}
 	p.store.Start()
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
-	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store), p.cluster.modules()...)
+	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
+		append(p.cluster.modules(), apps.NewModule(p.apps, version))...)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
@@ -324,6 +334,7 @@ func (p *parts) storeDial(ctx context.Context, key string) (styx.File, error) {
 }
 
 func (p *parts) close() {
+	p.apps.StopAll()
 	p.store.Close()
 	p.ns.Close()
 	p.im.Close()

@@ -1,0 +1,133 @@
+package apps
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"cheshire/synth"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// The capture and encode path: ffmpeg grabs the display with x11grab,
+// encodes with libx264 (ultrafast, zerolatency, one thread, constrained
+// baseline, no B-frames, a key frame a second) and packetises the frames as RTP to a
+// loopback UDP socket of the node; the node forwards each packet as is
+// to the app's track, which pion sends to every session (rewriting SSRC
+// and payload type per peer). Forwarding ffmpeg's RTP needs no parsing
+// of the stream and sends each packet as soon as x264 has made it; the
+// alternative, an Annex-B pipe cut into samples, cannot tell where a
+// frame ends until the next one begins (one frame of delay).
+
+// fps is the capture rate.
+const fps = 30
+
+// encoder is a running ffmpeg and the loop forwarding its packets.
+type encoder struct {
+	cmd  *exec.Cmd
+	conn *net.UDPConn
+	done chan struct{} // closed when ffmpeg has exited
+	fwd  chan struct{} // closed when the forwarding loop has ended
+
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	frames  atomic.Uint64
+	start   time.Time
+}
+
+// startEncoder captures display (w x h) into track.
+func startEncoder(display string, w, h int, track *webrtc.TrackLocalStaticRTP, log *synth.Log) (*encoder, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("apps: encoder socket: %w", err)
+	}
+	conn.SetReadBuffer(4 << 20)
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
+		"-f", "x11grab", "-draw_mouse", "1", "-framerate", strconv.Itoa(fps),
+		"-video_size", fmt.Sprintf("%dx%d", w, h), "-i", display,
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1",
+		"-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", strconv.Itoa(fps), "-bf", "0",
+		"-bsf:v", "dump_extra", // SPS and PPS in band, before every key frame
+		"-fps_mode", "passthrough", "-flush_packets", "1",
+		"-f", "rtp", "-payload_type", "102",
+		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=1200", port)}
+	c := exec.Command("ffmpeg", args...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := logPipe(log, "ffmpeg: ")
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.Stderr = stderr
+	err = c.Start()
+	stderr.Close()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("apps: ffmpeg cannot be started: %w", err)
+	}
+	e := &encoder{cmd: c, conn: conn, done: make(chan struct{}), fwd: make(chan struct{}), start: time.Now()}
+	go func() { c.Wait(); close(e.done) }()
+	go e.forward(track)
+	return e, nil
+}
+
+// forward sends ffmpeg's packets to track until the socket is closed.
+func (e *encoder) forward(track *webrtc.TrackLocalStaticRTP) {
+	defer close(e.fwd)
+	buf := make([]byte, 1600)
+	var pkt rtp.Packet
+	for {
+		n, _, err := e.conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		e.packets.Add(1)
+		e.bytes.Add(uint64(n))
+		if pkt.Marker {
+			e.frames.Add(1)
+		}
+		track.WriteRTP(&pkt) // errors are per peer: a closed one is dropped by pion
+	}
+}
+
+// stop kills ffmpeg's process group and ends the forwarding.
+func (e *encoder) stop() {
+	killGroup(e.cmd, e.done)
+	e.conn.Close()
+	<-e.fwd
+}
+
+// stats is the encoder's part of a stats file.
+func (e *encoder) stats() string {
+	secs := time.Since(e.start).Seconds()
+	f, b := e.frames.Load(), e.bytes.Load()
+	return fmt.Sprintf("frames %d\npackets %d\nbytes %d\nfps %.1f\nbitrate %.0f\n",
+		f, e.packets.Load(), b, float64(f)/secs, float64(b)*8/secs)
+}
+
+// ensureEncoder starts the encoder if the app runs and it does not;
+// ap.mu is held.
+func (ap *app) ensureEncoderLocked() error {
+	if ap.run == nil {
+		return fmt.Errorf("apps: %s is not running", ap.name)
+	}
+	if ap.enc != nil {
+		return nil
+	}
+	e, err := startEncoder(ap.run.display, ap.s.W, ap.s.H, ap.track, ap.log)
+	if err != nil {
+		return err
+	}
+	ap.enc = e
+	return nil
+}
