@@ -148,6 +148,15 @@ func TestWebUI(t *testing.T) {
 		}
 	}
 	shot(t, ctx, "modules")
+	run("load a package that is not there",
+		chromedp.Navigate(base+"/modules"),
+		chromedp.SendKeys(chromedp.ID("load-name"), "nope"),
+		chromedp.SendKeys(chromedp.ID("load-source"), "/tmp/nope.pkg"),
+		chromedp.Click(chromedp.ID("load")),
+		chromedp.WaitVisible(chromedp.ID("error")))
+	if e := get("the load error", chromedp.Text(chromedp.ID("error"))); !strings.Contains(e, "load nope") {
+		t.Fatalf("the load error shown: %q", e)
+	}
 
 	run("the node page", chromedp.Navigate(base+"/node"), chromedp.WaitVisible(chromedp.ID("node-id")))
 	if id := get("the node's id", chromedp.Text(chromedp.ID("node-id"))); id != strings.TrimSpace(must9p(t, n, "read", "/node/id")) {

@@ -335,19 +335,48 @@ func (u *UI) modules(w http.ResponseWriter, r *request) {
 	}
 	slices.SortFunc(ms, func(a, b module) int { return strings.Compare(a.Name, b.Name) })
 	data["Modules"] = ms
+	if tr, err := styx.ReadFile(ctx, r.root, "/modules/trusted", 64<<10); err == nil {
+		data["Trusted"] = strings.Fields(string(tr))
+	}
 	u.render(w, http.StatusOK, "modules.html", data)
 }
 
-// moduleCtl writes "VERB NAME" to /modules/ctl.
+// moduleCtl writes "VERB NAME" to /modules/ctl, or "load NAME SOURCE":
+// SOURCE a path of the namespace, or an uploaded package, written first
+// to /tmp/NAME.pkg of the user's namespace.
 func (u *UI) moduleCtl(w http.ResponseWriter, r *request) {
 	verb, name := r.PostFormValue("verb"), r.PostFormValue("name")
+	line := verb + " " + plan9.Quote(name)
 	switch verb {
-	case "start", "stop", "restart", "reload":
+	case "start", "stop", "restart", "reload", "unload":
+	case "load":
+		src := strings.TrimSpace(r.PostFormValue("source"))
+		if f, _, err := r.FormFile("package"); err == nil {
+			data, err := io.ReadAll(io.LimitReader(f, MaxUpload))
+			f.Close()
+			if err != nil {
+				u.fail(w, r.Request, http.StatusBadRequest, "upload: "+err.Error())
+				return
+			}
+			src = "/tmp/" + name + ".pkg"
+			if strings.ContainsAny(name, "/\x00") || name == "" {
+				u.fail(w, r.Request, http.StatusBadRequest, "bad module name")
+				return
+			}
+			if err := styx.WriteFile(r.Context(), r.root, src, data, 0o600); err != nil {
+				u.fail(w, r.Request, http.StatusConflict, src+": "+err.Error())
+				return
+			}
+		}
+		if src == "" {
+			u.fail(w, r.Request, http.StatusBadRequest, "load: want a source path or a package file")
+			return
+		}
+		line += " " + plan9.Quote(src)
 	default:
 		u.fail(w, r.Request, http.StatusBadRequest, "unknown module verb")
 		return
 	}
-	line := verb + " " + plan9.Quote(name)
 	if _, err := ctlLine(r.Context(), r.root, []string{"modules", "ctl"}, line); err != nil {
 		u.fail(w, r.Request, http.StatusConflict, line+": "+err.Error())
 		return
