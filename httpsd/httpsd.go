@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/connlimit"
@@ -29,7 +30,12 @@ type Server struct {
 	mu   sync.Mutex
 	srv  []*http.Server // guarded by mu
 	root http.Handler   // guarded by mu: the handler of "/", if any
+
+	requests atomic.Uint64 // requests served, all listeners
 }
+
+// Requests is how many requests the server has begun to serve.
+func (h *Server) Requests() uint64 { return h.requests.Load() }
 
 // New returns a listener serving with cfg (TLS 1.2 at least).
 func New(cfg *tls.Config, log *slog.Logger) *Server {
@@ -74,7 +80,10 @@ func (h *Server) Handle(pattern string, handler http.Handler) {
 // Serve serves HTTPS on l until ctx ends or Close.
 func (h *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
-		Handler:           h.mux,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.requests.Add(1)
+			h.mux.ServeHTTP(w, r)
+		}),
 		TLSConfig:         h.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

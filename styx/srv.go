@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,7 +63,8 @@ type Server struct {
 	Log   *slog.Logger
 	Trace func(conn string, in bool, f *Fcall) // protocol trace, if set
 
-	pool bufPool
+	pool     bufPool
+	requests atomic.Uint64 // requests decoded, all connections
 
 	limOnce sync.Once
 	lim     *connlimit.Limits
@@ -72,6 +74,10 @@ type Server struct {
 	lns   map[net.Listener]struct{}
 	done  bool
 }
+
+// Requests is how many requests the server has decoded since it was
+// made, on all its connections.
+func (s *Server) Requests() uint64 { return s.requests.Load() }
 
 func (s *Server) msize() uint32 {
 	if s.Msize == 0 {
@@ -374,6 +380,7 @@ func (c *conn) readLoop() error {
 			c.writeError(tag, fmt.Sprintf("malformed %s: %v", typeName(typ), err))
 			continue
 		}
+		c.srv.requests.Add(1)
 		if c.srv.Trace != nil {
 			c.srv.Trace(c.name, true, &r.fc)
 		}

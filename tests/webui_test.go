@@ -164,6 +164,15 @@ func TestWebUI(t *testing.T) {
 	}
 	shot(t, ctx, "node")
 
+	// The graph: rates drawn from /node/stats, the 9P requests of this
+	// very test among them.
+	run("the graph", chromedp.Navigate(base+"/graph"),
+		voidOf(chromedp.Poll[bool](`window.graphSamples >= 3 && document.getElementById("chart-9p-requests") !== null`)))
+	shot(t, ctx, "graph")
+	if st := must9p(t, n, "read", "/node/stats"); !strings.Contains(st, "9p-requests ") || !strings.Contains(st, "https-requests ") || !strings.Contains(st, "dns-queries ") {
+		t.Fatalf("/node/stats:\n%s", st)
+	}
+
 	must9pIn(t, n, "before\n", "write", "/tmp/live")
 	run("follow a file",
 		chromedp.Navigate(base+"/fs/tmp/live?follow"),

@@ -10,6 +10,7 @@
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
+//	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats
 //
 // Pages are html/template, embedded; the little JavaScript there is
 // (following a file live) is a static file of its own, allowed by the
@@ -106,6 +107,8 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /modules", u.signed(u.modules))
 	u.mux.HandleFunc("POST /modules", u.signed(u.moduleCtl))
 	u.mux.HandleFunc("GET /node", u.signed(u.node))
+	u.mux.HandleFunc("GET /graph", u.signed(u.graph))
+	u.mux.HandleFunc("GET /stats.json", u.signed(u.stats))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))

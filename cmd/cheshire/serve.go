@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -135,6 +136,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	webTLS := p.ca.TLSConfig("node", httpsNames())
 	webTLS.ClientAuth = tls.RequestClientCert // a certificate from /ca names a git user (certUser); none is asked of others
 	web := httpsd.New(webTLS, nd.log)
+	p.web.Store(web)
 	web.Limit(limits("https"))
 	web.Handle("/dns-query", mods.HTTP("dns", p.dns.DoHHandler()))
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
@@ -148,6 +150,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	defer closeWeb()
 	srv := &styx.Server{Attacher: p.ns.ConnAttacher(), Log: nd.log, Limits: limits("9p"), Trace: nd.trace(o.debug)}
+	p.srv9p.Store(srv)
 	if err := ls.serve9P(srv, nd.id, append([]string{"unix!" + filepath.Join(nd.dir, "cheshire.sock")}, o.listens...)); err != nil {
 		return err
 	}
@@ -224,6 +227,8 @@ type parts struct {
 	cluster *cluster
 	store   *store.Store
 	apps    *apps.Apps
+	srv9p   atomic.Pointer[styx.Server]   // set once serving: /node/stats counts its requests
+	web     atomic.Pointer[httpsd.Server] // likewise
 	im      *remote.Importer
 	id      *nodekey.Identity
 	log     *slog.Logger
@@ -278,7 +283,8 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		return nil, err
 	}
 	p.store.Start()
-	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound})
+	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound,
+		Counters: p.counters})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
 		append(p.cluster.modules(), apps.NewModule(p.apps, version))...)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
@@ -331,6 +337,18 @@ func (p *parts) storeDial(ctx context.Context, key string) (styx.File, error) {
 		return nil, err
 	}
 	return p.im.Import(ctx, pk, "/store/fragments", true)
+}
+
+// counters are the node's running counts, for /node/stats.
+func (p *parts) counters() map[string]uint64 {
+	m := map[string]uint64{"dns-queries": p.dns.Queries()}
+	if s := p.srv9p.Load(); s != nil {
+		m["9p-requests"] = s.Requests()
+	}
+	if w := p.web.Load(); w != nil {
+		m["https-requests"] = w.Requests()
+	}
+	return m
 }
 
 func (p *parts) close() {

@@ -37,6 +37,9 @@ type stats struct {
 }
 
 // statsText is the text of /dns/stats.
+// Queries is how many queries the server has answered or refused.
+func (s *Server) Queries() uint64 { return uint64(s.stats.queries.Load()) }
+
 func (s *Server) statsText(ctx context.Context) string {
 	return fmt.Sprintf("queries %d\nformerr %d\nrefused %d\ndropped %d\npanics %d\ntcp %d\ntcpshed %d\nrrldropped %d\nrrlslipped %d\nbadcookie %d\n",
 		s.stats.queries.Load(), s.stats.formerr.Load(), s.stats.refused.Load(),

@@ -6,6 +6,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +28,9 @@ type Config struct {
 	Start   time.Time
 	Owner   string
 	Log     *synth.Log // the node log (see LogHandler)
+	// Counters, if set, are the node's running counts (requests served
+	// by 9P, HTTPS, DNS, ...), read by /node/stats.
+	Counters func() map[string]uint64
 }
 
 // New builds the tree:
@@ -34,6 +39,7 @@ type Config struct {
 //	/node/addrs    one dial string a line
 //	/node/version  the program version
 //	/node/uptime   seconds since start
+//	/node/stats    the node's running counts, "NAME N" a line (requests by 9P, HTTPS, DNS)
 //	/node/log        the log: recent lines, up to now (tail -f follows it)
 //	/node/logfollow  the same, then new lines as they come (cat follows it)
 func New(c Config) *Node {
@@ -51,6 +57,17 @@ func New(c Config) *Node {
 	root.Add(synth.Static("version", 0444, []byte(c.Version+"\n")))
 	root.Add(synth.String("uptime", 0444, func(ctx context.Context) string {
 		return fmt.Sprintf("%d\n", int64(now().Sub(c.Start).Seconds()))
+	}))
+	root.Add(synth.String("stats", 0444, func(ctx context.Context) string {
+		if c.Counters == nil {
+			return ""
+		}
+		m := c.Counters()
+		var b strings.Builder
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(&b, "%s %d\n", k, m[k])
+		}
+		return b.String()
 	}))
 	root.Add(c.Log.File("log", 0444))
 	root.Add(c.Log.FollowFile("logfollow", 0444))
