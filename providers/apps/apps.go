@@ -29,6 +29,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"cheshire/atomicfile"
 	"cheshire/synth"
@@ -51,6 +52,8 @@ type Apps struct {
 	opts Options
 	log  *slog.Logger
 	root *synth.Dir
+
+	fps atomic.Int32 // the capture rate of encoders started from now on
 
 	mu   sync.Mutex
 	apps map[string]*app    // guarded by mu
@@ -96,6 +99,7 @@ func New(dir string, o Options) (*Apps, error) {
 		return nil, fmt.Errorf("apps: data directory: %w", err)
 	}
 	a := &Apps{dir: dir, opts: o, log: o.Log, apps: map[string]*app{}}
+	a.fps.Store(DefaultFPS)
 	a.root = synth.NewDir("apps", 0555)
 	a.root.Add(synth.Ctl("ctl", 0660, a.cmds(), a.ctlStatus))
 	specs, err := a.load()

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"cheshire/module"
@@ -17,8 +18,9 @@ import (
 //	                            sessions' ICE
 //	turn URL USER CREDENTIAL    a TURN server (turn:HOST:PORT?transport=udp,
 //	                            turns:...) and its long-term credential
+//	fps N                       the capture rate, 1 to 60 (DefaultFPS)
 //
-// None by default: peers on one host or one LAN need none.
+// No ICE servers by default: peers on one host or one LAN need none.
 //
 // The registry belongs to the Apps and outlives the module's instances;
 // a stop of the module stops every app.
@@ -41,20 +43,31 @@ func (m *Module) Manifest() module.Manifest {
 		Description: "applications under Xvfb, streamed to browsers over WebRTC with input back"}
 }
 
-// CheckConfig accepts ice-servers lines.
+// CheckConfig accepts ice-servers, turn and fps lines.
 func (m *Module) CheckConfig(cfg module.Config) error {
-	_, err := iceServers(cfg)
+	_, _, err := parseConfig(cfg)
 	return err
 }
 
-func iceServers(cfg module.Config) ([]webrtc.ICEServer, error) {
+// parseConfig returns the ICE servers and the capture rate of cfg.
+func parseConfig(cfg module.Config) ([]webrtc.ICEServer, int, error) {
 	var servers []webrtc.ICEServer
+	fps := DefaultFPS
 	for _, e := range cfg.Entries {
 		switch e.Key {
+		case "fps":
+			n := 0
+			if len(e.Args) == 1 {
+				n, _ = strconv.Atoi(e.Args[0])
+			}
+			if n < 1 || n > 60 {
+				return nil, 0, e.Errorf("want fps N, N from 1 to 60")
+			}
+			fps = n
 		case "ice-servers":
 			for _, u := range e.Args {
 				if !strings.HasPrefix(u, "stun:") {
-					return nil, e.Errorf("bad stun server %q: want stun:HOST:PORT (a TURN server goes on a turn line)", u)
+					return nil, 0, e.Errorf("bad stun server %q: want stun:HOST:PORT (a TURN server goes on a turn line)", u)
 				}
 			}
 			if len(e.Args) > 0 {
@@ -62,26 +75,27 @@ func iceServers(cfg module.Config) ([]webrtc.ICEServer, error) {
 			}
 		case "turn":
 			if len(e.Args) != 3 {
-				return nil, e.Errorf("want turn URL USER CREDENTIAL")
+				return nil, 0, e.Errorf("want turn URL USER CREDENTIAL")
 			}
 			if !strings.HasPrefix(e.Args[0], "turn:") && !strings.HasPrefix(e.Args[0], "turns:") {
-				return nil, e.Errorf("bad turn server %q: want turn: or turns:", e.Args[0])
+				return nil, 0, e.Errorf("bad turn server %q: want turn: or turns:", e.Args[0])
 			}
 			servers = append(servers, webrtc.ICEServer{URLs: e.Args[:1], Username: e.Args[1], Credential: e.Args[2]})
 		default:
-			return nil, e.Errorf("unknown setting (apps has ice-servers and turn)")
+			return nil, 0, e.Errorf("unknown setting (apps has ice-servers, turn and fps)")
 		}
 	}
-	return servers, nil
+	return servers, fps, nil
 }
 
 // Start serves the files with the configured ICE servers.
 func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, error) {
-	urls, err := iceServers(env.Config)
+	urls, fps, err := parseConfig(env.Config)
 	if err != nil {
 		return nil, err
 	}
 	m.a.setICEServers(urls)
+	m.a.fps.Store(int32(fps))
 	return instance{m.a}, nil
 }
 
@@ -102,10 +116,11 @@ func (i instance) Stop(ctx context.Context) error {
 // Reconfigure takes new ICE servers without stopping the apps; sessions
 // made from now on use them.
 func (i instance) Reconfigure(ctx context.Context, cfg module.Config) error {
-	urls, err := iceServers(cfg)
+	urls, fps, err := parseConfig(cfg)
 	if err != nil {
 		return err
 	}
 	i.a.setICEServers(urls)
+	i.a.fps.Store(int32(fps)) // for encoders started from now on
 	return nil
 }

@@ -16,7 +16,10 @@ func TestModuleConfig(t *testing.T) {
 		{"ice-servers turn:x:1\n", "bad stun server"},
 		{"turn turn:x:1 alice\n", "want turn URL USER CREDENTIAL"},
 		{"turn stun:x:1 alice pw\n", "bad turn server"},
-		{"fps 60\n", "unknown setting"},
+		{"fps 30\n", ""},
+		{"fps 61\n", "want fps N"},
+		{"fps\n", "want fps N"},
+		{"frames 60\n", "unknown setting"},
 	} {
 		cfg, err := module.ParseConfig(c.text)
 		if err != nil {
