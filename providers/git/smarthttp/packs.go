@@ -79,16 +79,17 @@ func (c *packCache) get(key string) *os.File {
 	return f
 }
 
-// build encodes objects of repo into a new cache file for key, searching
-// window objects back for deltas (0: none), and returns it open at its
-// start.
-func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing.Hash, refDeltas bool, window uint) (*os.File, error) {
+// build makes the pack of objects of repo (by reuse, or else by
+// go-git's encoder searching window objects back for deltas, 0: none)
+// and writes it both to out and to a new cache file for key, which a
+// later fetch of the same objects streams instead.
+func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing.Hash, refDeltas bool, window uint, out io.Writer) error {
 	c.mu.Lock()
 	if c.dir == "" {
 		d, err := c.makeDir()
 		if err != nil {
 			c.mu.Unlock()
-			return nil, err
+			return err
 		}
 		c.dir, c.files = d, map[string]string{}
 	}
@@ -96,23 +97,17 @@ func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing
 	c.mu.Unlock()
 	f, err := os.CreateTemp(dir, "pack-*")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	err = reusePack(repo, objects, refDeltas, f)
+	defer f.Close()
+	w := io.MultiWriter(f, out)
+	err = reusePack(repo, objects, refDeltas, w) // writes nothing when it cannot
 	if errors.Is(err, errNoReuse) {
-		if err = f.Truncate(0); err == nil {
-			_, err = packfile.NewEncoder(f, repo.Storer, refDeltas).Encode(objects, window)
-		}
+		_, err = packfile.NewEncoder(w, repo.Storer, refDeltas).Encode(objects, window)
 	}
 	if err != nil {
-		f.Close()
 		os.Remove(f.Name())
-		return nil, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
 	if old, ok := c.files[key]; ok { // built twice at once: keep one
@@ -127,7 +122,7 @@ func (c *packCache) build(repo *gogit.Repository, key string, objects []plumbing
 		c.order = c.order[1:]
 	}
 	c.mu.Unlock()
-	return f, nil
+	return nil
 }
 
 // makeDir makes the cache's directory, empty.

@@ -65,7 +65,8 @@ type Options struct {
 	// client sees as 404. Open is called once per request, after
 	// Authorize; the repository is only used for that request, so Open
 	// may make a new one each time (an in-memory repository generated
-	// for the request, say).
+	// for the request, say). If its Storer is an io.Closer, it is closed
+	// when the request ends.
 	Open func(name string) (*gogit.Repository, error)
 
 	// Authorize decides whether the request may read (clone, fetch)
@@ -250,6 +251,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		httpError(w, code, errText(err))
 		return
+	}
+	if c, ok := repo.Storer.(io.Closer); ok { // files it keeps open (Options.Open)
+		defer c.Close()
 	}
 	w.Header().Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
 	v2 := svc == svcUpload && wantsV2(r)

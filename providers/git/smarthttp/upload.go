@@ -382,15 +382,32 @@ func (x *exchange) writePack(out io.Writer, objects []plumbing.Hash, refDeltas, 
 	if f == nil {
 		key := packKey(x.name, objects, refDeltas)
 		if f = x.h.packs.get(key); f == nil {
-			var err error
-			if f, err = x.h.packs.build(x.repo, key, objects, refDeltas, x.h.window()); err != nil {
-				return err
-			}
+			// Made and sent at once: the client reads the pack while
+			// the cache file is written.
+			return x.h.packs.build(x.repo, key, objects, refDeltas, x.h.window(), chunked{out})
 		}
 	}
 	defer f.Close()
 	_, err := io.Copy(out, f)
 	return err
+}
+
+// chunked passes writes on in pieces of at most 32 KiB, as io.Copy
+// does: a side band's packet holds less than 64 KiB, and its muxer
+// refuses a longer write.
+type chunked struct{ w io.Writer }
+
+func (c chunked) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k, err := c.w.Write(p[:min(len(p), 32<<10)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
 }
 
 // progress writes on the progress channel of a side band.
