@@ -282,6 +282,17 @@ func TestWebUIKeys(t *testing.T) {
 	if got := must9p(t, n, "read", "/ca/root.pem"); got != root {
 		t.Fatal("the root changed across a backup and restore")
 	}
+	// An SSH user certificate signed from the page, as ssh-user in /ca/ctl.
+	pub := strings.TrimSpace(sh(t, "k="+t.TempDir()+"/k && ssh-keygen -q -t ed25519 -N '' -f $k && cat $k.pub"))
+	if code, body, _ := post("/keys", url.Values{"csrf": {csrf}, "op": {"ssh-user"}, "name": {"alice"}, "principals": {"alice,root"}, "pubkey": {pub}}); code != http.StatusSeeOther {
+		t.Fatalf("ssh-user: %d\n%s", code, body)
+	}
+	if cert := must9p(t, n, "read", "/ca/ssh/certs/alice-cert.pub"); !strings.HasPrefix(cert, "ssh-ed25519-cert-v01@openssh.com ") {
+		t.Fatalf("the ssh certificate: %q", cert)
+	}
+	if code, _, _ := post("/keys", url.Values{"csrf": {csrf}, "op": {"ssh-user"}, "name": {"bob"}, "pubkey": {pub}}); code != http.StatusBadRequest {
+		t.Fatalf("ssh-user without principals: %d, want 400", code)
+	}
 	if code, _, _ = post("/keys", url.Values{"csrf": {csrf}, "op": {"issue"}, "arg": {"web1"}}, "Origin", "https://evil.example"); code != http.StatusForbidden {
 		t.Fatalf("a cross-site POST: %d, want 403", code)
 	}

@@ -37,6 +37,18 @@ func (u *UI) keys(w http.ResponseWriter, r *request) {
 		}
 		f.Clunk()
 	}
+	if f, err := styx.WalkFile(ctx, r.root, []string{"ca", "ssh", "certs"}); err == nil {
+		if _, err := f.Open(ctx, styx.OREAD); err == nil {
+			if ds, err := f.ReadDir(ctx); err == nil {
+				var names []string
+				for _, d := range ds {
+					names = append(names, d.Name)
+				}
+				data["SSHCerts"] = names
+			}
+		}
+		f.Clunk()
+	}
 	u.render(w, http.StatusOK, "keys.html", data)
 }
 
@@ -56,6 +68,23 @@ func (u *UI) keysCtl(w http.ResponseWriter, r *request) {
 			return
 		}
 		line = op + " " + arg
+	case "ssh-user", "ssh-host":
+		// NAME, then for a user the principals, then the public key's
+		// authorized_keys text.
+		name, key := strings.TrimSpace(r.PostFormValue("name")), strings.TrimSpace(r.PostFormValue("pubkey"))
+		principals := strings.TrimSpace(r.PostFormValue("principals"))
+		if name == "" || key == "" || strings.ContainsAny(name+principals, " \t\n'") || strings.ContainsAny(key, "\n'") || op == "ssh-user" && principals == "" {
+			u.fail(w, r.Request, http.StatusBadRequest, op+": want a name, "+map[string]string{"ssh-user": "principals and ", "ssh-host": ""}[op]+"a public key on one line")
+			return
+		}
+		line = op + " " + name
+		switch {
+		case op == "ssh-user":
+			line += " " + principals
+		case principals != "":
+			line += " principals=" + principals
+		}
+		line += " " + key
 	case "backup":
 		line = "backup " + quoteArg(pass)
 	case "restore":
