@@ -4,7 +4,9 @@
 package webui
 
 import (
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"cheshire/styx"
@@ -25,30 +27,8 @@ func (u *UI) keys(w http.ResponseWriter, r *request) {
 		}
 	}
 	data["State"] = state
-	if f, err := styx.WalkFile(ctx, r.root, []string{"ca", "certs"}); err == nil {
-		if _, err := f.Open(ctx, styx.OREAD); err == nil {
-			if ds, err := f.ReadDir(ctx); err == nil {
-				var names []string
-				for _, d := range ds {
-					names = append(names, d.Name)
-				}
-				data["Certs"] = names
-			}
-		}
-		f.Clunk()
-	}
-	if f, err := styx.WalkFile(ctx, r.root, []string{"ca", "ssh", "certs"}); err == nil {
-		if _, err := f.Open(ctx, styx.OREAD); err == nil {
-			if ds, err := f.ReadDir(ctx); err == nil {
-				var names []string
-				for _, d := range ds {
-					names = append(names, d.Name)
-				}
-				data["SSHCerts"] = names
-			}
-		}
-		f.Clunk()
-	}
+	data["Certs"] = entryNames(ctx, r.root, false, "ca", "certs")
+	data["SSHCerts"] = entryNames(ctx, r.root, false, "ca", "ssh", "certs")
 	u.render(w, http.StatusOK, "keys.html", data)
 }
 
@@ -91,17 +71,9 @@ func (u *UI) keysCtl(w http.ResponseWriter, r *request) {
 		backup := r.PostFormValue("backup")
 		if backup == "" {
 			if f, _, err := r.FormFile("file"); err == nil {
-				var b strings.Builder
-				buf := make([]byte, 64<<10)
-				for b.Len() < MaxUpload {
-					n, err := f.Read(buf)
-					b.Write(buf[:n])
-					if err != nil {
-						break
-					}
-				}
+				b, _ := io.ReadAll(io.LimitReader(f, MaxUpload))
 				f.Close()
-				backup = b.String()
+				backup = string(b)
 			}
 		}
 		if err := styx.WriteFile(ctx, r.root, "/ca/backup", []byte(backup), 0o600); err != nil {
@@ -131,7 +103,7 @@ func (u *UI) keysCtl(w http.ResponseWriter, r *request) {
 		w.Write(data)
 		return
 	}
-	http.Redirect(w, r.Request, "/keys?done="+urlQueryEscape(verb), http.StatusSeeOther)
+	http.Redirect(w, r.Request, "/keys?done="+url.QueryEscape(verb), http.StatusSeeOther)
 }
 
 // quoteArg quotes a passphrase for a ctl line, as rc would.

@@ -42,18 +42,6 @@ func (u *UI) node(w http.ResponseWriter, r *request) {
 		}
 		ss = append(ss, s)
 	}
-	var zones []string
-	if f, err := styx.WalkFile(ctx, r.root, []string{"dns", "zones"}); err == nil {
-		if _, err := f.Open(ctx, styx.OREAD); err == nil {
-			if ds, err := f.ReadDir(ctx); err == nil {
-				for _, d := range ds {
-					if d.Mode&styx.DMDIR != 0 {
-						zones = append(zones, d.Name)
-					}
-				}
-			}
-		}
-		f.Clunk()
-	}
+	zones := entryNames(ctx, r.root, true, "dns", "zones")
 	u.render(w, http.StatusOK, "node.html", map[string]any{"User": r.user, "CSRF": r.csrf, "Sections": ss, "Zones": zones})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,7 +112,7 @@ func (u *UI) browse(w http.ResponseWriter, r *request) {
 		data["Ctl"] = true
 	}
 	if d.Mode&0o444 != 0 && !data["Append"].(bool) {
-		content, err := readShown(ctx, f)
+		content, err := styx.ReadFile(ctx, f, "", MaxShown) // through a clone of f
 		switch {
 		case err != nil:
 			data["ReadErr"] = err.Error()
@@ -125,29 +126,29 @@ func (u *UI) browse(w http.ResponseWriter, r *request) {
 	u.render(w, http.StatusOK, "file.html", data)
 }
 
-// readShown reads the first MaxShown bytes of f through a clone.
-func readShown(ctx context.Context, f styx.File) ([]byte, error) {
-	g, err := styx.WalkFile(ctx, f, nil)
+// entryNames lists the names in the directory at names of root (only
+// its subdirectories if dirs), or none if it cannot be read: for pages
+// that show what they can.
+func entryNames(ctx context.Context, root styx.File, dirs bool, names ...string) []string {
+	f, err := styx.WalkFile(ctx, root, names)
 	if err != nil {
-		return nil, err
+		return nil
 	}
-	defer g.Clunk()
-	if _, err := g.Open(ctx, styx.OREAD); err != nil {
-		return nil, err
+	defer f.Clunk()
+	if _, err := f.Open(ctx, styx.OREAD); err != nil {
+		return nil
 	}
-	var data []byte
-	buf := make([]byte, 64<<10)
-	for len(data) < MaxShown {
-		n, err := g.Read(ctx, buf[:min(len(buf), MaxShown-len(data))], int64(len(data)))
-		data = append(data, buf[:n]...)
-		if n == 0 || err != nil {
-			if err != nil && !errors.Is(err, io.EOF) {
-				return nil, err
-			}
-			break
+	ds, err := f.ReadDir(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range ds {
+		if !dirs || d.Mode&styx.DMDIR != 0 {
+			out = append(out, d.Name)
 		}
 	}
-	return data, nil
+	return out
 }
 
 // listDir lists a page of a directory, marking its mount points.
@@ -190,7 +191,7 @@ func escapePath(names []string) string {
 	var b strings.Builder
 	for _, n := range names {
 		b.WriteByte('/')
-		b.WriteString(urlPathEscape(n))
+		b.WriteString(url.PathEscape(n))
 	}
 	return b.String()
 }
@@ -382,5 +383,5 @@ func (u *UI) moduleCtl(w http.ResponseWriter, r *request) {
 		return
 	}
 	u.o.Log.Info("webui: module", "user", r.user, "line", line)
-	http.Redirect(w, r.Request, "/modules?done="+urlQueryEscape(line), http.StatusSeeOther)
+	http.Redirect(w, r.Request, "/modules?done="+url.QueryEscape(line), http.StatusSeeOther)
 }

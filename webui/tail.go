@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"cheshire/plan9"
 	"cheshire/styx"
 )
 
@@ -37,7 +38,7 @@ func (u *UI) tail(w http.ResponseWriter, r *request) {
 	defer f.Clunk()
 	d, err := f.Stat(ctx)
 	if err == nil && d.Mode&styx.DMDIR != 0 {
-		err = errors.New("is a directory")
+		err = plan9.ErrIsDir
 	}
 	if err == nil {
 		_, err = f.Open(ctx, styx.OREAD)
