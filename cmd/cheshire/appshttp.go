@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"net/http"
 
 	"cheshire/providers/apps"
-	"cheshire/styx"
 )
 
 // appsHandler is the page of each app, /apps/NAME/, on the node's HTTPS
@@ -16,6 +14,6 @@ import (
 func (p *parts) appsHandler() http.Handler {
 	return apps.Handler(apps.WebOptions{
 		User: p.gitUser,
-		Root: func(ctx context.Context, user string) (styx.File, error) { return p.ns.Attach(ctx, user, "", nil) },
+		Root: p.userRoot,
 	})
 }

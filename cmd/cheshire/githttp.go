@@ -103,7 +103,7 @@ func (g *nsGit) handler(user string) http.Handler {
 		return h
 	}
 	repos := nsrepo.New(func(ctx context.Context) (styx.File, error) {
-		return g.p.ns.Attach(ctx, user, "", nil)
+		return g.p.userRoot(ctx, user)
 	}, nsrepo.Options{Log: g.log.With("user", user)})
 	h := smarthttp.Handler("/ns", smarthttp.Options{
 		Nested: true, NoDeltas: true,

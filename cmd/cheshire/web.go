@@ -13,7 +13,7 @@ import (
 // sign-in form takes a user and its token of /git/tokens.
 func (p *parts) webUI() http.Handler {
 	return webui.New(webui.Options{
-		Attach: func(ctx context.Context, user string) (styx.File, error) { return p.ns.Attach(ctx, user, "", nil) },
+		Attach: p.userRoot,
 		Certificate: func(r *http.Request) (string, error) {
 			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 				return "", nil
@@ -23,4 +23,10 @@ func (p *parts) webUI() http.Handler {
 		Password: p.git.TokenUser,
 		Log:      p.log.With("part", "webui"),
 	})
+}
+
+// userRoot is the root of user's own namespace, as the web pages (the
+// UI's, the apps', git's /ns/) see it.
+func (p *parts) userRoot(ctx context.Context, user string) (styx.File, error) {
+	return p.ns.Attach(ctx, user, "", nil)
 }
