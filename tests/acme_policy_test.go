@@ -44,16 +44,7 @@ func TestACMEPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var addr string
-	for _, a := range strings.Fields(nine("", "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, p, _ := strings.Cut(rest, "!")
-			addr = host + ":" + p
-		}
-	}
-	if addr == "" {
-		t.Fatal("no https address in /node/addrs")
-	}
+	addr := httpsIn(t, nine("", "read", "/node/addrs"))
 	nine("eab add lego\neab add spare\n", "write", "/ca/ctl")
 	hmacOf := func(kid string) string {
 		for line := range strings.SplitSeq(nine("", "read", "/ca/acme/eab/"+kid), "\n") {

@@ -1,16 +1,35 @@
 package tests
 
 import (
+	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// httpsAddr returns the node's HTTPS host:port from /node/addrs.
+// httpsAddr returns the HTTPS host:port of the node mounted at m.
 func httpsAddr(t *testing.T, m string) string {
 	t.Helper()
-	for _, a := range strings.Fields(sh(t, "cat "+m+"/node/addrs")) {
+	return httpsIn(t, sh(t, "cat "+m+"/node/addrs"))
+}
+
+// httpsAddr returns n's HTTPS host:port.
+func (n *node) httpsAddr() string {
+	n.t.Helper()
+	addrs, err := n.run("", "9p", "read", "/node/addrs")
+	if err != nil {
+		n.t.Fatalf("/node/addrs: %v", err)
+	}
+	return httpsIn(n.t, addrs)
+}
+
+// httpsIn returns the HTTPS host:port among the dial strings of a
+// /node/addrs.
+func httpsIn(t testing.TB, addrs string) string {
+	t.Helper()
+	for _, a := range strings.Fields(addrs) {
 		if rest, ok := strings.CutPrefix(a, "https!"); ok {
 			host, port, _ := strings.Cut(rest, "!")
 			return host + ":" + port
@@ -18,6 +37,20 @@ func httpsAddr(t *testing.T, m string) string {
 	}
 	t.Fatalf("no https address in /node/addrs")
 	return ""
+}
+
+// ownerName is the name a node started by the tests gives its owner:
+// $USER, else the current user's.
+func ownerName(t testing.TB) string {
+	t.Helper()
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // TestCAThroughFUSE: the CA's files with openssl and curl: a certificate

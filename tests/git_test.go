@@ -3,7 +3,6 @@ package tests
 import (
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,27 +81,11 @@ func TestGitOverHTTPS(t *testing.T) {
 	t.Parallel()
 	dir := shortTemp(t)
 	n := startNode(t, dir)
-	var addr string
-	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, port, _ := strings.Cut(rest, "!")
-			addr = host + ":" + port
-		}
-	}
-	if addr == "" {
-		t.Fatal("no https address in /node/addrs")
-	}
+	addr := n.httpsAddr()
 	work := t.TempDir()
 	root := filepath.Join(work, "root.pem")
 	os.WriteFile(root, []byte(must9p(t, n, "read", "/ca/root.pem")), 0644)
-	owner := os.Getenv("USER") // as the node names its owner
-	if owner == "" {
-		u, err := user.Current()
-		if err != nil {
-			t.Fatal(err)
-		}
-		owner = u.Username
-	}
+	owner := ownerName(t)
 	const token = "0123456789abcdef0123"
 	if _, err := n.run("create web\n", "9p", "write", "/git/ctl"); err != nil {
 		t.Fatal(err)
@@ -189,25 +172,10 @@ func TestGitOverHTTPS(t *testing.T) {
 // CA root in a file, and the owner with a token of /git/tokens.
 func gitHTTPS(t *testing.T, n *node) (addr, rootPEM, owner, token string) {
 	t.Helper()
-	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, port, _ := strings.Cut(rest, "!")
-			addr = host + ":" + port
-		}
-	}
-	if addr == "" {
-		t.Fatal("no https address in /node/addrs")
-	}
+	addr = n.httpsAddr()
 	rootPEM = filepath.Join(t.TempDir(), "root.pem")
 	os.WriteFile(rootPEM, []byte(must9p(t, n, "read", "/ca/root.pem")), 0644)
-	owner = os.Getenv("USER")
-	if owner == "" {
-		u, err := user.Current()
-		if err != nil {
-			t.Fatal(err)
-		}
-		owner = u.Username
-	}
+	owner = ownerName(t)
 	token = "subtree-token-0123456789"
 	if _, err := n.run(owner+" "+token+"\n", "9p", "write", "/git/tokens"); err != nil {
 		t.Fatal(err)

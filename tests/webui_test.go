@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -330,19 +329,5 @@ func TestWebUIKeys(t *testing.T) {
 func webNode(t *testing.T) (n *node, addr, owner string) {
 	t.Helper()
 	n = startNode(t, shortTemp(t))
-	for _, a := range strings.Fields(must9p(t, n, "read", "/node/addrs")) {
-		if rest, ok := strings.CutPrefix(a, "https!"); ok {
-			host, port, _ := strings.Cut(rest, "!")
-			addr = host + ":" + port
-		}
-	}
-	if addr == "" {
-		t.Fatal("no https address in /node/addrs")
-	}
-	owner = os.Getenv("USER")
-	if owner == "" {
-		u, _ := user.Current()
-		owner = u.Username
-	}
-	return n, addr, owner
+	return n, n.httpsAddr(), ownerName(t)
 }
