@@ -169,7 +169,7 @@ func (c *Client) fail(err error) {
 	}
 }
 
-func isClosed(ch chan struct{}) bool {
+func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true
@@ -196,27 +196,13 @@ func readFrame(br *bufio.Reader, msize uint32) ([]byte, error) {
 // await waits until done is closed, or stop is (nil: never), reading
 // replies itself whenever no other goroutine is reading them.
 func (c *Client) await(stop <-chan struct{}, done chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case <-stop:
-			return
-		case c.reader <- struct{}{}:
-			for !isClosed(done) && (stop == nil || !isDone(stop)) && c.readOne() {
-			}
-			<-c.reader
-			return
-		}
-	}
-}
-
-func isDone(ch <-chan struct{}) bool {
 	select {
-	case <-ch:
-		return true
-	default:
-		return false
+	case <-done:
+	case <-stop:
+	case c.reader <- struct{}{}:
+		for !isClosed(done) && !isClosed(stop) && c.readOne() {
+		}
+		<-c.reader
 	}
 }
 
@@ -225,67 +211,65 @@ func isDone(ch <-chan struct{}) bool {
 func (c *Client) readOne() bool {
 	br := c.br
 	var hdr [7]byte
-	{
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
+		return false
+	}
+	size := binary.LittleEndian.Uint32(hdr[:])
+	typ := hdr[4]
+	tag := binary.LittleEndian.Uint16(hdr[5:])
+	if size < 7 || size > c.msize {
+		c.fail(fmt.Errorf("%w: bad frame size %d from server", plan9.ErrHungup, size))
+		return false
+	}
+	c.mu.Lock()
+	cl := c.calls[tag]
+	c.mu.Unlock()
+	if cl == nil {
+		c.fail(fmt.Errorf("%w: reply with unknown tag %d", plan9.ErrHungup, tag))
+		return false
+	}
+	if typ == Rread && cl.rbuf != nil && size >= 11 {
+		var cnt [4]byte
+		if _, err := io.ReadFull(br, cnt[:]); err != nil {
 			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
 			return false
 		}
-		size := binary.LittleEndian.Uint32(hdr[:])
-		typ := hdr[4]
-		tag := binary.LittleEndian.Uint16(hdr[5:])
-		if size < 7 || size > c.msize {
-			c.fail(fmt.Errorf("%w: bad frame size %d from server", plan9.ErrHungup, size))
+		n := binary.LittleEndian.Uint32(cnt[:])
+		if int64(n) > int64(len(cl.rbuf)) || n+11 != size {
+			c.fail(fmt.Errorf("%w: Rread of %d bytes for a read of %d", plan9.ErrHungup, n, len(cl.rbuf)))
 			return false
 		}
-		c.mu.Lock()
-		cl := c.calls[tag]
-		c.mu.Unlock()
-		if cl == nil {
-			c.fail(fmt.Errorf("%w: reply with unknown tag %d", plan9.ErrHungup, tag))
+		if _, err := io.ReadFull(br, cl.rbuf[:n]); err != nil {
+			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
 			return false
 		}
-		if typ == Rread && cl.rbuf != nil && size >= 11 {
-			var cnt [4]byte
-			if _, err := io.ReadFull(br, cnt[:]); err != nil {
-				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return false
-			}
-			n := binary.LittleEndian.Uint32(cnt[:])
-			if int64(n) > int64(len(cl.rbuf)) || n+11 != size {
-				c.fail(fmt.Errorf("%w: Rread of %d bytes for a read of %d", plan9.ErrHungup, n, len(cl.rbuf)))
-				return false
-			}
-			if _, err := io.ReadFull(br, cl.rbuf[:n]); err != nil {
-				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return false
-			}
-			cl.reply = Fcall{Type: Rread, Tag: tag, Data: cl.rbuf[:n]}
-		} else {
-			bp := c.pool.get(int(size))
-			copy(*bp, hdr[:])
-			if _, err := io.ReadFull(br, (*bp)[7:]); err != nil {
-				c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
-				return false
-			}
-			if err := cl.reply.Unmarshal(*bp); err != nil {
-				c.fail(fmt.Errorf("%w: malformed %s from server: %v", plan9.ErrHungup, typeName(typ), err))
-				return false
-			}
-			cl.frame = bp
-		}
-		c.mu.Lock()
-		if c.err != nil {
-			// Closed meanwhile: fail has ended cl already.
-			c.mu.Unlock()
+		cl.reply = Fcall{Type: Rread, Tag: tag, Data: cl.rbuf[:n]}
+	} else {
+		bp := c.pool.get(int(size))
+		copy(*bp, hdr[:])
+		if _, err := io.ReadFull(br, (*bp)[7:]); err != nil {
+			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
 			return false
 		}
-		if !cl.flushing {
-			delete(c.calls, tag)
-			c.tagfree.Signal()
+		if err := cl.reply.Unmarshal(*bp); err != nil {
+			c.fail(fmt.Errorf("%w: malformed %s from server: %v", plan9.ErrHungup, typeName(typ), err))
+			return false
 		}
-		close(cl.done)
-		c.mu.Unlock()
+		cl.frame = bp
 	}
+	c.mu.Lock()
+	if c.err != nil {
+		// Closed meanwhile: fail has ended cl already.
+		c.mu.Unlock()
+		return false
+	}
+	if !cl.flushing {
+		delete(c.calls, tag)
+		c.tagfree.Signal()
+	}
+	close(cl.done)
+	c.mu.Unlock()
 	return true
 }
 
