@@ -203,27 +203,34 @@ func (r *Repos) Open(name string) (*gogit.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rp.openKeeping(16)
+}
+
+// open opens the repository's storage.
+func (rp *repo) open() (*gogit.Repository, error) { return rp.openKeeping(0) }
+
+// openKeeping opens the repository's storage, keeping up to keep pack
+// files open until its Storer is closed (0: each read opens its own).
+func (rp *repo) openKeeping(keep int) (*gogit.Repository, error) {
 	if _, err := os.Stat(filepath.Join(rp.path, "HEAD")); err != nil {
 		return nil, errNoRepo
 	}
-	st := filesystem.NewStorageWithOptions(osfs.New(rp.path), cache.NewObjectLRUDefault(), filesystem.Options{MaxOpenDescriptors: 16})
-	g, err := gogit.Open(st, nil)
+	g, err := OpenBare(rp.path, keep)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("git: %s: %w", rp.name, err)
 	}
 	return g, nil
 }
 
-// open opens the repository's storage.
-func (rp *repo) open() (*gogit.Repository, error) {
-	if _, err := os.Stat(filepath.Join(rp.path, "HEAD")); err != nil {
-		return nil, errNoRepo
-	}
-	st := filesystem.NewStorage(osfs.New(rp.path), cache.NewObjectLRUDefault())
+// OpenBare opens the bare repository in directory path with go-git,
+// keeping up to keep pack files open until the repository's Storer is
+// closed (0: none kept, nothing to close).
+func OpenBare(path string, keep int) (*gogit.Repository, error) {
+	st := filesystem.NewStorageWithOptions(osfs.New(path), cache.NewObjectLRUDefault(), filesystem.Options{MaxOpenDescriptors: keep})
 	g, err := gogit.Open(st, nil)
 	if err != nil {
-		return nil, fmt.Errorf("git: %s: %w", rp.name, err)
+		st.Close()
+		return nil, err
 	}
 	return g, nil
 }

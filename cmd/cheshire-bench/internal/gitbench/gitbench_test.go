@@ -26,11 +26,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 
+	"cheshire/providers/git"
 	"cheshire/providers/git/smarthttp"
 )
 
@@ -115,7 +113,7 @@ func clone(b *testing.B, url string) {
 func BenchmarkClone(b *testing.B) {
 	repo := benchRepo(b)
 	ours := httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
-		Open: func(name string) (*gogit.Repository, error) { return openKept(repo) },
+		Open: func(name string) (*gogit.Repository, error) { return git.OpenBare(repo, 16) },
 	}))
 	defer ours.Close()
 	backend := httptest.NewServer(&cgi.Handler{
@@ -163,7 +161,7 @@ func BenchmarkPush(b *testing.B) {
 			var url string
 			if server == "cheshire" {
 				srv = httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
-					Open:      func(string) (*gogit.Repository, error) { return openKept(bare) },
+					Open:      func(string) (*gogit.Repository, error) { return git.OpenBare(bare, 16) },
 					Authorize: func(*http.Request, string, bool) (string, error) { return "bench", nil },
 					TempDir:   dir,
 				}))
@@ -209,7 +207,7 @@ func BenchmarkCloneAfterPush(b *testing.B) {
 	gitRun(b, work, "add", "pushed")
 	gitRun(b, work, "commit", "-q", "-m", "one more")
 	srv := httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
-		Open:      func(string) (*gogit.Repository, error) { return openKept(bare) },
+		Open:      func(string) (*gogit.Repository, error) { return git.OpenBare(bare, 16) },
 		Authorize: func(*http.Request, string, bool) (string, error) { return "bench", nil },
 		TempDir:   filepath.Join(dir, "push"),
 	}))
@@ -223,7 +221,7 @@ func BenchmarkCloneAfterPush(b *testing.B) {
 	b.Run("cheshire", func(b *testing.B) {
 		for b.Loop() {
 			srv := httptest.NewServer(smarthttp.Handler("/git", smarthttp.Options{
-				Open:    func(string) (*gogit.Repository, error) { return openKept(bare) },
+				Open:    func(string) (*gogit.Repository, error) { return git.OpenBare(bare, 16) },
 				TempDir: b.TempDir(),
 			}))
 			clone(b, srv.URL+"/git/bench")
@@ -235,12 +233,4 @@ func BenchmarkCloneAfterPush(b *testing.B) {
 			clone(b, backend.URL+"/bench.git")
 		}
 	})
-}
-
-// openKept opens the bare repository dir as providers/git's Repos.Open
-// does for smart HTTP: up to 16 pack files kept open while it is used
-// (the handler closes the storage at the end of each request).
-func openKept(dir string) (*gogit.Repository, error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRUDefault(), filesystem.Options{MaxOpenDescriptors: 16})
-	return gogit.Open(st, nil)
 }
