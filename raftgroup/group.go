@@ -141,24 +141,31 @@ func Open(o Options) (*Group, error) {
 // readdress, when the configuration has this node at another address
 // than the one it listens on (its old port was taken at restart), asks
 // the leader to record the new one, until it is recorded or the group
-// stops.
+// stops. It watches until the configuration names this node at its
+// address.
 func (g *Group) readdress() {
 	defer g.wg.Done()
 	for range 1 << 20 {
-		var stale, voter bool
+		var member, stale, voter bool
 		var others []string
 		g.refreshConfig()
 		g.mu.Lock()
 		for _, s := range g.config {
 			if string(s.ID) == g.id {
-				stale, voter = string(s.Address) != g.addr, s.Suffrage == raft.Voter
+				member, stale, voter = true, string(s.Address) != g.addr, s.Suffrage == raft.Voter
 			} else {
 				others = append(others, string(s.Address))
 			}
 		}
 		g.mu.Unlock()
-		if !stale {
+		if member && !stale {
 			return
+		}
+		// Not in the configuration we hold (none yet, the entry adding
+		// us has not reached us, or we were removed): wait, and never
+		// ask to be added back.
+		if !member {
+			others = nil
 		}
 		// The leader cannot reach us at the old address, so we may know
 		// no leader: any member takes the request to its leader.

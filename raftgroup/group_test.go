@@ -180,6 +180,10 @@ func TestReaddress(t *testing.T) {
 		}
 	}
 	old := c.g.Addr()
+	// c must hold the configuration naming it before it goes, or it
+	// comes back knowing no group (it used to, under load, and wait
+	// for ever).
+	testutil.WaitFor(t, "c to hold the configuration", func() bool { return c.g.memberAddr(c.g.ID()) == old })
 	c.g.Close()
 	// Someone else takes c's port.
 	squat, err := net.Listen("tcp", strings.SplitN(old, "@", 2)[1])
