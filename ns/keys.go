@@ -41,11 +41,43 @@ func (m *Manager) userOf(key ed25519.PublicKey) (string, error) {
 	return "", fmt.Errorf("%w: key %s is not a user of this node", plan9.ErrPerm, want)
 }
 
+// WithKeyService serves aname (a name starting with '#', such as
+// "#msg") to any remote key that attaches with it over TLS: attach gets
+// the key the connection proved (z-base-32), so a service between
+// nodes (messages, watches) knows its peer without trusting what the
+// peer writes, and rides on the connection imports already share. The
+// rest of the aname after the service's name ("#watch/tmp" gives
+// "/tmp") is passed on.
+func WithKeyService(aname string, attach func(ctx context.Context, key, rest string) (styx.File, error)) Option {
+	return func(m *Manager) {
+		if m.keyServices == nil {
+			m.keyServices = map[string]func(ctx context.Context, key, rest string) (styx.File, error){}
+		}
+		m.keyServices[aname] = attach
+	}
+}
+
+// keyService returns the service aname names, and the rest of aname.
+func (m *Manager) keyService(aname string) (func(ctx context.Context, key, rest string) (styx.File, error), string) {
+	if !strings.HasPrefix(aname, "#") {
+		return nil, ""
+	}
+	name, rest, _ := strings.Cut(aname, "/")
+	f := m.keyServices[name]
+	if f == nil {
+		return nil, ""
+	}
+	return f, "/" + rest
+}
+
 // AttachKey attaches for the holder of key (proven by the connection,
 // not claimed): in the namespace of the user the users file maps it to,
 // or, for a key that is no user, to the view of what is exported to it
 // (AttachRemote), which may be empty.
 func (m *Manager) AttachKey(ctx context.Context, key ed25519.PublicKey, aname string) (styx.File, error) {
+	if svc, rest := m.keyService(aname); svc != nil {
+		return svc(ctx, nodekey.Encode(key), rest)
+	}
 	name, err := m.userOf(key)
 	if err != nil {
 		return m.AttachRemote(ctx, nodekey.Encode(key), aname)

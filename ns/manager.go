@@ -33,10 +33,11 @@ type Manager struct {
 	log       *slog.Logger
 	idleDrop  time.Duration // a namespace no file uses is dropped this long after
 
-	exportMu     sync.Mutex   // serializes changes to the exports
-	exports      []Export     // guarded by mu: the exports when there is no dir
-	exportsCache exportsCache // guarded by mu: the exports file as last parsed
-	usersFile    string       // maps keys to users (WithUsers)
+	exportMu     sync.Mutex                                                                // serializes changes to the exports
+	exports      []Export                                                                  // guarded by mu: the exports when there is no dir
+	exportsCache exportsCache                                                              // guarded by mu: the exports file as last parsed
+	usersFile    string                                                                    // maps keys to users (WithUsers)
+	keyServices  map[string]func(ctx context.Context, key, rest string) (styx.File, error) // WithKeyService
 
 	madeMu sync.Mutex
 	made   []func(ctx context.Context, ns *Namespace) // guarded by madeMu: see OnMade
