@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
+
 	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/int160"
 )
@@ -482,4 +484,23 @@ func TestLonely(t *testing.T) {
 	if _, err := New(Options{Listen: "127.0.0.1:0", Bootstrap: []string{"nohost"}}); err == nil {
 		t.Error("bootstrap without port accepted")
 	}
+}
+
+// TestFindOwnStore: the node an announce was stored at finds it too,
+// though a traversal asks only other nodes (with two nodes, the
+// announcer itself holds nothing; a lookup of #find used to come back
+// empty once the other holders were gone).
+func TestFindOwnStore(t *testing.T) {
+	t.Parallel()
+	nodes := newSwarm(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := opCtx(t)
+	if _, err := a.Announce(ctx, "/own", 5641); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 5641)
+	testutil.WaitFor(t, "b to find a's announce", func() bool {
+		peers, err := b.Find(ctx, "/own")
+		return err == nil && len(peers) == 1 && peers[0] == want
+	})
 }

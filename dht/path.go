@@ -34,12 +34,18 @@ func checkPath(path string) error {
 }
 
 // getPeers runs a get_peers traversal for ih and returns the peers the
-// nodes gave, each once (IPv4 unmapped), sorted, and the closest nodes
-// with tokens.
+// nodes gave and this node's own store holds (a traversal asks other
+// nodes only, and the peer announced to us may be the one left), each
+// once (IPv4 unmapped), sorted, and the closest nodes with tokens.
 func (n *Node) getPeers(ctx context.Context, ih [20]byte) ([]netip.AddrPort, []closeNode, error) {
 	id := int160.FromByteArray(ih)
 	var mu sync.Mutex
 	seen := make(map[netip.AddrPort]bool)
+	for _, na := range n.peers.GetPeers(ih) {
+		if ap, ok := addrPort(na); ok && !ap.Addr().IsUnspecified() {
+			seen[ap] = true
+		}
+	}
 	closest, err := n.traverse(ctx, ih,
 		func(ctx context.Context, a adht.Addr) adht.QueryResult {
 			return n.srv.GetPeers(ctx, a, id, false, adht.QueryRateLimiting{})

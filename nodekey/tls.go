@@ -109,6 +109,25 @@ func (id *Identity) ClientTLS(peer ed25519.PublicKey) (*tls.Config, error) {
 	}, nil
 }
 
+// ProbeTLS is the configuration to dial a node whose key is not known
+// yet, to learn it: the server must prove some node key (Peer gives it
+// after the handshake), and we prove ours.
+func (id *Identity) ProbeTLS() (*tls.Config, error) {
+	cert, err := id.Certificate()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{cert},
+		InsecureSkipVerify: true, // no key to pin yet: the caller pins the one proved
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			_, err := peerKeyOf(raw)
+			return err
+		},
+	}, nil
+}
+
 // Peer returns the ed25519 key the other side of a TLS connection
 // proved, after the handshake.
 func Peer(c net.Conn) (ed25519.PublicKey, bool) {

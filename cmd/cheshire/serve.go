@@ -286,7 +286,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound,
 		Counters: p.counters})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
-		append(p.cluster.modules(), apps.NewModule(p.apps, version))...)
+		append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule())...)
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),

@@ -119,10 +119,17 @@ var ErrClosed = errors.New("remote: importer closed")
 // should not wait for every node it imports). The root holds the
 // connection to the node open until it is clunked.
 func (im *Importer) Import(ctx context.Context, key ed25519.PublicKey, aname string, wait bool) (styx.File, error) {
+	return im.ImportAt(ctx, key, "", aname, wait)
+}
+
+// ImportAt is Import with addr (a tls!HOST!PORT where the node was
+// just found, or "") tried first when a connection to key is made; a
+// key already connected keeps its connection.
+func (im *Importer) ImportAt(ctx context.Context, key ed25519.PublicKey, addr, aname string, wait bool) (styx.File, error) {
 	if len(key) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("remote: key of %d bytes, want %d", len(key), ed25519.PublicKeySize)
 	}
-	p, err := im.peer(key)
+	p, err := im.peer(key, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -138,9 +145,9 @@ func (im *Importer) Import(ctx context.Context, key ed25519.PublicKey, aname str
 	return r, nil
 }
 
-// peer returns the peer of key, made and started on first use, with a
-// reference taken.
-func (im *Importer) peer(key ed25519.PublicKey) (*peer, error) {
+// peer returns the peer of key, made and started on first use (trying
+// addr first, if not ""), with a reference taken.
+func (im *Importer) peer(key ed25519.PublicKey, addr string) (*peer, error) {
 	name := nodekey.Encode(key)
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -151,7 +158,7 @@ func (im *Importer) peer(key ed25519.PublicKey) (*peer, error) {
 	if p == nil {
 		ctx, cancel := context.WithCancel(im.ctx)
 		p = &peer{im: im, key: key, name: name, ctx: ctx, cancel: cancel, state: stateConnecting,
-			since: im.opts.Now(), first: make(chan struct{}), roots: make(map[string]*styx.Fid)}
+			since: im.opts.Now(), first: make(chan struct{}), roots: make(map[string]*styx.Fid), addr: addr}
 		im.peers[name] = p
 		im.wg.Add(1)
 		go p.run()
