@@ -203,6 +203,9 @@ func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
 		f.opened, f.mode, f.qid = true, mode, file.Qid()
 		f.dirty = f.dirty || mode&styx.OTRUNC != 0
 		f.mu.Unlock()
+		if truncates(mode) {
+			f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: file.Qid().Vers})
+		}
 	}
 	return iou, f.callErr(ctx, err)
 }
@@ -220,6 +223,7 @@ func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8
 	// The directory's fid becomes the new file's (styx.File.Create).
 	w := f.child(nf, name)
 	w.opened, w.mode, w.dirty = true, mode, mode&styx.OTRUNC != 0
+	f.publish(c.r.inst, ns.Event{Op: "create", Path: w.at()})
 	return w, iou, nil
 }
 
@@ -290,6 +294,7 @@ func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
 		f.mu.Lock()
 		f.dirty = true
 		f.mu.Unlock()
+		f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: file.Qid().Vers})
 	}
 	return n, f.callErr(ctx, err)
 }
@@ -319,11 +324,21 @@ func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
 		return f.callErr(ctx, err)
 	}
 	f.mu.Lock()
+	old := pathOf(f.names)
 	f.dirty = f.dirty || d.Length != ^uint64(0)
+	renamed := d.Name != "" && len(f.names) > 0 && d.Name != f.names[len(f.names)-1]
 	if d.Name != "" && len(f.names) > 0 {
 		f.names = append(slices.Clip(f.names[:len(f.names)-1]), d.Name)
 	}
+	now := pathOf(f.names)
 	f.mu.Unlock()
+	if renamed {
+		f.publish(c.r.inst, ns.Event{Op: "rename", Path: old, New: now})
+	}
+	n := styx.NullDir()
+	if d.Mode != n.Mode || d.Atime != n.Atime || d.Mtime != n.Mtime || d.Length != n.Length || d.Uid != n.Uid || d.Gid != n.Gid || d.Muid != n.Muid {
+		f.publish(c.r.inst, ns.Event{Op: "wstat", Path: now})
+	}
 	return nil
 }
 
@@ -333,7 +348,11 @@ func (f *gfile) Remove(ctx context.Context) error {
 		return err
 	}
 	defer c.done()
-	return f.callErr(ctx, file.Remove(ctx))
+	if err := file.Remove(ctx); err != nil {
+		return f.callErr(ctx, err)
+	}
+	f.publish(c.r.inst, ns.Event{Op: "remove", Path: f.at()})
+	return nil
 }
 
 // Clunk clunks the underlying file if it belongs to the running

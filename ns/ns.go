@@ -47,6 +47,9 @@ type device struct {
 	spec  string // the server as written in ns output: #tmp, tcp!host!port
 	aname string
 	root  styx.File // attached root, cloned for every use
+	// imported is set for an import by key: spec is the key, aname the
+	// remote path, and watches below it are relayed from that node.
+	imported bool
 }
 
 func (d *device) qid(q styx.Qid) styx.Qid {
@@ -75,6 +78,7 @@ type chn struct {
 	file  styx.File
 	qid   styx.Qid // the device's qid, before remapping
 	path  string   // cleaned namespace path
+	dpath string   // the file's path in its device's own tree ("/" its root), for watches
 	union []member // non-nil: a mount point
 }
 
@@ -129,7 +133,7 @@ func (c *chn) clone(ctx context.Context, p string) (*chn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chn{dev: c.dev, file: f, qid: c.qid, path: p}, nil
+	return &chn{dev: c.dev, file: f, qid: c.qid, path: p, dpath: c.dpath}, nil
 }
 
 // Namespace is one user's mount table over a private root directory.

@@ -1,0 +1,126 @@
+package modules
+
+import (
+	"context"
+	"path"
+	"strings"
+	"sync"
+
+	"cheshire/module"
+	"cheshire/ns"
+	"cheshire/styx"
+)
+
+// Watches of a module's files (ns.Watcher): the gate sees every create,
+// write, remove and wstat that reaches the instance through it, and
+// publishes each that succeeded to the hub of the tree it was made in
+// (one per aname, and per namespace for a module that serves each
+// namespace a tree of its own). A write is told at each write call,
+// with the file's qid.vers after it; a watch's queue folds consecutive
+// writes of one file into one line, so a cp of a big file is a line or
+// a few, not one per 8 KiB. An instance that changes its files by
+// itself tells through module.Env's Changed.
+
+// hubKey names one tree of a module.
+type hubKey struct {
+	aname string
+	ns    *ns.Namespace // nil unless the module serves each namespace its own tree
+}
+
+// watchState is a module's hubs. watched counts subscriptions, so that
+// an operation of a module no one watches costs one atomic load.
+type watchState struct {
+	mu   sync.Mutex
+	hubs map[hubKey]*ns.Hub // guarded by mu
+}
+
+// hub returns the hub of key, made if make is set (else nil if none).
+func (d *managed) hub(key hubKey, make bool) *ns.Hub {
+	d.watch.mu.Lock()
+	defer d.watch.mu.Unlock()
+	h := d.watch.hubs[key]
+	if h == nil && make {
+		if d.watch.hubs == nil {
+			d.watch.hubs = map[hubKey]*ns.Hub{}
+		}
+		h = new(ns.Hub)
+		d.watch.hubs[key] = h
+	}
+	return h
+}
+
+// hubKey is the key of f's tree under inst (nil: the running one).
+func (f *gfile) hubKey(inst module.Instance) hubKey {
+	if inst == nil {
+		if r := f.m.live.Load(); r != nil {
+			inst = r.inst
+		}
+	}
+	k := hubKey{aname: f.aname}
+	if _, ok := inst.(module.NamespaceInstance); ok {
+		k.ns = f.ns
+	}
+	return k
+}
+
+// publish tells e (paths of the module's tree) to the watchers of f's
+// tree.
+func (f *gfile) publish(inst module.Instance, e ns.Event) {
+	if f.m.watched.Load() == 0 {
+		return
+	}
+	if h := f.m.hub(f.hubKey(inst), false); h != nil {
+		h.Publish(e)
+	}
+}
+
+// at is the path of f's file, or of name in it.
+func (f *gfile) at(name ...string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return path.Join(append([]string{pathOf(f.names)}, name...)...)
+}
+
+var _ ns.Watcher = (*gfile)(nil)
+
+// Watch implements ns.Watcher: p is below f's file, and so are the
+// paths of the events emitted.
+func (f *gfile) Watch(ctx context.Context, p string, recursive bool, emit func(ns.Event)) (func(), error) {
+	base := f.at()
+	h := f.m.hub(f.hubKey(nil), true)
+	sub := emit
+	if base != "/" {
+		sub = func(e ns.Event) {
+			e.Path = strings.TrimPrefix(e.Path, base)
+			if e.New != "" {
+				e.New = strings.TrimPrefix(e.New, base)
+			}
+			emit(e)
+		}
+	}
+	stop := h.Watch(path.Join(base, p), recursive, sub)
+	f.m.watched.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			f.m.watched.Add(-1)
+		})
+	}, nil
+}
+
+// selfChanged is module.Env's Changed for an instance of d: a change the
+// instance made by itself, in its tree of aname "".
+func (d *managed) selfChanged(op, p, newPath string, vers uint32) {
+	if d.watched.Load() == 0 {
+		return
+	}
+	if h := d.hub(hubKey{}, false); h != nil {
+		h.Publish(ns.Event{Op: op, Path: path.Clean("/" + p), New: newPath, Vers: vers})
+	}
+}
+
+// truncates reports whether an open in mode empties the file.
+func truncates(mode uint8) bool {
+	return mode&styx.OTRUNC != 0 && mode&3 != styx.OREAD && mode&3 != styx.OEXEC
+}
