@@ -309,8 +309,10 @@ func (ns *Namespace) Watch(ctx context.Context, p string, recursive bool, emit f
 			k, err := ns.watchChan(ctx, bc, below, true, emit, &stops)
 			bc.clunk()
 			if err != nil {
-				stopAll()
-				return nil, err
+				// What is mounted below is watched as far as it can be:
+				// one node away must not refuse the whole watch.
+				ns.mgr.log.Info("watch: not watched below", "user", ns.user, "path", below, "err", err)
+				continue
 			}
 			n += k
 		}
