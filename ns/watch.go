@@ -526,7 +526,7 @@ func (w *watch) read(ctx context.Context, p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.started {
-		return 0, errors.New("watch: not watching: write \"watch PATH [recursive]\" first")
+		return 0, nil // nothing to tell before the watch line
 	}
 	for len(w.part) == 0 && len(w.q) == 0 {
 		if w.closed {
