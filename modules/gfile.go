@@ -203,9 +203,6 @@ func (f *gfile) Open(ctx context.Context, mode uint8) (uint32, error) {
 		f.opened, f.mode, f.qid = true, mode, file.Qid()
 		f.dirty = f.dirty || mode&styx.OTRUNC != 0
 		f.mu.Unlock()
-		if truncates(mode) {
-			f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: file.Qid().Vers})
-		}
 	}
 	return iou, f.callErr(ctx, err)
 }
@@ -294,7 +291,9 @@ func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
 		f.mu.Lock()
 		f.dirty = true
 		f.mu.Unlock()
-		f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: file.Qid().Vers})
+		if f.m.watched.Load() > 0 {
+			f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: versOf(ctx, file)})
+		}
 	}
 	return n, f.callErr(ctx, err)
 }
@@ -384,5 +383,13 @@ func (f *gfile) Clunk() error {
 		file.Clunk()
 		return nil
 	}
-	return file.Clunk()
+	err := file.Clunk()
+	if err == nil && dirty && f.m.watched.Load() > 0 {
+		// What a file commits at clunk (a zone, a config) changes it
+		// only now: tell the version it has now.
+		if vers, ok := f.freshVers(r); ok {
+			f.publish(r.inst, ns.Event{Op: "write", Path: f.at(), Vers: vers})
+		}
+	}
+	return err
 }

@@ -3,8 +3,10 @@ package modules
 import (
 	"context"
 	"path"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"cheshire/module"
 	"cheshire/ns"
@@ -16,10 +18,13 @@ import (
 // publishes each that succeeded to the hub of the tree it was made in
 // (one per aname, and per namespace for a module that serves each
 // namespace a tree of its own). A write is told at each write call,
-// with the file's qid.vers after it; a watch's queue folds consecutive
-// writes of one file into one line, so a cp of a big file is a line or
-// a few, not one per 8 KiB. An instance that changes its files by
-// itself tells through module.Env's Changed.
+// with the qid.vers a stat gives after it, and once more at the clunk
+// of a fid written to or truncated, with the version then: a file that
+// commits at clunk (a zone, a config) changes only there, and a
+// truncation with nothing written after is told only there. A watch's
+// queue folds consecutive writes of one file into one line, so a cp of
+// a big file is a line or a few, not one per 8 KiB. An instance that
+// changes its files by itself tells through module.Env's Changed.
 
 // hubKey names one tree of a module.
 type hubKey struct {
@@ -120,7 +125,39 @@ func (d *managed) selfChanged(op, p, newPath string, vers uint32) {
 	}
 }
 
-// truncates reports whether an open in mode empties the file.
-func truncates(mode uint8) bool {
-	return mode&styx.OTRUNC != 0 && mode&3 != styx.OREAD && mode&3 != styx.OEXEC
+// versOf is the qid.vers that a stat of file gives now (it may differ
+// from its Qid's: synth mixes a content version into stat's).
+func versOf(ctx context.Context, file styx.File) uint32 {
+	if d, err := file.Stat(ctx); err == nil {
+		return d.Qid.Vers
+	}
+	return file.Qid().Vers
 }
+
+// freshVers is the qid.vers of f's path in r's instance, looked at anew
+// (f's own file is clunked); ok is false if it is not there (removed).
+func (f *gfile) freshVers(r *incarnation) (vers uint32, ok bool) {
+	ctx, cancel := context.WithTimeout(r.ctx, clunkStatTimeout)
+	defer cancel()
+	a := styx.Attacher(r.inst)
+	if pn, ok := r.inst.(module.NamespaceInstance); ok && f.ns != nil {
+		a = pn.ForNamespace(f.ns)
+	}
+	root, err := a.Attach(ctx, f.uname, f.aname, nil)
+	if err != nil {
+		return 0, false
+	}
+	f.mu.Lock()
+	names := slices.Clone(f.names)
+	f.mu.Unlock()
+	nf, err := styx.WalkFile(ctx, root, names)
+	root.Clunk()
+	if err != nil {
+		return 0, false
+	}
+	defer nf.Clunk()
+	return versOf(ctx, nf), true
+}
+
+// clunkStatTimeout bounds the look at a file's version after its clunk.
+const clunkStatTimeout = 5 * time.Second

@@ -6,10 +6,11 @@ import (
 
 	"cheshire/internal/testutil"
 	"cheshire/ns"
+	"cheshire/styx"
 )
 
-// TestGateWatch: a write through the gate (and the truncation of its
-// open) is told to a watcher of the
+// TestGateWatch: a write through the gate is told (at the write and at
+// the clunk) to a watcher of the
 // module's tree with the file's path; one of a path not watched is not.
 func TestGateWatch(t *testing.T) {
 	t.Parallel()
@@ -38,16 +39,32 @@ func TestGateWatch(t *testing.T) {
 	if err := testutil.WriteFile(e.ctx, root, "/put", "put a 1"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, "the write's event", func() bool {
+	// The write call's event, and the clunk's, with the version a stat
+	// gives.
+	testutil.WaitFor(t, "the write's events", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) > 0
+		return len(got) >= 2
 	})
-	mu.Lock()
-	if ev := got[0]; ev.Op != "write" || ev.Path != "/put" {
-		t.Errorf("event %+v, want a write of /put", ev)
+	f, err := styx.WalkFile(e.ctx, root, []string{"put"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	n := len(got) // the open's truncation, and the write
+	d, err := f.Stat(e.ctx)
+	f.Clunk()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	for _, ev := range got {
+		if ev.Op != "write" || ev.Path != "/put" {
+			t.Errorf("event %+v, want a write of /put", ev)
+		}
+	}
+	if last := got[len(got)-1]; last.Vers != d.Qid.Vers {
+		t.Errorf("the clunk's event has version %d, a stat %d", last.Vers, d.Qid.Vers)
+	}
+	n := len(got)
 	mu.Unlock()
 	stop()
 	if err := testutil.WriteFile(e.ctx, root, "/put", "put a 2"); err != nil {
