@@ -51,10 +51,11 @@ type Env struct {
 	// change the instance made by itself, not through a request (a
 	// zone replaced by a DNS update, a ref moved by a push): op is
 	// create, write, remove, rename (newPath the new path) or wstat,
-	// path a path of its tree as attached with aname "", vers the
-	// file's qid.vers after a write. Changes made by requests are told
-	// by the framework. It never blocks; nil outside a manager.
-	Changed func(op, path, newPath string, vers uint32)
+	// path a path of its tree as attached with aname "". Changes made
+	// by requests are told by the framework. For a write it stats the
+	// file (as the node's owner) to tell its version, so call it with
+	// no lock held that the file's stat takes. Nil outside a manager.
+	Changed func(op, path, newPath string)
 }
 
 // An Instance is a running module: the file server of its files until

@@ -115,14 +115,29 @@ func (f *gfile) Watch(ctx context.Context, p string, recursive bool, emit func(n
 }
 
 // selfChanged is module.Env's Changed for an instance of d: a change the
-// instance made by itself, in its tree of aname "".
-func (d *managed) selfChanged(op, p, newPath string, vers uint32) {
+// instance made by itself, in its tree of aname "". A write's version
+// is a stat's, as the node's owner.
+func (d *managed) selfChanged(op, p, newPath string) {
 	if d.watched.Load() == 0 {
 		return
 	}
-	if h := d.hub(hubKey{}, false); h != nil {
-		h.Publish(ns.Event{Op: op, Path: path.Clean("/" + p), New: newPath, Vers: vers})
+	h := d.hub(hubKey{}, false)
+	if h == nil {
+		return
 	}
+	e := ns.Event{Op: op, Path: path.Clean("/" + p)}
+	if newPath != "" {
+		e.New = path.Clean("/" + newPath)
+	}
+	if op == "write" {
+		r := d.tryAcquire()
+		if r == nil {
+			return // stopping: the change is not served
+		}
+		e.Vers, _ = statVers(r, nil, d.mgr.owner, "", styx.SplitPath(e.Path))
+		r.release()
+	}
+	h.Publish(e)
 }
 
 // versOf is the qid.vers that a stat of file gives now (it may differ
@@ -137,19 +152,29 @@ func versOf(ctx context.Context, file styx.File) uint32 {
 // freshVers is the qid.vers of f's path in r's instance, looked at anew
 // (f's own file is clunked); ok is false if it is not there (removed).
 func (f *gfile) freshVers(r *incarnation) (vers uint32, ok bool) {
-	ctx, cancel := context.WithTimeout(r.ctx, clunkStatTimeout)
-	defer cancel()
-	a := styx.Attacher(r.inst)
-	if pn, ok := r.inst.(module.NamespaceInstance); ok && f.ns != nil {
-		a = pn.ForNamespace(f.ns)
-	}
-	root, err := a.Attach(ctx, f.uname, f.aname, nil)
-	if err != nil {
-		return 0, false
-	}
 	f.mu.Lock()
 	names := slices.Clone(f.names)
 	f.mu.Unlock()
+	var n *ns.Namespace
+	if _, ok := r.inst.(module.NamespaceInstance); ok {
+		n = f.ns
+	}
+	return statVers(r, n, f.uname, f.aname, names)
+}
+
+// statVers is the qid.vers of names in r's instance (its tree for n, if
+// it serves each namespace its own), attached as uname with aname.
+func statVers(r *incarnation, n *ns.Namespace, uname, aname string, names []string) (vers uint32, ok bool) {
+	ctx, cancel := context.WithTimeout(r.ctx, clunkStatTimeout)
+	defer cancel()
+	a := styx.Attacher(r.inst)
+	if pn, ok := r.inst.(module.NamespaceInstance); ok && n != nil {
+		a = pn.ForNamespace(n)
+	}
+	root, err := a.Attach(ctx, uname, aname, nil)
+	if err != nil {
+		return 0, false
+	}
 	nf, err := styx.WalkFile(ctx, root, names)
 	root.Clunk()
 	if err != nil {

@@ -1,6 +1,7 @@
 package modules_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -74,5 +75,40 @@ func TestGateWatch(t *testing.T) {
 	defer mu.Unlock()
 	if len(got) != n {
 		t.Errorf("events after stop: %v", got[n:])
+	}
+}
+
+// TestSelfChanged: a change an instance tells by itself (module.Env's
+// Changed) reaches the watchers of its tree, a write with the version
+// a stat gives.
+func TestSelfChanged(t *testing.T) {
+	t.Parallel()
+	s := newStore("kv", &recorder{})
+	e := newEnv(t, s)
+	root := e.root("kv")
+	defer root.Clunk()
+	got := make(chan ns.Event, 10)
+	stop, err := root.(ns.Watcher).Watch(e.ctx, "/", true, func(ev ns.Event) { got <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	(*s.changed.Load())("write", "greeting", "")
+	f, err := styx.WalkFile(e.ctx, root, []string{"greeting"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.Stat(e.ctx)
+	f.Clunk()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.String() != fmt.Sprint("write /greeting ", d.Qid.Vers) {
+			t.Errorf("told %q, want write /greeting %d", ev, d.Qid.Vers)
+		}
+	default:
+		t.Error("a change told by the instance did not reach the watch")
 	}
 }
