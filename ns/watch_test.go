@@ -2,6 +2,7 @@ package ns_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"path"
 	"strings"
@@ -337,4 +338,67 @@ func FuzzParseEvent(f *testing.F) {
 			t.Fatalf("%q parsed as %+v, whose line %q gives %+v, %v", line, e, e.String(), again, err)
 		}
 	})
+}
+
+// TestWatchService: a remote key that is no user attaches "#watch" and
+// watches a path of its view of the exports (here read-only): a file
+// made in the exporting user's /tmp is told with the view's path; a
+// path not exported to it is not found.
+func TestWatchService(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := ns.NewManager(ns.WithDir(t.TempDir()), ns.WithWatchService(),
+		ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount #ns /ns\n")))
+	m.Register("#t", &watched{a: tmp.New("glenda"), hub: new(ns.Hub)})
+	m.RegisterPerNS("#ns", func(n *ns.Namespace) styx.Attacher { return ns.Files(n) })
+	t.Cleanup(m.Close)
+	root := setup(t, m, "glenda")
+	ctl, err := root.WalkPath(ctx, "/ns/ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Open(ctx, styx.OWRITE); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.WriteOnce(ctx, []byte("export /tmp ro to *\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Clunk(ctx)
+
+	pub, _, _ := ed25519.GenerateKey(nil)
+	svc, err := m.AttachKey(ctx, pub, "#watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Clunk()
+	open := func(line string) (styx.File, error) {
+		_, w, err := svc.Walk(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Open(ctx, styx.ORDWR); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(ctx, []byte(line), 0); err != nil {
+			w.Clunk()
+			return nil, err
+		}
+		return w, nil
+	}
+	if _, err := open("watch /ns"); err == nil || !strings.Contains(err.Error(), "file not found") {
+		t.Errorf("watch of a path not exported: %v", err)
+	}
+	w, err := open("watch /tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Clunk()
+	touch(t, root, "/tmp", "x")
+	buf := make([]byte, 100)
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	n, err := w.Read(rctx, buf, 0)
+	if err != nil || string(buf[:n]) != "create /tmp/x\n" {
+		t.Errorf("the view's event: %q, %v", buf[:n], err)
+	}
 }
