@@ -89,7 +89,7 @@ func (f *wfile) Wstat(ctx context.Context, d styx.Dir) error {
 // /tmp (and a second one after it, a union) and #ns on /ns, with opts.
 func watchNS(t *testing.T, opts ...ns.Option) *styx.Fid {
 	t.Helper()
-	opts = append([]ns.Option{ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount -a #u /tmp\nmount #ns /ns\nmount #plain /plain\n"))}, opts...)
+	opts = append([]ns.Option{ns.WithDefaults(cmds(t, "mount -c #t /tmp\nmount -a #u /tmp\nmount -c #u /u\nmount #ns /ns\nmount #plain /plain\n"))}, opts...)
 	m := ns.NewManager(opts...)
 	m.Register("#t", &watched{a: tmp.New("glenda"), hub: new(ns.Hub)})
 	m.Register("#u", &watched{a: tmp.New("glenda"), hub: new(ns.Hub)})
@@ -197,6 +197,30 @@ func TestWatchEvents(t *testing.T) {
 	wantR := []string{"create /tmp/a", "write /tmp/a 1", "rename /tmp/a /tmp/b", "create /tmp/sub", "create /tmp/sub/deep", "write /tmp/sub/deep 1", "remove /tmp/b"}
 	if got := lines(t, rw, len(wantR)); strings.Join(got, "\n") != strings.Join(wantR, "\n") {
 		t.Errorf("watch /tmp recursive:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantR, "\n"))
+	}
+}
+
+// TestWatchMounts: a change in the union's second member, made through
+// another path it is mounted at (/u), is told with the path watched
+// (/tmp); a recursive watch of / sees into what is mounted below it.
+func TestWatchMounts(t *testing.T) {
+	t.Parallel()
+	root := watchNS(t)
+	w, err := openWatch(t, root, "watch /tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := openWatch(t, root, "watch / recursive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	touch(t, root, "/u", "z")
+	if got := lines(t, w, 1); got[0] != "create /tmp/z" {
+		t.Errorf("watch /tmp: %q, want create /tmp/z", got)
+	}
+	got := lines(t, all, 2)
+	if strings.Join(got, ";") != "create /tmp/z;create /u/z" && strings.Join(got, ";") != "create /u/z;create /tmp/z" {
+		t.Errorf("watch / recursive: %q, want the create at /tmp/z and /u/z", got)
 	}
 }
 
