@@ -220,7 +220,9 @@ func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8
 	// The directory's fid becomes the new file's (styx.File.Create).
 	w := f.child(nf, name)
 	w.opened, w.mode, w.dirty = true, mode, mode&styx.OTRUNC != 0
-	f.publish(c.r.inst, ns.Event{Op: "create", Path: w.at()})
+	if f.m.watched.Load() > 0 {
+		f.publish(c.r.inst, ns.Event{Op: "create", Path: w.at()})
+	}
 	return w, iou, nil
 }
 
@@ -323,20 +325,23 @@ func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
 		return f.callErr(ctx, err)
 	}
 	f.mu.Lock()
-	old := pathOf(f.names)
+	old := f.names
 	f.dirty = f.dirty || d.Length != ^uint64(0)
 	renamed := d.Name != "" && len(f.names) > 0 && d.Name != f.names[len(f.names)-1]
 	if d.Name != "" && len(f.names) > 0 {
 		f.names = append(slices.Clip(f.names[:len(f.names)-1]), d.Name)
 	}
-	now := pathOf(f.names)
+	now := f.names
 	f.mu.Unlock()
+	if f.m.watched.Load() == 0 {
+		return nil
+	}
 	if renamed {
-		f.publish(c.r.inst, ns.Event{Op: "rename", Path: old, New: now})
+		f.publish(c.r.inst, ns.Event{Op: "rename", Path: pathOf(old), New: pathOf(now)})
 	}
 	n := styx.NullDir()
 	if d.Mode != n.Mode || d.Atime != n.Atime || d.Mtime != n.Mtime || d.Length != n.Length || d.Uid != n.Uid || d.Gid != n.Gid || d.Muid != n.Muid {
-		f.publish(c.r.inst, ns.Event{Op: "wstat", Path: now})
+		f.publish(c.r.inst, ns.Event{Op: "wstat", Path: pathOf(now)})
 	}
 	return nil
 }
@@ -350,7 +355,9 @@ func (f *gfile) Remove(ctx context.Context) error {
 	if err := file.Remove(ctx); err != nil {
 		return f.callErr(ctx, err)
 	}
-	f.publish(c.r.inst, ns.Event{Op: "remove", Path: f.at()})
+	if f.m.watched.Load() > 0 {
+		f.publish(c.r.inst, ns.Event{Op: "remove", Path: f.at()})
+	}
 	return nil
 }
 

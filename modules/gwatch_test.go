@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"cheshire/internal/testutil"
+	"cheshire/module"
+	"cheshire/modules"
 	"cheshire/ns"
+	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
 
@@ -110,5 +113,55 @@ func TestSelfChanged(t *testing.T) {
 		}
 	default:
 		t.Error("a change told by the instance did not reach the watch")
+	}
+}
+
+// TestGateWatchTmp: tmp through the gate, as the node mounts it: a
+// create, a rename (wstat of the name), a wstat of the mode and a
+// remove are told with the tree's paths.
+func TestGateWatchTmp(t *testing.T) {
+	t.Parallel()
+	e := newManager(t, modules.Options{}, module.Native(module.Manifest{Name: "tmp", Version: "1"}, tmp.New("glenda")))
+	e.wait(e.mgr.Booted(), "the boot")
+	root := e.root("tmp")
+	defer root.Clunk()
+	got := make(chan string, 20)
+	stop, err := root.(ns.Watcher).Watch(e.ctx, "/", false, func(ev ns.Event) { got <- ev.String() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	_, dir, err := root.Walk(e.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := dir.Create(e.ctx, "a", 0644, styx.OREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := styx.NullDir()
+	d.Name = "b"
+	if err := f.Wstat(e.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	d = styx.NullDir()
+	d.Mode = 0600
+	if err := f.Wstat(e.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.Clunk()
+	want := []string{"create /a", "rename /a /b", "wstat /b", "remove /b"}
+	for _, w := range want {
+		select {
+		case ev := <-got:
+			if ev != w {
+				t.Errorf("event %q, want %q", ev, w)
+			}
+		default:
+			t.Fatalf("no event, want %q", w)
+		}
 	}
 }
