@@ -1,8 +1,9 @@
 // Package ns implements per-user namespaces: a mount table with bind,
 // mount and unmount, union directories with Plan 9's before/after/create
-// flags, walks that cross mount points (and `..` across them), and the
-// namespace as files (/ns/ns and /ns/ctl). A Manager gives each attaching
-// user a Namespace of their own and serves it as a styx.Attacher.
+// flags, walks that cross mount points (and `..` across them), the
+// namespace as files (/ns/ns and /ns/ctl), and watches of its paths
+// (/ns/watch, also across imports). A Manager gives each attaching user
+// a Namespace of their own and serves it as a styx.Attacher.
 package ns
 
 import (
