@@ -47,6 +47,15 @@ type Env struct {
 	// Namespace attaches to the node owner's namespace as the module,
 	// for instances that call back into it; nil if there is none.
 	Namespace styx.Attacher
+	// Changed tells those watching the module's files (/ns/watch) of a
+	// change the instance made by itself, not through a request (a
+	// zone replaced by a DNS update, a ref moved by a push): op is
+	// create, write, remove, rename (newPath the new path) or wstat,
+	// path a path of its tree as attached with aname "". Changes made
+	// by requests are told by the framework. For a write it stats the
+	// file (as the node's owner) to tell its version, so call it with
+	// no lock held that the file's stat takes. Nil outside a manager.
+	Changed func(op, path, newPath string)
 }
 
 // An Instance is a running module: the file server of its files until

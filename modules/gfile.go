@@ -220,6 +220,9 @@ func (f *gfile) Create(ctx context.Context, name string, perm uint32, mode uint8
 	// The directory's fid becomes the new file's (styx.File.Create).
 	w := f.child(nf, name)
 	w.opened, w.mode, w.dirty = true, mode, mode&styx.OTRUNC != 0
+	if f.m.watched.Load() > 0 {
+		f.publish(c.r.inst, ns.Event{Op: "create", Path: w.at()})
+	}
 	return w, iou, nil
 }
 
@@ -290,6 +293,9 @@ func (f *gfile) Write(ctx context.Context, p []byte, off int64) (int, error) {
 		f.mu.Lock()
 		f.dirty = true
 		f.mu.Unlock()
+		if f.m.watched.Load() > 0 {
+			f.publish(c.r.inst, ns.Event{Op: "write", Path: f.at(), Vers: versOf(ctx, file)})
+		}
 	}
 	return n, f.callErr(ctx, err)
 }
@@ -319,11 +325,24 @@ func (f *gfile) Wstat(ctx context.Context, d styx.Dir) error {
 		return f.callErr(ctx, err)
 	}
 	f.mu.Lock()
+	old := f.names
 	f.dirty = f.dirty || d.Length != ^uint64(0)
+	renamed := d.Name != "" && len(f.names) > 0 && d.Name != f.names[len(f.names)-1]
 	if d.Name != "" && len(f.names) > 0 {
 		f.names = append(slices.Clip(f.names[:len(f.names)-1]), d.Name)
 	}
+	now := f.names
 	f.mu.Unlock()
+	if f.m.watched.Load() == 0 {
+		return nil
+	}
+	if renamed {
+		f.publish(c.r.inst, ns.Event{Op: "rename", Path: pathOf(old), New: pathOf(now)})
+	}
+	n := styx.NullDir()
+	if d.Mode != n.Mode || d.Atime != n.Atime || d.Mtime != n.Mtime || d.Length != n.Length || d.Uid != n.Uid || d.Gid != n.Gid || d.Muid != n.Muid {
+		f.publish(c.r.inst, ns.Event{Op: "wstat", Path: pathOf(now)})
+	}
 	return nil
 }
 
@@ -333,7 +352,13 @@ func (f *gfile) Remove(ctx context.Context) error {
 		return err
 	}
 	defer c.done()
-	return f.callErr(ctx, file.Remove(ctx))
+	if err := file.Remove(ctx); err != nil {
+		return f.callErr(ctx, err)
+	}
+	if f.m.watched.Load() > 0 {
+		f.publish(c.r.inst, ns.Event{Op: "remove", Path: f.at()})
+	}
+	return nil
 }
 
 // Clunk clunks the underlying file if it belongs to the running
@@ -365,5 +390,13 @@ func (f *gfile) Clunk() error {
 		file.Clunk()
 		return nil
 	}
-	return file.Clunk()
+	err := file.Clunk()
+	if err == nil && dirty && f.m.watched.Load() > 0 {
+		// What a file commits at clunk (a zone, a config) changes it
+		// only now: tell the version it has now.
+		if vers, ok := f.freshVers(r); ok {
+			f.publish(r.inst, ns.Event{Op: "write", Path: f.at(), Vers: vers})
+		}
+	}
+	return err
 }

@@ -187,6 +187,9 @@ type managed struct {
 	live atomic.Pointer[incarnation]
 	// maxRead is mc.maxRead (set with mu held), for reads without mu.
 	maxRead atomic.Int64
+
+	watch   watchState   // the hubs of watches of its files (gwatch.go)
+	watched atomic.Int32 // watches of its files
 }
 
 // setState changes the state and wakes whoever waits for a change.

@@ -50,9 +50,10 @@ type store struct {
 	rec  *recorder
 	lazy bool
 
-	mu    sync.Mutex
-	saved map[string]string
-	fail  atomic.Pointer[func(error)]
+	mu      sync.Mutex
+	saved   map[string]string
+	fail    atomic.Pointer[func(error)]
+	changed atomic.Pointer[func(op, path, newPath string)] // the instance's env.Changed
 }
 
 func newStore(name string, rec *recorder, deps ...string) *store {
@@ -82,6 +83,8 @@ func (s *store) Start(ctx context.Context, env module.Env) (module.Instance, err
 	s.mu.Unlock()
 	f := env.Fail
 	s.fail.Store(&f)
+	c := env.Changed
+	s.changed.Store(&c)
 	greeting := "hello"
 	if a, ok := env.Config.Get("greeting"); ok {
 		greeting = a[0]

@@ -207,11 +207,12 @@ func (m *Manager) startInstance(ctx context.Context, d *managed, mod module.Modu
 	defer cancel()
 	gen := m.gens.Add(1)
 	env := module.Env{
-		Name:   d.name,
-		Config: modCfg,
-		Dir:    m.dataDir(d.name),
-		Log:    d.slog,
-		Fail:   func(err error) { m.fail(d, gen, err) },
+		Name:    d.name,
+		Config:  modCfg,
+		Dir:     m.dataDir(d.name),
+		Log:     d.slog,
+		Fail:    func(err error) { m.fail(d, gen, err) },
+		Changed: d.selfChanged,
 	}
 	if m.nsm != nil {
 		owner := m.owner

@@ -100,7 +100,7 @@ func (f *file) Create(ctx context.Context, name string, perm uint32, mode uint8)
 	if err != nil {
 		return nil, 0, err
 	}
-	nc := &chn{dev: dir.dev, file: nf, qid: nf.Qid(), path: path.Join(f.c.path, name)}
+	nc := &chn{dev: dir.dev, file: nf, qid: nf.Qid(), path: path.Join(f.c.path, name), dpath: path.Join(dir.dpath, name)}
 	return newFile(f.ns, nc, true), iou, nil
 }
 

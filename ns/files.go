@@ -18,6 +18,8 @@ import (
 //	         lines included
 //	/ns/exports  what this user exports to other nodes
 //	/ns/imports  the imports, each with the state of its connection
+//	/ns/watch  write "watch PATH [recursive]" on an open of it, then read
+//	         the changes at PATH as lines, as they happen (watch.go)
 //
 // Every change is saved to the user's namespace file.
 func Files(ns *Namespace) styx.Attacher {
@@ -37,6 +39,7 @@ func Files(ns *Namespace) styx.Attacher {
 		return b.String()
 	}))
 	root.Add(synth.String("imports", 0444, func(ctx context.Context) string { return ns.importsText() }))
+	root.Add(watchFile(ns))
 	run := func(verb string) func(ctx context.Context, args []string) error {
 		return func(ctx context.Context, args []string) error {
 			line := plan9.Join(append([]string{verb}, args...))

@@ -46,7 +46,8 @@ func (ns *Namespace) Import(ctx context.Context, key, rpath, old string, flags i
 		return fmt.Errorf("import: %w", err)
 	}
 	dev := ns.newDevice(key, rpath, root)
-	src := &chn{dev: dev, file: root, qid: root.Qid(), path: path.Clean(old)}
+	dev.imported = true
+	src := &chn{dev: dev, file: root, qid: root.Qid(), path: path.Clean(old), dpath: "/"}
 	args := []string{key}
 	if rpath != "" && rpath != "/" {
 		args = append(args, rpath)

@@ -38,6 +38,10 @@ type Manager struct {
 	exportsCache exportsCache                                                              // guarded by mu: the exports file as last parsed
 	usersFile    string                                                                    // maps keys to users (WithUsers)
 	keyServices  map[string]func(ctx context.Context, key, rest string) (styx.File, error) // WithKeyService
+	maxWatches   int                                                                       // WithMaxWatches
+
+	watchMu sync.Mutex
+	watches map[string]int // guarded by watchMu: watches held, by user
 
 	madeMu sync.Mutex
 	made   []func(ctx context.Context, ns *Namespace) // guarded by madeMu: see OnMade

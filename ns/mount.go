@@ -36,7 +36,7 @@ func (ns *Namespace) Mount(ctx context.Context, spec, old, aname string, flags i
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
-	src := &chn{dev: dev, file: dev.root, qid: dev.root.Qid(), path: path.Clean(old)}
+	src := &chn{dev: dev, file: dev.root, qid: dev.root.Qid(), path: path.Clean(old), dpath: "/"}
 	args := []string{spec, path.Clean(old)}
 	if aname != "" {
 		args = append(args, aname)

@@ -1,8 +1,9 @@
 // Package ns implements per-user namespaces: a mount table with bind,
 // mount and unmount, union directories with Plan 9's before/after/create
-// flags, walks that cross mount points (and `..` across them), and the
-// namespace as files (/ns/ns and /ns/ctl). A Manager gives each attaching
-// user a Namespace of their own and serves it as a styx.Attacher.
+// flags, walks that cross mount points (and `..` across them), the
+// namespace as files (/ns/ns and /ns/ctl), and watches of its paths
+// (/ns/watch, also across imports). A Manager gives each attaching user
+// a Namespace of their own and serves it as a styx.Attacher.
 package ns
 
 import (
@@ -47,6 +48,9 @@ type device struct {
 	spec  string // the server as written in ns output: #tmp, tcp!host!port
 	aname string
 	root  styx.File // attached root, cloned for every use
+	// imported is set for an import by key: spec is the key, aname the
+	// remote path, and watches below it are relayed from that node.
+	imported bool
 }
 
 func (d *device) qid(q styx.Qid) styx.Qid {
@@ -75,6 +79,7 @@ type chn struct {
 	file  styx.File
 	qid   styx.Qid // the device's qid, before remapping
 	path  string   // cleaned namespace path
+	dpath string   // the file's path in its device's own tree ("/" its root), for watches
 	union []member // non-nil: a mount point
 }
 
@@ -129,7 +134,7 @@ func (c *chn) clone(ctx context.Context, p string) (*chn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chn{dev: c.dev, file: f, qid: c.qid, path: p}, nil
+	return &chn{dev: c.dev, file: f, qid: c.qid, path: p, dpath: c.dpath}, nil
 }
 
 // Namespace is one user's mount table over a private root directory.

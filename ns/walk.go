@@ -30,7 +30,7 @@ func (ns *Namespace) rootDir(ctx context.Context) (*chn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chn{dev: ns.rootDev, file: f, qid: f.Qid(), path: "/"}, nil
+	return &chn{dev: ns.rootDev, file: f, qid: f.Qid(), path: "/", dpath: "/"}, nil
 }
 
 // cross replaces c by the union mounted on it, if any.
@@ -166,11 +166,11 @@ func (ns *Namespace) walkSeg(ctx context.Context, c *chn, names []string) ([]sty
 			}
 			return qids, nil, err
 		}
-		p := c.path
+		p, dp := c.path, c.dpath
 		for _, n := range names {
-			p = join(p, n)
+			p, dp = join(p, n), join(dp, n)
 		}
-		return qids, &chn{dev: c.dev, file: f, qid: dq[len(dq)-1], path: p}, nil
+		return qids, &chn{dev: c.dev, file: f, qid: dq[len(dq)-1], path: p, dpath: dp}, nil
 	}
 	// Re-walk up to the mount point, cross it, and go on from there.
 	if f != nil {
@@ -192,11 +192,11 @@ func (ns *Namespace) walkSeg(ctx context.Context, c *chn, names []string) ([]sty
 		}
 		return nil, nil, err
 	}
-	p := c.path
+	p, dp := c.path, c.dpath
 	for _, n := range names[:hit+1] {
-		p = join(p, n)
+		p, dp = join(p, n), join(dp, n)
 	}
-	mc, err := ns.cross(ctx, &chn{dev: c.dev, file: mf, qid: dq[hit], path: p})
+	mc, err := ns.cross(ctx, &chn{dev: c.dev, file: mf, qid: dq[hit], path: p, dpath: dp})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -239,7 +239,7 @@ func (ns *Namespace) resolve(ctx context.Context, p string, cross bool) (*chn, e
 				}
 				q, f, _ := m.c.file.Walk(ctx, []string{last})
 				if len(q) == 1 && f != nil {
-					return &chn{dev: m.c.dev, file: f, qid: q[0], path: p}, nil
+					return &chn{dev: m.c.dev, file: f, qid: q[0], path: p, dpath: join(m.c.dpath, last)}, nil
 				}
 			}
 			return nil, fmt.Errorf("%s: %w", p, plan9.ErrNotFound)
@@ -251,7 +251,7 @@ func (ns *Namespace) resolve(ctx context.Context, p string, cross bool) (*chn, e
 			}
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		return &chn{dev: parent.dev, file: f, qid: q[0], path: p}, nil
+		return &chn{dev: parent.dev, file: f, qid: q[0], path: p, dpath: join(parent.dpath, last)}, nil
 	}
 	root, err := ns.rootChan(ctx)
 	if err != nil {

@@ -290,7 +290,8 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
-		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise))
+		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise),
+		ns.WithWatchService()) // #watch: nodes that import this one watch its paths
 	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil

@@ -76,6 +76,18 @@ type Server struct {
 
 	rrlp         atomic.Pointer[rrl] // response rate limiting, nil when off
 	cookieSecret [32]byte            // keys server cookies; made at New
+
+	// changed tells watchers of the files of a change made by an
+	// UPDATE (module.Env's Changed), nil when no one is to be told.
+	changed atomic.Pointer[func(op, path, newPath string)]
+}
+
+// tellZoneChanged tells those watching the files that zone origin's
+// records were changed other than through the files.
+func (s *Server) tellZoneChanged(origin string) {
+	if f := s.changed.Load(); f != nil {
+		(*f)("write", "/zones/"+zoneFileName(origin)+"/zone", "")
+	}
 }
 
 // zoneMeta is what a Server keeps of a zone besides its versions.

@@ -221,6 +221,9 @@ func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, er
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{srv: m.srv, cancel: cancel}
+	if env.Changed != nil {
+		m.srv.changed.Store(&env.Changed)
+	}
 	m.srv.SetRRL(st.rrl)
 	m.srv.resume()
 	serve := func(pc net.PacketConn, l net.Listener) {
@@ -267,6 +270,7 @@ func (i *instance) Attach(ctx context.Context, uname, aname string, auth styx.Fi
 // hand.
 func (i *instance) Stop(ctx context.Context) error {
 	i.srv.halt()
+	i.srv.changed.Store(nil)
 	i.cancel()
 	done := make(chan struct{})
 	go func() { i.wg.Wait(); close(done) }()

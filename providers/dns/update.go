@@ -78,6 +78,7 @@ func (s *Server) update(req []byte, m, r *dns.Msg, from netip.AddrPort, buf []by
 	switch e := err.(type) {
 	case nil:
 		s.zlogf(meta, origin, "update from %s key %s: %s", from.Addr(), key.name, strings.Join(done, "; "))
+		s.tellZoneChanged(origin)
 	case *rcodeError:
 		if e != errUnchanged {
 			r.Rcode = e.rcode

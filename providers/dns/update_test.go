@@ -30,9 +30,21 @@ func TestNsupdate(t *testing.T) {
 	ts := newTestServer(t, "")
 	ts.ctl("ctl", "zone add example.test")
 	ts.ctl("zones/example.test/ctl", "tsig add upd hmac-sha256 "+testSecret)
+	told := make(chan string, 10)
+	tell := func(op, p, newPath string) { told <- op + " " + p }
+	ts.changed.Store(&tell)
 	key := "hmac-sha256:upd:" + testSecret
 	if out, ok := ts.nsupdate(key, "update add new.example.test. 300 A 192.0.2.42\n"); !ok {
 		t.Fatalf("nsupdate: %s", out)
+	}
+	// Those watching the files are told (module.Env's Changed).
+	select {
+	case got := <-told:
+		if got != "write /zones/example.test/zone" {
+			t.Errorf("told %q, want write /zones/example.test/zone", got)
+		}
+	default:
+		t.Error("an update was not told to the files' watchers")
 	}
 	if out := ts.dig("+short", "new.example.test"); strings.TrimSpace(out) != "192.0.2.42" {
 		t.Fatalf("after update: %q", out)
