@@ -27,9 +27,10 @@ type Server struct {
 	log *slog.Logger
 	lim *connlimit.Limits
 
-	mu   sync.Mutex
-	srv  []*http.Server // guarded by mu
-	root http.Handler   // guarded by mu: the handler of "/", if any
+	mu    sync.Mutex
+	srv   []*http.Server                     // guarded by mu
+	root  http.Handler                       // guarded by mu: the handler of "/", if any
+	route func(r *http.Request) http.Handler // guarded by mu: see Route
 
 	requests atomic.Uint64 // requests served, all listeners
 }
@@ -77,13 +78,33 @@ func (h *Server) Handle(pattern string, handler http.Handler) {
 	h.mux.Handle(pattern, handler)
 }
 
+// Route sets a function that may take a request before the paths do:
+// the handler it returns serves the request, nil leaves it to the
+// paths. The node routes the names of its apps this way (by Host).
+func (h *Server) Route(f func(r *http.Request) http.Handler) {
+	h.mu.Lock()
+	h.route = f
+	h.mu.Unlock()
+}
+
+func (h *Server) serve(w http.ResponseWriter, r *http.Request) {
+	h.requests.Add(1)
+	h.mu.Lock()
+	route := h.route
+	h.mu.Unlock()
+	if route != nil {
+		if rh := route(r); rh != nil {
+			rh.ServeHTTP(w, r)
+			return
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
 // Serve serves HTTPS on l until ctx ends or Close.
 func (h *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.requests.Add(1)
-			h.mux.ServeHTTP(w, r)
-		}),
+		Handler:           http.HandlerFunc(h.serve),
 		TLSConfig:         h.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -90,4 +91,46 @@ func TestHTTPSSlowloris(t *testing.T) {
 	}
 	held = nil
 	get("after")
+}
+
+// TestRoute: a request the route takes is served by its handler, by
+// Host; others go to the paths.
+func TestRoute(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewTLSServer(nil)
+	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
+	ts.Close()
+	h := httpsd.New(cfg, slog.New(slog.DiscardHandler))
+	h.Handle("/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "path") }))
+	h.Route(func(r *http.Request) http.Handler {
+		if r.Host != "app.test" {
+			return nil
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "routed "+r.URL.Path) })
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for host, want := range map[string]string{"app.test": "routed /x", "other.test": "path"} {
+		req, _ := http.NewRequest("GET", "https://"+l.Addr().String()+"/x", nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("Host %s: %q, want %q", host, b, want)
+		}
+	}
+	if h.Requests() != 2 {
+		t.Errorf("requests %d, want 2", h.Requests())
+	}
 }

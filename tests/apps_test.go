@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +45,12 @@ func appsNeed(t *testing.T) string {
 // auth with every request, and returns a context of its first tab.
 func browser(t *testing.T, exe, auth string) context.Context {
 	t.Helper()
+	return browserWith(t, exe, auth)
+}
+
+// browserWith is browser with more options.
+func browserWith(t *testing.T, exe, auth string, more ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
@@ -51,6 +59,7 @@ func browser(t *testing.T, exe, auth string) context.Context {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(640, 480),
 	)
+	opts = append(opts, more...)
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox)
 	}
@@ -273,4 +282,74 @@ func TestAppsThroughImport(t *testing.T) {
 	if err := syscall.Kill(pids[0], 0); err == nil {
 		t.Errorf("app %d still running after its node stopped", pids[0])
 	}
+}
+
+// TestAppsByName: ingress by name through a second node. The app runs
+// on B; A imports B at /n/b (no bind) and maps xev.example.test to the
+// app in its zone; dig at A answers the name with A's HTTPS address; a
+// TLS client trusting only A's /ca root accepts the certificate A
+// serves for the name; Chromium, the name resolved to A, loads
+// https://xev.example.test:PORT/ and decodes B's video.
+func TestAppsByName(t *testing.T) {
+	exe := appsNeed(t)
+	t.Parallel()
+	port := strconv.Itoa(testutil.FreePort(t))
+	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
+	adir := shortTemp(t)
+	dnsPort := strconv.Itoa(freeDNSPort(t))
+	os.MkdirAll(filepath.Join(adir, "modules", "dns"), 0700)
+	os.WriteFile(filepath.Join(adir, "modules", "dns", "config"), []byte("listen 127.0.0.1:"+dnsPort+"\n"), 0600)
+	a := startNode(t, adir)
+	for _, w := range []struct {
+		n          *node
+		path, data string
+	}{
+		{b, "/apps/ctl", "register xev xev -geometry 600x400+0+0"},
+		{b, "/apps/xev/ctl", "resize 640 480"},
+		{b, "/apps/xev/ctl", "start"},
+		{a, "/ns/ctl", "mount tcp!127.0.0.1!" + port + " /n/b\n"},
+		{a, "/dns/ctl", "zone add example.test\napp xev xev.example.test\n"},
+	} {
+		if out, err := w.n.run(w.data, "9p", "write", w.path); err != nil {
+			t.Fatalf("write %q to %s: %v %s", w.data, w.path, err, out)
+		}
+	}
+	addr, rootPEM, owner, token := gitHTTPS(t, a)
+	host, httpsPort, _ := net.SplitHostPort(addr)
+
+	// DNS: the name is A's HTTPS address.
+	testutil.WaitFor(t, "xev.example.test in A's zone", func() bool {
+		out, err := exec.Command("dig", "@127.0.0.1", "-p", dnsPort, "+short", "+time=2", "+tries=1", "xev.example.test", "A").CombinedOutput()
+		return err == nil && strings.TrimSpace(string(out)) == host
+	})
+	// TLS: a certificate for the name, from A's /ca.
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(rootPEM)
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "xev.example.test", RootCAs: pool})
+	if err != nil {
+		t.Fatalf("TLS for xev.example.test: %v", err)
+	}
+	c.Close()
+	// A name no app has gets the node's certificate, not one of its own.
+	if c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "nope.app.example.test", RootCAs: pool}); err == nil {
+		c.Close()
+		t.Error("a certificate for a name no app has")
+	}
+
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(owner+":"+token))
+	ctx := browserWith(t, exe, auth, chromedp.Flag("host-resolver-rules", "MAP xev.example.test "+host))
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://xev.example.test:"+httpsPort+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFrames(t, ctx, 640, 480)
+	if st := must9p(t, b, "read", "/apps/xev/status"); !strings.Contains(st, "sessions 1") {
+		t.Fatalf("B's status:\n%s", st)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(100, 100), chromedp.KeyEvent("dog")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "typed word in B's app log", func() bool {
+		return strings.Contains(must9p(t, b, "read", "/apps/xev/log"), `XLookupString gives 1 bytes: (64) "d"`)
+	})
 }

@@ -135,6 +135,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	}
 	webTLS := p.ca.TLSConfig("node", httpsNames())
 	webTLS.ClientAuth = tls.RequestClientCert // a certificate from /ca names a git user (certUser); none is asked of others
+	p.appTLS(webTLS)
 	web := httpsd.New(webTLS, nd.log)
 	p.web.Store(web)
 	web.Limit(limits("https"))
@@ -142,7 +143,9 @@ func serve(ctx context.Context, o serveOptions) error {
 	gitH, nsH := p.gitHandlers(nd.dir, nd.log)
 	web.Handle("/git/", mods.HTTP("git", gitH))
 	web.Handle("/ns/", mods.HTTP("git", nsH))
-	web.Handle("/apps/", mods.HTTP("apps", p.appsHandler()))
+	appsH := mods.HTTP("apps", p.appsHandler())
+	web.Handle("/apps/", appsH)
+	web.Route(p.appRoute(appsH))
 	web.Handle("/", p.webUI())
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {

@@ -204,6 +204,12 @@ func (a *Apps) Unregister(name string) error {
 	return err
 }
 
+// Registered reports whether an app named name is registered here.
+func (a *Apps) Registered(name string) bool {
+	_, err := a.lookup(name)
+	return err == nil
+}
+
 // lookup returns the app named name.
 func (a *Apps) lookup(name string) (*app, error) {
 	a.mu.Lock()

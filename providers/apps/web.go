@@ -102,7 +102,12 @@ func serveOffer(w http.ResponseWriter, r *http.Request, o WebOptions, user, name
 		return
 	}
 	defer root.Clunk()
-	sess, answer, err := offerFiles(r.Context(), root, "apps/"+name, body)
+	dir, err := locate(r.Context(), root, name)
+	if err != nil {
+		http.Error(w, err.Error(), httpStatus(err))
+		return
+	}
+	sess, answer, err := offerFiles(r.Context(), root, dir, body)
 	if err != nil {
 		http.Error(w, err.Error(), httpStatus(err))
 		return
@@ -112,6 +117,40 @@ func serveOffer(w http.ResponseWriter, r *http.Request, o WebOptions, user, name
 		Session string `json:"session"`
 		SDP     string `json:"sdp"`
 	}{sess, string(answer)})
+}
+
+// maxImports bounds the imports locate looks through.
+const maxImports = 64
+
+// locate finds the app name in the user's namespace: at /apps/NAME, or
+// else in the /apps of an imported node, /n/NODE/apps/NAME (the first,
+// in the order /n lists them). It returns its directory, without the
+// leading slash.
+func locate(ctx context.Context, root styx.File, name string) (string, error) {
+	dirs := []string{"apps/" + name}
+	if n, err := walkOpen(ctx, root, "n", styx.OREAD); err == nil {
+		ents, _ := n.ReadDir(ctx)
+		n.Clunk()
+		for i, d := range ents {
+			if i == maxImports {
+				break
+			}
+			if d.Mode&styx.DMDIR != 0 {
+				dirs = append(dirs, "n/"+d.Name+"/apps/"+name)
+			}
+		}
+	}
+	for _, d := range dirs {
+		f, err := styx.WalkFile(ctx, root, styx.SplitPath(d+"/sessions/clone"))
+		if err == nil {
+			f.Clunk()
+			return d, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
+	return "", fmt.Errorf("apps: no app %q in /apps or the /apps of a node under /n: %w", name, plan9.ErrNotFound)
 }
 
 // offerFiles makes a session of the app at dir below root through its

@@ -354,6 +354,9 @@ type rootTxn struct {
 type rootOp struct {
 	add    bool
 	origin string
+	// An app op (`app`, `unapp`) maps fqdn to appName, or unmaps it.
+	app           bool
+	fqdn, appName string
 }
 
 type rootTxnKey struct{}
@@ -384,6 +387,12 @@ func (s *Server) rootBatch(ctx context.Context, run func(context.Context) error)
 		return s.stoppedErr(err)
 	}
 	for _, op := range t.ops {
+		if op.app {
+			if err := s.applyAppLocked(op); err != nil {
+				return fmt.Errorf("app %s: %w", op.fqdn, err)
+			}
+			continue
+		}
 		if op.add {
 			err = s.addZoneLocked(op.origin, defaultZone(op.origin))
 		} else {

@@ -74,6 +74,8 @@ type Server struct {
 	stats    stats
 	tcp      *tcpConns // the TCP connections served, of all listeners
 
+	apps appNames // names of apps (apps.go)
+
 	rrlp         atomic.Pointer[rrl] // response rate limiting, nil when off
 	cookieSecret [32]byte            // keys server cookies; made at New
 
@@ -140,6 +142,9 @@ func New(dir string, opts Options) (*Server, error) {
 	root.Add(synth.String("stats", 0444, s.statsText))
 	s.files = synth.NewServer(root, synth.WithOwner(opts.Owner), synth.WithClock(opts.Now))
 	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if err := s.loadApps(); err != nil {
 		return nil, err
 	}
 	return s, nil

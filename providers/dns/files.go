@@ -17,6 +17,8 @@ func (s *Server) rootCmds() []synth.Cmd {
 	return []synth.Cmd{
 		{Name: "zone add", Min: 1, Max: 1, Usage: "zone add NAME", Run: s.rootCmd(true)},
 		{Name: "zone rm", Min: 1, Max: 1, Usage: "zone rm NAME", Run: s.rootCmd(false)},
+		{Name: "app", Min: 2, Max: 2, Usage: "app NAME FQDN", Run: s.appCmd(true)},
+		{Name: "unapp", Min: 1, Max: 1, Usage: "unapp FQDN", Run: s.appCmd(false)},
 	}
 }
 
@@ -32,6 +34,7 @@ func (s *Server) rootStatus(ctx context.Context) string {
 		}
 		fmt.Fprintf(&b, "zone %s serial %d records %d dnssec %s\n", zoneFileName(name), z.soa.Serial, len(z.rrs), dnssec)
 	}
+	b.WriteString(s.appLines())
 	return b.String()
 }
 

@@ -33,12 +33,26 @@ func (s *Server) PublishListeners(zone string, bound []string) error {
 			recs["9p"] = append(recs["9p"], ips...)
 		case "https":
 			recs["https"] = append(recs["https"], ips...)
+			recs["*.app"] = append(recs["*.app"], ips...) // NAME.app.ZONE: the app NAME (apps.go)
 		}
 	}
 	if len(recs) == 0 {
 		return nil
 	}
-	return s.SetNodeNames(zone, recs)
+	origin, err := zoneName(zone)
+	if err != nil {
+		return err
+	}
+	s.apps.mu.Lock()
+	s.apps.zone, s.apps.node, s.apps.https = origin, recs, recs["https"]
+	all := s.appRecordsLocked(origin)
+	s.apps.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.setNodeNamesLocked(origin, all); err != nil {
+		return err
+	}
+	return s.publishAllAppsLocked()
 }
 
 // SetNodeNames makes zone the node's own zone: it is made if need be,
@@ -53,6 +67,14 @@ func (s *Server) SetNodeNames(zone string, records map[string][]net.IP) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.setNodeNamesLocked(origin, records)
+}
+
+// setNodeNamesLocked is SetNodeNames of a checked zone name; s.mu is held.
+func (s *Server) setNodeNamesLocked(origin string, records map[string][]net.IP) error {
+	var err error
 	var names []string
 	var add []dns.RR
 	for name, ips := range records {
@@ -75,8 +97,6 @@ func (s *Server) SetNodeNames(zone string, records map[string][]net.IP) error {
 		}
 	}
 	slices.Sort(names)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.meta[origin] == nil {
 		if err := s.addZoneLocked(origin, defaultZone(origin)); err != nil {
 			return err
