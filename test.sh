@@ -24,13 +24,15 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v lego >/dev/null || need+=(lego)
 # /apps: apps under Xvfb, captured by ffmpeg (libx264), input by xdotool,
-# the clipboard by xclip; xev is the test app, chromium the test browser.
+# the clipboard by xclip, sound by a PulseAudio server of each app's own;
+# xev is the test app, chromium the test browser.
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v xdotool >/dev/null || need+=(xdotool)
 command -v xclip >/dev/null || need+=(xclip)
 command -v xev >/dev/null || need+=(x11-utils)
 command -v chromium >/dev/null || need+=(chromium)
+command -v pulseaudio >/dev/null || need+=(pulseaudio) # an app's sound
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test.sh: installing ${need[*]}" >&2
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -24,10 +24,10 @@ import (
 )
 
 // appsNeed skips t unless what the apps tests run is installed (test.sh
-// installs it): chromium, Xvfb, ffmpeg, xdotool, xev, xclip.
+// installs it): chromium, Xvfb, ffmpeg, xdotool, xev, xclip, pulseaudio.
 func appsNeed(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"Xvfb", "ffmpeg", "xdotool", "xev", "xclip"} {
+	for _, p := range []string{"Xvfb", "ffmpeg", "xdotool", "xev", "xclip", "pulseaudio"} {
 		if _, err := exec.LookPath(p); err != nil {
 			t.Skipf("%s not installed (test.sh installs it)", p)
 		}
@@ -352,4 +352,43 @@ func TestAppsByName(t *testing.T) {
 	testutil.WaitFor(t, "typed word in B's app log", func() bool {
 		return strings.Contains(must9p(t, b, "read", "/apps/xev/log"), `XLookupString gives 1 bytes: (64) "d"`)
 	})
+}
+
+// TestAppsAudio: an app that plays a tone into its PulseAudio server is
+// heard in the page: Opus packets arrive and decode to sound.
+func TestAppsAudio(t *testing.T) {
+	exe := appsNeed(t)
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	for _, w := range []struct{ path, data string }{
+		{"/apps/ctl", "register tone ffmpeg -hide_banner -loglevel error -re -f lavfi -i sine=frequency=440:sample_rate=48000 -f pulse tone"},
+		{"/apps/tone/ctl", "resize 320 240"},
+		{"/apps/tone/ctl", "start"},
+	} {
+		if out, err := n.run(w.data, "9p", "write", w.path); err != nil {
+			t.Fatalf("write %q to %s: %v %s", w.data, w.path, err, out)
+		}
+	}
+	if st := must9p(t, n, "read", "/apps/tone/status"); !strings.Contains(st, "audio ") {
+		t.Fatalf("no sound server in the status:\n%s", st)
+	}
+	addr, _, owner, token := gitHTTPS(t, n)
+	ctx := browser(t, exe, "Basic "+base64.StdEncoding.EncodeToString([]byte(owner+":"+token)))
+	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+addr+"/apps/tone/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFrames(t, ctx, 320, 240)
+	const heard = `(async () => { let e = 0; if (!window.cheshire) return 0;
+	(await cheshire.pc.getStats()).forEach(r => { if (r.type === "inbound-rtp" && r.kind === "audio") e = r.totalAudioEnergy || 0; });
+	return e; })()`
+	testutil.WaitFor(t, "sound decoded in the page", func() bool { return eval[float64](t, ctx, heard) > 0 })
+	var sess string
+	for _, f := range strings.Fields(must9p(t, n, "ls", "/apps/tone/sessions")) {
+		if f != "clone" {
+			sess = f
+		}
+	}
+	if st := must9p(t, n, "read", "/apps/tone/sessions/"+sess+"/stats"); !strings.Contains(st, "audio-packets") {
+		t.Errorf("session %q stats:\n%s", sess, st)
+	}
 }

@@ -27,6 +27,7 @@ type app struct {
 	sdir  *synth.Dir // sessions
 	log   *synth.Log
 	track *webrtc.TrackLocalStaticRTP // the encoder's output, shared by the sessions
+	audio *webrtc.TrackLocalStaticRTP // the audio encoder's, nil without pulseaudio
 
 	mu         sync.Mutex
 	s          spec             // guarded by mu
@@ -35,6 +36,7 @@ type app struct {
 	sessions   map[int]*session // guarded by mu
 	controller int              // guarded by mu: the session that may send input, or -1
 	enc        *encoder         // guarded by mu: runs while run != nil and a session has an offer
+	aenc       *encoder         // guarded by mu: the audio's, beside enc when the run has sound
 }
 
 // run is a running app: its Xvfb and process, each leading its own
@@ -46,6 +48,7 @@ type run struct {
 	started time.Time
 	xdone   chan struct{} // closed when Xvfb has exited
 	pdone   chan struct{} // closed when the app has exited
+	pulse   *pulseServer  // the app's sound server, nil without pulseaudio
 
 	xmu sync.Mutex
 	x   *xtest // guarded by xmu: the pointer's connection, made at the first pointer event
@@ -103,6 +106,14 @@ func newApp(a *Apps, s spec) *app {
 		panic(err) // only for an empty id or stream id
 	}
 	ap.track = track
+	if a.audioOK {
+		if ap.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1;stereo=1",
+		}, "audio", "cheshire-"+s.Name); err != nil {
+			panic(err) // only for an empty id or stream id
+		}
+	}
 	ap.dir = synth.NewDir(s.Name, 0555)
 	ap.dir.Add(synth.Ctl("ctl", 0660, ap.cmds(), nil))
 	ap.dir.Add(synth.String("status", 0444, func(ctx context.Context) string { return ap.status() }))
@@ -164,6 +175,9 @@ func (ap *app) status() string {
 	}
 	if ap.enc != nil {
 		fmt.Fprintf(&b, "encoder running\n")
+	}
+	if r := ap.run; r != nil && r.pulse != nil {
+		fmt.Fprintf(&b, "audio %s\n", r.pulse.socket())
 	}
 	fmt.Fprintf(&b, "cmd %s\n", quoteArgs(ap.s.Cmd))
 	if ap.lastErr != "" {
@@ -237,8 +251,22 @@ func (ap *app) launch(ctx context.Context, s spec) (*run, error) {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
+	var pulse *pulseServer
+	if ap.audio != nil {
+		if pulse, err = startPulse(ctx, ap.log); err != nil {
+			return fail(err)
+		}
+		prev := fail
+		fail = func(err error) (*run, error) {
+			pulse.stop()
+			return prev(err)
+		}
+	}
 	p := exec.Command(s.Cmd[0], s.Cmd[1:]...)
 	p.Env = append(os.Environ(), "DISPLAY="+display)
+	if pulse != nil {
+		p.Env = append(p.Env, "PULSE_SERVER=unix:"+pulse.socket(), "PULSE_SINK=app")
+	}
 	p.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := logPipe(ap.log, "")
 	if err != nil {
@@ -252,7 +280,7 @@ func (ap *app) launch(ctx context.Context, s spec) (*run, error) {
 	}
 	pdone := make(chan struct{})
 	go func() { p.Wait(); close(pdone) }()
-	return &run{display: display, xvfb: x, proc: p, started: time.Now(), xdone: xdone, pdone: pdone}, nil
+	return &run{display: display, xvfb: x, proc: p, started: time.Now(), xdone: xdone, pdone: pdone, pulse: pulse}, nil
 }
 
 // watch ends r when its app or its Xvfb exits by itself.
@@ -297,8 +325,8 @@ func (ap *app) stopRun(r *run, why error) bool {
 	if why != nil {
 		ap.lastErr = why.Error()
 	}
-	enc := ap.enc
-	ap.enc = nil
+	enc, aenc := ap.enc, ap.aenc
+	ap.enc, ap.aenc = nil, nil
 	sessions := make([]*session, 0, len(ap.sessions))
 	for _, s := range ap.sessions {
 		sessions = append(sessions, s)
@@ -309,6 +337,12 @@ func (ap *app) stopRun(r *run, why error) bool {
 	}
 	if enc != nil {
 		enc.stop()
+	}
+	if aenc != nil {
+		aenc.stop()
+	}
+	if r.pulse != nil {
+		r.pulse.stop()
 	}
 	r.closeX()
 	killGroup(r.proc, r.pdone)

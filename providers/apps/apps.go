@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -53,7 +54,8 @@ type Apps struct {
 	log  *slog.Logger
 	root *synth.Dir
 
-	fps atomic.Int32 // the capture rate of encoders started from now on
+	fps     atomic.Int32 // the capture rate of encoders started from now on
+	audioOK bool         // pulseaudio is installed: apps have sound (audio.go)
 
 	mu   sync.Mutex
 	apps map[string]*app    // guarded by mu
@@ -99,6 +101,8 @@ func New(dir string, o Options) (*Apps, error) {
 		return nil, fmt.Errorf("apps: data directory: %w", err)
 	}
 	a := &Apps{dir: dir, opts: o, log: o.Log, apps: map[string]*app{}}
+	_, err := exec.LookPath("pulseaudio")
+	a.audioOK = err == nil
 	a.fps.Store(DefaultFPS)
 	a.root = synth.NewDir("apps", 0555)
 	a.root.Add(synth.Ctl("ctl", 0660, a.cmds(), a.ctlStatus))

@@ -46,13 +46,12 @@ type encoder struct {
 
 // startEncoder captures display (w x h) into track.
 func startEncoder(display string, w, h, fps int, track *webrtc.TrackLocalStaticRTP, log *synth.Log) (*encoder, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, fmt.Errorf("apps: encoder socket: %w", err)
-	}
-	conn.SetReadBuffer(4 << 20)
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	args := []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
+	return startFFmpeg(func(port int) []string { return videoArgs(display, w, h, fps, port) }, track, log, "ffmpeg: ")
+}
+
+// videoArgs are ffmpeg's arguments to send display as H.264 RTP to port.
+func videoArgs(display string, w, h, fps, port int) []string {
+	return []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
 		"-f", "x11grab", "-draw_mouse", "1", "-framerate", strconv.Itoa(fps),
 		"-video_size", fmt.Sprintf("%dx%d", w, h), "-i", display,
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1",
@@ -61,9 +60,21 @@ func startEncoder(display string, w, h, fps int, track *webrtc.TrackLocalStaticR
 		"-fps_mode", "passthrough", "-flush_packets", "1",
 		"-f", "rtp", "-payload_type", "102",
 		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=1200", port)}
-	c := exec.Command("ffmpeg", args...)
+}
+
+// startFFmpeg runs ffmpeg with the arguments args gives for a loopback
+// UDP port of the node, and forwards the RTP packets it sends there to
+// track.
+func startFFmpeg(args func(port int) []string, track *webrtc.TrackLocalStaticRTP, log *synth.Log, prefix string) (*encoder, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("apps: encoder socket: %w", err)
+	}
+	conn.SetReadBuffer(4 << 20)
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	c := exec.Command("ffmpeg", args(port)...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := logPipe(log, "ffmpeg: ")
+	stderr, err := logPipe(log, prefix)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -132,5 +143,15 @@ func (ap *app) ensureEncoderLocked() error {
 		return err
 	}
 	ap.enc = e
+	if ap.run.pulse != nil && ap.audio != nil {
+		sock := ap.run.pulse.socket()
+		ae, err := startFFmpeg(func(port int) []string { return audioArgs(sock, port) }, ap.audio, ap.log, "ffmpeg audio: ")
+		if err != nil {
+			e.stop()
+			ap.enc = nil
+			return err
+		}
+		ap.aenc = ae
+	}
 	return nil
 }

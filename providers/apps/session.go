@@ -171,14 +171,14 @@ func (s *session) offer(ctx context.Context, offer string) (string, error) {
 	if err != nil {
 		return fail(fmt.Errorf("apps: add track: %w", err))
 	}
-	go func() { // RTCP must be read for the interceptors (NACK, reports) to work
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
+	go drainRTCP(sender)
+	if s.ap.audio != nil {
+		asender, err := pc.AddTrack(s.ap.audio)
+		if err != nil {
+			return fail(fmt.Errorf("apps: add audio track: %w", err))
 		}
-	}()
+		go drainRTCP(asender)
+	}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
@@ -287,14 +287,18 @@ func (s *session) close() {
 	if ap.controller == s.n {
 		ap.controller = -1
 	}
-	var enc *encoder
+	var enc, aenc *encoder
 	if len(ap.sessions) == 0 {
 		enc, ap.enc = ap.enc, nil
+		aenc, ap.aenc = ap.aenc, nil
 	}
 	ap.mu.Unlock()
 	ap.sdir.Remove(s.dir.Name())
 	if enc != nil {
 		enc.stop()
+	}
+	if aenc != nil {
+		aenc.stop()
 	}
 }
 
@@ -303,6 +307,9 @@ func (s *session) stats() string {
 	s.ap.mu.Lock()
 	if e := s.ap.enc; e != nil {
 		b.WriteString(e.stats())
+	}
+	if e := s.ap.aenc; e != nil {
+		fmt.Fprintf(&b, "audio-packets %d\naudio-bytes %d\n", e.packets.Load(), e.bytes.Load())
 	}
 	s.ap.mu.Unlock()
 	s.mu.Lock()
@@ -316,6 +323,10 @@ func (s *session) stats() string {
 	for _, st := range pc.GetStats() {
 		switch st := st.(type) {
 		case webrtc.OutboundRTPStreamStats:
+			if st.Kind == "audio" {
+				fmt.Fprintf(&b, "audio-sent-packets %d\n", st.PacketsSent)
+				continue
+			}
 			fmt.Fprintf(&b, "sent-packets %d\nsent-bytes %d\nnacks %d\nplis %d\n", st.PacketsSent, st.BytesSent, st.NACKCount, st.PLICount)
 		case webrtc.RemoteInboundRTPStreamStats:
 			fmt.Fprintf(&b, "rtt %.1fms\nlost %d\nfraction-lost %.3f\n", st.RoundTripTime*1000, st.PacketsLost, st.FractionLost)
@@ -347,4 +358,15 @@ func (a *Apps) webrtcAPI() (*webrtc.API, error) {
 		a.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	})
 	return a.api, a.apiErr
+}
+
+// drainRTCP reads a sender's RTCP until it closes: it must be read for
+// the interceptors (NACK, reports) to work.
+func drainRTCP(sender *webrtc.RTPSender) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := sender.Read(buf); err != nil {
+			return
+		}
+	}
 }

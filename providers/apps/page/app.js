@@ -15,12 +15,24 @@
   window.cheshire = state;
 
   pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const audio = document.getElementById("audio");
+  // A browser may hold back sound until the page is touched: play on
+  // the first click or key.
+  const unmute = () => { audio.play().catch(() => {}); };
+  document.addEventListener("mousedown", unmute, { once: true });
+  document.addEventListener("keydown", unmute, { once: true });
   pc.ontrack = (ev) => {
+    if (ev.track.kind === "audio") {
+      if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      audio.srcObject = new MediaStream([ev.track]);
+      return;
+    }
     // Render each frame as soon as it is decoded: no jitter buffer
     // beyond what the network needs (none on a LAN).
     if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
     if ("playoutDelayHint" in ev.receiver) ev.receiver.playoutDelayHint = 0;
-    video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+    video.srcObject = new MediaStream([ev.track]);
   };
   pc.onconnectionstatechange = () => {
     msg.textContent = pc.connectionState === "connected" ? "" : pc.connectionState;
