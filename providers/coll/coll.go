@@ -324,7 +324,7 @@ func (c *Coll) SetSchema(name string, fields []string) error {
 		}
 		if old, ok := next[fname]; ok {
 			if old.Type != f.Type && col.hasData(fname) {
-				return fmt.Errorf("coll: %s: type of %s may not change from %s to %s: the collection holds values of it", name, fname, old.Type, f.Type)
+				return fmt.Errorf("coll: %s: bad schema change: type of %s may not change from %s to %s while the collection holds values of it", name, fname, old.Type, f.Type)
 			}
 		} else {
 			order = append(order, fname)
