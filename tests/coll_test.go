@@ -54,6 +54,15 @@ func waitConverged(t *testing.T, nodes []*member, name string, want int) {
 	})
 }
 
+// mkdir makes the directory p in m's namespace (an entity, in /coll),
+// unless it is there (made by a delta from a peer).
+func (m *member) mkdir(p string) {
+	m.t.Helper()
+	if _, err := m.run("", "9p", "create", p+"/"); err != nil && !strings.Contains(err.Error(), "already exists") {
+		m.t.Fatalf("mkdir %s: %v", p, err)
+	}
+}
+
 // TestCollNodes: three nodes write one property at once and converge
 // to one value; the lossless view lists every delta; a node killed
 // with SIGKILL keeps what it acknowledged and catches up when it
@@ -70,6 +79,9 @@ func TestCollNodes(t *testing.T) {
 	}
 	waitSubscribers(t, cl, "coll.c")
 	ctx := t.Context()
+	for _, m := range cl.nodes {
+		m.mkdir("/coll/c/entities/e")
+	}
 
 	// Concurrent writes of one property from all three.
 	const writes = 15
@@ -112,11 +124,13 @@ func TestCollNodes(t *testing.T) {
 
 	// c is killed right after a write it acknowledged; a and b write on.
 	a, b, c := cl.nodes[0], cl.nodes[1], cl.nodes[2]
+	c.mkdir("/coll/c/entities/last")
 	if err := c.ctl("/coll/c/entities/last/n", "42"); err != nil {
 		t.Fatal(err)
 	}
 	c.kill()
 	for _, m := range []*member{a, b} {
+		m.mkdir("/coll/c/entities/after")
 		for j := range 5 {
 			if err := m.ctl("/coll/c/entities/after/tags", fmt.Sprintf("%s-%d", m.key[:4], j)); err != nil {
 				t.Fatal(err)
@@ -195,6 +209,12 @@ func TestCollNodes(t *testing.T) {
 	if code, body := do(hc, "PUT", base+"web", `{"n": "seven"}`); code != 400 {
 		t.Errorf("PUT of a bad value: %d %s", code, body)
 	}
+	if code, body := do(hc, "PUT", base+"web", `{"nope": 1}`); code != 400 {
+		t.Errorf("PUT of an unknown property: %d %s", code, body)
+	}
+	if code, body := do(hc, "GET", "https://"+a.httpsAddr()+"/api/coll/nosuch/web", ""); code != 404 {
+		t.Errorf("GET of an unknown collection: %d %s", code, body)
+	}
 	if code, body := do(client("bob"), "PUT", base+"web", `{"n": 8}`); code != 403 {
 		t.Errorf("PUT by bob, who may not write the files: %d %s", code, body)
 	}
@@ -204,5 +224,11 @@ func TestCollNodes(t *testing.T) {
 	if code, body := do(hc, "GET", base+"web", ""); code != 404 {
 		t.Errorf("GET after DELETE: %d %s", code, body)
 	}
-	testutil.WaitFor(t, "the deletion to reach b", func() bool { return b.read("/coll/c/entities/web/n") == "" })
+	testutil.WaitFor(t, "the deletion to reach b", func() bool {
+		_, err := b.run("", "9p", "read", "/coll/c/entities/web/n")
+		return err != nil && strings.Contains(err.Error(), "not found")
+	})
+	if h := b.read("/coll/c/history/web/deleted"); strings.Count(h, "\n") != 1 {
+		t.Errorf("b's tombstones of web: %q", h)
+	}
 }

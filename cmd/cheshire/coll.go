@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -218,6 +219,19 @@ func putEntity(r *http.Request, root styx.File, base, id string) error {
 	if err := dec.Decode(&obj); err != nil {
 		return fmt.Errorf("coll: %w: bad JSON object: %v", plan9.ErrInvalid, err)
 	}
+	fields, err := readSchema(r.Context(), root, base)
+	if err != nil {
+		return err
+	}
+	for prop := range obj {
+		if !slices.ContainsFunc(fields, func(f collField) bool { return f.name == prop }) {
+			return fmt.Errorf("coll: %w: no such property %q", plan9.ErrInvalid, prop)
+		}
+	}
+	ents := styx.SplitPath(base + "/entities")
+	if err := makeEntity(r.Context(), root, ents, id); err != nil {
+		return err
+	}
 	for prop, v := range obj {
 		vals, err := jsonValues(v)
 		if err != nil {
@@ -230,6 +244,31 @@ func putEntity(r *http.Request, root styx.File, base, id string) error {
 		}
 	}
 	return nil
+}
+
+// makeEntity makes the directory of entity id in ents, unless it is
+// there: an entity is made by making its directory.
+func makeEntity(ctx context.Context, root styx.File, ents []string, id string) error {
+	f, err := styx.WalkFile(ctx, root, append(slices.Clone(ents), id))
+	if err == nil {
+		return f.Clunk()
+	}
+	if !errors.Is(err, plan9.ErrNotFound) {
+		return err
+	}
+	d, err := styx.WalkFile(ctx, root, ents)
+	if err != nil {
+		return err
+	}
+	f, _, err = d.Create(ctx, id, styx.DMDIR|0755, styx.OREAD)
+	if err != nil {
+		d.Clunk()
+		return err
+	}
+	if f != d {
+		d.Clunk()
+	}
+	return f.Clunk()
 }
 
 // jsonValues is the text of a JSON value: one value, or one an element

@@ -100,6 +100,8 @@ type collection struct {
 	file   *os.File // the deltas file, appended to
 	dir    *synth.Dir
 
+	pending map[string]bool // guarded by Coll.mu: entities made (mkdir) that have no delta yet
+
 	fmu      sync.Mutex // serialises appends to file (held without Coll.mu)
 	fetching map[string]bool
 }
@@ -253,7 +255,8 @@ func (c *Coll) open(name string) (*collection, error) {
 
 func (c *Coll) newCollection(name string) *collection {
 	col := &collection{name: name, fields: map[string]field{}, deltas: map[[32]byte]*Delta{},
-		byEnt: map[string]map[string][]*Delta{}, fetching: map[string]bool{}}
+		byEnt: map[string]map[string][]*Delta{}, fetching: map[string]bool{},
+		pending: map[string]bool{}}
 	col.dir = c.collDir(col)
 	return col
 }
@@ -440,6 +443,7 @@ func (col *collection) add(d *Delta) bool {
 		return false
 	}
 	col.deltas[h] = d
+	delete(col.pending, d.Entity)
 	for i := range h {
 		col.sum[i] ^= h[i]
 	}

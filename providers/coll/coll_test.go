@@ -15,6 +15,7 @@ import (
 	"cheshire/internal/testutil"
 	"cheshire/nodekey"
 	"cheshire/styx"
+	"cheshire/synth/synthtest"
 )
 
 // bus joins Colls in process as msg would: every replica listens to
@@ -120,6 +121,24 @@ func write(c *Coll, path, data string) error {
 	return testutil.WriteFile(ctx, root, path, data)
 }
 
+// mkdir makes the entity directory path.
+func mkdir(t *testing.T, c *Coll, path string) {
+	t.Helper()
+	root, _ := c.Attach(t.Context(), "glenda", "", nil)
+	defer root.Clunk()
+	names := styx.SplitPath(path)
+	d, err := styx.WalkFile(t.Context(), root, names[:len(names)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := d.Create(t.Context(), names[len(names)-1], styx.DMDIR|0755, styx.OREAD)
+	if err != nil {
+		d.Clunk()
+		t.Fatalf("mkdir %s: %v", path, err)
+	}
+	f.Clunk()
+}
+
 func TestCollFiles(t *testing.T) {
 	t.Parallel()
 	var b bus
@@ -128,6 +147,10 @@ func TestCollFiles(t *testing.T) {
 	if err := write(c, "/ctl", "create people name:string age:int:max tags:list score:float:sum"); err != nil {
 		t.Fatal(err)
 	}
+	if err := write(c, "/people/entities/ann/name", "Ann"); err == nil {
+		t.Error("a property of an entity never made was written")
+	}
+	mkdir(t, c, "/people/entities/ann")
 	for _, w := range []struct{ path, val string }{
 		{"/people/entities/ann/name", "Ann Smith\n"},
 		{"/people/entities/ann/age", "30"},
@@ -192,13 +215,17 @@ func TestCollFiles(t *testing.T) {
 	if err := f.Remove(t.Context()); err != nil {
 		t.Fatalf("remove: %v", err)
 	}
-	root.Clunk()
-	if got := read(t, c, "/people/entities/ann/name"); got != "" {
-		t.Errorf("name after delete: %q", got)
+	defer root.Clunk()
+	if _, err := styx.ReadFile(t.Context(), root, "/people/entities/ann/name", -1); err == nil {
+		t.Error("a deleted entity's property was read")
 	}
 	if e, _ := c.Entity("people", "ann"); len(e) != 0 {
 		t.Errorf("entity after delete: %v", e)
 	}
+	if err := write(c, "/people/entities/ann/age", "40"); err == nil {
+		t.Error("a deleted entity was written before it was made again")
+	}
+	mkdir(t, c, "/people/entities/ann")
 	write(c, "/people/entities/ann/age", "40")
 	if e, _ := c.Entity("people", "ann"); len(e) != 1 || e["age"] != "40" {
 		t.Errorf("entity after delete and write: %v", e)
@@ -240,6 +267,7 @@ func TestCollForged(t *testing.T) {
 	if got := read(t, c, "/c/entities/e/n"); got != "1\n" {
 		t.Errorf("view %q", got)
 	}
+	synthtest.TestServer(t, c, "glenda")
 	// A good delta of another author is merged.
 	if err := write(c, "/c/deltas", mk("5", now.Add(time.Second), other)); err != nil {
 		t.Fatal(err)

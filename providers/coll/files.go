@@ -3,6 +3,7 @@ package coll
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,17 +50,30 @@ func (c *Coll) collDir(col *collection) *synth.Dir {
 	ents.SetGen(synth.GenNames(func(ctx context.Context) []string {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return col.entities()
-	}, func(id string) synth.Node { return c.entityDir(col, id) }))
-	// Any entity may be walked to, so that its first property can be
-	// written; a new one is listed once it has a value.
-	ents.SetLookup(func(ctx context.Context, id string) (synth.Node, error) {
-		if !validName(id) {
-			return nil, nil
+		names := col.entities()
+		for id := range col.pending {
+			if !slices.Contains(names, id) {
+				names = append(names, id)
+			}
 		}
+		slices.Sort(names)
+		return names
+	}, func(id string) synth.Node { return c.entityDir(col, id) }))
+	// An entity is made by making its directory (mkdir), then writing
+	// its properties; it is kept once it has a delta.
+	ents.SetCreate(func(ctx context.Context, id string, perm uint32, mode uint8) (synth.Node, error) {
+		if perm&styx.DMDIR == 0 || !validName(id) {
+			return nil, fmt.Errorf("coll: bad entity %q: entities are directories (mkdir)", id)
+		}
+		c.mu.Lock()
+		col.pending[id] = true
+		c.mu.Unlock()
 		return c.entityDir(col, id), nil
 	})
 	ents.SetRemove(func(ctx context.Context, id string) error {
+		c.mu.Lock()
+		delete(col.pending, id)
+		c.mu.Unlock()
 		return c.Put(ctx, name, id, Tombstone, "")
 	})
 	d.Add(ents)

@@ -11,6 +11,7 @@ import (
 	"cheshire/internal/testutil"
 	"cheshire/nodekey"
 	"cheshire/styx"
+	"cheshire/synth/synthtest"
 )
 
 func newKey(t testing.TB) string {
@@ -129,6 +130,8 @@ func TestMsgSendAndInbox(t *testing.T) {
 	if st, _ := b.StatsOf(a.o.Self); st.DropTopic != 1 || st.Received != 2 {
 		t.Errorf("b's counts of a: %+v", st)
 	}
+	synthtest.TestServer(t, a, "glenda")
+	synthtest.TestServer(t, b.peerSrv, a.o.Self)
 }
 
 // TestMsgFlood: a peer sending 500 messages at once gets the burst
