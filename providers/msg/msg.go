@@ -92,6 +92,7 @@ type peer struct {
 	key    string
 	subs   map[string]bool // guarded by Msg.mu: topics it subscribed to here
 	synced bool            // guarded by Msg.mu: it has been told this node's topics since the last failure
+	telling bool           // guarded by Msg.mu: a resync to it is under way
 	bucket bucket          // guarded by Msg.mu
 	st     Stats           // guarded by Msg.mu
 
@@ -183,7 +184,9 @@ func New(o Options) (*Msg, error) {
 // Close stops telling peers of subscriptions and drops the connections'
 // files.
 func (m *Msg) Close() {
-	m.stop()
+	m.mu.Lock()
+	m.stop() // under mu: resync adds to wg only before it, with mu held
+	m.mu.Unlock()
 	m.wg.Wait()
 	m.mu.Lock()
 	peers := make([]*peer, 0, len(m.peers))
@@ -538,21 +541,21 @@ func (m *Msg) resync(ctx context.Context) {
 	m.mu.Lock()
 	var todo []*peer
 	for _, p := range m.peers {
-		if !p.synced {
+		if !p.synced && !p.telling && ctx.Err() == nil {
+			p.telling = true
 			todo = append(todo, p)
 		}
 	}
+	m.wg.Add(len(todo))
 	topics := make([]string, 0, len(m.topics))
 	for n := range m.topics {
 		topics = append(topics, n)
 	}
 	m.mu.Unlock()
-	if len(todo) == 0 {
-		return
-	}
 	slices.Sort(topics)
 	for _, p := range todo {
 		go func() {
+			defer m.wg.Done()
 			var err error
 			if len(topics) > 0 {
 				dctx, cancel := context.WithTimeout(ctx, m.o.Timeout)
@@ -560,7 +563,7 @@ func (m *Msg) resync(ctx context.Context) {
 				cancel()
 			}
 			m.mu.Lock()
-			p.synced = err == nil
+			p.synced, p.telling = err == nil, false
 			m.mu.Unlock()
 		}()
 	}
