@@ -149,6 +149,22 @@ func (m *Msg) remoteSub(key string, topics []string, on bool) error {
 		m.mu.Unlock()
 		return ErrNotPeer
 	}
+	if !p.bucket.take(m.o.Now(), m.o.Rate, m.o.Burst) {
+		p.st.DropRate++
+		m.mu.Unlock()
+		return ErrRate
+	}
+	fresh := 0
+	for _, t := range topics {
+		if !p.subs[t] {
+			fresh++
+		}
+	}
+	if on && len(p.subs)+fresh > MaxPeerTopics {
+		p.st.DropBad++
+		m.mu.Unlock()
+		return fmt.Errorf("msg: too many topics: at most %d a peer", MaxPeerTopics)
+	}
 	changed := false
 	for _, t := range topics {
 		if !validTopic(t) {

@@ -36,6 +36,8 @@ const (
 	DefaultResync  = 1 * time.Second  // how often subscriptions not yet told are retried
 	DefaultTimeout = 10 * time.Second // one delivery to a peer
 	inboxKeep      = 64 << 10         // bytes of an inbox's history
+	// MaxPeerTopics is how many topics one peer may subscribe to here.
+	MaxPeerTopics = 1024
 )
 
 // Errors of delivery, as the sender and the counts see them.
@@ -89,12 +91,12 @@ type Msg struct {
 
 // peer is a node this one exchanges messages with.
 type peer struct {
-	key    string
-	subs   map[string]bool // guarded by Msg.mu: topics it subscribed to here
-	synced bool            // guarded by Msg.mu: it has been told this node's topics since the last failure
-	telling bool           // guarded by Msg.mu: a resync to it is under way
-	bucket bucket          // guarded by Msg.mu
-	st     Stats           // guarded by Msg.mu
+	key     string
+	subs    map[string]bool // guarded by Msg.mu: topics it subscribed to here
+	synced  bool            // guarded by Msg.mu: it has been told this node's topics since the last failure
+	telling bool            // guarded by Msg.mu: a resync to it is under way
+	bucket  bucket          // guarded by Msg.mu
+	st      Stats           // guarded by Msg.mu
 
 	dmu  sync.Mutex // held while delivering to the peer
 	root styx.File  // guarded by dmu: its #msg root, or nil
