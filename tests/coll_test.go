@@ -163,6 +163,14 @@ func TestCollNodes(t *testing.T) {
 	if a.collStat("c", "bad-signature") != "1" || a.collStat("c", "future") != "1" {
 		t.Errorf("a's stats:\n%s", a.read("/coll/c/stats"))
 	}
+	// The same forgery sent by b over the collection's topic.
+	d.Time = time.Now().UnixNano()
+	d.Sign(priv)
+	d.Value = "1001"
+	if err := b.ctl("/msg/coll.c/send", a.key+" "+d.String()); err != nil {
+		t.Fatalf("b sends a forged delta: %v", err) // msg takes it in; coll refuses it
+	}
+	testutil.WaitFor(t, "a to count the forgery b sent", func() bool { return a.collStat("c", "bad-signature") == "2" })
 	if got := a.read("/coll/c/entities/e/n"); got != n0 {
 		t.Errorf("view after refused deltas: %q, want %q", got, n0)
 	}

@@ -228,7 +228,7 @@ type parts struct {
 	cluster *cluster
 	store   *store.Store
 	apps    *apps.Apps
-	mc      *msgColl // /msg and /coll (coll.go)
+	mc      *msgColl                      // /msg and /coll (coll.go)
 	srv9p   atomic.Pointer[styx.Server]   // set once serving: /node/stats counts its requests
 	web     atomic.Pointer[httpsd.Server] // likewise
 	im      *remote.Importer

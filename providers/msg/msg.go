@@ -129,6 +129,7 @@ type topic struct {
 //	/msg/TOPIC/send     write KEY TEXT or * TEXT, a message a line
 //	/msg/TOPIC/inbox    from KEY TEXT lines as they come (reads at the end wait)
 //	/msg/TOPIC/peers    the peers subscribed to TOPIC
+//	/msg/TOPIC/ctl      unsubscribe; read: the peers subscribed to TOPIC
 //
 // and, to peers (PeerAttach): deliver (TOPIC TEXT), sub (TOPIC...),
 // unsub (TOPIC...).
@@ -356,13 +357,17 @@ func (m *Msg) newTopic(name string) *topic {
 	t.dir = synth.NewDir(name, 0555)
 	t.dir.Add(synth.NewFile("send", 0200, sendHandler{m, name}))
 	t.dir.Add(t.inbox.FollowFile("inbox", 0444))
-	t.dir.Add(synth.String("peers", 0444, func(ctx context.Context) string {
+	peers := func(ctx context.Context) string {
 		var b strings.Builder
 		for _, k := range m.Subscribers(name) {
 			b.WriteString(k + "\n")
 		}
 		return b.String()
-	}))
+	}
+	t.dir.Add(synth.String("peers", 0444, peers))
+	t.dir.Add(synth.Ctl("ctl", 0644, []synth.Cmd{
+		{Name: "unsubscribe", Run: func(ctx context.Context, a []string) error { return m.Unsubscribe(name) }},
+	}, peers))
 	return t
 }
 
@@ -430,7 +435,9 @@ func (m *Msg) fanOut(ctx context.Context, peers []*peer, do func(ctx context.Con
 			m.mu.Lock()
 			if errs[i] != nil {
 				p.st.Failed++
-				p.synced = false // a peer that missed something is told the topics again
+				if errors.Is(errs[i], plan9.ErrUnreachable) {
+					p.synced = false // a peer that was away is told the topics again
+				}
 			} else {
 				p.st.Sent++
 			}

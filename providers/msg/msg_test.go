@@ -130,6 +130,10 @@ func TestMsgSendAndInbox(t *testing.T) {
 	if st, _ := b.StatsOf(a.o.Self); st.DropTopic != 1 || st.Received != 2 {
 		t.Errorf("b's counts of a: %+v", st)
 	}
+	if err := testutil.WriteFile(ctx, broot, "/chat/ctl", "unsubscribe"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "a to hear b left chat", func() bool { return len(a.Subscribers("chat")) == 0 })
 	synthtest.TestServer(t, a, "glenda")
 	synthtest.TestServer(t, b.peerSrv, a.o.Self)
 }
