@@ -85,6 +85,7 @@ func TestCollNodes(t *testing.T) {
 
 	// Concurrent writes of one property from all three.
 	const writes = 15
+	t0 := time.Now()
 	var wg sync.WaitGroup
 	for i, m := range cl.nodes {
 		root := m.client(userName(t))
@@ -101,7 +102,9 @@ func TestCollNodes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	tw := time.Since(t0)
 	waitConverged(t, cl.nodes, "c", 3*writes*2)
+	t.Logf("%d concurrent writes acknowledged in %v; every node held them all %v later", 3*writes*2, tw.Round(time.Millisecond), (time.Since(t0) - tw).Round(time.Millisecond))
 	n0 := cl.nodes[0].read("/coll/c/entities/e/n")
 	sum := 0
 	for i := range 3 {
@@ -138,11 +141,13 @@ func TestCollNodes(t *testing.T) {
 		}
 	}
 	c.restart()
+	tr := time.Now()
 	c.published(1)
 	if got := c.read("/coll/c/entities/last/n"); got != "42\n" {
 		t.Errorf("c's acknowledged write after SIGKILL: %q", got)
 	}
 	waitConverged(t, cl.nodes, "c", 3*writes*2+1+10)
+	t.Logf("c caught up %v after its restart (its DHT record republished in between)", time.Since(tr).Round(time.Millisecond))
 	if tags := c.read("/coll/c/entities/after/tags"); strings.Count(tags, "\n") != 10 {
 		t.Errorf("c's union of tags after catching up:\n%s", tags)
 	}

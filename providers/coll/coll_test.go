@@ -460,3 +460,19 @@ func TestCollOrderFree(t *testing.T) {
 		t.Errorf("too few values to compare:\n%s", views[0])
 	}
 }
+
+// BenchmarkCollPut: a write of a property, signed and fsynced.
+func BenchmarkCollPut(b *testing.B) {
+	c, err := New(Options{Dir: b.TempDir(), Key: newPriv(b), Owner: "glenda"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Create("c", []string{"n:int"})
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		if err := c.Put(ctx, "c", "e", "n", fmt.Sprint(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
