@@ -145,4 +145,19 @@ func TestMsgNodes(t *testing.T) {
 	if err := a.ctl("/msg/chat/send", c.key+" still here"); err != nil {
 		t.Errorf("to c after the flood: %v", err)
 	}
+
+	// A node that a does not name a peer is refused at attach: its key is
+	// the connection's, whatever it writes.
+	d := cl.add()
+	for _, line := range []string{"peer add " + a.key, "subscribe chat"} {
+		if err := d.ctl("/msg/ctl", line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.ctl("/msg/chat/send", a.key+" let me in"); err == nil || !strings.Contains(err.Error(), "not a peer") {
+		t.Errorf("a stranger's message: %v", err)
+	}
+	if !strings.Contains(a.read("/msg/stats"), "stranger dropped ") || strings.Contains(a.read("/msg/stats"), "stranger dropped 0") {
+		t.Errorf("a's stats after a stranger:\n%s", a.read("/msg/stats"))
+	}
 }
