@@ -470,14 +470,10 @@ func (m *Msg) writePeer(ctx context.Context, p *peer, name, text string) error {
 		if err == nil {
 			return nil
 		}
-		if name == "deliver" {
-			p.out.Clunk()
-			p.out = nil
-		}
 		if !errors.Is(err, plan9.ErrUnreachable) {
-			return err // the peer's own refusal
+			return err // the peer's own refusal; the file stays open
 		}
-		p.dropRoot()
+		p.drop()
 		if !cached || attempt > 0 {
 			return fmt.Errorf("msg: to %s: %w", short(p.key), err)
 		}
