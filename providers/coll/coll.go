@@ -12,6 +12,7 @@
 package coll
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -177,8 +178,12 @@ func (c *Coll) Close() {
 
 func (c *Coll) closeFiles() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	cols := make([]*collection, 0, len(c.colls))
 	for _, col := range c.colls {
+		cols = append(cols, col)
+	}
+	c.mu.Unlock() // fmu is taken before mu, never after
+	for _, col := range cols {
 		col.fmu.Lock()
 		col.file.Close()
 		col.fmu.Unlock()
@@ -326,6 +331,15 @@ func (col *collection) hasData(prop string) bool {
 // check judges d against col's schema and the clock. Coll.mu is held
 // (or col is not yet shared).
 func (col *collection) check(d *Delta, now time.Time) error {
+	if err := col.checkSchema(d); err != nil {
+		return err
+	}
+	return checkSigned(d, now)
+}
+
+// checkSchema judges d against col's schema. Coll.mu is held (or col
+// is not yet shared).
+func (col *collection) checkSchema(d *Delta) error {
 	if d.Coll != col.name {
 		return fmt.Errorf("%w %s", ErrNoColl, d.Coll)
 	}
@@ -340,6 +354,11 @@ func (col *collection) check(d *Delta, now time.Time) error {
 	} else if d.Value != "" {
 		return fmt.Errorf("%w: a tombstone has no value", ErrBadValue)
 	}
+	return nil
+}
+
+// checkSigned judges d's time against the clock and its signature.
+func checkSigned(d *Delta, now time.Time) error {
 	if d.Time > now.Add(MaxSkew).UnixNano() {
 		return ErrFuture
 	}
@@ -439,9 +458,8 @@ func (c *Coll) Merge(name string, text string) (int, error) {
 	if col == nil {
 		return 0, fmt.Errorf("%w %s", ErrNoColl, name)
 	}
-	var ok []*Delta
+	var cands []*Delta
 	var first error
-	now := c.o.Now()
 	c.mu.Lock()
 	for line := range strings.SplitSeq(text, "\n") {
 		if strings.TrimSpace(line) == "" {
@@ -453,18 +471,36 @@ func (c *Coll) Merge(name string, text string) (int, error) {
 				col.st.Duplicate++ // its signature was checked when it came
 				continue
 			}
-			err = col.check(d, now)
+			err = col.checkSchema(d)
 		}
 		if err != nil {
 			col.count(err)
-			if first == nil {
-				first = err
-			}
+			first = cmp.Or(first, err)
+			continue
+		}
+		cands = append(cands, d)
+	}
+	c.mu.Unlock()
+	// Signatures are checked without the lock, so that readers do not
+	// wait for a catch-up.
+	now := c.o.Now()
+	var ok []*Delta
+	var refused []error
+	for _, d := range cands {
+		if err := checkSigned(d, now); err != nil {
+			refused = append(refused, err)
+			first = cmp.Or(first, err)
 			continue
 		}
 		ok = append(ok, d)
 	}
-	c.mu.Unlock()
+	if len(refused) > 0 {
+		c.mu.Lock()
+		for _, err := range refused {
+			col.count(err)
+		}
+		c.mu.Unlock()
+	}
 	n, err := c.merge(col, ok)
 	if err != nil {
 		return n, err
