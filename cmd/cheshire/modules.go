@@ -53,8 +53,9 @@ func builtins(owner, dir string, exposeData bool, n *node.Node, authority *ca.CA
 
 // defaultNamespace is what a user without a namespace file gets: the
 // module manager's files at /modules, and each built-in mounted where its
-// manifest says (#tmp, #store and #locks with -c, so that files may be
-// created in them: a lock is made by creating its file).
+// manifest says (#tmp, #store, #locks and #coll with -c, so that files may be
+// created in them: a lock is made by creating its file, an entity by
+// making its directory).
 func defaultNamespace(builtins []module.Module) []plan9.NSCmd {
 	cmds := []plan9.NSCmd{{Op: "mount", Args: []string{"#modules", "/modules"}, Line: 1}}
 	for _, b := range builtins {
@@ -63,7 +64,7 @@ func defaultNamespace(builtins []module.Module) []plan9.NSCmd {
 			continue
 		}
 		c := plan9.NSCmd{Op: "mount", Args: []string{"#" + mf.Name, mf.Mount}, Line: len(cmds) + 1}
-		if mf.Name == "tmp" || mf.Name == "store" || mf.Name == "locks" {
+		if mf.Name == "tmp" || mf.Name == "store" || mf.Name == "locks" || mf.Name == "coll" {
 			c.Flags = "c"
 		}
 		cmds = append(cmds, c)

@@ -146,6 +146,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	appsH := mods.HTTP("apps", p.appsHandler())
 	web.Handle("/apps/", appsH)
 	web.Route(p.appRoute(appsH))
+	web.Handle("/api/coll/", mods.HTTP("coll", p.collHandler()))
 	web.Handle("/", p.webUI())
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
@@ -230,6 +231,7 @@ type parts struct {
 	cluster *cluster
 	store   *store.Store
 	apps    *apps.Apps
+	mc      *msgColl                      // /msg and /coll (coll.go)
 	srv9p   atomic.Pointer[styx.Server]   // set once serving: /node/stats counts its requests
 	web     atomic.Pointer[httpsd.Server] // likewise
 	im      *remote.Importer
@@ -285,16 +287,22 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		p.store.Close()
 		return nil, err
 	}
+	if p.mc, err = openMsgColl(nd.dir, nd.owner, nd.id, p.im, nd.log); err != nil {
+		p.im.Close()
+		p.cluster.close()
+		p.store.Close()
+		return nil, err
+	}
 	p.store.Start()
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound,
 		Counters: p.counters})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
-		append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule())...)
-	p.ns = ns.NewManager(ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
+		append(append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule()), p.mc.modules()...)...)
+	p.ns = ns.NewManager(append(p.mc.keyServices(), ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise),
-		ns.WithWatchService()) // #watch: nodes that import this one watch its paths
+		ns.WithWatchService())...) // #watch: nodes that import this one watch its paths
 	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil
@@ -357,6 +365,7 @@ func (p *parts) counters() map[string]uint64 {
 
 func (p *parts) close() {
 	p.apps.StopAll()
+	p.mc.close()
 	p.store.Close()
 	p.ns.Close()
 	p.im.Close()
