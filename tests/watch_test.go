@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,30 @@ func TestWatchAcrossImport(t *testing.T) {
 	}
 	if got := nextLine(t, events, "the create after the restart"); got != "create /n/b/tmp/pub/y" {
 		t.Errorf("after lost: %q, want create /n/b/tmp/pub/y\nA's log:\n%s", got, a.logs)
+	}
+}
+
+// TestWatchGitPush: a ref a push moves (a change git makes by itself,
+// not through a 9P request) reaches a watch of the repository's refs.
+func TestWatchGitPush(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t))
+	if _, err := n.run("create w\n", "9p", "write", "/git/ctl"); err != nil {
+		t.Fatal(err)
+	}
+	addr, rootPEM, owner, token := gitHTTPS(t, n)
+	events := watchLines(t, n.client(owner), "watch /git/w/refs recursive")
+	work := t.TempDir()
+	src := filepath.Join(work, "src")
+	gitCmd(t, work, "init", "-q", "-b", "main", src)
+	os.WriteFile(filepath.Join(src, "a"), []byte("a\n"), 0644)
+	gitCmd(t, src, "add", ".")
+	gitCmd(t, src, "commit", "-q", "-m", "a")
+	url := "https://" + owner + ":" + token + "@" + addr + "/git/w"
+	if out, err := gitTry(t, src, []string{"GIT_SSL_CAINFO=" + rootPEM}, "push", url, "main"); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	if l := nextLine(t, events, "the pushed ref"); l != "create /git/w/refs/heads/main" {
+		t.Errorf("event %q, want create /git/w/refs/heads/main", l)
 	}
 }

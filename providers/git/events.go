@@ -135,9 +135,30 @@ func (p *PushEvents) Path(verb, path string, blob plumbing.Hash) {
 func (p *PushEvents) Ref(name plumbing.ReferenceName, old, new plumbing.Hash, why string) {
 	if why == "" {
 		p.line(fmt.Sprintf("ref %s %s %s\n", name, old, new))
+		if p.rp != nil {
+			p.rp.rs.tellRef(p.rp.name, name, old, new)
+		}
 		return
 	}
 	p.line(fmt.Sprintf("refused %s %s %s %s\n", name, old, new, plan9.Quote(oneLine(why))))
+}
+
+// tellRef tells those watching the files (/ns/watch) that a push moved
+// ref name of repository repo: its file REPO/NAME was made, written or
+// removed.
+func (r *Repos) tellRef(repo string, name plumbing.ReferenceName, old, new plumbing.Hash) {
+	f := r.changed.Load()
+	if f == nil {
+		return
+	}
+	op := "write"
+	switch {
+	case old.IsZero():
+		op = "create"
+	case new.IsZero():
+		op = "remove"
+	}
+	(*f)(op, "/"+repo+"/"+name.String(), "")
 }
 
 // Done ends the push's lines.

@@ -2,6 +2,7 @@ package git
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,5 +141,27 @@ func TestPushEvents(t *testing.T) {
 	pushB := "delete gone\nref refs/heads/b " + zeroHash + " " + first + "\n"
 	if !strings.Contains(rest, pushB) || !strings.Contains(rest, "ref refs/heads/main "+second+" "+first+"\n") {
 		t.Fatalf("events after the live push:\n%s", rest)
+	}
+}
+
+// TestPushTellsWatchers: a ref a push moves is told to the module's
+// watchers (module.Env's Changed) as a change of its file: created,
+// written, removed; a refused one is not.
+func TestPushTellsWatchers(t *testing.T) {
+	t.Parallel()
+	e, _, first, second := pushed(t)
+	var got []string
+	f := func(op, path, newPath string) { got = append(got, op+" "+path) }
+	e.r.changed.Store(&f)
+	h := plumbing.NewHash
+	p := e.r.Begin("demo")
+	p.Ref("refs/heads/new", plumbing.ZeroHash, h(first), "")
+	p.Ref("refs/heads/main", h(first), h(second), "")
+	p.Ref("refs/heads/old", h(first), plumbing.ZeroHash, "")
+	p.Ref("refs/heads/no", h(first), h(second), "stale info")
+	p.Done()
+	want := []string{"create /demo/refs/heads/new", "write /demo/refs/heads/main", "remove /demo/refs/heads/old"}
+	if !slices.Equal(got, want) {
+		t.Errorf("told %q, want %q", got, want)
 	}
 }

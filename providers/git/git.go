@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/plan9"
@@ -61,6 +62,10 @@ type Repos struct {
 
 	mu    sync.Mutex
 	repos map[string]*repo // guarded by mu
+
+	// changed tells watchers of the files of a ref moved by a push
+	// (module.Env's Changed); nil when no one is to be told.
+	changed atomic.Pointer[func(op, path, newPath string)]
 }
 
 // repo is one repository.

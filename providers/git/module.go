@@ -41,6 +41,9 @@ func (m *Module) Start(ctx context.Context, env module.Env) (module.Instance, er
 	if err := m.CheckConfig(env.Config); err != nil {
 		return nil, err
 	}
+	if env.Changed != nil {
+		m.r.changed.Store(&env.Changed)
+	}
 	return instance{m.r}, nil
 }
 
@@ -52,5 +55,8 @@ func (i instance) Attach(ctx context.Context, uname, aname string, auth styx.Fil
 	return i.r.Attach(ctx, uname, aname, auth)
 }
 
-// Stop does nothing: there is nothing to release.
-func (i instance) Stop(ctx context.Context) error { return nil }
+// Stop stops telling watchers of pushes; there is nothing to release.
+func (i instance) Stop(ctx context.Context) error {
+	i.r.changed.Store(nil)
+	return nil
+}
