@@ -355,7 +355,8 @@ func TestAppsByName(t *testing.T) {
 }
 
 // TestAppsAudio: an app that plays a tone into its PulseAudio server is
-// heard in the page: Opus packets arrive and decode to sound.
+// heard in the page: Opus packets arrive and decode to sound; the
+// session's stats tell the audio packets and the encoder's latency.
 func TestAppsAudio(t *testing.T) {
 	exe := appsNeed(t)
 	t.Parallel()
@@ -388,7 +389,7 @@ func TestAppsAudio(t *testing.T) {
 			sess = f
 		}
 	}
-	if st := must9p(t, n, "read", "/apps/tone/sessions/"+sess+"/stats"); !strings.Contains(st, "audio-packets") {
+	if st := must9p(t, n, "read", "/apps/tone/sessions/"+sess+"/stats"); !strings.Contains(st, "audio-packets") || !strings.Contains(st, "encoder-latency ") {
 		t.Errorf("session %q stats:\n%s", sess, st)
 	}
 }

@@ -385,6 +385,12 @@ func killGroup(c *exec.Cmd, done <-chan struct{}) {
 // app's background process) must not hide the app's exit. The caller
 // closes its copy after starting the child.
 func logPipe(l *synth.Log, prefix string) (*os.File, error) {
+	return filterPipe(l, prefix, nil)
+}
+
+// filterPipe is logPipe whose lines are first offered to take (if not
+// nil): a line it reports taken is not logged.
+func filterPipe(l *synth.Log, prefix string, take func(line []byte) bool) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("apps: pipe: %w", err)
@@ -394,7 +400,7 @@ func logPipe(l *synth.Log, prefix string) (*os.File, error) {
 		br := bufio.NewReaderSize(r, 4096)
 		for {
 			line, err := br.ReadSlice('\n')
-			if len(line) > 0 {
+			if len(line) > 0 && (take == nil || !take(line)) {
 				l.Write(append([]byte(prefix), line...))
 			}
 			if err != nil && err != bufio.ErrBufferFull {

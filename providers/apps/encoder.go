@@ -5,6 +5,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,26 @@ type encoder struct {
 	bytes   atomic.Uint64
 	frames  atomic.Uint64
 	start   time.Time
+
+	// encodeMicros is the wall time x264 took, summed over the frames
+	// (ffmpeg's -benchmark_all lines), for the encoder's latency.
+	encodeMicros atomic.Uint64
+}
+
+// benchLine takes the lines ffmpeg writes at -loglevel level+info:
+// the encode times of -benchmark_all are summed, the other [info] lines
+// dropped, and anything worse (warnings, errors) left for the log.
+func (e *encoder) benchLine(line []byte) bool {
+	s := string(line)
+	if i := strings.Index(s, "bench:"); i >= 0 {
+		if f := strings.Fields(s[i+len("bench:"):]); len(f) >= 7 && f[5] == "real" && strings.HasPrefix(f[6], "encode_") {
+			if us, err := strconv.ParseUint(f[4], 10, 64); err == nil {
+				e.encodeMicros.Add(us)
+			}
+		}
+		return true
+	}
+	return strings.HasPrefix(s, "[info]")
 }
 
 // startEncoder captures display (w x h) into track.
@@ -51,7 +72,7 @@ func startEncoder(display string, w, h, fps int, track *webrtc.TrackLocalStaticR
 
 // videoArgs are ffmpeg's arguments to send display as H.264 RTP to port.
 func videoArgs(display string, w, h, fps, port int) []string {
-	return []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
+	return []string{"-hide_banner", "-loglevel", "level+info", "-benchmark_all", "-nostats", "-nostdin",
 		"-f", "x11grab", "-draw_mouse", "1", "-framerate", strconv.Itoa(fps),
 		"-video_size", fmt.Sprintf("%dx%d", w, h), "-i", display,
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1",
@@ -74,7 +95,8 @@ func startFFmpeg(args func(port int) []string, track *webrtc.TrackLocalStaticRTP
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	c := exec.Command("ffmpeg", args(port)...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := logPipe(log, prefix)
+	e := &encoder{cmd: c, conn: conn, done: make(chan struct{}), fwd: make(chan struct{}), start: time.Now()}
+	stderr, err := filterPipe(log, prefix, e.benchLine)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -86,7 +108,6 @@ func startFFmpeg(args func(port int) []string, track *webrtc.TrackLocalStaticRTP
 		conn.Close()
 		return nil, fmt.Errorf("apps: ffmpeg cannot be started: %w", err)
 	}
-	e := &encoder{cmd: c, conn: conn, done: make(chan struct{}), fwd: make(chan struct{}), start: time.Now()}
 	go func() { c.Wait(); close(e.done) }()
 	go e.forward(track)
 	return e, nil
@@ -125,8 +146,12 @@ func (e *encoder) stop() {
 func (e *encoder) stats() string {
 	secs := time.Since(e.start).Seconds()
 	f, b := e.frames.Load(), e.bytes.Load()
-	return fmt.Sprintf("frames %d\npackets %d\nbytes %d\nfps %.1f\nbitrate %.0f\n",
+	out := fmt.Sprintf("frames %d\npackets %d\nbytes %d\nfps %.1f\nbitrate %.0f\n",
 		f, e.packets.Load(), b, float64(f)/secs, float64(b)*8/secs)
+	if us := e.encodeMicros.Load(); f > 0 && us > 0 {
+		out += fmt.Sprintf("encoder-latency %.2fms\n", float64(us)/float64(f)/1000)
+	}
+	return out
 }
 
 // ensureEncoder starts the encoder if the app runs and it does not;
