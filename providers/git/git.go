@@ -74,9 +74,9 @@ type repo struct {
 	name string
 	path string // DIR/git/NAME.git
 
-	// refMu is held while a ref is checked and moved, and read-held
-	// while refs are read: go-git rewrites a ref file in place, so a
-	// reader not excluded could find it empty.
+	// refMu is held while a ref is checked and moved (the
+	// compare-and-swap), and read-held while refs are read, so a
+	// reader sees each move whole.
 	refMu sync.RWMutex
 
 	mu   sync.Mutex
@@ -231,7 +231,7 @@ func (rp *repo) openKeeping(keep int) (*gogit.Repository, error) {
 // keeping up to keep pack files open until the repository's Storer is
 // closed (0: none kept, nothing to close).
 func OpenBare(path string, keep int) (*gogit.Repository, error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(path), cache.NewObjectLRUDefault(), filesystem.Options{MaxOpenDescriptors: keep})
+	st := filesystem.NewStorageWithOptions(atomicFS{osfs.New(path), path}, cache.NewObjectLRUDefault(), filesystem.Options{MaxOpenDescriptors: keep})
 	g, err := gogit.Open(st, nil)
 	if err != nil {
 		st.Close()
