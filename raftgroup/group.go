@@ -554,7 +554,8 @@ func (g *Group) Status() string {
 	if t := g.raft.LastContact(); !t.IsZero() {
 		lc = t.UTC().Format(time.RFC3339Nano)
 	}
-	fmt.Fprintf(&b, "lastcontact %s\nrefused %d\n", lc, g.stream.refused.Load())
+	ls := g.stream.lim.Stats()
+	fmt.Fprintf(&b, "lastcontact %s\nrefused %d\nconns %d\nevicted %d\n", lc, g.stream.refused.Load(), ls.Held, ls.Evicted)
 	g.refreshConfig()
 	g.mu.Lock()
 	defer g.mu.Unlock()

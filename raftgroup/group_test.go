@@ -227,3 +227,53 @@ func TestCloseWithIdleForwards(t *testing.T) {
 	}
 	a.g.Close() // b's pooled connection to a is still open
 }
+
+// TestFlood: 400 idle connections from ten other hosts hit a member's
+// raft port (more than the listener holds, more than one host may
+// hold); the oldest are evicted and the hosts capped, and the group goes
+// on: a follower's write forwarded to the leader, a member restarted,
+// which must dial in anew, catching up.
+func TestFlood(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a, b, c := newMember(t), newMember(t), newMember(t)
+	if err := a.g.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
+	for _, m := range []*member{b, c} {
+		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, "c to hold the configuration", func() bool { return c.g.memberAddr(c.g.ID()) == c.g.Addr() })
+	target := strings.SplitN(a.g.Addr(), "@", 2)[1]
+	var flood []net.Conn
+	defer func() {
+		for _, fc := range flood {
+			fc.Close()
+		}
+	}()
+	for i := range 400 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(2+i%10))}}
+		fc, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			continue // the kernel's backlog is full: as good as refused
+		}
+		flood = append(flood, fc)
+	}
+	testutil.WaitFor(t, "the listener to shed the flood", func() bool {
+		st := a.g.stream.lim.Stats()
+		return st.Evicted+st.Refused > 0 && st.Held <= maxConns
+	})
+	if r, err := b.g.Apply(ctx, "count", []byte("1")); err != nil || r.Answer != "ok" {
+		t.Fatalf("apply through a follower during the flood: %+v %v", r, err)
+	}
+	c.g.Close()
+	c2 := openMember(t, c.dir, c.id)
+	defer c2.g.Close()
+	if _, err := a.g.Apply(ctx, "count", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "c to catch up after its restart", func() bool { return c2.c.get() == 2 })
+}

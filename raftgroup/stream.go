@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"cheshire/connlimit"
 	"cheshire/nodekey"
 
 	"github.com/hashicorp/raft"
@@ -30,7 +31,13 @@ import (
 const (
 	fwdByte          = 'F'
 	handshakeTimeout = 10 * time.Second
-	maxPending       = 64 // connections handshaking at once; more wait in the kernel's backlog
+	// maxConns bounds the connections the listener holds, and
+	// maxPerHost those of one remote IP (connlimit): at maxConns the
+	// oldest connection still handshaking is closed to make room, so a
+	// flood of idle connections cannot lock members out; admitted ones
+	// are never evicted. Every connection held may be handshaking.
+	maxConns   = 128
+	maxPerHost = 32
 )
 
 // streamLayer is raft's StreamLayer over TLS by key.
@@ -45,7 +52,7 @@ type streamLayer struct {
 	closing  sync.Once
 	wg       sync.WaitGroup
 	refused  atomic.Int64 // connections refused: bad handshake, unknown key, bad first byte
-	pendings chan struct{}
+	lim      *connlimit.Limits
 
 	mu     sync.Mutex
 	open   map[net.Conn]bool // guarded by mu: connections being admitted or forwarding, closed by Close
@@ -74,8 +81,9 @@ func newStreamLayer(l net.Listener, id *nodekey.Identity, admit func(string) boo
 	if err != nil {
 		return nil, err
 	}
-	s := &streamLayer{inner: l, id: id, srv: cfg, admit: admit, conns: make(chan net.Conn), done: make(chan struct{}),
-		pendings: make(chan struct{}, maxPending), open: map[net.Conn]bool{}}
+	lim := &connlimit.Limits{Total: maxConns, PerHost: maxPerHost, Name: "raft"}
+	s := &streamLayer{inner: connlimit.Listener(l, lim), id: id, srv: cfg, admit: admit, conns: make(chan net.Conn),
+		done: make(chan struct{}), lim: lim, open: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -92,16 +100,9 @@ func (s *streamLayer) acceptLoop() {
 			}
 			return
 		}
-		select {
-		case s.pendings <- struct{}{}:
-		case <-s.done:
-			c.Close()
-			return
-		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-s.pendings }()
 			s.admitConn(c)
 		}()
 	}
@@ -137,6 +138,7 @@ func (s *streamLayer) admitConn(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	connlimit.MarkEstablished(c)
 	pc := &peekedConn{Conn: tc, r: br}
 	if b[0] == fwdByte {
 		br.ReadByte()

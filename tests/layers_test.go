@@ -33,7 +33,7 @@ var layers = []layer{
 	{pkgs: []string{"nodekey"}, may: []string{"plan9", "atomicfile"}},
 	{pkgs: []string{"module"}, may: []string{"plan9", "styx"}},
 	{pkgs: []string{"httpsd"}, may: []string{"connlimit"}},
-	{pkgs: []string{"raftgroup"}, may: []string{"atomicfile", "nodekey", "internal/testutil"}, tests: true},
+	{pkgs: []string{"raftgroup"}, may: []string{"atomicfile", "connlimit", "nodekey", "internal/testutil"}, tests: true},
 	{pkgs: []string{"dht"}, may: []string{"plan9", "atomicfile", "nodekey"}},
 	{pkgs: []string{"providers/"}, may: append([]string{"styx", "synth", "dht"}, leaves...)},
 	{pkgs: []string{"internal/testutil"}, may: []string{"plan9", "styx"}},
