@@ -440,9 +440,16 @@ func (g *Group) memberAddr(key string) string {
 }
 
 // do carries out req here if we lead, else at the leader, waiting up
-// to the election timeout for one to be known.
+// to twice the election timeout for one to be known (ten times for a
+// membership change).
 func (g *Group) do(ctx context.Context, req request) (Result, error) {
 	deadline := time.Now().Add(2 * g.timing.Election)
+	if req.Op != "apply" {
+		// A membership change is idempotent, and one that comes while
+		// the leadership changes (a loaded machine: a missed lease)
+		// just waits for the next leader: give it a few elections.
+		deadline = time.Now().Add(10 * g.timing.Election)
+	}
 	for attempt := 0; ; attempt++ {
 		g.refreshConfig()
 		g.mu.Lock()
