@@ -3,7 +3,6 @@ package store
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 
@@ -73,20 +72,17 @@ func (c *coder) crypt(s int, p []byte) {
 
 // encode encrypts the n bytes of content at the start of stripe (the
 // stripe buffer of shards, from newShards), zeroes the rest, and
-// computes parity; it returns each piece's hash.
-func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) ([][32]byte, error) {
+// computes parity. The pieces' hashes are the caller's (the writer
+// hashes each fragment's pieces on that fragment's own goroutine).
+func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) error {
 	c.crypt(s, stripe[:n])
 	clear(stripe[n:])
 	if c.rs != nil {
 		if err := c.rs.Encode(shards); err != nil {
-			return nil, fmt.Errorf("store: encode: %w", err)
+			return fmt.Errorf("store: encode: %w", err)
 		}
 	}
-	hs := make([][32]byte, len(shards))
-	for i, p := range shards {
-		hs[i] = sha256.Sum256(p)
-	}
-	return hs, nil
+	return nil
 }
 
 // rebuild fills in the missing (nil) pieces of shards from the others;

@@ -258,7 +258,7 @@ func firstErr(errs []error) error {
 }
 
 // readAhead is how many stripes a reader fetches ahead of the one read.
-const readAhead = 3
+const readAhead = 8
 
 // A reader reads a file's content, a stripe at a time, the next
 // readAhead stripes fetched while the current one is read.
@@ -290,15 +290,19 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult)}, nil
 }
 
-// get returns stripe st's content, starting its fetch if need be.
-func (r *reader) get(st int) *stripeResult {
+// get returns stripe st's content, starting its fetch if need be; cur
+// is the stripe being read, and the stripes kept are those from the one
+// before it to readAhead after it. (Counted from st, reading ahead
+// dropped the stripes just fetched ahead, and every stripe was fetched
+// twice.)
+func (r *reader) get(st, cur int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if sr := r.cache[st]; sr != nil {
 		return sr
 	}
 	for k := range r.cache {
-		if k < st-1 || k > st+readAhead {
+		if k < cur-1 || k > cur+readAhead {
 			delete(r.cache, k)
 		}
 	}
@@ -330,7 +334,7 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) && off < size {
 		st := int(off / sb)
-		sr := r.get(st)
+		sr := r.get(st, st)
 		select {
 		case <-sr.done:
 		case <-ctx.Done():
@@ -339,7 +343,7 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 		// Read ahead once this stripe is here, so that the first one
 		// has the holders to itself.
 		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
-			r.get(a)
+			r.get(a, st)
 		}
 		if sr.err != nil {
 			r.mu.Lock()

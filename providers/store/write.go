@@ -17,7 +17,7 @@ import (
 // filled, and the rest on their way to the holders (each fragment's
 // pieces go out in order, the fragments independently, so a slow holder
 // holds back the others only once it is inflight stripes behind).
-const inflight = 6
+const inflight = 8
 
 // A writer is one write of a file: content arrives in order, is coded a
 // stripe at a time and sent to the k+m holders as it goes; commit waits
@@ -254,17 +254,11 @@ func (w *writer) failErrs() []error {
 	return append([]error(nil), w.fails...)
 }
 
-// flush codes the current stripe and hands it to the sender.
+// flush hands the current stripe to the sender, which codes it; w.mu is
+// held, and the stripe's buffer is the sender's from here on.
 func (w *writer) flush(ctx context.Context) error {
 	b := w.cur
 	w.cur = nil
-	hs, err := w.c.encode(b.s, b.data, b.n, b.shards)
-	if err != nil {
-		return err
-	}
-	for i := range w.list.Frags {
-		w.list.Frags[i].Hashes = append(w.list.Frags[i].Hashes, hs[i])
-	}
 	select {
 	case w.send <- b:
 		return nil
@@ -273,8 +267,11 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 }
 
-// sender hands each coded stripe's pieces to the fragments' senders; a
-// stripe's buffer is free again once every piece has gone.
+// sender codes each stripe (encrypts it and computes its parity), off
+// the writes' lock, so that the content of the next stripes is taken
+// meanwhile, and hands its pieces to the fragments' senders, which hash
+// them and send them; a stripe's buffer is free again once every piece
+// has gone.
 func (w *writer) sender() {
 	defer close(w.sent)
 	queues := make([]chan *stripeBuf, len(w.ws))
@@ -288,6 +285,15 @@ func (w *writer) sender() {
 		}()
 	}
 	for b := range w.send {
+		if err := w.c.encode(b.s, b.data, b.n, b.shards); err != nil {
+			w.mu.Lock()
+			if w.broken == nil {
+				w.broken = err
+			}
+			w.mu.Unlock()
+			w.free <- b
+			continue
+		}
 		b.pending.Store(int32(len(w.ws)))
 		for _, q := range queues {
 			q <- b
@@ -301,14 +307,19 @@ func (w *writer) sender() {
 
 // pieceDepth is how many pieces of one fragment are on their way at
 // once: a holder's answer to one need not come before the next is sent.
-const pieceDepth = 3
+const pieceDepth = inflight
 
-// fragSender sends fragment i's pieces, pieceDepth at a time.
+// fragSender hashes fragment i's pieces, in order, into the list (only
+// it touches fragment i's hashes until the sender is done), and sends
+// them, pieceDepth at a time. A lost fragment's pieces are hashed all
+// the same: repair rebuilds it by the list.
 func (w *writer) fragSender(i int, q chan *stripeBuf) {
 	fw := w.ws[i]
+	hashes := &w.list.Frags[i].Hashes
 	sem := make(chan struct{}, pieceDepth)
 	var wg sync.WaitGroup
 	for b := range q {
+		*hashes = append(*hashes, sha256.Sum256(b.shards[i]))
 		w.s.mu.Lock()
 		lost := w.fails[i] != nil
 		w.s.mu.Unlock()
