@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -48,7 +49,7 @@ func BenchmarkStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var wRate, rRate, tcp, rss, ttfb, ttfbLocal float64
+	var wRate, rRate, tcp, rss, ttfb, ttfbLocal, wCPU, rCPU float64
 	for i := range b.N {
 		tcp += loopbackTCP(b, data)
 		idle := rssOf(a)
@@ -71,11 +72,14 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}()
 		name := fmt.Sprintf("/store/big%d", i)
+		cpu0 := cpuOf(cl)
 		start := time.Now()
 		if err := storeWrite(b, a, name, data); err != nil {
 			b.Fatal(err)
 		}
 		wRate += float64(size) / time.Since(start).Seconds()
+		cpu1 := cpuOf(cl)
+		wCPU += cpu1 - cpu0
 		close(stop)
 		rss += float64(<-peak - idle)
 
@@ -94,10 +98,8 @@ func BenchmarkStore(b *testing.B) {
 			if off == 0 {
 				ttfb += time.Since(start).Seconds()
 			}
-			for j := range k {
-				if buf[j] != data[int(off)+j] {
-					b.Fatalf("byte %d differs", int(off)+j)
-				}
+			if !bytes.Equal(buf[:k], data[off:off+int64(k)]) {
+				b.Fatalf("bytes at %d differ", off)
 			}
 			total += k
 			off += int64(k)
@@ -106,6 +108,7 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}
 		rRate += float64(size) / time.Since(start).Seconds()
+		rCPU += cpuOf(cl) - cpu1
 		f.Clunk(ctx)
 		if total != size {
 			b.Fatalf("read %d bytes of %d", total, size)
@@ -128,6 +131,28 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(rss/n/(1<<20), "rss-MiB-above-idle")
 	b.ReportMetric(ttfb/n*1e3, "ttfb-ms")
 	b.ReportMetric(ttfbLocal/n*1e3, "ttfb-tmp-ms")
+	b.ReportMetric(wCPU/n/float64(size>>20)*1e3, "write-node-cpu-ms/MiB")
+	b.ReportMetric(rCPU/n/float64(size>>20)*1e3, "read-node-cpu-ms/MiB")
+}
+
+// cpuOf is the CPU time, user and system, the nodes of cl have used, in
+// seconds.
+func cpuOf(cl *cluster) float64 {
+	var ticks int64
+	for _, m := range cl.nodes {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses:
+		// utime and stime are the 12th and 13th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		for _, v := range f[11:13] {
+			t, _ := strconv.ParseInt(v, 10, 64)
+			ticks += t
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
 }
 
 // loopbackTCP sends data over one loopback TCP connection and returns
