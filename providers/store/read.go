@@ -69,6 +69,11 @@ type fetcher struct {
 	l *List
 	c *coder
 
+	// pieces holds buffers of a piece's size, for the stripes a reader
+	// fetches. Only the pieces that came whole go back (putPieces): a
+	// failed or abandoned read may still be filling its buffer.
+	pieces sync.Pool
+
 	mu   sync.Mutex
 	open map[int]fragReader // guarded by mu
 	dead map[int]error      // guarded by mu: fragments that failed
@@ -80,7 +85,22 @@ func (s *Store) newFetcher(l *List, readKey []byte) (*fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error), slow: make(map[int]bool)}, nil
+	f := &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error), slow: make(map[int]bool)}
+	f.pieces.New = func() any {
+		p := make([]byte, l.Shard)
+		return &p
+	}
+	return f, nil
+}
+
+// putPieces gives the pieces of a stripe fetched back to the pool, once
+// nothing refers to them.
+func (f *fetcher) putPieces(shards [][]byte) {
+	for _, p := range shards {
+		if len(p) == f.l.Shard {
+			f.pieces.Put(&p)
+		}
+	}
 }
 
 func (f *fetcher) close() {
@@ -192,7 +212,7 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 			running++
 			asked[i] = true
 			go func() {
-				p := make([]byte, f.l.Shard)
+				p := *f.pieces.Get().(*[]byte)
 				err := f.piece(ctx, i, st, p)
 				results <- result{i, p, err}
 			}()
@@ -324,6 +344,7 @@ func (r *reader) get(st, cur int) *stripeResult {
 		n := min(sb, r.f.l.Size-int64(st)*sb)
 		sr.data = make([]byte, n)
 		r.f.c.decrypt(st, shards, sr.data)
+		r.f.putPieces(shards)
 	}()
 	return sr
 }
