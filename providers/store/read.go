@@ -287,8 +287,9 @@ type reader struct {
 	ctx    context.Context // cancelled by Close: ends the fetches
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	cache map[int]*stripeResult // guarded by mu: at most readAhead+2 stripes
+	mu      sync.Mutex
+	cache   map[int]*stripeResult // guarded by mu: the stripes from before the lowest read to readAhead past the highest
+	reading map[int]int           // guarded by mu: the stripes Reads are at, and how many
 }
 
 type stripeResult struct {
@@ -307,22 +308,27 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(s.ctx)
-	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult)}, nil
+	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult), reading: make(map[int]int)}, nil
 }
 
-// get returns stripe st's content, starting its fetch if need be; cur
-// is the stripe being read, and the stripes kept are those from the one
-// before it to readAhead after it. (Counted from st, reading ahead
+// get returns stripe st's content, starting its fetch if need be. The
+// stripes kept are those from the one before the lowest being read
+// (reads may be in flight several at once, and end out of order) to
+// readAhead after the highest. (Counted from st alone, reading ahead
 // dropped the stripes just fetched ahead, and every stripe was fetched
-// twice.)
-func (r *reader) get(st, cur int) *stripeResult {
+// twice, more with reads in flight together.)
+func (r *reader) get(st int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if sr := r.cache[st]; sr != nil {
 		return sr
 	}
+	lo, hi := st, st
+	for k := range r.reading {
+		lo, hi = min(lo, k), max(hi, k)
+	}
 	for k := range r.cache {
-		if k < cur-1 || k > cur+readAhead {
+		if k < lo-1 || k > hi+readAhead {
 			delete(r.cache, k)
 		}
 	}
@@ -355,28 +361,49 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	n := 0
 	for n < len(p) && off < size {
 		st := int(off / sb)
-		sr := r.get(st, st)
-		select {
-		case <-sr.done:
-		case <-ctx.Done():
-			return n, ctx.Err()
-		}
-		// Read ahead once this stripe is here, so that the first one
-		// has the holders to itself.
-		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
-			r.get(a, st)
-		}
-		if sr.err != nil {
-			r.mu.Lock()
-			delete(r.cache, st)
-			r.mu.Unlock()
-			return n, sr.err
-		}
-		c := copy(p[n:], sr.data[off-int64(st)*sb:])
+		c, err := r.readStripe(ctx, st, p[n:], off-int64(st)*sb)
 		n += c
 		off += int64(c)
+		if err != nil {
+			return n, err
+		}
 	}
 	return n, nil
+}
+
+// readStripe copies stripe st's content from off into p.
+func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (int, error) {
+	sb := int64(r.f.c.stripeBytes())
+	r.mu.Lock()
+	r.reading[st]++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.reading[st]--; r.reading[st] == 0 {
+			delete(r.reading, st)
+		}
+		r.mu.Unlock()
+	}()
+	sr := r.get(st)
+	select {
+	case <-sr.done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	// Read ahead once this stripe is here, so that the first one has
+	// the holders to itself.
+	for a := st + 1; a <= st+readAhead && int64(a)*sb < r.f.l.Size; a++ {
+		r.get(a)
+	}
+	if sr.err != nil {
+		r.mu.Lock()
+		if r.cache[st] == sr {
+			delete(r.cache, st)
+		}
+		r.mu.Unlock()
+		return 0, sr.err
+	}
+	return copy(p, sr.data[off:]), nil
 }
 
 func (r *reader) Write(ctx context.Context, p []byte, off int64) (int, error) {
