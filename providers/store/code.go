@@ -56,11 +56,15 @@ func (c *coder) newShards() (stripe []byte, shards [][]byte) {
 
 // crypt XORs p, the content at stripe s starting at its first byte, with
 // the key stream.
-func (c *coder) crypt(s int, p []byte) {
+func (c *coder) crypt(s int, p []byte) { c.cryptAt(s, 0, p) }
+
+// cryptAt XORs p, the content of stripe s from off (a multiple of 16),
+// with the key stream.
+func (c *coder) cryptAt(s, off int, p []byte) {
 	var iv [16]byte
 	hi := binary.BigEndian.Uint64(c.nonce[:8])
 	lo := binary.BigEndian.Uint64(c.nonce[8:])
-	blocks := uint64(s) * uint64(c.stripeBytes()) / 16
+	blocks := (uint64(s)*uint64(c.stripeBytes()) + uint64(off)) / 16
 	nlo := lo + blocks
 	if nlo < lo {
 		hi++
@@ -106,17 +110,4 @@ func (c *coder) rebuild(shards [][]byte, dataOnly bool) error {
 		return fmt.Errorf("store: too few fragments to rebuild: %w", err)
 	}
 	return nil
-}
-
-// decrypt writes stripe s's content (the data pieces of shards, all
-// present) to out, which is at most a stripe's bytes.
-func (c *coder) decrypt(s int, shards [][]byte, out []byte) {
-	n := 0
-	for _, p := range shards[:c.k] {
-		n += copy(out[n:], p)
-		if n == len(out) {
-			break
-		}
-	}
-	c.crypt(s, out)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/plan9"
@@ -292,10 +293,36 @@ type reader struct {
 	reading map[int]int           // guarded by mu: the stripes Reads are at, and how many
 }
 
+// A stripeResult is a stripe fetched: its k data pieces, decrypted in
+// place (buffers of the fetcher's pool), hold its n bytes of content.
+// The cache holds a reference, the fetch one until it is done, and each
+// Read copying from it one; the last gives the pieces back to the pool.
 type stripeResult struct {
-	done chan struct{}
-	data []byte
-	err  error
+	f      *fetcher
+	done   chan struct{}
+	pieces [][]byte
+	n      int
+	err    error
+	refs   atomic.Int32
+}
+
+func (sr *stripeResult) release() {
+	if sr.refs.Add(-1) == 0 {
+		sr.f.putPieces(sr.pieces)
+	}
+}
+
+// copyAt copies the content from off into p.
+func (sr *stripeResult) copyAt(p []byte, off int) int {
+	shard := sr.f.l.Shard
+	n := 0
+	for n < len(p) && off < sr.n {
+		j, o := off/shard, off%shard
+		c := copy(p[n:], sr.pieces[j][o:min(shard, sr.n-j*shard)])
+		n += c
+		off += c
+	}
+	return n
 }
 
 func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
@@ -320,6 +347,10 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 func (r *reader) get(st int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.getLocked(st)
+}
+
+func (r *reader) getLocked(st int) *stripeResult {
 	if sr := r.cache[st]; sr != nil {
 		return sr
 	}
@@ -327,14 +358,17 @@ func (r *reader) get(st int) *stripeResult {
 	for k := range r.reading {
 		lo, hi = min(lo, k), max(hi, k)
 	}
-	for k := range r.cache {
+	for k, sr := range r.cache {
 		if k < lo-1 || k > hi+readAhead {
 			delete(r.cache, k)
+			sr.release()
 		}
 	}
-	sr := &stripeResult{done: make(chan struct{})}
+	sr := &stripeResult{f: r.f, done: make(chan struct{})}
+	sr.refs.Store(2) // the cache's and the fetch's
 	r.cache[st] = sr
 	go func() {
+		defer sr.release()
 		defer close(sr.done)
 		ctx, cancel := context.WithTimeout(r.ctx, ackTimeout)
 		defer cancel()
@@ -346,11 +380,16 @@ func (r *reader) get(st int) *stripeResult {
 			sr.err = err
 			return
 		}
+		k, shard := r.f.l.K, r.f.l.Shard
 		sb := int64(r.f.c.stripeBytes())
-		n := min(sb, r.f.l.Size-int64(st)*sb)
-		sr.data = make([]byte, n)
-		r.f.c.decrypt(st, shards, sr.data)
-		r.f.putPieces(shards)
+		sr.n = int(min(sb, r.f.l.Size-int64(st)*sb))
+		sr.pieces = shards[:k:k]
+		for j, p := range sr.pieces {
+			if lo := j * shard; lo < sr.n {
+				r.f.c.cryptAt(st, lo, p[:min(shard, sr.n-lo)])
+			}
+		}
+		r.f.putPieces(shards[k:]) // parity, used only to rebuild
 	}()
 	return sr
 }
@@ -376,6 +415,8 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 	sb := int64(r.f.c.stripeBytes())
 	r.mu.Lock()
 	r.reading[st]++
+	sr := r.getLocked(st)
+	sr.refs.Add(1)
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -383,8 +424,8 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 			delete(r.reading, st)
 		}
 		r.mu.Unlock()
+		sr.release()
 	}()
-	sr := r.get(st)
 	select {
 	case <-sr.done:
 	case <-ctx.Done():
@@ -399,11 +440,12 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 		r.mu.Lock()
 		if r.cache[st] == sr {
 			delete(r.cache, st)
+			sr.release()
 		}
 		r.mu.Unlock()
 		return 0, sr.err
 	}
-	return copy(p, sr.data[off:]), nil
+	return sr.copyAt(p, int(off)), nil
 }
 
 func (r *reader) Write(ctx context.Context, p []byte, off int64) (int, error) {
