@@ -81,7 +81,6 @@ func (w *diskWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if _, err := w.f.WriteAt(p, off); err != nil {
 		return fmt.Errorf("store: fragment write: %w", err)
 	}
-	startWriteback(w.f, off, int64(len(p)))
 	return nil
 }
 
