@@ -338,23 +338,24 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult), reading: make(map[int]int)}, nil
 }
 
-// get returns stripe st's content, starting its fetch if need be. The
-// stripes kept are those from the one before the lowest being read
-// (reads may be in flight several at once, and end out of order) to
-// readAhead after the highest. (Counted from st alone, reading ahead
-// dropped the stripes just fetched ahead, and every stripe was fetched
-// twice, more with reads in flight together.)
-func (r *reader) get(st int) *stripeResult {
+// get returns stripe st's content, starting its fetch if need be, for
+// a read at stripe lo (st or before it). The stripes kept are those from
+// the one before the lowest being read (reads may be in flight several
+// at once, and end out of order) to readAhead after the highest. (Counted
+// from st alone, reading ahead dropped the stripes just fetched ahead,
+// and every stripe was fetched twice, more with reads in flight
+// together.)
+func (r *reader) get(st, lo int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.getLocked(st)
+	return r.getLocked(st, lo)
 }
 
-func (r *reader) getLocked(st int) *stripeResult {
+func (r *reader) getLocked(st, lo int) *stripeResult {
 	if sr := r.cache[st]; sr != nil {
 		return sr
 	}
-	lo, hi := st, st
+	hi := st
 	for k := range r.reading {
 		lo, hi = min(lo, k), max(hi, k)
 	}
@@ -397,6 +398,16 @@ func (r *reader) getLocked(st int) *stripeResult {
 func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	size := r.f.l.Size
 	sb := int64(r.f.c.stripeBytes())
+	// Every stripe this read spans is asked for at once: a first read
+	// of 1 MiB spans two stripes of 768 KiB, and fetched one after the
+	// other they took two round trips to the holders.
+	if end := min(off+int64(len(p)), size); off < end {
+		r.mu.Lock()
+		for st := off / sb; st*sb < end; st++ {
+			r.getLocked(int(st), int(off/sb))
+		}
+		r.mu.Unlock()
+	}
 	n := 0
 	for n < len(p) && off < size {
 		st := int(off / sb)
@@ -415,7 +426,7 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 	sb := int64(r.f.c.stripeBytes())
 	r.mu.Lock()
 	r.reading[st]++
-	sr := r.getLocked(st)
+	sr := r.getLocked(st, st)
 	sr.refs.Add(1)
 	r.mu.Unlock()
 	defer func() {
@@ -434,7 +445,7 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 	// Read ahead once this stripe is here, so that the first one has
 	// the holders to itself.
 	for a := st + 1; a <= st+readAhead && int64(a)*sb < r.f.l.Size; a++ {
-		r.get(a)
+		r.get(a, st)
 	}
 	if sr.err != nil {
 		r.mu.Lock()
