@@ -418,12 +418,20 @@ func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 			return n, err
 		}
 	}
+	// Read ahead once this read is done, so that the first one has the
+	// holders to itself (begun with its first stripe, eight more
+	// stripes' fetches held back the rest of it).
+	if n > 0 {
+		last := int((off - 1) / sb)
+		for a := last + 1; a <= last+readAhead && int64(a)*sb < size; a++ {
+			r.get(a, last)
+		}
+	}
 	return n, nil
 }
 
 // readStripe copies stripe st's content from off into p.
 func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (int, error) {
-	sb := int64(r.f.c.stripeBytes())
 	r.mu.Lock()
 	r.reading[st]++
 	sr := r.getLocked(st, st)
@@ -441,11 +449,6 @@ func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (i
 	case <-sr.done:
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	}
-	// Read ahead once this stripe is here, so that the first one has
-	// the holders to itself.
-	for a := st + 1; a <= st+readAhead && int64(a)*sb < r.f.l.Size; a++ {
-		r.get(a, st)
 	}
 	if sr.err != nil {
 		r.mu.Lock()
