@@ -31,7 +31,8 @@ type writer struct {
 	c     *coder
 	keys  []string // holder of each fragment
 	ws    []fragWriter
-	fails []error // by fragment: why it was lost, guarded by mu
+	fails []error // by fragment: why it was lost, guarded by s.mu
+	coded error   // guarded by s.mu: the coding of a stripe failed
 
 	mu     sync.Mutex
 	off    int64 // content bytes taken
@@ -234,6 +235,9 @@ func (w *writer) write(ctx context.Context, p []byte, off int64) (int, error) {
 // failed is the error that ends the write: too few fragments left to
 // meet the policy. w.mu is held.
 func (w *writer) failed() error {
+	if err := w.codeErr(); err != nil {
+		return err
+	}
 	lost := 0
 	var last error
 	for _, e := range w.failErrs() {
@@ -246,6 +250,12 @@ func (w *writer) failed() error {
 		return fmt.Errorf("store: %d of %d fragments lost, want %d acks: %w", lost, len(w.fails), w.pol.Happy, last)
 	}
 	return nil
+}
+
+func (w *writer) codeErr() error {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.coded
 }
 
 func (w *writer) failErrs() []error {
@@ -286,11 +296,12 @@ func (w *writer) sender() {
 	}
 	for b := range w.send {
 		if err := w.c.encode(b.s, b.data, b.n, b.shards); err != nil {
-			w.mu.Lock()
-			if w.broken == nil {
-				w.broken = err
+			// Not w.mu: a write holding it may wait for this loop.
+			w.s.mu.Lock()
+			if w.coded == nil {
+				w.coded = err
 			}
-			w.mu.Unlock()
+			w.s.mu.Unlock()
 			w.free <- b
 			continue
 		}
@@ -377,6 +388,9 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	w.mu.Unlock()
 	close(w.send)
 	<-w.sent
+	if err == nil {
+		err = w.codeErr()
+	}
 	if err != nil {
 		w.abort()
 		return 0, 0, err
