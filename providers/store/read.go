@@ -289,7 +289,7 @@ type reader struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	cache   map[int]*stripeResult // guarded by mu: the stripes from before the lowest read to readAhead past the highest
+	cache   map[int]*stripeResult // guarded by mu: the stripes from readAhead before the lowest read to readAhead past the highest
 	reading map[int]int           // guarded by mu: the stripes Reads are at, and how many
 }
 
@@ -339,12 +339,13 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 }
 
 // get returns stripe st's content, starting its fetch if need be, for
-// a read at stripe lo (st or before it). The stripes kept are those from
-// the one before the lowest being read (reads may be in flight several
-// at once, and end out of order) to readAhead after the highest. (Counted
-// from st alone, reading ahead dropped the stripes just fetched ahead,
-// and every stripe was fetched twice, more with reads in flight
-// together.)
+// a read at stripe lo (st or before it). The stripes kept are those
+// from readAhead before the lowest being read to readAhead after the
+// highest: reads may be in flight several at once, and arrive and end
+// out of order, so one may come for a stripe behind those being read.
+// (Counted from st alone, reading ahead dropped the stripes just
+// fetched ahead, and every stripe was fetched twice, more with reads in
+// flight together.)
 func (r *reader) get(st, lo int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -360,7 +361,7 @@ func (r *reader) getLocked(st, lo int) *stripeResult {
 		lo, hi = min(lo, k), max(hi, k)
 	}
 	for k, sr := range r.cache {
-		if k < lo-1 || k > hi+readAhead {
+		if k < lo-readAhead || k > hi+readAhead {
 			delete(r.cache, k)
 			sr.release()
 		}
