@@ -23,9 +23,12 @@ import (
 // processes, k=3 m=2, written and read through node A's unix socket,
 // against one-stream loopback TCP measured in the same run: write and
 // read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), node A's
-// RSS above idle during the write (target ≤ 128 MiB), and the time to
-// the first byte of a read against a read of the same file in /tmp.
-// STORE_BENCH_MIB sets the size (default 64). Run:
+// RSS above idle during the write (target ≤ 128 MiB), the time to the
+// first byte of a read against a read of the same file in /tmp, the
+// clunk's time, and the CPU the 5 nodes used a MiB written and read (the
+// steadier figure on a shared machine). STORE_BENCH_MIB sets the size
+// (default 64); CHESHIRE_PROFILE_DIR=DIR has each node write CPU,
+// blocking and mutex profiles there as it stops. Run:
 //
 //	STORE_BENCH_MIB=256 go test -run '^$' -bench Store -benchtime 1x ./tests
 func BenchmarkStore(b *testing.B) {
