@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -22,9 +23,12 @@ import (
 // processes, k=3 m=2, written and read through node A's unix socket,
 // against one-stream loopback TCP measured in the same run: write and
 // read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), node A's
-// RSS above idle during the write (target ≤ 128 MiB), and the time to
-// the first byte of a read against a read of the same file in /tmp.
-// STORE_BENCH_MIB sets the size (default 64). Run:
+// RSS above idle during the write (target ≤ 128 MiB), the time to the
+// first byte of a read against a read of the same file in /tmp, the
+// clunk's time, and the CPU the 5 nodes used a MiB written and read (the
+// steadier figure on a shared machine). STORE_BENCH_MIB sets the size
+// (default 64); CHESHIRE_PROFILE_DIR=DIR has each node write CPU,
+// blocking and mutex profiles there as it stops. Run:
 //
 //	STORE_BENCH_MIB=256 go test -run '^$' -bench Store -benchtime 1x ./tests
 func BenchmarkStore(b *testing.B) {
@@ -48,7 +52,7 @@ func BenchmarkStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var wRate, rRate, tcp, rss, ttfb, ttfbLocal float64
+	var wRate, rRate, tcp, rss, ttfb, ttfbLocal, wCPU, rCPU, commit float64
 	for i := range b.N {
 		tcp += loopbackTCP(b, data)
 		idle := rssOf(a)
@@ -71,11 +75,16 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}()
 		name := fmt.Sprintf("/store/big%d", i)
+		cpu0 := cpuOf(cl)
 		start := time.Now()
-		if err := storeWrite(b, a, name, data); err != nil {
+		clunk, err := storeWriteTimed(b, a, name, data)
+		if err != nil {
 			b.Fatal(err)
 		}
 		wRate += float64(size) / time.Since(start).Seconds()
+		commit += clunk.Seconds()
+		cpu1 := cpuOf(cl)
+		wCPU += cpu1 - cpu0
 		close(stop)
 		rss += float64(<-peak - idle)
 
@@ -83,21 +92,26 @@ func BenchmarkStore(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		buf := make([]byte, 1<<20)
+		// The first 1 MiB alone (time to first byte), then 8 MiB
+		// ReadAts: 8 Treads of 1 MiB in flight, as the kernel's
+		// read-ahead keeps several.
+		buf := make([]byte, 8<<20)
 		start = time.Now()
 		if err := f.Open(ctx, styx.OREAD); err != nil {
 			b.Fatal(err)
 		}
 		total := 0
 		for off := int64(0); ; {
-			k, err := f.ReadAt(ctx, buf, off)
+			p := buf
+			if off == 0 {
+				p = buf[:1<<20]
+			}
+			k, err := f.ReadAt(ctx, p, off)
 			if off == 0 {
 				ttfb += time.Since(start).Seconds()
 			}
-			for j := range k {
-				if buf[j] != data[int(off)+j] {
-					b.Fatalf("byte %d differs", int(off)+j)
-				}
+			if !bytes.Equal(buf[:k], data[off:off+int64(k)]) {
+				b.Fatalf("bytes at %d differ", off)
 			}
 			total += k
 			off += int64(k)
@@ -106,6 +120,7 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}
 		rRate += float64(size) / time.Since(start).Seconds()
+		rCPU += cpuOf(cl) - cpu1
 		f.Clunk(ctx)
 		if total != size {
 			b.Fatalf("read %d bytes of %d", total, size)
@@ -115,7 +130,7 @@ func BenchmarkStore(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		lf.Read(buf)
+		lf.Read(buf[:1<<20])
 		ttfbLocal += time.Since(start).Seconds()
 		lf.Close()
 	}
@@ -128,6 +143,51 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(rss/n/(1<<20), "rss-MiB-above-idle")
 	b.ReportMetric(ttfb/n*1e3, "ttfb-ms")
 	b.ReportMetric(ttfbLocal/n*1e3, "ttfb-tmp-ms")
+	b.ReportMetric(commit/n*1e3, "write-clunk-ms")
+	b.ReportMetric(wCPU/n/float64(size>>20)*1e3, "write-node-cpu-ms/MiB")
+	b.ReportMetric(rCPU/n/float64(size>>20)*1e3, "read-node-cpu-ms/MiB")
+}
+
+// cpuOf is the CPU time, user and system, the nodes of cl have used, in
+// seconds.
+func cpuOf(cl *cluster) float64 {
+	var ticks int64
+	for _, m := range cl.nodes {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses:
+		// utime and stime are the 12th and 13th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		for _, v := range f[11:13] {
+			t, _ := strconv.ParseInt(v, 10, 64)
+			ticks += t
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
+}
+
+// storeWriteTimed is storeWrite, and how long the clunk (the durable
+// acknowledgement, after the last write) took.
+func storeWriteTimed(b *testing.B, m *member, path string, data []byte) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, name := filepath.Split(path)
+	d, err := m.client(userName(b)).WalkPath(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	if err := d.Create(ctx, name, 0600, styx.OWRITE); err != nil {
+		return 0, err
+	}
+	if _, err := d.WriteAt(ctx, data, 0); err != nil {
+		d.Clunk(ctx)
+		return 0, err
+	}
+	start := time.Now()
+	err = d.Clunk(ctx)
+	return time.Since(start), err
 }
 
 // loopbackTCP sends data over one loopback TCP connection and returns

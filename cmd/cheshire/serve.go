@@ -94,6 +94,7 @@ func serveCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer profileFromEnv()()
 	if len(https) == 0 {
 		https = multi{"tcp!127.0.0.1!8443"}
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 
@@ -57,11 +56,15 @@ func (c *coder) newShards() (stripe []byte, shards [][]byte) {
 
 // crypt XORs p, the content at stripe s starting at its first byte, with
 // the key stream.
-func (c *coder) crypt(s int, p []byte) {
+func (c *coder) crypt(s int, p []byte) { c.cryptAt(s, 0, p) }
+
+// cryptAt XORs p, the content of stripe s from off (a multiple of 16),
+// with the key stream.
+func (c *coder) cryptAt(s, off int, p []byte) {
 	var iv [16]byte
 	hi := binary.BigEndian.Uint64(c.nonce[:8])
 	lo := binary.BigEndian.Uint64(c.nonce[8:])
-	blocks := uint64(s) * uint64(c.stripeBytes()) / 16
+	blocks := (uint64(s)*uint64(c.stripeBytes()) + uint64(off)) / 16
 	nlo := lo + blocks
 	if nlo < lo {
 		hi++
@@ -73,20 +76,17 @@ func (c *coder) crypt(s int, p []byte) {
 
 // encode encrypts the n bytes of content at the start of stripe (the
 // stripe buffer of shards, from newShards), zeroes the rest, and
-// computes parity; it returns each piece's hash.
-func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) ([][32]byte, error) {
+// computes parity. The pieces' hashes are the caller's (the writer
+// hashes each fragment's pieces on that fragment's own goroutine).
+func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) error {
 	c.crypt(s, stripe[:n])
 	clear(stripe[n:])
 	if c.rs != nil {
 		if err := c.rs.Encode(shards); err != nil {
-			return nil, fmt.Errorf("store: encode: %w", err)
+			return fmt.Errorf("store: encode: %w", err)
 		}
 	}
-	hs := make([][32]byte, len(shards))
-	for i, p := range shards {
-		hs[i] = sha256.Sum256(p)
-	}
-	return hs, nil
+	return nil
 }
 
 // rebuild fills in the missing (nil) pieces of shards from the others;
@@ -110,17 +110,4 @@ func (c *coder) rebuild(shards [][]byte, dataOnly bool) error {
 		return fmt.Errorf("store: too few fragments to rebuild: %w", err)
 	}
 	return nil
-}
-
-// decrypt writes stripe s's content (the data pieces of shards, all
-// present) to out, which is at most a stripe's bytes.
-func (c *coder) decrypt(s int, shards [][]byte, out []byte) {
-	n := 0
-	for _, p := range shards[:c.k] {
-		n += copy(out[n:], p)
-		if n == len(out) {
-			break
-		}
-	}
-	c.crypt(s, out)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -31,6 +32,7 @@ type cluster struct {
 	down  map[string]bool          // keys whose node is "killed"
 	stall map[string]chan struct{} // keys whose node's reads block until closed
 	full  map[string]bool          // keys whose node's disk is full
+	reads atomic.Int64             // Reads of other nodes' fragments (and lists)
 }
 
 type tnode struct {
@@ -159,6 +161,7 @@ func (r *reachable) Read(ctx context.Context, p []byte, off int64) (int, error) 
 	if !r.up() {
 		return 0, errUnreachable
 	}
+	r.c.reads.Add(1)
 	r.c.mu.Lock()
 	stalled := r.c.stall[r.key]
 	r.c.mu.Unlock()

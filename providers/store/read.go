@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cheshire/plan9"
@@ -69,6 +70,11 @@ type fetcher struct {
 	l *List
 	c *coder
 
+	// pieces holds buffers of a piece's size, for the stripes a reader
+	// fetches. Only the pieces that came whole go back (putPieces): a
+	// failed or abandoned read may still be filling its buffer.
+	pieces sync.Pool
+
 	mu   sync.Mutex
 	open map[int]fragReader // guarded by mu
 	dead map[int]error      // guarded by mu: fragments that failed
@@ -80,7 +86,22 @@ func (s *Store) newFetcher(l *List, readKey []byte) (*fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error), slow: make(map[int]bool)}, nil
+	f := &fetcher{s: s, l: l, c: c, open: make(map[int]fragReader), dead: make(map[int]error), slow: make(map[int]bool)}
+	f.pieces.New = func() any {
+		p := make([]byte, l.Shard)
+		return &p
+	}
+	return f, nil
+}
+
+// putPieces gives the pieces of a stripe fetched back to the pool, once
+// nothing refers to them.
+func (f *fetcher) putPieces(shards [][]byte) {
+	for _, p := range shards {
+		if len(p) == f.l.Shard {
+			f.pieces.Put(&p)
+		}
+	}
 }
 
 func (f *fetcher) close() {
@@ -192,7 +213,7 @@ func (f *fetcher) stripe(ctx context.Context, st int, want int) ([][]byte, error
 			running++
 			asked[i] = true
 			go func() {
-				p := make([]byte, f.l.Shard)
+				p := *f.pieces.Get().(*[]byte)
 				err := f.piece(ctx, i, st, p)
 				results <- result{i, p, err}
 			}()
@@ -258,7 +279,7 @@ func firstErr(errs []error) error {
 }
 
 // readAhead is how many stripes a reader fetches ahead of the one read.
-const readAhead = 3
+const readAhead = 8
 
 // A reader reads a file's content, a stripe at a time, the next
 // readAhead stripes fetched while the current one is read.
@@ -267,14 +288,41 @@ type reader struct {
 	ctx    context.Context // cancelled by Close: ends the fetches
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	cache map[int]*stripeResult // guarded by mu: at most readAhead+2 stripes
+	mu      sync.Mutex
+	cache   map[int]*stripeResult // guarded by mu: the stripes from readAhead before the lowest read to readAhead past the highest
+	reading map[int]int           // guarded by mu: the stripes Reads are at, and how many
 }
 
+// A stripeResult is a stripe fetched: its k data pieces, decrypted in
+// place (buffers of the fetcher's pool), hold its n bytes of content.
+// The cache holds a reference, the fetch one until it is done, and each
+// Read copying from it one; the last gives the pieces back to the pool.
 type stripeResult struct {
-	done chan struct{}
-	data []byte
-	err  error
+	f      *fetcher
+	done   chan struct{}
+	pieces [][]byte
+	n      int
+	err    error
+	refs   atomic.Int32
+}
+
+func (sr *stripeResult) release() {
+	if sr.refs.Add(-1) == 0 {
+		sr.f.putPieces(sr.pieces)
+	}
+}
+
+// copyAt copies the content from off into p.
+func (sr *stripeResult) copyAt(p []byte, off int) int {
+	shard := sr.f.l.Shard
+	n := 0
+	for n < len(p) && off < sr.n {
+		j, o := off/shard, off%shard
+		c := copy(p[n:], sr.pieces[j][o:min(shard, sr.n-j*shard)])
+		n += c
+		off += c
+	}
+	return n
 }
 
 func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
@@ -287,24 +335,42 @@ func (s *Store) newReader(ctx context.Context, c Cap) (*reader, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(s.ctx)
-	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult)}, nil
+	return &reader{f: f, ctx: rctx, cancel: cancel, cache: make(map[int]*stripeResult), reading: make(map[int]int)}, nil
 }
 
-// get returns stripe st's content, starting its fetch if need be.
-func (r *reader) get(st int) *stripeResult {
+// get returns stripe st's content, starting its fetch if need be, for
+// a read at stripe lo (st or before it). The stripes kept are those
+// from readAhead before the lowest being read to readAhead after the
+// highest: reads may be in flight several at once, and arrive and end
+// out of order, so one may come for a stripe behind those being read.
+// (Counted from st alone, reading ahead dropped the stripes just
+// fetched ahead, and every stripe was fetched twice, more with reads in
+// flight together.)
+func (r *reader) get(st, lo int) *stripeResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.getLocked(st, lo)
+}
+
+func (r *reader) getLocked(st, lo int) *stripeResult {
 	if sr := r.cache[st]; sr != nil {
 		return sr
 	}
-	for k := range r.cache {
-		if k < st-1 || k > st+readAhead {
+	hi := st
+	for k := range r.reading {
+		lo, hi = min(lo, k), max(hi, k)
+	}
+	for k, sr := range r.cache {
+		if k < lo-readAhead || k > hi+readAhead {
 			delete(r.cache, k)
+			sr.release()
 		}
 	}
-	sr := &stripeResult{done: make(chan struct{})}
+	sr := &stripeResult{f: r.f, done: make(chan struct{})}
+	sr.refs.Store(2) // the cache's and the fetch's
 	r.cache[st] = sr
 	go func() {
+		defer sr.release()
 		defer close(sr.done)
 		ctx, cancel := context.WithTimeout(r.ctx, ackTimeout)
 		defer cancel()
@@ -316,10 +382,16 @@ func (r *reader) get(st int) *stripeResult {
 			sr.err = err
 			return
 		}
+		k, shard := r.f.l.K, r.f.l.Shard
 		sb := int64(r.f.c.stripeBytes())
-		n := min(sb, r.f.l.Size-int64(st)*sb)
-		sr.data = make([]byte, n)
-		r.f.c.decrypt(st, shards, sr.data)
+		sr.n = int(min(sb, r.f.l.Size-int64(st)*sb))
+		sr.pieces = shards[:k:k]
+		for j, p := range sr.pieces {
+			if lo := j * shard; lo < sr.n {
+				r.f.c.cryptAt(st, lo, p[:min(shard, sr.n-lo)])
+			}
+		}
+		r.f.putPieces(shards[k:]) // parity, used only to rebuild
 	}()
 	return sr
 }
@@ -327,31 +399,68 @@ func (r *reader) get(st int) *stripeResult {
 func (r *reader) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	size := r.f.l.Size
 	sb := int64(r.f.c.stripeBytes())
+	// Every stripe this read spans is asked for at once: a first read
+	// of 1 MiB spans two stripes of 768 KiB, and fetched one after the
+	// other they took two round trips to the holders.
+	if end := min(off+int64(len(p)), size); off < end {
+		r.mu.Lock()
+		for st := off / sb; st*sb < end; st++ {
+			r.getLocked(int(st), int(off/sb))
+		}
+		r.mu.Unlock()
+	}
 	n := 0
 	for n < len(p) && off < size {
 		st := int(off / sb)
-		sr := r.get(st)
-		select {
-		case <-sr.done:
-		case <-ctx.Done():
-			return n, ctx.Err()
-		}
-		// Read ahead once this stripe is here, so that the first one
-		// has the holders to itself.
-		for a := st + 1; a <= st+readAhead && int64(a)*sb < size; a++ {
-			r.get(a)
-		}
-		if sr.err != nil {
-			r.mu.Lock()
-			delete(r.cache, st)
-			r.mu.Unlock()
-			return n, sr.err
-		}
-		c := copy(p[n:], sr.data[off-int64(st)*sb:])
+		c, err := r.readStripe(ctx, st, p[n:], off-int64(st)*sb)
 		n += c
 		off += int64(c)
+		if err != nil {
+			return n, err
+		}
+	}
+	// Read ahead once this read is done, so that the first one has the
+	// holders to itself (begun with its first stripe, eight more
+	// stripes' fetches held back the rest of it).
+	if n > 0 {
+		last := int((off - 1) / sb)
+		for a := last + 1; a <= last+readAhead && int64(a)*sb < size; a++ {
+			r.get(a, last)
+		}
 	}
 	return n, nil
+}
+
+// readStripe copies stripe st's content from off into p.
+func (r *reader) readStripe(ctx context.Context, st int, p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	r.reading[st]++
+	sr := r.getLocked(st, st)
+	sr.refs.Add(1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.reading[st]--; r.reading[st] == 0 {
+			delete(r.reading, st)
+		}
+		r.mu.Unlock()
+		sr.release()
+	}()
+	select {
+	case <-sr.done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	if sr.err != nil {
+		r.mu.Lock()
+		if r.cache[st] == sr {
+			delete(r.cache, st)
+			sr.release()
+		}
+		r.mu.Unlock()
+		return 0, sr.err
+	}
+	return sr.copyAt(p, int(off)), nil
 }
 
 func (r *reader) Write(ctx context.Context, p []byte, off int64) (int, error) {

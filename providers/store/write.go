@@ -17,7 +17,7 @@ import (
 // filled, and the rest on their way to the holders (each fragment's
 // pieces go out in order, the fragments independently, so a slow holder
 // holds back the others only once it is inflight stripes behind).
-const inflight = 6
+const inflight = 8
 
 // A writer is one write of a file: content arrives in order, is coded a
 // stripe at a time and sent to the k+m holders as it goes; commit waits
@@ -31,7 +31,8 @@ type writer struct {
 	c     *coder
 	keys  []string // holder of each fragment
 	ws    []fragWriter
-	fails []error // by fragment: why it was lost, guarded by mu
+	fails []error // by fragment: why it was lost, guarded by s.mu
+	coded error   // guarded by s.mu: the coding of a stripe failed
 
 	mu     sync.Mutex
 	off    int64 // content bytes taken
@@ -234,6 +235,9 @@ func (w *writer) write(ctx context.Context, p []byte, off int64) (int, error) {
 // failed is the error that ends the write: too few fragments left to
 // meet the policy. w.mu is held.
 func (w *writer) failed() error {
+	if err := w.codeErr(); err != nil {
+		return err
+	}
 	lost := 0
 	var last error
 	for _, e := range w.failErrs() {
@@ -248,23 +252,23 @@ func (w *writer) failed() error {
 	return nil
 }
 
+func (w *writer) codeErr() error {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.coded
+}
+
 func (w *writer) failErrs() []error {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	return append([]error(nil), w.fails...)
 }
 
-// flush codes the current stripe and hands it to the sender.
+// flush hands the current stripe to the sender, which codes it; w.mu is
+// held, and the stripe's buffer is the sender's from here on.
 func (w *writer) flush(ctx context.Context) error {
 	b := w.cur
 	w.cur = nil
-	hs, err := w.c.encode(b.s, b.data, b.n, b.shards)
-	if err != nil {
-		return err
-	}
-	for i := range w.list.Frags {
-		w.list.Frags[i].Hashes = append(w.list.Frags[i].Hashes, hs[i])
-	}
 	select {
 	case w.send <- b:
 		return nil
@@ -273,8 +277,11 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 }
 
-// sender hands each coded stripe's pieces to the fragments' senders; a
-// stripe's buffer is free again once every piece has gone.
+// sender codes each stripe (encrypts it and computes its parity), off
+// the writes' lock, so that the content of the next stripes is taken
+// meanwhile, and hands its pieces to the fragments' senders, which hash
+// them and send them; a stripe's buffer is free again once every piece
+// has gone.
 func (w *writer) sender() {
 	defer close(w.sent)
 	queues := make([]chan *stripeBuf, len(w.ws))
@@ -288,6 +295,16 @@ func (w *writer) sender() {
 		}()
 	}
 	for b := range w.send {
+		if err := w.c.encode(b.s, b.data, b.n, b.shards); err != nil {
+			// Not w.mu: a write holding it may wait for this loop.
+			w.s.mu.Lock()
+			if w.coded == nil {
+				w.coded = err
+			}
+			w.s.mu.Unlock()
+			w.free <- b
+			continue
+		}
 		b.pending.Store(int32(len(w.ws)))
 		for _, q := range queues {
 			q <- b
@@ -301,14 +318,19 @@ func (w *writer) sender() {
 
 // pieceDepth is how many pieces of one fragment are on their way at
 // once: a holder's answer to one need not come before the next is sent.
-const pieceDepth = 3
+const pieceDepth = inflight
 
-// fragSender sends fragment i's pieces, pieceDepth at a time.
+// fragSender hashes fragment i's pieces, in order, into the list (only
+// it touches fragment i's hashes until the sender is done), and sends
+// them, pieceDepth at a time. A lost fragment's pieces are hashed all
+// the same: repair rebuilds it by the list.
 func (w *writer) fragSender(i int, q chan *stripeBuf) {
 	fw := w.ws[i]
+	hashes := &w.list.Frags[i].Hashes
 	sem := make(chan struct{}, pieceDepth)
 	var wg sync.WaitGroup
 	for b := range q {
+		*hashes = append(*hashes, sha256.Sum256(b.shards[i]))
 		w.s.mu.Lock()
 		lost := w.fails[i] != nil
 		w.s.mu.Unlock()
@@ -366,6 +388,9 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	w.mu.Unlock()
 	close(w.send)
 	<-w.sent
+	if err == nil {
+		err = w.codeErr()
+	}
 	if err != nil {
 		w.abort()
 		return 0, 0, err
