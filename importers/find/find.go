@@ -7,12 +7,13 @@
 // export /projects/x of whichever node announces it, with no import made
 // beforehand.
 //
-// A name that no node is found to hold is a directory of its own, empty
-// until a deeper walk reaches a path that some node holds (a walk goes
-// name by name through FUSE, and /projects is not announced when only
-// /projects/x is exported). Lookups are cached: holders found for a
-// minute (TTL), paths found held by none for ten seconds (NegTTL); a
-// holder that does not answer is skipped and the next one tried.
+// A walk goes name by name through FUSE, so /projects must be a
+// directory when only /projects/x is exported: exporters announce each
+// parent of an export with a final slash ("/projects/") as well, and a
+// name no node holds is a directory when something is announced below
+// it, else not found. Lookups are cached: holders found for a minute
+// (TTL), paths found held by none for ten seconds (NegTTL); a holder
+// that does not answer is skipped and the next one tried.
 package find
 
 import (
@@ -71,9 +72,16 @@ type Finder struct {
 	o Options
 
 	mu    sync.Mutex
-	cache map[string]*entry // guarded by mu: by path
+	cache map[string]*entry  // guarded by mu: by path
+	dirs  map[string]dirMark // guarded by mu: by path, whether something is announced below it
 
 	lookups, found, skipped atomic.Uint64
+}
+
+// dirMark is what a lookup of a path's parent announce ("PATH/") gave.
+type dirMark struct {
+	below   bool
+	expires time.Time
 }
 
 // An entry is what a lookup of one path gave: a holder, or none.
@@ -108,7 +116,7 @@ func New(o Options) *Finder {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Finder{o: o, cache: map[string]*entry{}}
+	return &Finder{o: o, cache: map[string]*entry{}, dirs: map[string]dirMark{}}
 }
 
 // Attach implements styx.Attacher: the root of the discovery tree.
@@ -137,6 +145,7 @@ func (f *Finder) Close() error {
 	f.mu.Lock()
 	old := f.cache
 	f.cache = map[string]*entry{}
+	f.dirs = map[string]dirMark{}
 	f.mu.Unlock()
 	for _, e := range old {
 		e.release()
@@ -202,6 +211,42 @@ func (f *Finder) holder(ctx context.Context, p string) (key, addr string, err er
 		}
 		// That lookup failed: try our own.
 	}
+}
+
+// below reports whether some node announces a path below p (its
+// advertiser announces "p/" for each export under p), remembered for
+// TTL, or NegTTL when none does.
+func (f *Finder) below(ctx context.Context, p string) (bool, error) {
+	now := f.o.Now()
+	f.mu.Lock()
+	m, ok := f.dirs[p]
+	f.mu.Unlock()
+	if ok && !now.After(m.expires) {
+		return m.below, nil
+	}
+	f.lookups.Add(1)
+	addrs, err := f.o.Find(ctx, strings.TrimSuffix(p, "/")+"/")
+	if err != nil {
+		return false, fmt.Errorf("find %s/: %w", p, err)
+	}
+	m = dirMark{below: len(addrs) > 0, expires: now.Add(f.o.NegTTL)}
+	if m.below {
+		m.expires = now.Add(f.o.TTL)
+	}
+	f.mu.Lock()
+	if len(f.dirs) >= f.o.MaxEntries {
+		for k, v := range f.dirs {
+			if now.After(v.expires) {
+				delete(f.dirs, k)
+			}
+		}
+		if len(f.dirs) >= f.o.MaxEntries {
+			clear(f.dirs)
+		}
+	}
+	f.dirs[p] = m
+	f.mu.Unlock()
+	return m.below, nil
 }
 
 // forget drops what is remembered of p.
@@ -333,6 +378,13 @@ func (d *dir) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, 
 			return qids, nil, err
 		}
 		if key == "" {
+			below, err := d.f.below(ctx, cur)
+			if err == nil && !below {
+				err = fmt.Errorf("%s: %w (no node announces it)", cur, plan9.ErrNotFound)
+			}
+			if err != nil {
+				return qids, nil, err
+			}
 			qids = append(qids, qidOf(cur))
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 
 	"cheshire/importers/find"
 	"cheshire/internal/testutil"
+	"cheshire/plan9"
 	"cheshire/providers/tmp"
 	"cheshire/styx"
 )
@@ -112,12 +113,13 @@ func readAt(t *testing.T, root styx.File, p string) (string, error) {
 
 // TestFindOnWalk: a walk name by name reaches the path a node announces,
 // skipping a holder that is down, and reads its files; the lookup is
-// remembered; a path no one holds is an empty directory, looked up
-// again after NegTTL; every import is clunked in the end.
+// remembered; a path no one holds, nothing announced below it, is not
+// found, and looked up again after NegTTL; every import is clunked in
+// the end.
 func TestFindOnWalk(t *testing.T) {
 	t.Parallel()
 	w := &world{
-		announced: map[string][]string{"/projects/x": {"tls!down!1", "tls!self!1", "tls!b!1"}},
+		announced: map[string][]string{"/projects/x": {"tls!down!1", "tls!self!1", "tls!b!1"}, "/projects/": {"tls!b!1"}},
 		keys:      map[string]string{"tls!b!1": "B", "tls!self!1": "self"},
 		trees:     map[string]styx.File{"B": newTree(t, map[string]string{"/projects/x/readme": "from b\n"})},
 		now:       time.Unix(1e9, 0),
@@ -159,9 +161,9 @@ func TestFindOnWalk(t *testing.T) {
 	if err != nil || len(ents) != 1 || ents[0].Name != "x" {
 		t.Errorf("listing of /projects: %v %v", ents, err)
 	}
-	// A path no one holds: an empty directory, and a file under it is not found.
-	if _, err := readAt(t, root, "nothing/here"); err == nil {
-		t.Error("read of a path no one holds worked")
+	// A path no one holds, with nothing announced below it: not found.
+	if _, err := readAt(t, root, "nothing/here"); !errors.Is(err, plan9.ErrNotFound) {
+		t.Errorf("read of a path no one holds: %v", err)
 	}
 	n = w.lookups()
 	readAt(t, root, "nothing/here")

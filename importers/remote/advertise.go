@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,9 +117,26 @@ func (a *Advertiser) Advert() dht.Advert {
 	}
 	ad.Value = v
 	if ad.Port != 0 {
-		ad.Paths = rec.Exports
+		ad.Paths = withParents(rec.Exports)
 	}
 	return ad
+}
+
+// withParents returns paths and, after them, each of their parent
+// directories (but /) with a final slash, each once: "/projects/x"
+// announces "/projects/" too, so that a walk of #find (importers/find)
+// that reaches /projects name by name knows something lies below it.
+// The slash keeps a parent apart from an export of the same path.
+func withParents(paths []string) []string {
+	out := slices.Clone(paths)
+	seen := map[string]bool{}
+	for _, p := range paths {
+		for d := path.Dir(p); d != "/" && d != "." && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			out = append(out, d+"/")
+		}
+	}
+	return out
 }
 
 // publicIPs is what a listener's host stands for in the record: itself,

@@ -73,7 +73,7 @@ func startPulse(ctx context.Context, log *synth.Log) (*pulseServer, error) {
 		select {
 		case <-p.done:
 			p.stop()
-			return nil, errors.New("apps: audio: pulseaudio exited (see log)")
+			return nil, errors.New("apps: audio: pulseaudio cannot be started (see log)")
 		case <-timeout:
 			p.stop()
 			return nil, errors.New("apps: audio: no pulseaudio socket in 20s")

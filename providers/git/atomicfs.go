@@ -84,7 +84,7 @@ func (f *atomicFile) Close() error {
 	if err != nil || f.failed {
 		f.fs.Filesystem.Remove(tmp)
 		if err == nil {
-			err = fmt.Errorf("git: %s not written", f.name)
+			err = fmt.Errorf("git: %s cannot be written: a write to it failed", f.name)
 		}
 		return err
 	}
