@@ -17,18 +17,18 @@ import (
 	"cheshire/httpsd"
 )
 
-// TestHTTPSSlowloris: connections that finish TLS and then trickle a
-// request header, from five hosts, fill the listener; a real client
-// still gets its answer, the oldest trickler making room, and the
-// listener serves on after.
-func TestHTTPSSlowloris(t *testing.T) {
-	t.Parallel()
+// newServer is a Server with httptest's certificate.
+func newServer() *httpsd.Server {
 	ts := httptest.NewTLSServer(nil) // for its certificate
 	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
 	ts.Close()
-	h := httpsd.New(cfg, slog.New(slog.DiscardHandler))
-	lim := &connlimit.Limits{Total: 16, PerHost: 8}
-	h.Limit(lim)
+	return httpsd.New(cfg, slog.New(slog.DiscardHandler))
+}
+
+// serve serves h on a loopback port until the test ends and returns
+// the port's HOST:PORT.
+func serve(t *testing.T, h *httpsd.Server) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,19 @@ func TestHTTPSSlowloris(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- h.Serve(ctx, l) }()
 	t.Cleanup(func() { cancel(); <-done })
-	addr := l.Addr().String()
+	return l.Addr().String()
+}
+
+// TestHTTPSSlowloris: connections that finish TLS and then trickle a
+// request header, from five hosts, fill the listener; a real client
+// still gets its answer, the oldest trickler making room, and the
+// listener serves on after.
+func TestHTTPSSlowloris(t *testing.T) {
+	t.Parallel()
+	h := newServer()
+	lim := &connlimit.Limits{Total: 16, PerHost: 8}
+	h.Limit(lim)
+	addr := serve(t, h)
 
 	dial := func(src string) (*tls.Conn, error) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
@@ -97,10 +109,7 @@ func TestHTTPSSlowloris(t *testing.T) {
 // Host; others go to the paths.
 func TestRoute(t *testing.T) {
 	t.Parallel()
-	ts := httptest.NewTLSServer(nil)
-	cfg := &tls.Config{Certificates: ts.TLS.Certificates}
-	ts.Close()
-	h := httpsd.New(cfg, slog.New(slog.DiscardHandler))
+	h := newServer()
 	h.Handle("/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "path") }))
 	h.Route(func(r *http.Request) http.Handler {
 		if r.Host != "app.test" {
@@ -108,17 +117,10 @@ func TestRoute(t *testing.T) {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "routed "+r.URL.Path) })
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-done })
+	addr := serve(t, h)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for host, want := range map[string]string{"app.test": "routed /x", "other.test": "path"} {
-		req, _ := http.NewRequest("GET", "https://"+l.Addr().String()+"/x", nil)
+		req, _ := http.NewRequest("GET", "https://"+addr+"/x", nil)
 		req.Host = host
 		resp, err := c.Do(req)
 		if err != nil {

@@ -88,31 +88,25 @@ func (id *Identity) ClientTLS(peer ed25519.PublicKey) (*tls.Config, error) {
 	if len(peer) != ed25519.PublicKeySize {
 		return nil, errors.New("tls: no key to check the server against")
 	}
-	cert, err := id.Certificate()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // the check is the key pin below, not a CA
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			k, err := peerKeyOf(raw)
-			if err != nil {
-				return err
-			}
-			if !bytes.Equal(k, peer) {
-				return fmt.Errorf("node presented key %s, not the expected %s", Encode(k), Encode(peer))
-			}
-			return nil
-		},
-	}, nil
+	return id.clientTLS(func(k ed25519.PublicKey) error {
+		if !bytes.Equal(k, peer) {
+			return fmt.Errorf("node presented key %s, not the expected %s", Encode(k), Encode(peer))
+		}
+		return nil
+	})
 }
 
 // ProbeTLS is the configuration to dial a node whose key is not known
 // yet, to learn it: the server must prove some node key (Peer gives it
 // after the handshake), and we prove ours.
 func (id *Identity) ProbeTLS() (*tls.Config, error) {
+	return id.clientTLS(func(ed25519.PublicKey) error { return nil })
+}
+
+// clientTLS is a client configuration proving id's key, taking a server
+// that proves a node key that check accepts. The check is the key, not
+// a CA: there is none between nodes.
+func (id *Identity) clientTLS(check func(ed25519.PublicKey) error) (*tls.Config, error) {
 	cert, err := id.Certificate()
 	if err != nil {
 		return nil, err
@@ -120,10 +114,13 @@ func (id *Identity) ProbeTLS() (*tls.Config, error) {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // no key to pin yet: the caller pins the one proved
+		InsecureSkipVerify: true, // the check is the key below, not a CA
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := peerKeyOf(raw)
-			return err
+			k, err := peerKeyOf(raw)
+			if err != nil {
+				return err
+			}
+			return check(k)
 		},
 	}, nil
 }

@@ -81,6 +81,31 @@ func newMember(t *testing.T) *member {
 	return m
 }
 
+// group makes a group of ms: the first bootstraps it and leads, and
+// adds the others as voters.
+func group(t *testing.T, ms ...*member) {
+	t.Helper()
+	ctx := t.Context()
+	a := ms[0]
+	if err := a.g.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
+	for _, m := range ms[1:] {
+		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// group3 is a group of three new members, the first leading.
+func group3(t *testing.T) (a, b, c *member) {
+	t.Helper()
+	a, b, c = newMember(t), newMember(t), newMember(t)
+	group(t, a, b, c)
+	return a, b, c
+}
+
 // TestGroup: bootstrap, two joins, applies from leader and followers,
 // a refused command, garbage and an unknown key on the raft port, a
 // restart that rejoins by itself.
@@ -91,15 +116,7 @@ func TestGroup(t *testing.T) {
 	if _, err := b.g.Apply(ctx, "count", []byte("1")); err != ErrNoCluster {
 		t.Fatalf("apply before any cluster: %v", err)
 	}
-	if err := a.g.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
-	for _, m := range []*member{b, c} {
-		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	group(t, a, b, c)
 	for i, m := range []*member{a, b, c, b, c} {
 		r, err := m.g.Apply(ctx, "count", []byte("1"))
 		if err != nil || r.Answer != "ok" || r.Index == 0 {
@@ -169,16 +186,7 @@ func TestGroup(t *testing.T) {
 func TestReaddress(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	a, b, c := newMember(t), newMember(t), newMember(t)
-	if err := a.g.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
-	for _, m := range []*member{b, c} {
-		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, _, c := group3(t)
 	old := c.g.Addr()
 	// c must hold the configuration naming it before it goes, or it
 	// comes back knowing no group (it used to, under load, and wait
@@ -236,16 +244,7 @@ func TestCloseWithIdleForwards(t *testing.T) {
 func TestFlood(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	a, b, c := newMember(t), newMember(t), newMember(t)
-	if err := a.g.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, "a to lead", a.g.IsLeader)
-	for _, m := range []*member{b, c} {
-		if err := a.g.AddVoter(ctx, m.g.ID(), m.g.Addr(), true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a, b, c := group3(t)
 	testutil.WaitFor(t, "c to hold the configuration", func() bool { return c.g.memberAddr(c.g.ID()) == c.g.Addr() })
 	target := strings.SplitN(a.g.Addr(), "@", 2)[1]
 	var flood []net.Conn

@@ -227,6 +227,39 @@ func TestAppsBrowser(t *testing.T) {
 	})
 }
 
+// xevNode starts a node B serving 9P on a TCP port (returned) with the
+// app xev registered, 640x480, and started.
+func xevNode(t *testing.T) (*node, string) {
+	t.Helper()
+	port := strconv.Itoa(testutil.FreePort(t))
+	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
+	write9p(t, b, "/apps/ctl", "register xev xev -geometry 600x400+0+0")
+	write9p(t, b, "/apps/xev/ctl", "resize 640 480")
+	write9p(t, b, "/apps/xev/ctl", "start")
+	return b, port
+}
+
+// write9p writes data to the file p of n's namespace.
+func write9p(t *testing.T, n *node, p, data string) {
+	t.Helper()
+	if out, err := n.run(data, "9p", "write", p); err != nil {
+		t.Fatalf("write %q to %s: %v %s", data, p, err, out)
+	}
+}
+
+// watchXev opens url, the page of b's app xev, in the browser of ctx,
+// and waits for its video, b counting the session.
+func watchXev(t *testing.T, ctx context.Context, b *node, url string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	waitFrames(t, ctx, 640, 480)
+	if st := must9p(t, b, "read", "/apps/xev/status"); !strings.Contains(st, "sessions 1") {
+		t.Fatalf("B's status:\n%s", st)
+	}
+}
+
 // TestAppsThroughImport: node A has no app; its user's namespace has
 // node B's /apps (mounted by dial string, bound at /apps). A's page
 // shows B's app: the session is made through the files over 9P, and the
@@ -234,32 +267,13 @@ func TestAppsBrowser(t *testing.T) {
 func TestAppsThroughImport(t *testing.T) {
 	exe := appsNeed(t)
 	t.Parallel()
-	port := strconv.Itoa(testutil.FreePort(t))
-	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
+	b, port := xevNode(t)
 	a := startNode(t, shortTemp(t))
-	for _, w := range []struct {
-		n          *node
-		path, data string
-	}{
-		{b, "/apps/ctl", "register xev xev -geometry 600x400+0+0"},
-		{b, "/apps/xev/ctl", "resize 640 480"},
-		{b, "/apps/xev/ctl", "start"},
-		{a, "/ns/ctl", "mount tcp!127.0.0.1!" + port + " /n/b\nbind /n/b/apps /apps\n"},
-	} {
-		if out, err := w.n.run(w.data, "9p", "write", w.path); err != nil {
-			t.Fatalf("write %q to %s: %v %s", w.data, w.path, err, out)
-		}
-	}
+	write9p(t, a, "/ns/ctl", "mount tcp!127.0.0.1!"+port+" /n/b\nbind /n/b/apps /apps\n")
 	addr, _, owner, token := gitHTTPS(t, a)
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(owner+":"+token))
 	ctx := browser(t, exe, auth)
-	if err := chromedp.Do(ctx, chromedp.Navigate("https://"+addr+"/apps/xev/")); err != nil {
-		t.Fatal(err)
-	}
-	waitFrames(t, ctx, 640, 480)
-	if st := must9p(t, b, "read", "/apps/xev/status"); !strings.Contains(st, "sessions 1") {
-		t.Fatalf("B's status:\n%s", st)
-	}
+	watchXev(t, ctx, b, "https://"+addr+"/apps/xev/")
 	if err := chromedp.Do(ctx, chromedp.MouseClickXY(100, 100), chromedp.KeyEvent("cat")); err != nil {
 		t.Fatal(err)
 	}
@@ -293,27 +307,14 @@ func TestAppsThroughImport(t *testing.T) {
 func TestAppsByName(t *testing.T) {
 	exe := appsNeed(t)
 	t.Parallel()
-	port := strconv.Itoa(testutil.FreePort(t))
-	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
+	b, port := xevNode(t)
 	adir := shortTemp(t)
 	dnsPort := strconv.Itoa(freeDNSPort(t))
 	os.MkdirAll(filepath.Join(adir, "modules", "dns"), 0700)
 	os.WriteFile(filepath.Join(adir, "modules", "dns", "config"), []byte("listen 127.0.0.1:"+dnsPort+"\n"), 0600)
 	a := startNode(t, adir)
-	for _, w := range []struct {
-		n          *node
-		path, data string
-	}{
-		{b, "/apps/ctl", "register xev xev -geometry 600x400+0+0"},
-		{b, "/apps/xev/ctl", "resize 640 480"},
-		{b, "/apps/xev/ctl", "start"},
-		{a, "/ns/ctl", "mount tcp!127.0.0.1!" + port + " /n/b\n"},
-		{a, "/dns/ctl", "zone add example.test\napp xev xev.example.test\n"},
-	} {
-		if out, err := w.n.run(w.data, "9p", "write", w.path); err != nil {
-			t.Fatalf("write %q to %s: %v %s", w.data, w.path, err, out)
-		}
-	}
+	write9p(t, a, "/ns/ctl", "mount tcp!127.0.0.1!"+port+" /n/b\n")
+	write9p(t, a, "/dns/ctl", "zone add example.test\napp xev xev.example.test\n")
 	addr, rootPEM, owner, token := gitHTTPS(t, a)
 	host, httpsPort, _ := net.SplitHostPort(addr)
 
@@ -339,13 +340,7 @@ func TestAppsByName(t *testing.T) {
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(owner+":"+token))
 	ctx := browserWith(t, exe, auth, chromedp.Flag("host-resolver-rules", "MAP xev.example.test "+host))
-	if err := chromedp.Do(ctx, chromedp.Navigate("https://xev.example.test:"+httpsPort+"/")); err != nil {
-		t.Fatal(err)
-	}
-	waitFrames(t, ctx, 640, 480)
-	if st := must9p(t, b, "read", "/apps/xev/status"); !strings.Contains(st, "sessions 1") {
-		t.Fatalf("B's status:\n%s", st)
-	}
+	watchXev(t, ctx, b, "https://xev.example.test:"+httpsPort+"/")
 	if err := chromedp.Do(ctx, chromedp.MouseClickXY(100, 100), chromedp.KeyEvent("dog")); err != nil {
 		t.Fatal(err)
 	}
