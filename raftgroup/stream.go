@@ -42,17 +42,17 @@ const (
 
 // streamLayer is raft's StreamLayer over TLS by key.
 type streamLayer struct {
-	inner    net.Listener // plain TCP
-	id       *nodekey.Identity
-	srv      *tls.Config
-	admit    func(key string) bool // is key let in
-	forward  func(net.Conn)        // serves one forwarded request stream
-	conns    chan net.Conn         // admitted raft connections
-	done     chan struct{}
-	closing  sync.Once
-	wg       sync.WaitGroup
-	refused  atomic.Int64 // connections refused: bad handshake, unknown key, bad first byte
-	lim      *connlimit.Limits
+	inner   net.Listener // plain TCP
+	id      *nodekey.Identity
+	srv     *tls.Config
+	admit   func(key string) bool // is key let in
+	forward func(net.Conn)        // serves one forwarded request stream
+	conns   chan net.Conn         // admitted raft connections
+	done    chan struct{}
+	closing sync.Once
+	wg      sync.WaitGroup
+	refused atomic.Int64 // connections refused: bad handshake, unknown key, bad first byte
+	lim     *connlimit.Limits
 
 	mu     sync.Mutex
 	open   map[net.Conn]bool // guarded by mu: connections being admitted or forwarding, closed by Close
