@@ -388,3 +388,29 @@ func TestAppsAudio(t *testing.T) {
 		t.Errorf("session %q stats:\n%s", sess, st)
 	}
 }
+
+// TestAppsByNameThroughDHT: the node that takes the request finds the
+// app's node by path in the DHT. B exports its /apps to every key
+// (announced); A, which imported nothing, mounts #find at /net/find and
+// names the app; Chromium at A's name gets B's video.
+func TestAppsByNameThroughDHT(t *testing.T) {
+	exe := appsNeed(t)
+	t.Parallel()
+	cl := startCluster(t, 2)
+	a, b := cl.nodes[0], cl.nodes[1]
+	write9p(t, b.node, "/apps/ctl", "register xev xev -geometry 600x400+0+0")
+	write9p(t, b.node, "/apps/xev/ctl", "resize 640 480")
+	write9p(t, b.node, "/apps/xev/ctl", "start")
+	write9p(t, b.node, "/ns/ctl", "export /apps rw to *")
+	testutil.WaitFor(t, "B's /apps in the DHT", func() bool {
+		out, err := a.run("find /apps\n", "9p", "rdwr", "/dht/ctl")
+		return err == nil && strings.Contains(out, "tcp!")
+	})
+	write9p(t, a.node, "/ns/ctl", "mount '#find' /net/find")
+	write9p(t, a.node, "/dns/ctl", "zone add example.test\napp xev xev.example.test\n")
+	addr, _, owner, token := gitHTTPS(t, a.node)
+	host, httpsPort, _ := net.SplitHostPort(addr)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(owner+":"+token))
+	ctx := browserWith(t, exe, auth, chromedp.Flag("host-resolver-rules", "MAP xev.example.test "+host))
+	watchXev(t, ctx, b.node, "https://xev.example.test:"+httpsPort+"/")
+}

@@ -124,8 +124,9 @@ const maxImports = 64
 
 // locate finds the app name in the user's namespace: at /apps/NAME, or
 // else in the /apps of an imported node, /n/NODE/apps/NAME (the first,
-// in the order /n lists them). It returns its directory, without the
-// leading slash.
+// in the order /n lists them), or else through the DHT, at
+// /net/find/apps/NAME (#find mounted there, the node exporting /apps).
+// It returns its directory, without the leading slash.
 func locate(ctx context.Context, root styx.File, name string) (string, error) {
 	dirs := []string{"apps/" + name}
 	if n, err := walkOpen(ctx, root, "n", styx.OREAD); err == nil {
@@ -140,6 +141,9 @@ func locate(ctx context.Context, root styx.File, name string) (string, error) {
 			}
 		}
 	}
+	// Last, the DHT by path: a node that exports its /apps to every key
+	// is found through #find, where the user mounted it at /net/find.
+	dirs = append(dirs, "net/find/apps/"+name)
 	for _, d := range dirs {
 		f, err := styx.WalkFile(ctx, root, styx.SplitPath(d+"/sessions/clone"))
 		if err == nil {
@@ -150,7 +154,7 @@ func locate(ctx context.Context, root styx.File, name string) (string, error) {
 			return "", ctx.Err()
 		}
 	}
-	return "", fmt.Errorf("apps: no app %q in /apps or the /apps of a node under /n: %w", name, plan9.ErrNotFound)
+	return "", fmt.Errorf("apps: no app %q in /apps, under /n or /net/find: %w", name, plan9.ErrNotFound)
 }
 
 // offerFiles makes a session of the app at dir below root through its
