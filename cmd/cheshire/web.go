@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"path"
 
 	"cheshire/styx"
 	"cheshire/webui"
@@ -29,4 +30,18 @@ func (p *parts) webUI() http.Handler {
 // UI's, the apps', git's /ns/) see it.
 func (p *parts) userRoot(ctx context.Context, user string) (styx.File, error) {
 	return p.ns.Attach(ctx, user, "", nil)
+}
+
+// accessRequest files an access request in /node/requests for a remote
+// key refused because nothing is exported to it (its key proven by its
+// TLS handshake): the path it attached to, read-only. Approving it, on
+// the web UI's /approvals or by hand, writes "export PATH ro to KEY" to
+// the approver's /ns/ctl.
+func (p *parts) accessRequest(ctx context.Context, key, aname string) {
+	r, err := p.reqs.File("key:"+key, "access", []string{path.Clean("/" + aname)})
+	if err != nil {
+		p.log.Info("access request not filed", "key", key, "aname", aname, "err", err)
+		return
+	}
+	p.log.Info("access request", "key", key, "id", r.ID, "line", r.Line)
 }
