@@ -9,6 +9,8 @@
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
+//	/approvals            the requests of /node/requests, approved (their ctl line written
+//	                      through the user's namespace) or refused
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
 //	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats
 //
@@ -111,6 +113,8 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /stats.json", u.signed(u.stats))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
+	u.mux.HandleFunc("GET /approvals", u.signed(u.approvals))
+	u.mux.HandleFunc("POST /approvals", u.signed(u.decide))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))
 	return u
 }
