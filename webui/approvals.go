@@ -1,7 +1,7 @@
 // The approvals page: the requests of /node/requests, each approved by
 // writing its ctl line through the signed-in user's own namespace (so
 // that the namespace's permissions decide who may), then marked so in
-// /node/requests/ctl; or refused.
+// /node/requests/decide; or refused.
 
 package webui
 
@@ -138,8 +138,9 @@ func (u *UI) approvals(w http.ResponseWriter, r *request) {
 
 // decide applies an approvals form: op=approve writes the request's
 // line, as read now from its file (never from the form), to its ctl
-// file of the user's namespace, then "approve ID" to the queue's ctl;
-// op=refuse writes "refuse ID" there.
+// file of the user's namespace, then "approve ID" to the queue's decide
+// file (opened first: one who may not decide writes nothing); op=refuse
+// writes "refuse ID" there.
 func (u *UI) decide(w http.ResponseWriter, r *request) {
 	id := r.PostFormValue("id")
 	if _, err := strconv.Atoi(id); err != nil {
@@ -161,16 +162,30 @@ func (u *UI) decide(w http.ResponseWriter, r *request) {
 		u.fail(w, r.Request, http.StatusConflict, fmt.Sprintf("request %s cannot be decided again: %s", id, q.State))
 		return
 	}
+	// The decide file first: one who may not decide is refused before
+	// the line is written.
+	dec, err := styx.WalkFile(ctx, r.root, styx.SplitPath(requestsDir+"/decide"))
+	if err == nil {
+		if _, err = dec.Open(ctx, styx.OWRITE); err != nil {
+			dec.Clunk()
+		}
+	}
+	if err != nil {
+		u.o.Log.Info("webui: decision refused", "user", r.user, "id", id, "err", err)
+		u.fail(w, r.Request, http.StatusForbidden, fmt.Sprintf("%s %s: %s/decide: %v", op, id, requestsDir, err))
+		return
+	}
+	defer dec.Clunk()
 	if op == "approve" {
 		names, _ := cleanPath(strings.TrimPrefix(q.File, "/"))
 		if _, err := ctlLine(ctx, r.root, names, q.Line); err != nil {
-			u.o.Log.Info("webui: approval refused", "user", r.user, "id", id, "file", q.File, "err", err)
-			u.fail(w, r.Request, http.StatusForbidden, fmt.Sprintf("approve %s: %s: %s: %v", id, q.File, q.Line, err))
+			u.o.Log.Info("webui: approval failed", "user", r.user, "id", id, "file", q.File, "err", err)
+			u.fail(w, r.Request, http.StatusConflict, fmt.Sprintf("approve %s: %s: %s: %v", id, q.File, q.Line, err))
 			return
 		}
 	}
 	mark := op + " " + plan9.Quote(id)
-	if _, err := ctlLine(ctx, r.root, styx.SplitPath(requestsDir+"/ctl"), mark); err != nil {
+	if _, err := dec.Write(ctx, []byte(mark+"\n"), 0); err != nil {
 		msg := fmt.Sprintf("%s: %v", mark, err)
 		if op == "approve" {
 			msg = fmt.Sprintf("%s was written to %s, but the request could not be marked approved: %v", q.Line, q.File, err)

@@ -96,10 +96,11 @@ func fetch(t *testing.T, c *http.Client, u string, form url.Values) (int, string
 	return resp.StatusCode, string(b)
 }
 
-// TestApprovals: the queue listed; alice, who may not write /ns/ctl,
-// cannot approve (nothing written, the request still pending); glenda
-// approves (the line written to /ns/ctl, the request marked) and
-// refuses; a decided request cannot be decided again.
+// TestApprovals: the queue listed; alice, who may not decide (nor write
+// /ns/ctl), cannot approve (nothing written, the request still
+// pending); glenda approves (the line written to /ns/ctl, the request
+// marked) and refuses; a decided request cannot be decided again; a
+// line that fails leaves its request pending.
 func TestApprovals(t *testing.T) {
 	t.Parallel()
 	e := newApprovalEnv(t)
@@ -148,6 +149,22 @@ func TestApprovals(t *testing.T) {
 	}
 	if code, _ := fetch(t, glenda, e.srv.URL+"/approvals", url.Values{"csrf": {gcsrf}, "id": {"1"}, "op": {"approve"}}); code != http.StatusConflict {
 		t.Fatalf("approving again: %d, want 409", code)
+	}
+	// A line that cannot be written (there is no /store here): the
+	// request stays pending.
+	r3, err := e.q.File("key:"+approvalKey, "holder", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = fetch(t, glenda, e.srv.URL+"/approvals", url.Values{"csrf": {gcsrf}, "id": {"3"}, "op": {"approve"}})
+	if code != http.StatusConflict || !strings.Contains(body, "/store/ctl") {
+		t.Fatalf("approving what cannot be written: %d\n%s", code, body)
+	}
+	if c, _ := e.q.Get(r3.ID); c.State != node.Pending {
+		t.Fatalf("request 3 after a failed approval: %+v", c)
+	}
+	if code, _ := fetch(t, glenda, e.srv.URL+"/approvals", url.Values{"csrf": {gcsrf}, "id": {"3"}, "op": {"refuse"}}); code != http.StatusSeeOther {
+		t.Fatalf("refusing 3: %d", code)
 	}
 	code, body = fetch(t, glenda, e.srv.URL+"/approvals", nil)
 	if code != 200 || !strings.Contains(body, `id="none"`) || !strings.Contains(body, "approved by glenda") || !strings.Contains(body, "refused by glenda") {

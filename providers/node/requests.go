@@ -271,8 +271,18 @@ func (q *Requests) status(context.Context) string {
 	return fmt.Sprintf("pending %d\napproved %d\nrefused %d\nmax %d\n", n[Pending], n[Approved], n[Refused], MaxRequests)
 }
 
-// cmds is the ctl's command table.
+// cmds is the ctl's command table: anyone may ask.
 func (q *Requests) cmds() []synth.Cmd {
+	return []synth.Cmd{
+		{Name: "request", Min: 1, Max: 3, Usage: "request KIND [ARGS]", Run: func(ctx context.Context, args []string) error {
+			_, err := q.File(synth.User(ctx), args[0], args[1:])
+			return err
+		}},
+	}
+}
+
+// decideCmds is the decide file's command table: the owner decides.
+func (q *Requests) decideCmds() []synth.Cmd {
 	decide := func(state string) func(ctx context.Context, args []string) error {
 		return func(ctx context.Context, args []string) error {
 			id, err := strconv.Atoi(args[0])
@@ -283,10 +293,6 @@ func (q *Requests) cmds() []synth.Cmd {
 		}
 	}
 	return []synth.Cmd{
-		{Name: "request", Min: 1, Max: 3, Usage: "request KIND [ARGS]", Run: func(ctx context.Context, args []string) error {
-			_, err := q.File(synth.User(ctx), args[0], args[1:])
-			return err
-		}},
 		{Name: "approve", Min: 1, Max: 1, Usage: "approve ID", Run: decide(Approved)},
 		{Name: "refuse", Min: 1, Max: 1, Usage: "refuse ID", Run: decide(Refused)},
 	}
@@ -294,11 +300,17 @@ func (q *Requests) cmds() []synth.Cmd {
 
 // Dir is the tree of the queue:
 //
-//	requests/ctl   "request KIND [ARGS]", "approve ID", "refuse ID"; reads counts by state
-//	requests/ID    a request: id, from, kind, args, file, line, state, by, time lines
+//	requests/ctl     "request KIND [ARGS]", by anyone (mode 0666); reads counts by state
+//	requests/decide  "approve ID", "refuse ID", by the owner (mode 0600)
+//	requests/ID      a request: id, from, kind, args, file, line, state, by, time lines
+//
+// That deciding is a file of its own lets an approver (the web UI) open
+// it first, so that one who may not decide is refused before the
+// request's line is written.
 func (q *Requests) Dir() *synth.Dir {
 	d := synth.NewDir("requests", 0555)
 	d.Add(synth.Ctl("ctl", 0666, q.cmds(), q.status))
+	d.Add(synth.Ctl("decide", 0600, q.decideCmds(), nil))
 	d.SetGen(synth.GenNames(func(context.Context) []string {
 		var names []string
 		for _, r := range q.List() {

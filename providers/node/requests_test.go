@@ -68,7 +68,10 @@ func TestRequests(t *testing.T) {
 	if err := testutil.WriteFile(ctx, view, "/requests/ctl", "request join\n"); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WriteFile(ctx, view, "/requests/ctl", "approve 1\n"); !errors.Is(err, plan9.ErrPerm) {
+	if err := testutil.WriteFile(ctx, view, "/requests/ctl", "approve 1\n"); !errors.Is(err, plan9.ErrBadCtl) {
+		t.Fatalf("approving through the ctl: %v", err)
+	}
+	if err := testutil.WriteFile(ctx, view, "/requests/decide", "approve 1\n"); !errors.Is(err, plan9.ErrPerm) {
 		t.Fatalf("a key approving its own request: %v", err)
 	}
 	text, err := testutil.ReadFile(ctx, view, "/requests/2")
@@ -86,16 +89,16 @@ func TestRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer owner.Clunk()
-	if err := testutil.WriteFile(ctx, owner, "/requests/ctl", "approve 1\n"); err != nil {
+	if err := testutil.WriteFile(ctx, owner, "/requests/decide", "approve 1\n"); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WriteFile(ctx, owner, "/requests/ctl", "refuse 2\n"); err != nil {
+	if err := testutil.WriteFile(ctx, owner, "/requests/decide", "refuse 2\n"); err != nil {
 		t.Fatal(err)
 	}
-	if err := testutil.WriteFile(ctx, owner, "/requests/ctl", "refuse 1\n"); !errors.Is(err, node.ErrNotPending) {
+	if err := testutil.WriteFile(ctx, owner, "/requests/decide", "refuse 1\n"); !errors.Is(err, node.ErrNotPending) {
 		t.Fatalf("deciding twice: %v", err)
 	}
-	if err := testutil.WriteFile(ctx, owner, "/requests/ctl", "approve 99\n"); !errors.Is(err, node.ErrNoRequest) {
+	if err := testutil.WriteFile(ctx, owner, "/requests/decide", "approve 99\n"); !errors.Is(err, node.ErrNoRequest) {
 		t.Fatalf("approving no request: %v", err)
 	}
 	st, err := testutil.ReadFile(ctx, owner, "/requests/ctl")
