@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/importers/remote"
+	"cheshire/nodekey"
+	"cheshire/styx"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -330,4 +334,130 @@ func webNode(t *testing.T) (n *node, addr, owner string) {
 	t.Helper()
 	n = startNode(t, shortTemp(t))
 	return n, n.httpsAddr(), ownerName(t)
+}
+
+// remoteAttach attaches to n's 9P over TLS as the holder of id's key,
+// at aname.
+func remoteAttach(t *testing.T, n *node, id *nodekey.Identity, aname string) (*styx.Fid, error) {
+	t.Helper()
+	nodeKey, err := nodekey.Decode(strings.TrimSpace(must9p(t, n, "read", "/node/id")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := remote.TLSDialer(id)(t.Context(), n.tlsAddr(), nodeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := styx.NewClient(t.Context(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.Attach(t.Context(), nil, "anyone", aname)
+}
+
+// TestWebUIApprovals: remote keys to which nothing is exported are
+// refused, and each files an access request in /node/requests; alice,
+// signed in to the web UI, cannot approve one (nothing exported); the
+// owner approves one (the export line written to the owner's /ns/ctl,
+// the key then attaching and reading the file) and refuses the other.
+func TestWebUIApprovals(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t), "--listen", "tls!127.0.0.1!0")
+	addr, owner := n.httpsAddr(), ownerName(t)
+	const token, aliceToken = "owner-token-0123456789", "alice-token-0123456789"
+	must9pIn(t, n, owner+" "+token+"\nalice "+aliceToken+"\n", "write", "/git/tokens")
+	must9p(t, n, "create", "/tmp/shared/")
+	must9pIn(t, n, "for the key\n", "write", "/tmp/shared/f")
+
+	ids := make([]*nodekey.Identity, 2)
+	for i, aname := range []string{"/tmp/shared", "/tmp/other"} {
+		id, err := nodekey.Load(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		if _, err := remoteAttach(t, n, id, aname); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("a key with nothing exported to it attached: %v", err)
+		}
+		req := must9p(t, n, "read", fmt.Sprintf("/node/requests/%d", i+1))
+		for _, want := range []string{"from key:" + id.ID() + "\n", "kind access\n", "file /ns/ctl\n",
+			"line export " + aname + " ro to " + id.ID() + "\n", "state pending\n"} {
+			if !strings.Contains(req, want) {
+				t.Fatalf("request %d lacks %q:\n%s", i+1, want, req)
+			}
+		}
+	}
+
+	ctx := uiBrowser(t, addr)
+	base := "https://" + addr
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	signIn := func(user, token string) {
+		t.Helper()
+		run("sign in as "+user,
+			chromedp.Navigate(base+"/?next=/approvals"),
+			chromedp.SendKeys(chromedp.ID("user"), user),
+			chromedp.SendKeys(chromedp.ID("password"), token),
+			chromedp.Click(chromedp.ID("signin")),
+			chromedp.WaitVisible(chromedp.ID("req-1")))
+	}
+
+	signIn("alice", aliceToken)
+	run("alice approves", chromedp.Click(chromedp.CSS("#req-1 button.approve")), chromedp.WaitVisible(chromedp.ID("error")))
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "approval-refused")
+	if !strings.Contains(msg, "permission denied") {
+		t.Fatalf("alice approving: %q", msg)
+	}
+	if req := must9p(t, n, "read", "/node/requests/1"); !strings.Contains(req, "state pending\n") {
+		t.Fatalf("request 1 after alice's try:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[0].ID()) {
+		t.Fatalf("exported after alice's try:\n%s", ex)
+	}
+	run("alice signs out", chromedp.Navigate(base+"/approvals"), chromedp.Click(chromedp.CSS(".signout button")),
+		chromedp.WaitVisible(chromedp.ID("signin")))
+
+	signIn(owner, token)
+	shot(t, ctx, "approvals")
+	run("the owner approves", chromedp.Click(chromedp.CSS("#req-1 button.approve")), chromedp.WaitVisible(chromedp.ID("done")))
+	if req := must9p(t, n, "read", "/node/requests/1"); !strings.Contains(req, "state approved\nby "+owner+"\n") {
+		t.Fatalf("request 1 after approval:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); !strings.Contains(ex, ids[0].ID()) {
+		t.Fatalf("/ns/exports after approval:\n%s", ex)
+	}
+	root, err := remoteAttach(t, n, ids[0], "/tmp/shared")
+	if err != nil {
+		t.Fatalf("the approved key attaching: %v", err)
+	}
+	f, err := root.WalkPath(t.Context(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Open(t.Context(), styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := f.ReadAll(t.Context()); err != nil || string(b) != "for the key\n" {
+		t.Fatalf("the approved key reads %q, %v", b, err)
+	}
+
+	run("the owner refuses", chromedp.Click(chromedp.CSS("#req-2 button.refuse")), chromedp.WaitVisible(chromedp.ID("done")),
+		chromedp.WaitVisible(chromedp.ID("none")))
+	shot(t, ctx, "approvals-decided")
+	if req := must9p(t, n, "read", "/node/requests/2"); !strings.Contains(req, "state refused\n") {
+		t.Fatalf("request 2 after refusal:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[1].ID()) {
+		t.Fatalf("refused, yet exported:\n%s", ex)
+	}
 }
