@@ -170,8 +170,12 @@ func TestWebUI(t *testing.T) {
 	// The graph: rates drawn from /node/stats, the 9P requests of this
 	// very test among them.
 	run("the graph", chromedp.Navigate(base+"/graph"),
-		voidOf(chromedp.Poll[bool](`window.graphSamples >= 3 && document.getElementById("chart-9p-requests") !== null`)))
+		voidOf(chromedp.Poll[bool](`window.graphSamples >= 3 && document.getElementById("chart-9p-requests") !== null`)),
+		voidOf(chromedp.Poll[bool](`window.clusterSamples >= 1 && document.querySelector("#cluster g.self") !== null`)))
 	shot(t, ctx, "graph")
+	if self := get("the cluster's self node", chromedp.Evaluate[string](`document.querySelector("#cluster g.self").dataset.id`)); self != strings.TrimSpace(must9p(t, n, "read", "/node/id")) {
+		t.Fatalf("the cluster graph's own node: %q", self)
+	}
 	if st := must9p(t, n, "read", "/node/stats"); !strings.Contains(st, "9p-requests ") || !strings.Contains(st, "https-requests ") || !strings.Contains(st, "dns-queries ") {
 		t.Fatalf("/node/stats:\n%s", st)
 	}

@@ -12,7 +12,9 @@
 //	/approvals            the requests of /node/requests, approved (their ctl line written
 //	                      through the user's namespace) or refused
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
-//	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats
+//	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats,
+//	                      and of the cluster: this node, its imports with their connections'
+//	                      state (/ns/imports), the ledger's members (/ledger/status)
 //
 // Pages are html/template, embedded; the little JavaScript there is
 // (following a file live) is a static file of its own, allowed by the
@@ -111,6 +113,7 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /node", u.signed(u.node))
 	u.mux.HandleFunc("GET /graph", u.signed(u.graph))
 	u.mux.HandleFunc("GET /stats.json", u.signed(u.stats))
+	u.mux.HandleFunc("GET /cluster.json", u.signed(u.cluster))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
 	u.mux.HandleFunc("GET /approvals", u.signed(u.approvals))
