@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 	"cheshire/nodekey"
 	"cheshire/styx"
 
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -45,6 +47,9 @@ func uiBrowser(t *testing.T, addr string) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+		// https://localhost:PORT is the node too: a name, which passkeys
+		// need (WebAuthn's relying party cannot be an IP address).
+		chromedp.Flag("host-resolver-rules", "MAP localhost 127.0.0.1"),
 		chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.UserDataDir(t.TempDir()))
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
@@ -463,5 +468,70 @@ func TestWebUIApprovals(t *testing.T) {
 	}
 	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[1].ID()) {
 		t.Fatalf("refused, yet exported:\n%s", ex)
+	}
+}
+
+// TestWebUIPasskey: signed in with a token, the owner adds a passkey
+// (a CDP virtual authenticator: CTAP2, internal, resident keys, user
+// verification), signs out, and signs in again with the passkey alone;
+// the credential is kept in the node's data directory. At
+// https://localhost:PORT, since WebAuthn takes no IP address.
+func TestWebUIPasskey(t *testing.T) {
+	t.Parallel()
+	n, addr, owner := webNode(t)
+	const token = "owner-token-0123456789"
+	must9pIn(t, n, owner+" "+token+"\n", "write", "/git/tokens")
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "https://localhost:" + port
+	ctx := uiBrowser(t, addr)
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	va, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
+		Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
+		Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+		IsUserVerified: true, AutomaticPresenceSimulation: true}})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	run("sign in with the token",
+		chromedp.Navigate(base+"/?next=/passkeys"),
+		chromedp.SendKeys(chromedp.ID("user"), owner),
+		chromedp.SendKeys(chromedp.ID("password"), token),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("passkey-add")))
+	run("add a passkey", chromedp.Click(chromedp.ID("passkey-add")),
+		chromedp.WaitVisible(chromedp.CSS("#done, #passkey-error:not([hidden])")))
+	if msg, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("passkey-error") ? document.getElementById("passkey-error").textContent : ""`)); msg != "" {
+		shot(t, ctx, "failed")
+		t.Fatalf("adding a passkey: %s", msg)
+	}
+	shot(t, ctx, "passkey-added")
+	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+	if err != nil || len(creds.Credentials) != 1 || creds.Credentials[0].RpID != "localhost" || !creds.Credentials[0].IsResidentCredential {
+		t.Fatalf("the authenticator's credentials: %+v %v", creds, err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(n.dir, "webui", "passkeys", "*.json"))
+	if len(kept) != 1 {
+		t.Fatalf("passkey files kept: %q", kept)
+	}
+
+	run("sign out", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	run("sign in with the passkey", chromedp.Click(chromedp.ID("passkey-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	user, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("span.user") ? document.querySelector("span.user").textContent : document.getElementById("passkey-error").textContent`))
+	shot(t, ctx, "passkey-signed-in")
+	if err != nil || user != owner {
+		t.Fatalf("signed in with the passkey as %q (%v), want %q", user, err, owner)
 	}
 }

@@ -9,6 +9,7 @@
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
+//	/passkeys             the user's passkeys (WebAuthn), and the button that adds one
 //	/approvals            the requests of /node/requests, approved (their ctl line written
 //	                      through the user's namespace) or refused
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
@@ -58,6 +59,13 @@ type Options struct {
 	Certificate func(r *http.Request) (string, error)
 	// Password reports whether password is user's (the sign-in form).
 	Password func(user, password string) bool
+	// PasskeyDir, if set, keeps the users' passkeys (WebAuthn
+	// credentials), a file each; without it there are none.
+	PasskeyDir string
+	// PasskeyNames are the host names passkeys work at (WebAuthn's
+	// relying party is the name the page was reached by; an IP address
+	// cannot be one): the names the node's certificate is for.
+	PasskeyNames []string
 	// Log receives a line per sign-in and per refused request.
 	Log *slog.Logger
 	// Now is the clock of sessions (time.Now if nil).
@@ -78,14 +86,17 @@ type UI struct {
 	mux  *http.ServeMux
 	tmpl *template.Template
 
+	pk   *passkeys // nil without Options.PasskeyDir
+
 	mu       sync.Mutex
 	sessions map[string]*session // guarded by mu: by id
 }
 
 type session struct {
-	user    string
-	csrf    string
-	expires time.Time
+	user     string
+	csrf     string
+	expires  time.Time
+	ceremony *ceremony // guarded by UI.mu: a passkey's registration under way
 }
 
 // New returns the UI.
@@ -97,6 +108,9 @@ func New(o Options) *UI {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	u := &UI{o: o, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	if o.PasskeyDir != "" {
+		u.pk = &passkeys{dir: o.PasskeyDir, ceremonies: map[string]*ceremony{}}
+	}
 	u.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"join":  joinPath,
 		"human": human,
@@ -116,6 +130,11 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /cluster.json", u.signed(u.cluster))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
+	u.mux.HandleFunc("GET /passkeys", u.signed(u.passkeysPage))
+	u.mux.HandleFunc("POST /passkeys/begin", u.signed(u.registerBegin))
+	u.mux.HandleFunc("POST /passkeys/finish", u.signed(u.registerFinish))
+	u.mux.HandleFunc("POST /passkey/begin", u.loginBegin)
+	u.mux.HandleFunc("POST /passkey/finish", u.loginFinish)
 	u.mux.HandleFunc("GET /approvals", u.signed(u.approvals))
 	u.mux.HandleFunc("POST /approvals", u.signed(u.decide))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))

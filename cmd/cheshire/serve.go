@@ -143,7 +143,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	web.Handle("/git/", mods.HTTP("git", gitH))
 	web.Handle("/ns/", mods.HTTP("git", nsH))
 	web.Handle("/apps/", mods.HTTP("apps", p.appsHandler()))
-	web.Handle("/", p.webUI())
+	web.Handle("/", p.webUI(nd.dir))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"path"
+	"path/filepath"
 
 	"cheshire/styx"
 	"cheshire/webui"
@@ -11,10 +13,19 @@ import (
 
 // webUI is the node's web UI at https://NODE/: the signed-in user's own
 // namespace. A client certificate from /ca signs in by itself; the
-// sign-in form takes a user and its token of /git/tokens.
-func (p *parts) webUI() http.Handler {
+// sign-in form takes a user and its token of /git/tokens, or a passkey
+// (kept in DIR/webui/passkeys), at the names of the node's certificate.
+func (p *parts) webUI(dir string) http.Handler {
+	var names []string
+	for _, n := range httpsNames() {
+		if net.ParseIP(n) == nil {
+			names = append(names, n)
+		}
+	}
 	return webui.New(webui.Options{
-		Attach: p.userRoot,
+		PasskeyDir:   filepath.Join(dir, "webui", "passkeys"),
+		PasskeyNames: names,
+		Attach:       p.userRoot,
 		Certificate: func(r *http.Request) (string, error) {
 			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 				return "", nil
