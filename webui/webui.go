@@ -86,7 +86,7 @@ type UI struct {
 	mux  *http.ServeMux
 	tmpl *template.Template
 
-	pk   *passkeys // nil without Options.PasskeyDir
+	pk *passkeys // nil without Options.PasskeyDir
 
 	mu       sync.Mutex
 	sessions map[string]*session // guarded by mu: by id
