@@ -3,7 +3,8 @@
 // styx.File interface that 9P serves, so that the namespace's
 // permission checks are the UI's too; it has no back door of its own.
 //
-//	/                     sign in (a client certificate from /ca signs in by itself)
+//	/                     sign in: a client certificate from /ca signs in by itself; else a
+//	                      user and token, or a passkey
 //	/fs/PATH              the namespace: a directory listed, a file shown and edited,
 //	                      a ctl file with a command line and its reply
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
@@ -18,11 +19,22 @@
 //	                      state (/ns/imports), the ledger's members (/ledger/status)
 //
 // Pages are html/template, embedded; the little JavaScript there is
-// (following a file live) is a static file of its own, allowed by the
-// Content-Security-Policy, which allows nothing inline. Sessions are
-// server-side, named by an HttpOnly, Secure, SameSite=Strict cookie;
-// every form that changes anything carries the session's CSRF token,
-// and a POST from another site (Sec-Fetch-Site, Origin) is refused.
+// (following a file live, the graphs, passkeys) is static files of its
+// own, allowed by the Content-Security-Policy, which allows nothing
+// inline. Sessions are server-side, named by an HttpOnly, Secure,
+// SameSite=Strict cookie; every form that changes anything carries the
+// session's CSRF token, and a POST from another site (Sec-Fetch-Site,
+// Origin) is refused.
+//
+// Approving a request reads it again from /node/requests/ID (never from
+// the form), opens /node/requests/decide (so that one who may not decide
+// is refused first), writes the request's line to its ctl file of the
+// user's namespace, then "approve ID" to decide.
+//
+// Passkeys (github.com/go-webauthn/webauthn) are kept, a file a user,
+// in Options.PasskeyDir through atomicfile; they work at the host names
+// of Options.PasskeyNames only, since WebAuthn's relying party cannot
+// be an IP address.
 package webui
 
 import (
