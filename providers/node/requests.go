@@ -182,8 +182,9 @@ func validKey(key string) bool {
 
 // File files a request of kind with args from from: a remote key
 // ("key:KEY", known by its TLS handshake) or a user (known by its
-// attach). A pending request of the same kind and arguments from the
-// same asker is not filed twice: that one is returned.
+// attach). An asker has at most one pending request of a kind: while
+// it waits, it is returned instead of a new one (and is never changed,
+// so that what an approver saw is what is approved).
 func (q *Requests) File(from, kind string, args []string) (Request, error) {
 	file, line, err := approval(from, kind, args)
 	if err != nil {
@@ -192,7 +193,7 @@ func (q *Requests) File(from, kind string, args []string) (Request, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, r := range q.list {
-		if r.State == Pending && r.From == from && r.Kind == kind && r.Line == line {
+		if r.State == Pending && r.From == from && r.Kind == kind {
 			return r, nil
 		}
 	}

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func TestRequests(t *testing.T) {
 	}
 	if again, err := q.File("key:"+testKey, "access", []string{"/tmp/shared dir"}); err != nil || again.ID != r.ID {
 		t.Fatalf("the same request again: %+v %v, want id %d", again, err, r.ID)
+	}
+	if other, err := q.File("key:"+testKey, "access", []string{"/", "rw"}); err != nil || other.ID != r.ID || other.Line != r.Line {
+		t.Fatalf("another access request while one waits: %+v %v, want request %d unchanged", other, err, r.ID)
 	}
 	if _, err := q.File("alice", "join", nil); err == nil || !strings.Contains(err.Error(), "cannot be") {
 		t.Fatalf("a join asked by a user, not a key: %v", err)
@@ -125,8 +129,9 @@ func TestRequestsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	key := func(i int) string { return "key:" + fmt.Sprintf("%052d", i) }
 	for i := range node.MaxRequests {
-		if _, err := q.File("key:"+testKey, "access", []string{"/p/" + string(rune('a'+i%26)) + strings.Repeat("x", i)}); err != nil {
+		if _, err := q.File(key(i), "access", []string{"/p"}); err != nil {
 			t.Fatal(err)
 		}
 	}
