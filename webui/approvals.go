@@ -21,6 +21,10 @@ import (
 // requestsDir is where the node keeps its approvals queue.
 const requestsDir = "/node/requests"
 
+// maxRequestText bounds a request file read: a few lines, a path of up
+// to 1 KiB among them.
+const maxRequestText = 8 << 10
+
 // approvalRequest is a request as its file tells it.
 type approvalRequest struct {
 	ID                          int
@@ -105,7 +109,7 @@ func (u *UI) readRequests(r *request) ([]approvalRequest, error) {
 
 // readRequest reads request id from the queue.
 func (u *UI) readRequest(r *request, id string) (approvalRequest, error) {
-	text, err := styx.ReadFile(r.Context(), r.root, requestsDir+"/"+id, 64<<10)
+	text, err := styx.ReadFile(r.Context(), r.root, requestsDir+"/"+id, maxRequestText)
 	if err != nil {
 		return approvalRequest{}, err
 	}

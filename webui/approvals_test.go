@@ -29,7 +29,7 @@ type approvalEnv struct {
 	lines []string // guarded by mu: written to /ns/ctl
 }
 
-func newApprovalEnv(t *testing.T) *approvalEnv {
+func newApprovalEnv(t testing.TB) *approvalEnv {
 	t.Helper()
 	e := &approvalEnv{}
 	var err error
@@ -60,7 +60,7 @@ func newApprovalEnv(t *testing.T) *approvalEnv {
 
 // client signs user in and returns a client with its session and the
 // session's CSRF token.
-func (e *approvalEnv) client(t *testing.T, user string) (*http.Client, string) {
+func (e *approvalEnv) client(t testing.TB, user string) (*http.Client, string) {
 	t.Helper()
 	c := e.srv.Client()
 	c.Jar, _ = cookiejar.New(nil)
@@ -79,7 +79,7 @@ func (e *approvalEnv) client(t *testing.T, user string) (*http.Client, string) {
 }
 
 // fetch GETs u, or POSTs form to it.
-func fetch(t *testing.T, c *http.Client, u string, form url.Values) (int, string) {
+func fetch(t testing.TB, c *http.Client, u string, form url.Values) (int, string) {
 	t.Helper()
 	var resp *http.Response
 	var err error

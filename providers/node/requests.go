@@ -77,6 +77,8 @@ type Requests struct {
 	owner string // who decides
 	now   func() time.Time
 
+	dir *synth.Dir // requests/: ctl, decide and a file a request, added and removed with them
+
 	mu   sync.Mutex
 	next int       // guarded by mu: the next id
 	list []Request // guarded by mu: in id order
@@ -86,6 +88,9 @@ type Requests struct {
 // request), decided by owner.
 func OpenRequests(path, owner string) (*Requests, error) {
 	q := &Requests{path: path, owner: owner, now: time.Now, next: 1}
+	q.dir = synth.NewDir("requests", 0555)
+	q.dir.Add(synth.Ctl("ctl", 0666, q.cmds(), q.status))
+	q.dir.Add(synth.Ctl("decide", 0600, q.decideCmds(), nil))
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -104,6 +109,7 @@ func OpenRequests(path, owner string) (*Requests, error) {
 	q.next = max(saved.Next, 1)
 	for _, r := range q.list {
 		q.next = max(q.next, r.ID+1)
+		q.dir.Add(q.file(r.ID))
 	}
 	return q, nil
 }
@@ -197,11 +203,14 @@ func (q *Requests) File(from, kind string, args []string) (Request, error) {
 			return r, nil
 		}
 	}
+	old := slices.Clone(q.list)
+	evicted := -1
 	if len(q.list) >= MaxRequests {
 		i := slices.IndexFunc(q.list, func(r Request) bool { return r.State != Pending })
 		if i < 0 {
 			return Request{}, ErrQueueFull
 		}
+		evicted = q.list[i].ID
 		q.list = slices.Delete(q.list, i, i+1)
 	}
 	r := Request{ID: q.next, From: from, Kind: kind, Args: slices.Clone(args), File: file, Line: line,
@@ -209,10 +218,14 @@ func (q *Requests) File(from, kind string, args []string) (Request, error) {
 	q.next++
 	q.list = append(q.list, r)
 	if err := q.saveLocked(); err != nil {
-		q.list = q.list[:len(q.list)-1]
+		q.list = old
 		q.next--
 		return Request{}, err
 	}
+	if evicted >= 0 {
+		q.dir.Remove(strconv.Itoa(evicted))
+	}
+	q.dir.Add(q.file(r.ID))
 	return r, nil
 }
 
@@ -308,25 +321,15 @@ func (q *Requests) decideCmds() []synth.Cmd {
 // That deciding is a file of its own lets an approver (the web UI) open
 // it first, so that one who may not decide is refused before the
 // request's line is written.
-func (q *Requests) Dir() *synth.Dir {
-	d := synth.NewDir("requests", 0555)
-	d.Add(synth.Ctl("ctl", 0666, q.cmds(), q.status))
-	d.Add(synth.Ctl("decide", 0600, q.decideCmds(), nil))
-	d.SetGen(synth.GenNames(func(context.Context) []string {
-		var names []string
-		for _, r := range q.List() {
-			names = append(names, strconv.Itoa(r.ID))
+func (q *Requests) Dir() *synth.Dir { return q.dir }
+
+// file is the file of request id: its text as it is when opened.
+func (q *Requests) file(id int) synth.Node {
+	return synth.String(strconv.Itoa(id), 0444, func(context.Context) string {
+		r, ok := q.Get(id)
+		if !ok {
+			return ""
 		}
-		return names
-	}, func(name string) synth.Node {
-		id, _ := strconv.Atoi(name)
-		return synth.String(name, 0444, func(context.Context) string {
-			r, ok := q.Get(id)
-			if !ok {
-				return ""
-			}
-			return r.Text()
-		})
-	}))
-	return d
+		return r.Text()
+	})
 }
