@@ -369,7 +369,9 @@ func remoteAttach(t *testing.T, n *node, id *nodekey.Identity, aname string) (*s
 // refused, and each files an access request in /node/requests; alice,
 // signed in to the web UI, cannot approve one (nothing exported); the
 // owner approves one (the export line written to the owner's /ns/ctl,
-// the key then attaching and reading the file) and refuses the other.
+// the key then attaching and reading the file) and refuses the other;
+// a key asks through #requests to hold fragments, and once approved the
+// store has it as a holder.
 func TestWebUIApprovals(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, shortTemp(t), "--listen", "tls!127.0.0.1!0")
@@ -468,6 +470,32 @@ func TestWebUIApprovals(t *testing.T) {
 	}
 	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[1].ID()) {
 		t.Fatalf("refused, yet exported:\n%s", ex)
+	}
+
+	// A key asks, through #requests, to hold the store's fragments; the
+	// owner approves, and the store has it as a holder.
+	ask, err := remoteAttach(t, n, ids[1], "#requests")
+	if err != nil {
+		t.Fatalf("attaching to #requests: %v", err)
+	}
+	ctl, err := ask.WalkPath(t.Context(), "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Open(t.Context(), styx.OWRITE); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.WriteAt(t.Context(), []byte("request holder\n"), 0); err != nil {
+		t.Fatalf("request holder: %v", err)
+	}
+	ctl.Clunk(t.Context())
+	if req := must9p(t, n, "read", "/node/requests/3"); !strings.Contains(req, "from key:"+ids[1].ID()+"\n") || !strings.Contains(req, "line holders add "+ids[1].ID()+"\n") {
+		t.Fatalf("request 3:\n%s", req)
+	}
+	run("the owner approves the holder", chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.ID("req-3")),
+		chromedp.Click(chromedp.CSS("#req-3 button.approve")), chromedp.WaitVisible(chromedp.ID("done")))
+	if st := must9p(t, n, "read", "/store/status"); !strings.Contains(st, "holder "+ids[1].ID()) {
+		t.Fatalf("/store/status after the approval:\n%s", st)
 	}
 }
 

@@ -295,7 +295,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise),
-		ns.WithRefused(p.accessRequest), ns.WithWatchService()) // #watch: nodes that import this one watch its paths
+		p.requestsOption(), ns.WithWatchService()) // #watch: nodes that import this one watch its paths
 	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil

@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"cheshire/ns"
 	"cheshire/styx"
 	"cheshire/webui"
 )
@@ -41,6 +42,19 @@ func (p *parts) webUI(dir string) http.Handler {
 // UI's, the apps', git's /ns/) see it.
 func (p *parts) userRoot(ctx context.Context, user string) (styx.File, error) {
 	return p.ns.Attach(ctx, user, "", nil)
+}
+
+// requestsOption is how remote keys reach /node/requests: one to which
+// nothing is exported files an access request by attaching
+// (accessRequest), and any may attach to "#requests" to write "request
+// KIND [ARGS]" (join, holder) to its ctl, as itself.
+func (p *parts) requestsOption() ns.Option {
+	return func(m *ns.Manager) {
+		ns.WithRefused(p.accessRequest)(m)
+		ns.WithKeyService("#requests", func(ctx context.Context, key, rest string) (styx.File, error) {
+			return p.reqs.Ask().Attach(ctx, "key:"+key, rest, nil)
+		})(m)
+	}
 }
 
 // accessRequest files an access request in /node/requests for a remote

@@ -77,7 +77,8 @@ type Requests struct {
 	owner string // who decides
 	now   func() time.Time
 
-	dir *synth.Dir // requests/: ctl, decide and a file a request, added and removed with them
+	dir *synth.Dir    // requests/: ctl, decide and a file a request, added and removed with them
+	ask *synth.Server // a root with only ctl: what a remote key attaching to ask gets
 
 	mu   sync.Mutex
 	next int       // guarded by mu: the next id
@@ -91,6 +92,9 @@ func OpenRequests(path, owner string) (*Requests, error) {
 	q.dir = synth.NewDir("requests", 0555)
 	q.dir.Add(synth.Ctl("ctl", 0666, q.cmds(), q.status))
 	q.dir.Add(synth.Ctl("decide", 0600, q.decideCmds(), nil))
+	ask := synth.NewDir("/", 0555)
+	ask.Add(synth.Ctl("ctl", 0222, q.cmds(), nil))
+	q.ask = synth.NewServer(ask, synth.WithOwner(owner))
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -322,6 +326,13 @@ func (q *Requests) decideCmds() []synth.Cmd {
 // it first, so that one who may not decide is refused before the
 // request's line is written.
 func (q *Requests) Dir() *synth.Dir { return q.dir }
+
+// Ask is a server for those who may only ask: its root holds one file,
+// ctl (write-only), taking "request KIND [ARGS]" as the attaching user.
+// A node serves it to any remote key (ns.WithKeyService "#requests"),
+// the key being the one its TLS handshake proved, so that a key to which
+// nothing is exported can still ask to join the ledger or hold fragments.
+func (q *Requests) Ask() *synth.Server { return q.ask }
 
 // file is the file of request id: its text as it is when opened.
 func (q *Requests) file(id int) synth.Node {

@@ -88,6 +88,23 @@ func TestRequests(t *testing.T) {
 		}
 	}
 
+	// Through Ask, as a remote key attached to #requests is served.
+	asker, err := q.Ask().Attach(ctx, "key:"+testKey, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asker.Clunk()
+	if err := testutil.WriteFile(ctx, asker, "/ctl", "request holder\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testutil.ReadFile(ctx, asker, "/ctl"); !errors.Is(err, plan9.ErrPerm) {
+		t.Fatalf("reading the asker's ctl: %v", err)
+	}
+	if r, ok := q.Get(3); !ok || r.Kind != "holder" || r.From != "key:"+testKey {
+		t.Fatalf("request 3: %+v", r)
+	}
+	synthtest.TestServer(t, q.Ask(), "key:"+testKey)
+
 	owner, err := n.Attach(ctx, "glenda", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -106,17 +123,17 @@ func TestRequests(t *testing.T) {
 		t.Fatalf("approving no request: %v", err)
 	}
 	st, err := testutil.ReadFile(ctx, owner, "/requests/ctl")
-	if err != nil || !strings.Contains(st, "pending 0\napproved 1\nrefused 1\n") {
+	if err != nil || !strings.Contains(st, "pending 1\napproved 1\nrefused 1\n") {
 		t.Fatalf("/requests/ctl: %q %v", st, err)
 	}
 	synthtest.TestServer(t, n, "glenda")
 
 	_, q2 := requestsNode(t, path)
 	got := q2.List()
-	if len(got) != 2 || got[0].State != node.Approved || got[0].By != "glenda" || got[1].State != node.Refused {
+	if len(got) != 3 || got[0].State != node.Approved || got[0].By != "glenda" || got[1].State != node.Refused || got[2].State != node.Pending {
 		t.Fatalf("reopened: %+v", got)
 	}
-	if r, err := q2.File("key:"+testKey, "holder", nil); err != nil || r.ID != 3 || r.Line != "holders add "+testKey {
+	if r, err := q2.File("key:"+testKey, "join", nil); err != nil || r.ID != 4 || r.Line != "join "+testKey {
 		t.Fatalf("after reopening: %+v %v", r, err)
 	}
 }
