@@ -562,4 +562,19 @@ func TestWebUIPasskey(t *testing.T) {
 	if err != nil || user != owner {
 		t.Fatalf("signed in with the passkey as %q (%v), want %q", user, err, owner)
 	}
+
+	// Removed, the passkey signs in no more.
+	run("remove the passkey", chromedp.Navigate(base+"/passkeys"), chromedp.Click(chromedp.CSS("#passkeys button.remove")),
+		chromedp.WaitVisible(chromedp.ID("done")))
+	if b, err := os.ReadFile(kept[0]); err != nil || !strings.Contains(string(b), `"credentials": []`) {
+		t.Fatalf("the passkey file after removal: %s %v", b, err)
+	}
+	run("sign out again", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	run("a removed passkey", chromedp.Click(chromedp.ID("passkey-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("passkey-error")))
+	shot(t, ctx, "passkey-removed")
+	if err != nil || !strings.Contains(msg, "passkey refused") {
+		t.Fatalf("signing in with a removed passkey: %q %v", msg, err)
+	}
 }

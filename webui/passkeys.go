@@ -158,6 +158,39 @@ func (u *UI) passkeysPage(w http.ResponseWriter, r *request) {
 	u.render(w, http.StatusOK, "passkeys.html", data)
 }
 
+// passkeyRemove removes one of the signed-in user's passkeys (a form
+// of /passkeys, with its credential id).
+func (u *UI) passkeyRemove(w http.ResponseWriter, r *request) {
+	if u.pk == nil {
+		u.fail(w, r.Request, http.StatusNotFound, "passkeys are not kept on this node")
+		return
+	}
+	id, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("id"))
+	if err != nil || len(id) == 0 {
+		u.fail(w, r.Request, http.StatusBadRequest, "bad passkey id")
+		return
+	}
+	u.pk.fileMu.Lock()
+	defer u.pk.fileMu.Unlock()
+	pu, err := u.pk.load(r.user)
+	if err != nil {
+		u.fail(w, r.Request, http.StatusInternalServerError, err.Error())
+		return
+	}
+	i := slices.IndexFunc(pu.Credentials, func(c webauthn.Credential) bool { return string(c.ID) == string(id) })
+	if i < 0 {
+		u.fail(w, r.Request, http.StatusNotFound, "no such passkey")
+		return
+	}
+	pu.Credentials = slices.Delete(pu.Credentials, i, i+1)
+	if err := u.pk.save(pu); err != nil {
+		u.fail(w, r.Request, http.StatusInternalServerError, err.Error())
+		return
+	}
+	u.o.Log.Info("webui: passkey removed", "user", r.user)
+	http.Redirect(w, r.Request, "/passkeys?done=removed", http.StatusSeeOther)
+}
+
 // jsonError answers a script's request with an error it shows.
 func jsonError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -10,7 +10,7 @@
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
-//	/passkeys             the user's passkeys (WebAuthn), and the button that adds one
+//	/passkeys             the user's passkeys (WebAuthn): added, removed
 //	/approvals            the requests of /node/requests, approved (their ctl line written
 //	                      through the user's namespace) or refused
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
@@ -143,6 +143,7 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
 	u.mux.HandleFunc("GET /passkeys", u.signed(u.passkeysPage))
+	u.mux.HandleFunc("POST /passkeys", u.signed(u.passkeyRemove))
 	u.mux.HandleFunc("POST /passkeys/begin", u.signed(u.registerBegin))
 	u.mux.HandleFunc("POST /passkeys/finish", u.signed(u.registerFinish))
 	u.mux.HandleFunc("POST /passkey/begin", u.loginBegin)
