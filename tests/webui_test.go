@@ -578,3 +578,47 @@ func TestWebUIPasskey(t *testing.T) {
 		t.Fatalf("signing in with a removed passkey: %q %v", msg, err)
 	}
 }
+
+// TestWebUICluster: node A imports node B by key; A's /graph draws B as
+// an import that is up, then, B killed, as one that is not, live.
+func TestWebUICluster(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 2)
+	a, b := cl.nodes[0], cl.nodes[1]
+	must9p(t, b.node, "create", "/tmp/pub/")
+	if err := b.ctl("/ns/ctl", "export /tmp/pub ro to *"); err != nil {
+		t.Fatal(err)
+	}
+	b.published(1)
+	if _, err := a.run("", "import", b.key, "/n/b"); err != nil {
+		t.Fatalf("import: %v\n%s", err, a.logs)
+	}
+	owner := ownerName(t)
+	const token = "owner-token-0123456789"
+	must9pIn(t, a.node, owner+" "+token+"\n", "write", "/git/tokens")
+	addr := a.httpsAddr()
+	ctx := uiBrowser(t, addr)
+	imported := `document.querySelector('#cluster g.import[data-id="` + b.key + `"]')`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("https://"+addr+"/?next=/graph"),
+		chromedp.SendKeys(chromedp.ID("user"), owner),
+		chromedp.SendKeys(chromedp.ID("password"), token),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("cluster")),
+		voidOf(chromedp.Poll[bool](imported+` !== null && `+imported+`.classList.contains("state-up")`))); err != nil {
+		shot(t, ctx, "failed")
+		t.Fatalf("B drawn as an import that is up: %v", err)
+	}
+	shot(t, ctx, "cluster-up")
+	b.kill()
+	if err := chromedp.Do(ctx, voidOf(chromedp.Poll[bool](imported+` !== null && !`+imported+`.classList.contains("state-up")`))); err != nil {
+		shot(t, ctx, "failed")
+		t.Fatalf("B drawn as down: %v", err)
+	}
+	state, err := chromedp.Run(ctx, chromedp.Evaluate[string](imported+`.getAttribute("class")`))
+	shot(t, ctx, "cluster-down")
+	t.Logf("B killed, drawn with class %q", state)
+	if err != nil || !strings.Contains(state, "import state-") {
+		t.Fatalf("B's class: %q %v", state, err)
+	}
+}

@@ -39,16 +39,18 @@
       el("line", { x1: x1, y1: y1, x2: x2, y2: y2, class: "edge" + (n.import ? " import state-" + n.state.replace(/[^a-z-]/g, "") : " raft") }, edges);
     });
     nodes.forEach(function (n) {
-      const [x, y] = pos[n.id];
+      const [x, y] = pos[n.id], r = n.self ? 22 : 16;
+      // Labels away from the edge: above a node in the upper half.
+      const above = y < H / 2 - 1, ty = above ? y - r - 20 : y + r + 14, sy = above ? y - r - 6 : y + r + 28;
       const g = el("g", { class: cls(n), "data-id": n.id }, svg);
-      el("circle", { cx: x, cy: y, r: n.self ? 22 : 16 }, g);
-      const t = el("text", { x: x, y: y + (n.self ? 38 : 30), "text-anchor": "middle" }, g);
+      el("circle", { cx: x, cy: y, r: r }, g);
+      const t = el("text", { x: x, y: ty, "text-anchor": "middle" }, g);
       t.textContent = (n.self ? "this node " : "") + short(n.id);
       const parts = [];
       if (n.import) parts.push(n.import + " " + n.state);
       if (n.member) parts.push(n.member + (n.leader ? " leader" : "") + (n.raft && n.raft !== "self" ? " " + n.raft : ""));
       if (parts.length) {
-        const s = el("text", { x: x, y: y + (n.self ? 52 : 44), "text-anchor": "middle", class: "sub" }, g);
+        const s = el("text", { x: x, y: sy, "text-anchor": "middle", class: "sub" }, g);
         s.textContent = parts.join(", ");
       }
       const title = el("title", {}, g);
