@@ -230,6 +230,13 @@ func viewUser(key string) string { return "key:" + key }
 // isView reports whether user names a remote key's view.
 func isView(user string) bool { return strings.HasPrefix(user, "key:") }
 
+// WithRefused calls refused when AttachRemote refuses key because
+// nothing is exported to it (the node files an access request, say).
+// It is called before AttachRemote returns, so it should be quick.
+func WithRefused(refused func(ctx context.Context, key, aname string)) Option {
+	return func(m *Manager) { m.refused = refused }
+}
+
 // AttachRemote attaches a remote key to the view of what is exported to
 // it: each exported path at its own place, read-only where exported so;
 // nothing else. A key to which nothing is exported gets "permission
@@ -255,6 +262,9 @@ func (m *Manager) AttachRemote(ctx context.Context, key, aname string) (styx.Fil
 	}
 	if wanted == 0 {
 		ns.Close()
+		if m.refused != nil {
+			m.refused(ctx, key, aname)
+		}
 		return nil, fmt.Errorf("%w: nothing is exported to key %s", plan9.ErrPerm, key)
 	}
 	if aname != "" && aname != "/" {

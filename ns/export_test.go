@@ -140,3 +140,19 @@ func TestExportsFollowTheFile(t *testing.T) {
 		t.Fatalf("after a hand edit Exports = %v, %v", es, err)
 	}
 }
+
+// TestRefusedHook: a key to which nothing is exported is refused, and
+// WithRefused hears of it, with the path it asked for.
+func TestRefusedHook(t *testing.T) {
+	t.Parallel()
+	const key = "ybndrfg8ejkmcpqxot1uwisza345h769ybndrfg8ejkmcpqxot1u"
+	var heard []string
+	m := ns.NewManager(ns.WithRefused(func(ctx context.Context, k, aname string) { heard = append(heard, k+" "+aname) }))
+	t.Cleanup(m.Close)
+	if _, err := m.AttachRemote(context.Background(), key, "/tmp/x"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("attach with nothing exported: %v", err)
+	}
+	if len(heard) != 1 || heard[0] != key+" /tmp/x" {
+		t.Fatalf("the hook heard %q", heard)
+	}
+}

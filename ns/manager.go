@@ -30,6 +30,7 @@ type Manager struct {
 	importer Importer
 	// onExports is called after each change of the exports.
 	onExports func()
+	refused   func(ctx context.Context, key, aname string) // WithRefused
 	log       *slog.Logger
 	idleDrop  time.Duration // a namespace no file uses is dropped this long after
 

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -19,6 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/importers/remote"
+	"cheshire/nodekey"
+	"cheshire/styx"
+
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 )
 
@@ -41,6 +47,9 @@ func uiBrowser(t *testing.T, addr string) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
+		// https://localhost:PORT is the node too: a name, which passkeys
+		// need (WebAuthn's relying party cannot be an IP address).
+		chromedp.Flag("host-resolver-rules", "MAP localhost 127.0.0.1"),
 		chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.UserDataDir(t.TempDir()))
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
@@ -166,8 +175,12 @@ func TestWebUI(t *testing.T) {
 	// The graph: rates drawn from /node/stats, the 9P requests of this
 	// very test among them.
 	run("the graph", chromedp.Navigate(base+"/graph"),
-		voidOf(chromedp.Poll[bool](`window.graphSamples >= 3 && document.getElementById("chart-9p-requests") !== null`)))
+		voidOf(chromedp.Poll[bool](`window.graphSamples >= 3 && document.getElementById("chart-9p-requests") !== null`)),
+		voidOf(chromedp.Poll[bool](`window.clusterSamples >= 1 && document.querySelector("#cluster g.self") !== null`)))
 	shot(t, ctx, "graph")
+	if self := get("the cluster's self node", chromedp.Evaluate[string](`document.querySelector("#cluster g.self").dataset.id`)); self != strings.TrimSpace(must9p(t, n, "read", "/node/id")) {
+		t.Fatalf("the cluster graph's own node: %q", self)
+	}
 	if st := must9p(t, n, "read", "/node/stats"); !strings.Contains(st, "9p-requests ") || !strings.Contains(st, "https-requests ") || !strings.Contains(st, "dns-queries ") {
 		t.Fatalf("/node/stats:\n%s", st)
 	}
@@ -330,4 +343,282 @@ func webNode(t *testing.T) (n *node, addr, owner string) {
 	t.Helper()
 	n = startNode(t, shortTemp(t))
 	return n, n.httpsAddr(), ownerName(t)
+}
+
+// remoteAttach attaches to n's 9P over TLS as the holder of id's key,
+// at aname.
+func remoteAttach(t *testing.T, n *node, id *nodekey.Identity, aname string) (*styx.Fid, error) {
+	t.Helper()
+	nodeKey, err := nodekey.Decode(strings.TrimSpace(must9p(t, n, "read", "/node/id")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := remote.TLSDialer(id)(t.Context(), n.tlsAddr(), nodeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := styx.NewClient(t.Context(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.Attach(t.Context(), nil, "anyone", aname)
+}
+
+// TestWebUIApprovals: remote keys to which nothing is exported are
+// refused, and each files an access request in /node/requests; alice,
+// signed in to the web UI, cannot approve one (nothing exported); the
+// owner approves one (the export line written to the owner's /ns/ctl,
+// the key then attaching and reading the file) and refuses the other;
+// a key asks through #requests to hold fragments, and once approved the
+// store has it as a holder.
+func TestWebUIApprovals(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, shortTemp(t), "--listen", "tls!127.0.0.1!0")
+	addr, owner := n.httpsAddr(), ownerName(t)
+	const token, aliceToken = "owner-token-0123456789", "alice-token-0123456789"
+	must9pIn(t, n, owner+" "+token+"\nalice "+aliceToken+"\n", "write", "/git/tokens")
+	must9p(t, n, "create", "/tmp/shared/")
+	must9pIn(t, n, "for the key\n", "write", "/tmp/shared/f")
+
+	ids := make([]*nodekey.Identity, 2)
+	for i, aname := range []string{"/tmp/shared", "/tmp/other"} {
+		id, err := nodekey.Load(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		if _, err := remoteAttach(t, n, id, aname); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Fatalf("a key with nothing exported to it attached: %v", err)
+		}
+		req := must9p(t, n, "read", fmt.Sprintf("/node/requests/%d", i+1))
+		for _, want := range []string{"from key:" + id.ID() + "\n", "kind access\n", "file /ns/ctl\n",
+			"line export " + aname + " ro to " + id.ID() + "\n", "state pending\n"} {
+			if !strings.Contains(req, want) {
+				t.Fatalf("request %d lacks %q:\n%s", i+1, want, req)
+			}
+		}
+	}
+
+	ctx := uiBrowser(t, addr)
+	base := "https://" + addr
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	signIn := func(user, token string) {
+		t.Helper()
+		run("sign in as "+user,
+			chromedp.Navigate(base+"/?next=/approvals"),
+			chromedp.SendKeys(chromedp.ID("user"), user),
+			chromedp.SendKeys(chromedp.ID("password"), token),
+			chromedp.Click(chromedp.ID("signin")),
+			chromedp.WaitVisible(chromedp.ID("req-1")))
+	}
+
+	signIn("alice", aliceToken)
+	run("alice approves", chromedp.Click(chromedp.CSS("#req-1 button.approve")), chromedp.WaitVisible(chromedp.ID("error")))
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("error")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "approval-refused")
+	if !strings.Contains(msg, "permission denied") {
+		t.Fatalf("alice approving: %q", msg)
+	}
+	if req := must9p(t, n, "read", "/node/requests/1"); !strings.Contains(req, "state pending\n") {
+		t.Fatalf("request 1 after alice's try:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[0].ID()) {
+		t.Fatalf("exported after alice's try:\n%s", ex)
+	}
+	run("alice signs out", chromedp.Navigate(base+"/approvals"), chromedp.Click(chromedp.CSS(".signout button")),
+		chromedp.WaitVisible(chromedp.ID("signin")))
+
+	signIn(owner, token)
+	shot(t, ctx, "approvals")
+	run("the owner approves", chromedp.Click(chromedp.CSS("#req-1 button.approve")), chromedp.WaitVisible(chromedp.ID("done")))
+	if req := must9p(t, n, "read", "/node/requests/1"); !strings.Contains(req, "state approved\nby "+owner+"\n") {
+		t.Fatalf("request 1 after approval:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); !strings.Contains(ex, ids[0].ID()) {
+		t.Fatalf("/ns/exports after approval:\n%s", ex)
+	}
+	root, err := remoteAttach(t, n, ids[0], "/tmp/shared")
+	if err != nil {
+		t.Fatalf("the approved key attaching: %v", err)
+	}
+	f, err := root.WalkPath(t.Context(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Open(t.Context(), styx.OREAD); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := f.ReadAll(t.Context()); err != nil || string(b) != "for the key\n" {
+		t.Fatalf("the approved key reads %q, %v", b, err)
+	}
+
+	run("the owner refuses", chromedp.Click(chromedp.CSS("#req-2 button.refuse")), chromedp.WaitVisible(chromedp.ID("done")),
+		chromedp.WaitVisible(chromedp.ID("none")))
+	shot(t, ctx, "approvals-decided")
+	if req := must9p(t, n, "read", "/node/requests/2"); !strings.Contains(req, "state refused\n") {
+		t.Fatalf("request 2 after refusal:\n%s", req)
+	}
+	if ex := must9p(t, n, "read", "/ns/exports"); strings.Contains(ex, ids[1].ID()) {
+		t.Fatalf("refused, yet exported:\n%s", ex)
+	}
+
+	// A key asks, through #requests, to hold the store's fragments; the
+	// owner approves, and the store has it as a holder.
+	ask, err := remoteAttach(t, n, ids[1], "#requests")
+	if err != nil {
+		t.Fatalf("attaching to #requests: %v", err)
+	}
+	ctl, err := ask.WalkPath(t.Context(), "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.Open(t.Context(), styx.OWRITE); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.WriteAt(t.Context(), []byte("request holder\n"), 0); err != nil {
+		t.Fatalf("request holder: %v", err)
+	}
+	ctl.Clunk(t.Context())
+	if req := must9p(t, n, "read", "/node/requests/3"); !strings.Contains(req, "from key:"+ids[1].ID()+"\n") || !strings.Contains(req, "line holders add "+ids[1].ID()+"\n") {
+		t.Fatalf("request 3:\n%s", req)
+	}
+	run("the owner approves the holder", chromedp.Navigate(base+"/approvals"), chromedp.WaitVisible(chromedp.ID("req-3")),
+		chromedp.Click(chromedp.CSS("#req-3 button.approve")), chromedp.WaitVisible(chromedp.ID("done")))
+	if st := must9p(t, n, "read", "/store/status"); !strings.Contains(st, "holder "+ids[1].ID()) {
+		t.Fatalf("/store/status after the approval:\n%s", st)
+	}
+}
+
+// TestWebUIPasskey: signed in with a token, the owner adds a passkey
+// (a CDP virtual authenticator: CTAP2, internal, resident keys, user
+// verification), signs out, and signs in again with the passkey alone;
+// the credential is kept in the node's data directory. At
+// https://localhost:PORT, since WebAuthn takes no IP address.
+func TestWebUIPasskey(t *testing.T) {
+	t.Parallel()
+	n, addr, owner := webNode(t)
+	const token = "owner-token-0123456789"
+	must9pIn(t, n, owner+" "+token+"\n", "write", "/git/tokens")
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "https://localhost:" + port
+	ctx := uiBrowser(t, addr)
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	va, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
+		Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
+		Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true, HasUserVerification: true,
+		IsUserVerified: true, AutomaticPresenceSimulation: true}})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			shot(t, ctx, "failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	run("sign in with the token",
+		chromedp.Navigate(base+"/?next=/passkeys"),
+		chromedp.SendKeys(chromedp.ID("user"), owner),
+		chromedp.SendKeys(chromedp.ID("password"), token),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("passkey-add")))
+	run("add a passkey", chromedp.Click(chromedp.ID("passkey-add")),
+		chromedp.WaitVisible(chromedp.CSS("#done, #passkey-error:not([hidden])")))
+	if msg, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("passkey-error") ? document.getElementById("passkey-error").textContent : ""`)); msg != "" {
+		shot(t, ctx, "failed")
+		t.Fatalf("adding a passkey: %s", msg)
+	}
+	shot(t, ctx, "passkey-added")
+	creds, err := chromedp.Call(ctx, webauthn.GetCredentials, webauthn.GetCredentialsParams{AuthenticatorID: va.AuthenticatorID})
+	if err != nil || len(creds.Credentials) != 1 || creds.Credentials[0].RpID != "localhost" || !creds.Credentials[0].IsResidentCredential {
+		t.Fatalf("the authenticator's credentials: %+v %v", creds, err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(n.dir, "webui", "passkeys", "*.json"))
+	if len(kept) != 1 {
+		t.Fatalf("passkey files kept: %q", kept)
+	}
+
+	run("sign out", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	run("sign in with the passkey", chromedp.Click(chromedp.ID("passkey-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	user, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("span.user") ? document.querySelector("span.user").textContent : document.getElementById("passkey-error").textContent`))
+	shot(t, ctx, "passkey-signed-in")
+	if err != nil || user != owner {
+		t.Fatalf("signed in with the passkey as %q (%v), want %q", user, err, owner)
+	}
+
+	// Removed, the passkey signs in no more.
+	run("remove the passkey", chromedp.Navigate(base+"/passkeys"), chromedp.Click(chromedp.CSS("#passkeys button.remove")),
+		chromedp.WaitVisible(chromedp.ID("done")))
+	if b, err := os.ReadFile(kept[0]); err != nil || !strings.Contains(string(b), `"credentials": []`) {
+		t.Fatalf("the passkey file after removal: %s %v", b, err)
+	}
+	run("sign out again", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	run("a removed passkey", chromedp.Click(chromedp.ID("passkey-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("passkey-error")))
+	shot(t, ctx, "passkey-removed")
+	if err != nil || !strings.Contains(msg, "passkey refused") {
+		t.Fatalf("signing in with a removed passkey: %q %v", msg, err)
+	}
+}
+
+// TestWebUICluster: node A imports node B by key; A's /graph draws B as
+// an import that is up, then, B killed, as one that is not, live.
+func TestWebUICluster(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 2)
+	a, b := cl.nodes[0], cl.nodes[1]
+	must9p(t, b.node, "create", "/tmp/pub/")
+	if err := b.ctl("/ns/ctl", "export /tmp/pub ro to *"); err != nil {
+		t.Fatal(err)
+	}
+	b.published(1)
+	if _, err := a.run("", "import", b.key, "/n/b"); err != nil {
+		t.Fatalf("import: %v\n%s", err, a.logs)
+	}
+	owner := ownerName(t)
+	const token = "owner-token-0123456789"
+	must9pIn(t, a.node, owner+" "+token+"\n", "write", "/git/tokens")
+	addr := a.httpsAddr()
+	ctx := uiBrowser(t, addr)
+	imported := `document.querySelector('#cluster g.import[data-id="` + b.key + `"]')`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("https://"+addr+"/?next=/graph"),
+		chromedp.SendKeys(chromedp.ID("user"), owner),
+		chromedp.SendKeys(chromedp.ID("password"), token),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("cluster")),
+		voidOf(chromedp.Poll[bool](imported+` !== null && `+imported+`.classList.contains("state-up")`))); err != nil {
+		shot(t, ctx, "failed")
+		t.Fatalf("B drawn as an import that is up: %v", err)
+	}
+	shot(t, ctx, "cluster-up")
+	b.kill()
+	if err := chromedp.Do(ctx, voidOf(chromedp.Poll[bool](imported+` !== null && !`+imported+`.classList.contains("state-up")`))); err != nil {
+		shot(t, ctx, "failed")
+		t.Fatalf("B drawn as down: %v", err)
+	}
+	state, err := chromedp.Run(ctx, chromedp.Evaluate[string](imported+`.getAttribute("class")`))
+	shot(t, ctx, "cluster-down")
+	t.Logf("B killed, drawn with class %q", state)
+	if err != nil || !strings.Contains(state, "import state-") {
+		t.Fatalf("B's class: %q %v", state, err)
+	}
 }

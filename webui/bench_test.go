@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cheshire/plan9"
+	"cheshire/providers/node"
 )
 
 // BenchmarkDirPage renders the first page of a directory of 10,000
@@ -110,4 +111,24 @@ func signInB(b *testing.B, e *env) {
 		b.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// BenchmarkApprovalsPage renders /approvals with the queue full: 256
+// pending requests, each read through the namespace from its file.
+//
+//	go test -run '^$' -bench Approvals -benchtime 20x ./webui
+func BenchmarkApprovalsPage(b *testing.B) {
+	e := newApprovalEnv(b)
+	for i := range node.MaxRequests {
+		if _, err := e.q.File(fmt.Sprintf("key:%052d", i), "access", []string{"/pub"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, _ := e.client(b, "glenda")
+	b.ResetTimer()
+	for b.Loop() {
+		if code, _ := fetch(b, c, e.srv.URL+"/approvals", nil); code != 200 {
+			b.Fatalf("/approvals: %d", code)
+		}
+	}
 }

@@ -3,21 +3,38 @@
 // styx.File interface that 9P serves, so that the namespace's
 // permission checks are the UI's too; it has no back door of its own.
 //
-//	/                     sign in (a client certificate from /ca signs in by itself)
+//	/                     sign in: a client certificate from /ca signs in by itself; else a
+//	                      user and token, or a passkey
 //	/fs/PATH              the namespace: a directory listed, a file shown and edited,
 //	                      a ctl file with a command line and its reply
 //	/tail/PATH            a file followed live (server-sent events), as tail -f
 //	/modules              the modules: state, start, stop, restart, reload
 //	/keys                 the CA: certificates issued and revoked, backup and restore
+//	/passkeys             the user's passkeys (WebAuthn): added, removed
+//	/approvals            the requests of /node/requests, approved (their ctl line written
+//	                      through the user's namespace) or refused
 //	/node                 the node: id, addresses, DHT and peers, imports, exports, zones
-//	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats
+//	/graph                a live graph of the node's request rates (9P, HTTPS, DNS), from /node/stats,
+//	                      and of the cluster: this node, its imports with their connections'
+//	                      state (/ns/imports), the ledger's members (/ledger/status)
 //
 // Pages are html/template, embedded; the little JavaScript there is
-// (following a file live) is a static file of its own, allowed by the
-// Content-Security-Policy, which allows nothing inline. Sessions are
-// server-side, named by an HttpOnly, Secure, SameSite=Strict cookie;
-// every form that changes anything carries the session's CSRF token,
-// and a POST from another site (Sec-Fetch-Site, Origin) is refused.
+// (following a file live, the graphs, passkeys) is static files of its
+// own, allowed by the Content-Security-Policy, which allows nothing
+// inline. Sessions are server-side, named by an HttpOnly, Secure,
+// SameSite=Strict cookie; every form that changes anything carries the
+// session's CSRF token, and a POST from another site (Sec-Fetch-Site,
+// Origin) is refused.
+//
+// Approving a request reads it again from /node/requests/ID (never from
+// the form), opens /node/requests/decide (so that one who may not decide
+// is refused first), writes the request's line to its ctl file of the
+// user's namespace, then "approve ID" to decide.
+//
+// Passkeys (github.com/go-webauthn/webauthn) are kept, a file a user,
+// in Options.PasskeyDir through atomicfile; they work at the host names
+// of Options.PasskeyNames only, since WebAuthn's relying party cannot
+// be an IP address.
 package webui
 
 import (
@@ -54,6 +71,13 @@ type Options struct {
 	Certificate func(r *http.Request) (string, error)
 	// Password reports whether password is user's (the sign-in form).
 	Password func(user, password string) bool
+	// PasskeyDir, if set, keeps the users' passkeys (WebAuthn
+	// credentials), a file each; without it there are none.
+	PasskeyDir string
+	// PasskeyNames are the host names passkeys work at (WebAuthn's
+	// relying party is the name the page was reached by; an IP address
+	// cannot be one): the names the node's certificate is for.
+	PasskeyNames []string
 	// Log receives a line per sign-in and per refused request.
 	Log *slog.Logger
 	// Now is the clock of sessions (time.Now if nil).
@@ -74,14 +98,17 @@ type UI struct {
 	mux  *http.ServeMux
 	tmpl *template.Template
 
+	pk *passkeys // nil without Options.PasskeyDir
+
 	mu       sync.Mutex
 	sessions map[string]*session // guarded by mu: by id
 }
 
 type session struct {
-	user    string
-	csrf    string
-	expires time.Time
+	user     string
+	csrf     string
+	expires  time.Time
+	ceremony *ceremony // guarded by UI.mu: a passkey's registration under way
 }
 
 // New returns the UI.
@@ -93,6 +120,9 @@ func New(o Options) *UI {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	u := &UI{o: o, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	if o.PasskeyDir != "" {
+		u.pk = &passkeys{dir: o.PasskeyDir, ceremonies: map[string]*ceremony{}}
+	}
 	u.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"join":  joinPath,
 		"human": human,
@@ -109,8 +139,17 @@ func New(o Options) *UI {
 	u.mux.HandleFunc("GET /node", u.signed(u.node))
 	u.mux.HandleFunc("GET /graph", u.signed(u.graph))
 	u.mux.HandleFunc("GET /stats.json", u.signed(u.stats))
+	u.mux.HandleFunc("GET /cluster.json", u.signed(u.cluster))
 	u.mux.HandleFunc("GET /keys", u.signed(u.keys))
 	u.mux.HandleFunc("POST /keys", u.signed(u.keysCtl))
+	u.mux.HandleFunc("GET /passkeys", u.signed(u.passkeysPage))
+	u.mux.HandleFunc("POST /passkeys", u.signed(u.passkeyRemove))
+	u.mux.HandleFunc("POST /passkeys/begin", u.signed(u.registerBegin))
+	u.mux.HandleFunc("POST /passkeys/finish", u.signed(u.registerFinish))
+	u.mux.HandleFunc("POST /passkey/begin", u.loginBegin)
+	u.mux.HandleFunc("POST /passkey/finish", u.loginFinish)
+	u.mux.HandleFunc("GET /approvals", u.signed(u.approvals))
+	u.mux.HandleFunc("POST /approvals", u.signed(u.decide))
 	u.mux.Handle("GET /static/", http.FileServerFS(staticFS))
 	return u
 }

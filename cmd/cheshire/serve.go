@@ -148,7 +148,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	web.Handle("/apps/", appsH)
 	web.Route(p.appRoute(appsH))
 	web.Handle("/api/coll/", mods.HTTP("coll", p.collHandler()))
-	web.Handle("/", p.webUI())
+	web.Handle("/", p.webUI(nd.dir))
 	closeWeb, err := addWeb(web, mods, p.ca, nd.dir, o.acmePort, nd.log)
 	if err != nil {
 		return err
@@ -239,6 +239,7 @@ type parts struct {
 	id      *nodekey.Identity
 	log     *slog.Logger
 	builtin []module.Module
+	reqs    *node.Requests // /node/requests, the approvals queue
 }
 
 // openParts makes the CA, DNS, DHT, importer and namespaces of nd;
@@ -248,6 +249,9 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap,
 		QuietFile: filepath.Join(nd.dir, "dht", "quiet")})
 	var err error
+	if p.reqs, err = node.OpenRequests(filepath.Join(nd.dir, "requests"), nd.owner); err != nil {
+		return nil, err
+	}
 	if p.cluster, err = openCluster(nd.dir, o.raftListen, nd.owner, nd.id, nd.log, p.dht.Node); err != nil {
 		return nil, err
 	}
@@ -296,14 +300,14 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	}
 	p.store.Start()
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound,
-		Counters: p.counters})
+		Counters: p.counters, Requests: p.reqs})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
 		append(append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule()), p.mc.modules()...)...)
 	p.ns = ns.NewManager(append(p.mc.keyServices(), ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise),
-		ns.WithWatchService())...) // #watch: nodes that import this one watch its paths
+		p.requestsOption(), ns.WithWatchService())...) // #watch: nodes that import this one watch its paths
 	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
 	p.dht.Advertise(adv.Advert)
 	return p, nil

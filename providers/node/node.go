@@ -1,6 +1,7 @@
 // Package node serves /node, the node itself as files: id (its public key,
 // the name other nodes know it by), addrs (the dial strings it listens
-// on), version, uptime, and log, an event file of the node's log lines.
+// on), version, uptime, log, an event file of the node's log lines, and
+// requests, the queue of what keys ask the node's owner to approve.
 package node
 
 import (
@@ -31,6 +32,8 @@ type Config struct {
 	// Counters, if set, are the node's running counts (requests served
 	// by 9P, HTTPS, DNS, ...), read by /node/stats.
 	Counters func() map[string]uint64
+	// Requests, if set, is the approvals queue served at /node/requests.
+	Requests *Requests
 }
 
 // New builds the tree:
@@ -42,6 +45,7 @@ type Config struct {
 //	/node/stats    the node's running counts, "NAME N" a line (requests by 9P, HTTPS, DNS)
 //	/node/log        the log: recent lines, up to now (tail -f follows it)
 //	/node/logfollow  the same, then new lines as they come (cat follows it)
+//	/node/requests/  the approvals queue, if Config.Requests is set (see Requests.Dir)
 func New(c Config) *Node {
 	root := synth.NewDir("node", 0555)
 	now := time.Now
@@ -71,5 +75,8 @@ func New(c Config) *Node {
 	}))
 	root.Add(c.Log.File("log", 0444))
 	root.Add(c.Log.FollowFile("logfollow", 0444))
+	if c.Requests != nil {
+		root.Add(c.Requests.Dir())
+	}
 	return &Node{Server: synth.NewServer(root, synth.WithOwner(c.Owner)), log: c.Log}
 }
