@@ -28,16 +28,25 @@ type Importer interface {
 func WithImporter(im Importer) Option { return func(m *Manager) { m.importer = im } }
 
 // Import mounts the tree rpath of the node holding key on old, as Plan 9's
-// import(4) does; it is recorded as an import command. With wait the node
+// import(4) does; it is recorded as an import command. rpath is a path
+// of what the node shows the key, or a service it offers keys
+// ("#requests", to ask its owner for something). With wait the node
 // must be reachable now; without (a namespace being restored), the
 // import is made at once and reaches the node when first used.
 func (ns *Namespace) Import(ctx context.Context, key, rpath, old string, flags int, wait bool) error {
 	if ns.mgr.importer == nil {
 		return fmt.Errorf("import: %w: this node imports nothing", plan9.ErrNotSupported)
 	}
-	if rpath != "" {
+	switch {
+	case strings.HasPrefix(rpath, "#"):
+		// A service of the remote node for keys (#requests, #msg: see
+		// WithKeyService), with the rest a path in it.
+		if svc, rest, ok := strings.Cut(rpath, "/"); ok {
+			rpath = strings.TrimSuffix(svc+path.Clean("/"+rest), "/")
+		}
+	case rpath != "":
 		if !strings.HasPrefix(rpath, "/") {
-			return fmt.Errorf("ns: import: remote path %q is not absolute", rpath)
+			return fmt.Errorf("ns: import: remote path %q is not absolute (or a #service)", rpath)
 		}
 		rpath = path.Clean(rpath)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"cheshire/importers/remote"
+	"cheshire/internal/testutil"
 	"cheshire/nodekey"
 	"cheshire/styx"
 
@@ -620,5 +621,41 @@ func TestWebUICluster(t *testing.T) {
 	t.Logf("B killed, drawn with class %q", state)
 	if err != nil || !strings.Contains(state, "import state-") {
 		t.Fatalf("B's class: %q %v", state, err)
+	}
+}
+
+// TestRequestFromShell: the asking side files a request with shell
+// tools: node A imports B's #requests by key and writes `request join`
+// to it; B's queue holds it, from A's key, with the line approving it
+// would write.
+func TestRequestFromShell(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 2)
+	a, b := cl.nodes[0], cl.nodes[1]
+	b.published(1)
+	if err := a.ctl("/ns/ctl", "import "+b.key+" '#requests' /n/breq"); err != nil {
+		t.Fatalf("import #requests: %v\n%s", err, a.logs)
+	}
+	if err := a.ctl("/n/breq/ctl", "request join"); err != nil {
+		t.Fatalf("request join: %v", err)
+	}
+	var req string
+	testutil.WaitFor(t, "the request in B's queue", func() bool {
+		out, err := b.run("", "9p", "ls", "/node/requests")
+		if err != nil {
+			return false
+		}
+		for _, f := range strings.Fields(out) {
+			if f != "ctl" && f != "decide" {
+				req = must9p(t, b.node, "read", "/node/requests/"+f)
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"from key:" + a.key, "kind join", "line join " + a.key, "file /ledger/ctl", "state pending"} {
+		if !strings.Contains(req, want) {
+			t.Errorf("request lacks %q:\n%s", want, req)
+		}
 	}
 }
