@@ -53,6 +53,7 @@ type call struct {
 	frame    *[]byte // backing of reply, returned to the pool by the caller
 	err      error
 	flushing bool // the tag stays reserved until the Rflush arrives
+	posted   bool // no one waits for the reply (post): it is dropped as it comes
 }
 
 // ClientOption configures NewClient.
@@ -257,6 +258,9 @@ func (c *Client) readOne() bool {
 			return false
 		}
 		cl.frame = bp
+		if cl.posted {
+			cl.release(c)
+		}
 	}
 	c.mu.Lock()
 	if c.err != nil {
@@ -398,6 +402,23 @@ func (c *Client) rpc(ctx context.Context, tx *Fcall, rbuf []byte) (*call, error)
 		return nil, fmt.Errorf("protocol botch: %s answered with %s", typeName(tx.Type), typeName(t))
 	}
 	return cl, nil
+}
+
+// post sends tx and returns once it is sent, not waiting for the
+// reply, which the reading caller of the moment drops when it comes;
+// its tag stays reserved until then.
+func (c *Client) post(tx *Fcall) error {
+	cl := &call{done: make(chan struct{}), posted: true}
+	tag, err := c.allocTag(cl)
+	if err != nil {
+		return err
+	}
+	tx.Tag = tag
+	if err := c.send(tx); err != nil {
+		c.freeTag(tag)
+		return err
+	}
+	return nil
 }
 
 func (cl *call) release(c *Client) {

@@ -341,8 +341,18 @@ func (f *Fid) Wstat(ctx context.Context, d Dir) error {
 	return f.c.call(ctx, &Fcall{Type: Twstat, Fid: f.num, Stat: d.Bytes()})
 }
 
-// Clunk forgets f. f must not be used afterwards.
+// Clunk forgets f. f must not be used afterwards. A fid not opened, or
+// opened only to read, is clunked without waiting for the reply (its
+// error, if any, is not told); one opened to write, or ORCLOSE, waits,
+// since its clunk may commit or remove and say that it failed.
 func (f *Fid) Clunk(ctx context.Context) error {
+	if !f.opened || (f.mode&3 == OREAD && f.mode&ORCLOSE == 0) {
+		// Nothing to commit, nothing to remove: the Tclunk goes out
+		// and the caller goes on, a round trip saved (a stat is a walk
+		// and a stat, not three trips). Fid numbers are not reused, so
+		// the reply may come whenever.
+		return f.c.post(&Fcall{Type: Tclunk, Fid: f.num})
+	}
 	return f.c.call(ctx, &Fcall{Type: Tclunk, Fid: f.num})
 }
 
