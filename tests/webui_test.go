@@ -239,6 +239,9 @@ func voidOf[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 // restores it (a wrong passphrase refused, nothing changed), and has a
 // cross-site POST refused; with Go's HTTP client, over HTTPS trusted
 // through /ca.
+//
+// The sign-in takes a password set through /node/password as well as a
+// token of /git/tokens.
 func TestWebUIKeys(t *testing.T) {
 	t.Parallel()
 	n, addr, owner := webNode(t)
@@ -264,6 +267,15 @@ func TestWebUIKeys(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), resp.Header
+	}
+	// A password set through /node/password signs in too; a wrong one
+	// does not.
+	must9pIn(t, n, "a long passphrase\n", "write", "/node/password")
+	if code, _, _ := post("/signin", url.Values{"user": {owner}, "password": {"a long passphrase"}}); code != http.StatusSeeOther {
+		t.Fatalf("sign in with the password of /node/password: %d", code)
+	}
+	if code, _, _ := post("/signin", url.Values{"user": {owner}, "password": {"a wrong passphrase"}}); code != http.StatusUnauthorized {
+		t.Errorf("sign in with a wrong password: %d", code)
 	}
 	if code, _, _ := post("/signin", url.Values{"user": {owner}, "password": {token}}); code != http.StatusSeeOther {
 		t.Fatalf("sign in: %d", code)

@@ -239,7 +239,8 @@ type parts struct {
 	id      *nodekey.Identity
 	log     *slog.Logger
 	builtin []module.Module
-	reqs    *node.Requests // /node/requests, the approvals queue
+	reqs    *node.Requests  // /node/requests, the approvals queue
+	pws     *node.Passwords // /node/password, the web sign-in's passwords
 }
 
 // openParts makes the CA, DNS, DHT, importer and namespaces of nd;
@@ -249,6 +250,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	p.dht = dht.NewModule(nd.id.Private, nd.owner, version, dhtlib.Options{Listen: o.dhtListen, Bootstrap: o.dhtBootstrap,
 		QuietFile: filepath.Join(nd.dir, "dht", "quiet")})
 	var err error
+	p.pws = node.NewPasswords(filepath.Join(nd.dir, "passwords"))
 	if p.reqs, err = node.OpenRequests(filepath.Join(nd.dir, "requests"), nd.owner); err != nil {
 		return nil, err
 	}
@@ -300,7 +302,7 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	}
 	p.store.Start()
 	n := node.New(node.Config{ID: nd.id.ID(), Version: version, Start: time.Now(), Owner: nd.owner, Log: nd.events, Addrs: bound,
-		Counters: p.counters, Requests: p.reqs})
+		Counters: p.counters, Requests: p.reqs, Passwords: p.pws})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
 		append(append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule()), p.mc.modules()...)...)
 	p.ns = ns.NewManager(append(p.mc.keyServices(), ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),

@@ -14,7 +14,8 @@ import (
 
 // webUI is the node's web UI at https://NODE/: the signed-in user's own
 // namespace. A client certificate from /ca signs in by itself; the
-// sign-in form takes a user and its token of /git/tokens, or a passkey
+// sign-in form takes a user and its password (set by writing
+// /node/password) or token of /git/tokens, or a passkey
 // (kept in DIR/webui/passkeys), at the names of the node's certificate.
 func (p *parts) webUI(dir string) http.Handler {
 	var names []string
@@ -33,7 +34,9 @@ func (p *parts) webUI(dir string) http.Handler {
 			}
 			return certUser(p.ca, r.TLS.PeerCertificates)
 		},
-		Password: p.git.TokenUser,
+		Password: func(user, password string) bool {
+			return p.pws.Check(user, password) || p.git.TokenUser(user, password)
+		},
 		Log:      p.log.With("part", "webui"),
 	})
 }

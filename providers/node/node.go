@@ -34,6 +34,9 @@ type Config struct {
 	Counters func() map[string]uint64
 	// Requests, if set, is the approvals queue served at /node/requests.
 	Requests *Requests
+	// Passwords, if set, are the web sign-in's passwords, each user's
+	// set by writing /node/password.
+	Passwords *Passwords
 }
 
 // New builds the tree:
@@ -46,6 +49,7 @@ type Config struct {
 //	/node/log        the log: recent lines, up to now (tail -f follows it)
 //	/node/logfollow  the same, then new lines as they come (cat follows it)
 //	/node/requests/  the approvals queue, if Config.Requests is set (see Requests.Dir)
+//	/node/password   write-only: the attaching user's password for the web sign-in, if Config.Passwords is set
 func New(c Config) *Node {
 	root := synth.NewDir("node", 0555)
 	now := time.Now
@@ -77,6 +81,9 @@ func New(c Config) *Node {
 	root.Add(c.Log.FollowFile("logfollow", 0444))
 	if c.Requests != nil {
 		root.Add(c.Requests.Dir())
+	}
+	if c.Passwords != nil {
+		root.Add(c.Passwords.passwordFile())
 	}
 	return &Node{Server: synth.NewServer(root, synth.WithOwner(c.Owner)), log: c.Log}
 }
