@@ -97,6 +97,9 @@ func ParseDelta(line string) (*Delta, error) {
 	if err := checkValue(d.Value); err != nil {
 		return nil, err
 	}
+	if _, err := nodekey.Decode(d.Author); err != nil {
+		return nil, fmt.Errorf("%w: bad author: want a node key", ErrBadDelta)
+	}
 	if d.Time, err = strconv.ParseInt(w[6], 10, 64); err != nil || d.Time <= 0 {
 		return nil, fmt.Errorf("%w: bad time %q", ErrBadDelta, w[6])
 	}
