@@ -37,7 +37,7 @@ func (p *parts) webUI(dir string) http.Handler {
 		Password: func(user, password string) bool {
 			return p.pws.Check(user, password) || p.git.TokenUser(user, password)
 		},
-		Log:      p.log.With("part", "webui"),
+		Log: p.log.With("part", "webui"),
 	})
 }
 
