@@ -33,6 +33,7 @@ command -v xclip >/dev/null || need+=(xclip)
 command -v xev >/dev/null || need+=(x11-utils)
 command -v chromium >/dev/null || need+=(chromium)
 command -v pulseaudio >/dev/null || need+=(pulseaudio) # an app's sound
+command -v pactl >/dev/null || need+=(pulseaudio-utils)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "test.sh: installing ${need[*]}" >&2
 	SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

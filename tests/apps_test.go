@@ -27,7 +27,7 @@ import (
 // installs it): chromium, Xvfb, ffmpeg, xdotool, xev, xclip, pulseaudio.
 func appsNeed(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"Xvfb", "ffmpeg", "xdotool", "xev", "xclip", "pulseaudio"} {
+	for _, p := range []string{"Xvfb", "ffmpeg", "xdotool", "xev", "xclip", "pulseaudio", "pactl"} {
 		if _, err := exec.LookPath(p); err != nil {
 			t.Skipf("%s not installed (test.sh installs it)", p)
 		}

@@ -36,7 +36,7 @@ type app struct {
 	sessions   map[int]*session // guarded by mu
 	controller int              // guarded by mu: the session that may send input, or -1
 	enc        *encoder         // guarded by mu: runs while run != nil and a session has an offer
-	aenc       *encoder         // guarded by mu: the audio's, beside enc when the run has sound
+	snd        *sound           // guarded by mu: the run's sound, beside enc when it has a sound server
 }
 
 // run is a running app: its Xvfb and process, each leading its own
@@ -107,10 +107,13 @@ func newApp(a *Apps, s spec) *app {
 	}
 	ap.track = track
 	if a.audioOK {
+		// A stream of its own: in the video's, the browser would hold
+		// the video back to play it in sync with the audio's jitter
+		// buffer (input to glass went from 54 ms to 800 ms).
 		if ap.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{
 			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 			SDPFmtpLine: "minptime=10;useinbandfec=1;stereo=1",
-		}, "audio", "cheshire-"+s.Name); err != nil {
+		}, "audio", "cheshire-"+s.Name+"-audio"); err != nil {
 			panic(err) // only for an empty id or stream id
 		}
 	}
@@ -325,8 +328,8 @@ func (ap *app) stopRun(r *run, why error) bool {
 	if why != nil {
 		ap.lastErr = why.Error()
 	}
-	enc, aenc := ap.enc, ap.aenc
-	ap.enc, ap.aenc = nil, nil
+	enc, snd := ap.enc, ap.snd
+	ap.enc, ap.snd = nil, nil
 	sessions := make([]*session, 0, len(ap.sessions))
 	for _, s := range ap.sessions {
 		sessions = append(sessions, s)
@@ -338,8 +341,8 @@ func (ap *app) stopRun(r *run, why error) bool {
 	if enc != nil {
 		enc.stop()
 	}
-	if aenc != nil {
-		aenc.stop()
+	if snd != nil {
+		snd.stop()
 	}
 	if r.pulse != nil {
 		r.pulse.stop()
@@ -385,12 +388,6 @@ func killGroup(c *exec.Cmd, done <-chan struct{}) {
 // app's background process) must not hide the app's exit. The caller
 // closes its copy after starting the child.
 func logPipe(l *synth.Log, prefix string) (*os.File, error) {
-	return filterPipe(l, prefix, nil)
-}
-
-// filterPipe is logPipe whose lines are first offered to take (if not
-// nil): a line it reports taken is not logged.
-func filterPipe(l *synth.Log, prefix string, take func(line []byte) bool) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("apps: pipe: %w", err)
@@ -400,7 +397,7 @@ func filterPipe(l *synth.Log, prefix string, take func(line []byte) bool) (*os.F
 		br := bufio.NewReaderSize(r, 4096)
 		for {
 			line, err := br.ReadSlice('\n')
-			if len(line) > 0 && (take == nil || !take(line)) {
+			if len(line) > 0 {
 				l.Write(append([]byte(prefix), line...))
 			}
 			if err != nil && err != bufio.ErrBufferFull {

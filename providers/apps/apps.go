@@ -55,7 +55,7 @@ type Apps struct {
 	root *synth.Dir
 
 	fps     atomic.Int32 // the capture rate of encoders started from now on
-	audioOK bool         // pulseaudio is installed: apps have sound (audio.go)
+	audioOK bool         // pulseaudio and pactl are installed: apps have sound (audio.go)
 
 	mu   sync.Mutex
 	apps map[string]*app    // guarded by mu
@@ -102,7 +102,8 @@ func New(dir string, o Options) (*Apps, error) {
 	}
 	a := &Apps{dir: dir, opts: o, log: o.Log, apps: map[string]*app{}}
 	_, err := exec.LookPath("pulseaudio")
-	a.audioOK = err == nil
+	_, err2 := exec.LookPath("pactl")
+	a.audioOK = err == nil && err2 == nil
 	a.fps.Store(DefaultFPS)
 	a.root = synth.NewDir("apps", 0555)
 	a.root.Add(synth.Ctl("ctl", 0660, a.cmds(), a.ctlStatus))

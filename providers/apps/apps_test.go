@@ -387,26 +387,3 @@ func TestConformance(t *testing.T) {
 	e.mustWrite("ctl", "register one xev")
 	synthtest.TestServer(t, e.a, "glenda")
 }
-
-// TestBenchLine: ffmpeg's -benchmark_all lines of encoding are summed
-// into the encoder's latency, other info lines dropped, errors logged.
-func TestBenchLine(t *testing.T) {
-	e := &encoder{}
-	for _, l := range []string{
-		"[info] bench:     9716 user     4313 sys    14162 real encode_video 0.0 \n",
-		"[info] bench:       56 user       47 sys      149 real encode_video 0.0 \n",
-		"[info] bench:       62 user       57 sys      201 real decode_video 0.0 \n",
-		"[info] Stream mapping:\n",
-		"[info] bench: garbage\n",
-	} {
-		if !e.benchLine([]byte(l)) {
-			t.Errorf("%q left for the log", l)
-		}
-	}
-	if e.benchLine([]byte("[error] x11grab: cannot open display\n")) {
-		t.Error("an error line was swallowed")
-	}
-	if got := e.encodeMicros.Load(); got != 14162+149 {
-		t.Errorf("encode time %d µs, want %d", got, 14162+149)
-	}
-}

@@ -3,6 +3,7 @@ package apps
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -43,26 +44,6 @@ type encoder struct {
 	bytes   atomic.Uint64
 	frames  atomic.Uint64
 	start   time.Time
-
-	// encodeMicros is the wall time x264 took, summed over the frames
-	// (ffmpeg's -benchmark_all lines), for the encoder's latency.
-	encodeMicros atomic.Uint64
-}
-
-// benchLine takes the lines ffmpeg writes at -loglevel level+info:
-// the encode times of -benchmark_all are summed, the other [info] lines
-// dropped, and anything worse (warnings, errors) left for the log.
-func (e *encoder) benchLine(line []byte) bool {
-	s := string(line)
-	if i := strings.Index(s, "bench:"); i >= 0 {
-		if f := strings.Fields(s[i+len("bench:"):]); len(f) >= 7 && f[5] == "real" && strings.HasPrefix(f[6], "encode_") {
-			if us, err := strconv.ParseUint(f[4], 10, 64); err == nil {
-				e.encodeMicros.Add(us)
-			}
-		}
-		return true
-	}
-	return strings.HasPrefix(s, "[info]")
 }
 
 // startEncoder captures display (w x h) into track.
@@ -72,7 +53,7 @@ func startEncoder(display string, w, h, fps int, track *webrtc.TrackLocalStaticR
 
 // videoArgs are ffmpeg's arguments to send display as H.264 RTP to port.
 func videoArgs(display string, w, h, fps, port int) []string {
-	return []string{"-hide_banner", "-loglevel", "level+info", "-benchmark_all", "-nostats", "-nostdin",
+	return []string{"-hide_banner", "-loglevel", "error", "-nostats", "-nostdin",
 		"-f", "x11grab", "-draw_mouse", "1", "-framerate", strconv.Itoa(fps),
 		"-video_size", fmt.Sprintf("%dx%d", w, h), "-i", display,
 		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1",
@@ -96,7 +77,7 @@ func startFFmpeg(args func(port int) []string, track *webrtc.TrackLocalStaticRTP
 	c := exec.Command("ffmpeg", args(port)...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	e := &encoder{cmd: c, conn: conn, done: make(chan struct{}), fwd: make(chan struct{}), start: time.Now()}
-	stderr, err := filterPipe(log, prefix, e.benchLine)
+	stderr, err := logPipe(log, prefix)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -142,14 +123,41 @@ func (e *encoder) stop() {
 	<-e.fwd
 }
 
-// stats is the encoder's part of a stats file.
+// procCPU is the CPU time process pid has used (/proc/PID/stat's
+// utime and stime, in clock ticks of 10 ms).
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command name, which may hold spaces, in
+	// parentheses: state is the first, utime the 12th, stime the 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, true
+}
+
+// stats is the encoder's part of a stats file. Its encoder-latency is
+// ffmpeg's CPU time per frame sent: capture, conversion and x264 on one
+// thread with no lookahead, so the least time a frame spends in it.
 func (e *encoder) stats() string {
 	secs := time.Since(e.start).Seconds()
 	f, b := e.frames.Load(), e.bytes.Load()
 	out := fmt.Sprintf("frames %d\npackets %d\nbytes %d\nfps %.1f\nbitrate %.0f\n",
 		f, e.packets.Load(), b, float64(f)/secs, float64(b)*8/secs)
-	if us := e.encodeMicros.Load(); f > 0 && us > 0 {
-		out += fmt.Sprintf("encoder-latency %.2fms\n", float64(us)/float64(f)/1000)
+	if cpu, ok := procCPU(e.cmd.Process.Pid); ok && f > 0 {
+		out += fmt.Sprintf("encoder-latency %.2fms\n", cpu.Seconds()*1000/float64(f))
 	}
 	return out
 }
@@ -169,14 +177,13 @@ func (ap *app) ensureEncoderLocked() error {
 	}
 	ap.enc = e
 	if ap.run.pulse != nil && ap.audio != nil {
-		sock := ap.run.pulse.socket()
-		ae, err := startFFmpeg(func(port int) []string { return audioArgs(sock, port) }, ap.audio, ap.log, "ffmpeg audio: ")
+		snd, err := startSound(ap.run.pulse.socket(), ap.audio, ap.log)
 		if err != nil {
 			e.stop()
 			ap.enc = nil
 			return err
 		}
-		ap.aenc = ae
+		ap.snd = snd
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package apps
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -127,10 +126,12 @@ func BenchmarkGlassToGlass(b *testing.B) {
 		enc := ap.enc
 		ap.mu.Unlock()
 		f0, _ := eval(fpsJS)
-		c0, s0, t0 := procCPU(enc.cmd.Process.Pid), selfCPU(), time.Now()
+		c0, _ := procCPU(enc.cmd.Process.Pid)
+		s0, t0 := selfCPU(), time.Now()
 		time.Sleep(5 * time.Second)
 		f1, _ := eval(fpsJS)
-		c1, s1, el := procCPU(enc.cmd.Process.Pid), selfCPU(), time.Since(t0)
+		c1, _ := procCPU(enc.cmd.Process.Pid)
+		s1, el := selfCPU(), time.Since(t0)
 
 		lat, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](measureJS+"(40)", chromedp.EvalAwaitPromise))
 		if err != nil {
@@ -167,19 +168,6 @@ func fmtMs(v []float64) string {
 		s = append(s, strconv.FormatFloat(x, 'f', 0, 64))
 	}
 	return strings.Join(s, " ")
-}
-
-// procCPU is the user and system CPU time pid has used.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // selfCPU is the CPU time this process has used.

@@ -287,18 +287,19 @@ func (s *session) close() {
 	if ap.controller == s.n {
 		ap.controller = -1
 	}
-	var enc, aenc *encoder
+	var enc *encoder
+	var snd *sound
 	if len(ap.sessions) == 0 {
 		enc, ap.enc = ap.enc, nil
-		aenc, ap.aenc = ap.aenc, nil
+		snd, ap.snd = ap.snd, nil
 	}
 	ap.mu.Unlock()
 	ap.sdir.Remove(s.dir.Name())
 	if enc != nil {
 		enc.stop()
 	}
-	if aenc != nil {
-		aenc.stop()
+	if snd != nil {
+		snd.stop()
 	}
 }
 
@@ -308,8 +309,8 @@ func (s *session) stats() string {
 	if e := s.ap.enc; e != nil {
 		b.WriteString(e.stats())
 	}
-	if e := s.ap.aenc; e != nil {
-		fmt.Fprintf(&b, "audio-packets %d\naudio-bytes %d\n", e.packets.Load(), e.bytes.Load())
+	if snd := s.ap.snd; snd != nil {
+		b.WriteString(snd.stats())
 	}
 	s.ap.mu.Unlock()
 	s.mu.Lock()
