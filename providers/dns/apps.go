@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -67,13 +68,7 @@ func (s *Server) loadApps() error {
 // saveAppsLocked writes DIR/apps; a.mu is held.
 func (s *Server) saveAppsLocked() error {
 	var b strings.Builder
-	for _, fqdn := range slices.Sorted(func(yield func(string) bool) {
-		for k := range s.apps.names {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, fqdn := range slices.Sorted(maps.Keys(s.apps.names)) {
 		fmt.Fprintf(&b, "%s %s\n", fqdn, s.apps.names[fqdn])
 	}
 	return atomicfile.Write(filepath.Join(s.dir, appsFile), []byte(b.String()), 0600)
@@ -114,13 +109,7 @@ func (s *Server) appLines() string {
 	s.apps.mu.Lock()
 	defer s.apps.mu.Unlock()
 	var b strings.Builder
-	for _, fqdn := range slices.Sorted(func(yield func(string) bool) {
-		for k := range s.apps.names {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, fqdn := range slices.Sorted(maps.Keys(s.apps.names)) {
 		fmt.Fprintf(&b, "app %s %s\n", s.apps.names[fqdn], fqdn)
 	}
 	return b.String()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -96,13 +97,7 @@ func (p *Passwords) Set(user, password string) error {
 	}
 	m[user] = string(h)
 	var b strings.Builder
-	for _, u := range slices.Sorted(func(yield func(string) bool) {
-		for u := range m {
-			if !yield(u) {
-				return
-			}
-		}
-	}) {
+	for _, u := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(&b, "%s %s\n", u, m[u])
 	}
 	return atomicfile.Write(p.file, []byte(b.String()), 0600)
