@@ -228,15 +228,21 @@ func TestAppsBrowser(t *testing.T) {
 }
 
 // xevNode starts a node B serving 9P on a TCP port (returned) with the
-// app xev registered, 640x480, and started.
+// app xev started (startXev).
 func xevNode(t *testing.T) (*node, string) {
 	t.Helper()
 	port := strconv.Itoa(testutil.FreePort(t))
 	b := startNode(t, shortTemp(t), "--listen", "tcp!127.0.0.1!"+port)
-	write9p(t, b, "/apps/ctl", "register xev xev -geometry 600x400+0+0")
-	write9p(t, b, "/apps/xev/ctl", "resize 640 480")
-	write9p(t, b, "/apps/xev/ctl", "start")
+	startXev(t, b)
 	return b, port
+}
+
+// startXev registers the app xev on n, 640x480, and starts it.
+func startXev(t *testing.T, n *node) {
+	t.Helper()
+	write9p(t, n, "/apps/ctl", "register xev xev -geometry 600x400+0+0")
+	write9p(t, n, "/apps/xev/ctl", "resize 640 480")
+	write9p(t, n, "/apps/xev/ctl", "start")
 }
 
 // write9p writes data to the file p of n's namespace.
@@ -398,9 +404,7 @@ func TestAppsByNameThroughDHT(t *testing.T) {
 	t.Parallel()
 	cl := startCluster(t, 2)
 	a, b := cl.nodes[0], cl.nodes[1]
-	write9p(t, b.node, "/apps/ctl", "register xev xev -geometry 600x400+0+0")
-	write9p(t, b.node, "/apps/xev/ctl", "resize 640 480")
-	write9p(t, b.node, "/apps/xev/ctl", "start")
+	startXev(t, b.node)
 	write9p(t, b.node, "/ns/ctl", "export /apps rw to *")
 	testutil.WaitFor(t, "B's /apps in the DHT", func() bool {
 		out, err := a.run("find /apps\n", "9p", "rdwr", "/dht/ctl")
