@@ -374,7 +374,9 @@ func (d *dir) Walk(ctx context.Context, names []string) ([]styx.Qid, styx.File, 
 		}
 		cur = path.Join(cur, name)
 		key, addr, err := d.f.holder(ctx, cur)
-		if err != nil && ctx.Err() != nil {
+		if err != nil {
+			// The DHT cannot be asked (or the walk was flushed): asking
+			// it again below would fail the same way.
 			return qids, nil, err
 		}
 		if key == "" {
