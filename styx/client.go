@@ -371,7 +371,15 @@ func (c *Client) rpc(ctx context.Context, tx *Fcall, rbuf []byte) (*call, error)
 		f := &flushing{tag: tag, cl: cl, sent: make(chan struct{})}
 		stop := context.AfterFunc(ctx, func() { c.sendFlush(f) })
 		c.await(ctx.Done(), cl.done)
-		if !stop() { // cancelled: a Tflush went out, or the reply came first
+		stopped := stop()
+		if stopped && !isClosed(cl.done) {
+			// ctx is done, but its AfterFunc had not started: a
+			// context closes Done before it runs its AfterFuncs, and
+			// stop won that race. Flush here, as the AfterFunc would.
+			c.sendFlush(f)
+			stopped = false
+		}
+		if !stopped { // cancelled: a Tflush went out, or the reply came first
 			<-f.sent
 			if f.fc != nil {
 				c.await(nil, f.fc.done)
