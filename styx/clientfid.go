@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -290,14 +291,16 @@ func (f *Fid) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 // ReadAll reads the file from offset 0 to end of file, one Tread after
 // another (synthetic files may not know their length).
 func (f *Fid) ReadAll(ctx context.Context) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, min(int(f.iounit), 64<<10))
-	if len(buf) == 0 {
-		buf = make([]byte, 8192)
+	chunk := min(int(f.iounit), 64<<10)
+	if chunk == 0 {
+		chunk = 8192
 	}
+	var out []byte
 	for {
-		n, err := f.ReadOnce(ctx, buf, int64(len(out)))
-		out = append(out, buf[:n]...)
+		// Read into out's own spare room: no copy.
+		out = slices.Grow(out, chunk)
+		n, err := f.ReadOnce(ctx, out[len(out):len(out)+chunk], int64(len(out)))
+		out = out[:len(out)+n]
 		if err != nil {
 			return out, err
 		}

@@ -59,7 +59,11 @@ func UnmarshalDir(b []byte) (Dir, error) {
 	return d, err
 }
 
-func unmarshalDirPrefix(b []byte) (Dir, int, error) {
+func unmarshalDirPrefix(b []byte) (Dir, int, error) { return unmarshalDirAfter(b, nil) }
+
+// unmarshalDirAfter is unmarshalDirPrefix, taking the owner, group and
+// muid strings of prev (if not nil) where they are the same.
+func unmarshalDirAfter(b []byte, prev *Dir) (Dir, int, error) {
 	if len(b) < 2 {
 		return Dir{}, 0, ErrShort
 	}
@@ -77,9 +81,15 @@ func unmarshalDirPrefix(b []byte) (Dir, int, error) {
 	d.Mtime = dec.u32()
 	d.Length = dec.u64()
 	d.Name = dec.str()
-	d.Uid = dec.str()
-	d.Gid = dec.str()
-	d.Muid = dec.str()
+	if prev == nil {
+		d.Uid = dec.str()
+		d.Gid = dec.str()
+		d.Muid = dec.str()
+	} else {
+		d.Uid = dec.strOf(prev.Uid, prev.Gid, prev.Muid)
+		d.Gid = dec.strOf(d.Uid, prev.Gid, prev.Muid)
+		d.Muid = dec.strOf(d.Uid, d.Gid, prev.Muid)
+	}
 	if dec.err != nil {
 		return Dir{}, 0, dec.err
 	}
@@ -90,10 +100,25 @@ func unmarshalDirPrefix(b []byte) (Dir, int, error) {
 }
 
 // UnmarshalDirs decodes the concatenated entries of a directory read.
+// The slice is sized to the entries at once, and an owner, group or
+// muid equal to the entry before's shares its string: a listing of one
+// user's files allocates one string per name, not four.
 func UnmarshalDirs(b []byte) ([]Dir, error) {
-	var ds []Dir
+	n := 0
+	for r := b; len(r) >= 2; n++ {
+		sz := int(binary.LittleEndian.Uint16(r)) + 2
+		if sz > len(r) {
+			break
+		}
+		r = r[sz:]
+	}
+	ds := make([]Dir, 0, n)
 	for len(b) > 0 {
-		d, n, err := unmarshalDirPrefix(b)
+		var prev *Dir
+		if k := len(ds); k > 0 {
+			prev = &ds[k-1]
+		}
+		d, n, err := unmarshalDirAfter(b, prev)
 		if err != nil {
 			return ds, err
 		}

@@ -321,6 +321,19 @@ func (d *decoder) str() string {
 	return string(d.bytes(n))
 }
 
+// strOf is str, returning the first of olds with the same bytes rather
+// than a new string.
+func (d *decoder) strOf(olds ...string) string {
+	n := int(d.u16())
+	b := d.bytes(n)
+	for _, o := range olds {
+		if string(b) == o {
+			return o
+		}
+	}
+	return string(b)
+}
+
 func (d *decoder) qid() Qid {
 	return Qid{Type: d.u8(), Vers: d.u32(), Path: d.u64()}
 }
