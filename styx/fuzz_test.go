@@ -97,6 +97,9 @@ func FuzzUnmarshalDir(f *testing.F) {
 	f.Add(null.Bytes())
 	f.Add((&styx.Dir{Name: strings.Repeat("x", 300)}).Bytes())
 	f.Add([]byte{0, 0})
+	// Owners shared with the entry before, in other fields.
+	f.Add(append((&styx.Dir{Name: "a", Uid: "u", Gid: "g", Muid: "m"}).Bytes(),
+		(&styx.Dir{Name: "b", Uid: "g", Gid: "u", Muid: "g"}).Bytes()...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if d, err := styx.UnmarshalDir(b); err == nil {
 			_ = d.String()
