@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"cheshire/plan9"
 )
@@ -22,6 +23,11 @@ type Client struct {
 	pool  bufPool
 
 	wmu sync.Mutex // serializes writes to nc
+	// posts, guarded by wmu, holds requests posted (post) and not yet
+	// written: they go out in one write with the next request, or
+	// after postDelay if none comes (postt).
+	posts []byte
+	postt *time.Timer
 
 	mu      sync.Mutex
 	calls   map[uint16]*call // guarded by mu
@@ -310,8 +316,16 @@ func (c *Client) freeTag(tag uint16) {
 	c.mu.Unlock()
 }
 
+// postDelay is the longest a posted request waits for another to go
+// out with.
+const postDelay = time.Millisecond
+
 // send writes tx; Twrite data goes out as a second vector, uncopied.
-func (c *Client) send(tx *Fcall) error {
+func (c *Client) send(tx *Fcall) error { return c.sendPost(tx, false) }
+
+// sendPost writes tx, with the posted requests held; if hold, tx is
+// held itself, to go out with the next request.
+func (c *Client) sendPost(tx *Fcall, hold bool) error {
 	var bufs net.Buffers
 	var bp *[]byte
 	if tx.Type == Twrite {
@@ -334,7 +348,24 @@ func (c *Client) send(tx *Fcall) error {
 		bufs = net.Buffers{b}
 	}
 	c.wmu.Lock()
+	if hold && bp != nil && len(c.posts)+len(*bp) <= 4<<10 {
+		if len(c.posts) == 0 {
+			if c.postt == nil {
+				c.postt = time.AfterFunc(postDelay, c.writePosts)
+			} else {
+				c.postt.Reset(postDelay)
+			}
+		}
+		c.posts = append(c.posts, *bp...)
+		c.wmu.Unlock()
+		c.pool.put(bp)
+		return nil
+	}
+	if len(c.posts) > 0 {
+		bufs = append(net.Buffers{c.posts}, bufs...)
+	}
 	_, err := bufs.WriteTo(c.nc)
+	c.posts = c.posts[:0]
 	c.wmu.Unlock()
 	if bp != nil {
 		c.pool.put(bp)
@@ -344,6 +375,21 @@ func (c *Client) send(tx *Fcall) error {
 		return plan9.ErrHungup
 	}
 	return nil
+}
+
+// writePosts writes the posted requests held, if no request has taken
+// them along meanwhile.
+func (c *Client) writePosts() {
+	c.wmu.Lock()
+	var err error
+	if len(c.posts) > 0 {
+		_, err = c.nc.Write(c.posts)
+		c.posts = c.posts[:0]
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
+	}
 }
 
 // RPC sends tx and waits for its reply. An Rerror becomes a plan9.Error.
@@ -414,15 +460,16 @@ func (c *Client) rpc(ctx context.Context, tx *Fcall, rbuf []byte) (*call, error)
 
 // post sends tx and returns once it is sent, not waiting for the
 // reply, which the reading caller of the moment drops when it comes;
-// its tag stays reserved until then.
-func (c *Client) post(tx *Fcall) error {
+// its tag stays reserved until then. If hold, tx may wait up to
+// postDelay to go out in one write with the next request.
+func (c *Client) post(tx *Fcall, hold bool) error {
 	cl := &call{done: make(chan struct{}), posted: true}
 	tag, err := c.allocTag(cl)
 	if err != nil {
 		return err
 	}
 	tx.Tag = tag
-	if err := c.send(tx); err != nil {
+	if err := c.sendPost(tx, hold); err != nil {
 		c.freeTag(tag)
 		return err
 	}

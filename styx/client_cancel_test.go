@@ -95,3 +95,59 @@ func TestCancelBeforeAfterFunc(t *testing.T) {
 		t.Fatal("the cancelled request was not flushed")
 	}
 }
+
+// TestHeldClunkGoesOut clunks a fid that was never opened and sends
+// nothing after it: the Tclunk, held to go out with the next request,
+// must still reach the server on its own.
+func TestHeldClunkGoesOut(t *testing.T) {
+	cn, sn := net.Pipe()
+	t.Cleanup(func() { cn.Close(); sn.Close() })
+	clunked := make(chan uint32, 1)
+	go func() {
+		for {
+			var hdr [4]byte
+			if _, err := io.ReadFull(sn, hdr[:]); err != nil {
+				return
+			}
+			b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+			copy(b, hdr[:])
+			if _, err := io.ReadFull(sn, b[4:]); err != nil {
+				return
+			}
+			var tx styx.Fcall
+			if err := tx.Unmarshal(b); err != nil {
+				return
+			}
+			rx := styx.Fcall{Type: tx.Type + 1, Tag: tx.Tag}
+			switch tx.Type {
+			case styx.Tversion:
+				rx.Msize, rx.Version = tx.Msize, tx.Version
+			case styx.Tattach:
+				rx.Qid = styx.Qid{Type: styx.QTDIR}
+			case styx.Tclunk:
+				clunked <- tx.Fid
+			}
+			out, err := rx.Bytes()
+			if err != nil {
+				return
+			}
+			if _, err := sn.Write(out); err != nil {
+				return
+			}
+		}
+	}()
+	ctx := context.Background()
+	c, err := styx.NewClient(ctx, cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	root, err := c.Attach(ctx, nil, "glenda", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Clunk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-clunked
+}

@@ -353,8 +353,11 @@ func (f *Fid) Clunk(ctx context.Context) error {
 		// Nothing to commit, nothing to remove: the Tclunk goes out
 		// and the caller goes on, a round trip saved (a stat is a walk
 		// and a stat, not three trips). Fid numbers are not reused, so
-		// the reply may come whenever.
-		return f.c.post(&Fcall{Type: Tclunk, Fid: f.num})
+		// the reply may come whenever. A fid never opened has done
+		// nothing a server would undo at its clunk, so its Tclunk may
+		// even wait to go out with the next request; an open one's
+		// goes now (another client may be waiting for that close).
+		return f.c.post(&Fcall{Type: Tclunk, Fid: f.num}, !f.opened)
 	}
 	return f.c.call(ctx, &Fcall{Type: Tclunk, Fid: f.num})
 }

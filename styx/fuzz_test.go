@@ -135,7 +135,30 @@ type fuzzConn struct {
 
 func (c *fuzzConn) Read(p []byte) (int, error) { return c.in.Read(p) }
 
+// Write checks the replies in p: whole frames, one or more (replies
+// run on the reading goroutine go out together).
 func (c *fuzzConn) Write(p []byte) (int, error) {
+	var err error
+	n := 0
+	for b := p; err == nil && len(b) > 0; n++ {
+		size := len(b)
+		if len(b) >= 4 {
+			size = min(size, int(binary.LittleEndian.Uint32(b)))
+		}
+		err = c.check(b[:size])
+		b = b[size:]
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.n += n
+	return len(p), nil
+}
+
+// check checks one reply.
+func (c *fuzzConn) check(p []byte) error {
 	var f styx.Fcall
 	err := f.Unmarshal(p)
 	switch {
@@ -146,13 +169,7 @@ func (c *fuzzConn) Write(p []byte) (int, error) {
 	case !c.tags[f.Tag]:
 		err = fmt.Errorf("reply for tag %d, which was never sent: %v", f.Tag, &f)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil && c.err == nil {
-		c.err = err
-	}
-	c.n++
-	return len(p), nil
+	return err
 }
 
 func (c *fuzzConn) Close() error                     { return nil }

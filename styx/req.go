@@ -21,6 +21,7 @@ type req struct {
 	flushed bool   // guarded by c.mu: reply must be suppressed
 	undo    func() // run instead of the reply when flushed
 	holds   []*fid // fid references dropped just before the reply
+	batch   bool   // run on the reading goroutine with more requests read: hold the reply (conn.pend)
 }
 
 // hold keeps a reference to f until r is answered. It is dropped before
@@ -66,7 +67,11 @@ func (r *req) finish(f *Fcall, b []byte) {
 		if b == nil {
 			b = c.marshalLocked(f)
 		}
-		c.writeLocked(b)
+		if r.batch {
+			c.holdLocked(b)
+		} else {
+			c.writeLocked(b)
+		}
 	}
 	c.wmu.Unlock()
 	if flushed && r.undo != nil {

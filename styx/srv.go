@@ -222,6 +222,12 @@ type conn struct {
 
 	wmu  sync.Mutex // serializes writes to nc
 	wbuf []byte     // guarded by wmu: small replies are built here
+	// pend, guarded by wmu, holds replies of requests run on the
+	// reading goroutine while more requests wait in its buffer: they
+	// go out in one write with the next reply, or when the buffer is
+	// drained (a client that sends a clunk and a walk together gets
+	// both answers in one write, not two).
+	pend []byte
 
 	mu    sync.Mutex
 	msize uint32          // guarded by mu
@@ -322,6 +328,9 @@ func (c *conn) readLoop() error {
 		if deadline && versioned {
 			c.nc.SetReadDeadline(time.Time{})
 			deadline = false
+		}
+		if !frameReady(br) {
+			c.flushPending() // before waiting for the client
 		}
 		if _, err := br.ReadByte(); err != nil {
 			if !versioned && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -429,6 +438,7 @@ func (c *conn) readLoop() error {
 		c.mu.Unlock()
 		c.wg.Add(1)
 		if c.inline(&r.fc) {
+			r.batch = frameReady(br)
 			c.handle(r)
 		} else {
 			go c.handle(r)
@@ -548,10 +558,51 @@ func (c *conn) marshalLocked(f *Fcall) []byte {
 	return b
 }
 
+// writeLocked writes the pending replies and b. c.wmu is held.
 func (c *conn) writeLocked(b []byte) {
-	if _, err := c.nc.Write(b); err != nil {
+	var err error
+	if len(c.pend) > 0 {
+		bufs := net.Buffers{c.pend, b}
+		_, err = bufs.WriteTo(c.nc)
+		c.pend = c.pend[:0]
+	} else {
+		_, err = c.nc.Write(b)
+	}
+	if err != nil {
 		c.cancel(fmt.Errorf("writing reply: %w", err))
 	}
+}
+
+// frameReady reports whether br holds a whole frame, to be read
+// without waiting for the client.
+func frameReady(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	h, _ := br.Peek(4)
+	return br.Buffered() >= int(binary.LittleEndian.Uint32(h))
+}
+
+// maxPend bounds the replies held in conn.pend.
+const maxPend = 32 << 10
+
+// holdLocked keeps b to go out with the next write, or writes it now
+// with what is held if that would pass maxPend. c.wmu is held.
+func (c *conn) holdLocked(b []byte) {
+	if len(c.pend)+len(b) > maxPend {
+		c.writeLocked(b)
+		return
+	}
+	c.pend = append(c.pend, b...)
+}
+
+// flushPending writes the replies held, if any.
+func (c *conn) flushPending() {
+	c.wmu.Lock()
+	if len(c.pend) > 0 {
+		c.writeLocked(nil)
+	}
+	c.wmu.Unlock()
 }
 
 func (c *conn) writeError(tag uint16, ename string) {
