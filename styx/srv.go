@@ -360,8 +360,11 @@ func (c *conn) readLoop() error {
 		var held int64
 		if size > smallFrame {
 			held = int64(c.srv.pool.size(int(size))) // the buffer's whole capacity
-			if err := c.mem.Acquire(c.ctx, held); err != nil {
-				return err
+			if !c.mem.TryAcquire(held) {
+				c.flushPending() // held replies must not wait on the budget
+				if err := c.mem.Acquire(c.ctx, held); err != nil {
+					return err
+				}
 			}
 			if deadline && versioned {
 				// The wait for memory was the server's, not the
@@ -408,6 +411,7 @@ func (c *conn) readLoop() error {
 			}
 			continue
 		case Tflush:
+			c.flushPending() // the flushed request's reply may be held
 			select {
 			case c.flushes <- struct{}{}:
 			case <-c.ctx.Done():
@@ -419,9 +423,14 @@ func (c *conn) readLoop() error {
 		}
 		select {
 		case c.slots <- struct{}{}:
-		case <-c.ctx.Done():
-			r.release()
-			return context.Cause(c.ctx)
+		default:
+			c.flushPending() // held replies must not wait for a slot
+			select {
+			case c.slots <- struct{}{}:
+			case <-c.ctx.Done():
+				r.release()
+				return context.Cause(c.ctx)
+			}
 		}
 		r.slot = true
 		c.mu.Lock()
