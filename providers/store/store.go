@@ -85,7 +85,7 @@ type Options struct {
 	// DiscoverEvery is how often holders are looked up (0:
 	// DefaultDiscoverEvery).
 	DiscoverEvery time.Duration
-	Log  *slog.Logger
+	Log           *slog.Logger
 	// Contracts, if set, returns the holders this node has an active
 	// storage contract with (the ledger's), which are candidates too,
 	// and those whose contracts have all ended, which are no longer
