@@ -124,7 +124,7 @@ func (s *Store) setDiscover(v string) error {
 		return fmt.Errorf("store: bad discover %q: want on or off", cut(v, 20))
 	}
 	if v == "on" && s.opts.Find == nil {
-		return fmt.Errorf("store: cannot discover holders: the node runs no dht")
+		return fmt.Errorf("store: discovery needs the dht, which this node does not run")
 	}
 	s.mu.Lock()
 	s.discover = v == "on"

@@ -21,6 +21,7 @@ type principal struct {
 	key      string
 	all      bool
 	quota    *quota
+	closed   error  // why it may store nothing (no offer), or nil
 	userName string // the synth user it attached as
 }
 
@@ -79,6 +80,9 @@ func (s *Store) fragmentsDir(who func(ctx context.Context) (principal, error)) *
 		}
 		if err := checkName(name); err != nil {
 			return nil, err
+		}
+		if p.closed != nil {
+			return nil, p.closed
 		}
 		return s.fragNode(frag{p: p, key: p.key, name: name}, detach), nil
 	})
@@ -211,6 +215,9 @@ func (h fragHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error)
 	if h.f.ro {
 		return nil, fmt.Errorf("store: fragment %s is another node's: %w", h.f.name[:8], plan9.ErrPerm)
 	}
+	if h.f.p.closed != nil {
+		return nil, h.f.p.closed
+	}
 	if isListName(h.f.name) {
 		return &listWriteHandle{s: h.s, key: h.f.p.key, q: h.f.p.quota, name: h.f.name, detach: h.detach}, nil
 	}
@@ -342,8 +349,8 @@ func (s *Store) userPrincipal(ctx context.Context) (principal, error) {
 }
 
 // keyPrincipal is a node that attached by its key (HolderAttach): a
-// trusted node, or, while this node offers space, any other, within the
-// offer's quota.
+// trusted node, or any other, which stores fragments only while this
+// node offers space, and within the offer's quota.
 func (s *Store) keyPrincipal(ctx context.Context) (principal, error) {
 	key := synth.User(ctx)
 	if !isKeyName(key) {
@@ -355,8 +362,11 @@ func (s *Store) keyPrincipal(ctx context.Context) (principal, error) {
 	s.mu.Lock()
 	o := s.offer
 	s.mu.Unlock()
+	p := principal{key: key, quota: &quota{PerKey: o.PerKey, Total: o.Total}, userName: key}
 	if o.Total <= 0 {
-		return principal{}, fmt.Errorf("store: this node offers no space to key %s: %w", short(key), plan9.ErrPerm)
+		// It still reads by a file's key (NAME@PUB: a repairer), and
+		// reads and removes what it stored while space was offered.
+		p.closed = fmt.Errorf("store: this node offers no space to key %s: %w", short(key), plan9.ErrPerm)
 	}
-	return principal{key: key, quota: &quota{PerKey: o.PerKey, Total: o.Total}, userName: key}, nil
+	return p, nil
 }
