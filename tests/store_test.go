@@ -377,7 +377,7 @@ func TestStoreWriterKilled(t *testing.T) {
 			if m == a {
 				continue
 			}
-			ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments"))
+			ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments", a.key))
 			for _, e := range ents {
 				if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".tmp-") && fi.Size() > 0 {
 					return true
