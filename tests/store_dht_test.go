@@ -43,7 +43,8 @@ func heldFor(m *member, key string) string {
 // rebuilt at another holder (4 distinct holders); once it offers more,
 // the next file has 5 distinct holders, and reads back byte-identical
 // with two holders killed with SIGKILL. Each holder keeps the writer's
-// fragments under the writer's key.
+// fragments under the writer's key. Discovery then shows the killed
+// holders down, and a write places its 5 fragments on the 3 nodes left.
 func TestStoreThroughDHT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 nodes")
@@ -152,5 +153,36 @@ func TestStoreThroughDHT(t *testing.T) {
 	}
 	if h := healthLine(t, w, "/big"); !strings.Contains(h, "reachable 3 ") || !strings.Contains(h, "degraded") {
 		t.Fatalf("health with 2 holders killed: %s", h)
+	}
+
+	// The next round of discovery finds their addresses dead: status
+	// says so, and they are not placed on. With 3 nodes left a write of
+	// 3+2 has its 5 acks from 3 holders (the writer is one).
+	testutil.WaitFor(t, "the killed holders down in the writer's status", func() bool {
+		if err := w.ctl("/store/ctl", "holders discover on"); err != nil {
+			t.Fatalf("holders discover on: %v", err)
+		}
+		up := discovered(w)
+		return len(up) == 2 && !up[killed[0].key] && !up[killed[1].key]
+	})
+	st := w.read("/store/status")
+	for _, m := range killed {
+		if !strings.Contains(st, "discovered "+m.key+" ") {
+			t.Errorf("status no longer lists the killed holder %s:\n%s", m.key[:8], st)
+		}
+	}
+	if strings.Count(st, " down err ") < 2 {
+		t.Errorf("status does not say why the killed holders are down:\n%s", st)
+	}
+	third := make([]byte, 1<<20)
+	rand.Read(third)
+	if err := storeWrite(t, w, "/store/third", third); err != nil {
+		t.Fatalf("write with 2 holders killed: %v", err)
+	}
+	if h := healthLine(t, w, "/third"); !strings.Contains(h, "placed 5 reachable 5 acks 5 readable yes healthy holders 3") {
+		t.Fatalf("health of a write with 2 holders killed: %s", h)
+	}
+	if got, err := storeRead(t, w, "/store/third"); err != nil || !bytes.Equal(got, third) {
+		t.Fatalf("read back: %v", err)
 	}
 }

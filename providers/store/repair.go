@@ -217,6 +217,7 @@ func (s *Store) rebuild(ctx context.Context, l *List, missing []int, avoid map[s
 			s.noteFail(keys[i], err)
 			continue
 		}
+		s.noteOK(keys[i])
 		l.Holders[i] = keys[i]
 		done++
 	}

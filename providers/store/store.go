@@ -530,6 +530,7 @@ func (s *Store) noteFail(key string, err error) {
 	s.mu.Unlock()
 }
 
+// noteOK forgets a holder's last failure: it just stored a fragment.
 func (s *Store) noteOK(key string) {
 	s.mu.Lock()
 	delete(s.lastFail, key)

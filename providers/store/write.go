@@ -413,6 +413,7 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 				w.lose(i, err)
 				return
 			}
+			w.s.noteOK(w.keys[i])
 			ok[i] = true
 		}()
 	}
