@@ -320,6 +320,10 @@ func (l *listWriteHandle) Write(ctx context.Context, p []byte, off int64) (int, 
 	if off < 0 || off+int64(len(p)) > maxList {
 		return 0, fmt.Errorf("store: list too large")
 	}
+	if l.q != nil && off+int64(len(p)) > l.q.PerKey {
+		// Not held in memory only to be refused at the clunk.
+		return 0, fmt.Errorf("%w for key %s (a list of %d bytes, %d a key)", errQuota, short(l.key), off+int64(len(p)), l.q.PerKey)
+	}
 	if need := int(off) + len(p); need > len(l.data) {
 		l.data = append(l.data, make([]byte, need-len(l.data))...)
 	}
