@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"cheshire/atomicfile"
 	"cheshire/plan9"
@@ -32,6 +33,9 @@ type disk struct {
 	dir    string
 	self   string     // this node's key: the fragments this node placed on itself
 	listMu sync.Mutex // serialises list replacement
+	// trusted ranks the copies of a list of one version: those of this
+	// node and of the nodes it trusts before others' (nil: all alike).
+	trusted func(key string) bool
 
 	mu       sync.Mutex
 	used     map[string]int64 // guarded by mu: bytes held, by key
@@ -509,16 +513,23 @@ func (d *disk) putList(key, name string, data []byte, q *quota) error {
 }
 
 // getList is the latest version of list name held here, whichever key
-// stored it: a list is signed by the file's key, not the node's.
+// stored it: a list is signed by the file's key, not the node's. Of
+// copies of one version, which differ only in the unsigned places (a
+// repair changes them, not the version), those of this node and the
+// nodes it trusts come first, so that a stranger cannot send this
+// node's reads elsewhere, then the one written last.
 func (d *disk) getList(name string) ([]byte, error) {
 	if !isListName(name) {
 		return nil, checkName(name)
 	}
 	var best []byte
 	var seq uint64
-	d.eachList(name, func(data []byte, l *List) {
-		if best == nil || l.Seq > seq {
-			best, seq = data, l.Seq
+	var at time.Time
+	var trust bool
+	d.eachList(name, func(key string, data []byte, l *List, mod time.Time) {
+		t := key == d.self || d.trusted != nil && d.trusted(key)
+		if best == nil || l.Seq > seq || l.Seq == seq && (t && !trust || t == trust && mod.After(at)) {
+			best, seq, at, trust = data, l.Seq, mod, t
 		}
 	})
 	if best == nil {
@@ -527,16 +538,21 @@ func (d *disk) getList(name string) ([]byte, error) {
 	return best, nil
 }
 
-// eachList calls f with every valid copy of list name held here.
-func (d *disk) eachList(name string, f func(data []byte, l *List)) {
+// eachList calls f with every valid copy of list name held here, and
+// when it was written.
+func (d *disk) eachList(name string, f func(key string, data []byte, l *List, mod time.Time)) {
 	keys, _ := d.keys()
 	for _, k := range keys {
+		fi, err := os.Stat(d.path(k, name))
+		if err != nil {
+			continue
+		}
 		data, err := os.ReadFile(d.path(k, name))
 		if err != nil {
 			continue
 		}
 		if l, err := ParseList(data); err == nil {
-			f(data, l)
+			f(k, data, l, fi.ModTime())
 		}
 	}
 }
@@ -545,7 +561,7 @@ func (d *disk) eachList(name string, f func(data []byte, l *List)) {
 // fragment frag.
 func (d *disk) listNames(pub []byte, frag string) bool {
 	found := false
-	d.eachList((Cap{Pub: pub}).IDHex()+".list", func(_ []byte, l *List) {
+	d.eachList((Cap{Pub: pub}).IDHex()+".list", func(_ string, _ []byte, l *List, _ time.Time) {
 		for _, fr := range l.Frags {
 			if fr.Name == frag {
 				found = true

@@ -425,3 +425,46 @@ func TestOfferCtl(t *testing.T) {
 		t.Fatalf("discover on without a dht: %v", err)
 	}
 }
+
+// TestListCopies: a stranger that stores a copy of a file's list at the
+// writer's node, of the same version with other places (they are not
+// signed), does not send the writer's reads there: of one version, this
+// node's and trusted nodes' copies come first.
+func TestListCopies(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, shard)
+	a, b := c.nodes[0], c.nodes[1]
+	strangers(c)
+	if err := ctl(t, a.s, "ctl", "offer 1G"); err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(t, 4*3*shard)
+	if err := styx.WriteFile(t.Context(), rootOf(t, a.s), "f", data, 0600); err != nil {
+		t.Fatal(err)
+	}
+	cp := a.s.files["/f"].cap
+	name := cp.IDHex() + ".list"
+	own, err := a.s.local.GetList(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ParseList(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range l.Holders {
+		l.Holders[i] = b.key
+	}
+	if err := styx.WriteFile(t.Context(), holderRoot(t, a.s, b.key), name, l.Marshal(), 0600); err != nil {
+		t.Fatalf("the stranger's copy: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(a.dir, "store", "fragments", b.key, name)); err != nil {
+		t.Fatalf("the stranger's copy is not kept apart: %v", err)
+	}
+	if got, err := a.s.local.GetList(t.Context(), name); err != nil || !bytes.Equal(got, own) {
+		t.Fatalf("the writer's list after a stranger's copy: %v", err)
+	}
+	if got := mustRead(t, a.s, "f"); got != string(data) {
+		t.Fatal("read after a stranger's copy of the list differs")
+	}
+}

@@ -195,6 +195,7 @@ func New(opts Options) (*Store, error) {
 	if err := s.load(); err != nil {
 		return nil, err
 	}
+	d.trusted = s.trusted
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.srv = synth.NewServer(s.root(), synth.WithOwner(opts.Owner))
 	s.held = synth.NewServer(s.fragmentsDir(s.keyPrincipal), synth.WithOwner("none"))
