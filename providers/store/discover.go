@@ -127,7 +127,7 @@ func (s *Store) setDiscover(v string) error {
 		return fmt.Errorf("store: discovery needs the dht, which this node does not run")
 	}
 	s.mu.Lock()
-	s.discover = v == "on"
+	s.discover, s.discoSet = v == "on", true
 	s.mu.Unlock()
 	if err := s.save(); err != nil {
 		return err

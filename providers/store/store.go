@@ -146,6 +146,7 @@ type Store struct {
 	badFrags map[string]string     // guarded by mu: fragment name → holder that gave a corrupt piece
 	offer    quota                 // guarded by mu: space offered to untrusted nodes; Total 0: none
 	discover bool                  // guarded by mu: holders are looked up in the DHT
+	discoSet bool                  // guarded by mu: discover was set by ctl (and is saved)
 	found    map[string]*found     // guarded by mu: holders discovered, by key
 	probed   map[string]probe      // guarded by mu: the key at each address found
 }
@@ -302,7 +303,7 @@ func (s *Store) load() error {
 				return bad
 			}
 		case f[0] == "discover" && len(f) == 2 && (f[1] == "on" || f[1] == "off"):
-			s.discover = f[1] == "on"
+			s.discover, s.discoSet = f[1] == "on", true
 		default:
 			return bad
 		}
@@ -335,7 +336,7 @@ func (s *Store) save() error {
 	if s.offer.Total > 0 {
 		fmt.Fprintf(&b, "offer %d %d\n", s.offer.Total, s.offer.PerKey)
 	}
-	if s.opts.Find != nil || !s.discover {
+	if s.discoSet {
 		fmt.Fprintf(&b, "discover %s\n", onOff(s.discover))
 	}
 	s.mu.Unlock()
