@@ -44,7 +44,8 @@ func heldFor(m *member, key string) string {
 // the next file has 5 distinct holders, and reads back byte-identical
 // with two holders killed with SIGKILL. Each holder keeps the writer's
 // fragments under the writer's key. Discovery then shows the killed
-// holders down, and a write places its 5 fragments on the 3 nodes left.
+// holders down, and a write places its 5 fragments on the 3 nodes left;
+// a holder that stops offering stops announcing itself.
 func TestStoreThroughDHT(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 nodes")
@@ -185,4 +186,21 @@ func TestStoreThroughDHT(t *testing.T) {
 	if got, err := storeRead(t, w, "/store/third"); err != nil || !bytes.Equal(got, third) {
 		t.Fatalf("read back: %v", err)
 	}
+
+	// A holder that stops offering stops announcing itself.
+	var left *member
+	for _, m := range holders {
+		if !contains(killed, m) {
+			left = m
+		}
+	}
+	if st := left.read("/dht/status"); !strings.Contains(st, "#store/holders") {
+		t.Fatalf("a holder that offers does not announce it:\n%s", st)
+	}
+	if err := left.ctl("/store/ctl", "offer off"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the holder's advert without #store/holders", func() bool {
+		return !strings.Contains(left.read("/dht/status"), "#store/holders")
+	})
 }
