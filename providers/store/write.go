@@ -91,7 +91,8 @@ func (s *Store) newWriter(ctx context.Context, path string, c Cap, pol policy, s
 
 // place opens fragment i of l, for each i in want (all if nil), at
 // holders: the reachable ones nearest the file id by XOR distance, one
-// fragment each while there are enough, skipping those in avoid.
+// fragment each while there are enough; those in avoid (holders that
+// lost or refused it) only when no other takes it.
 func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string]bool) ([]string, []fragWriter, error) {
 	if want == nil {
 		for i := range l.Frags {
