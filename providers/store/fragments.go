@@ -15,8 +15,8 @@ import (
 // A principal is who uses a fragments directory: the key its fragments
 // are kept under, whether it may use every key's (this node's owner and
 // the nodes it trusts: DIR/users, `holders add`, storage contracts), and
-// the quota that bounds it (nil: none; the nodes it does not trust
-// that it offers space to).
+// for the others the offer's quota that bounds it (nil for the trusted:
+// none).
 type principal struct {
 	key      string
 	all      bool
@@ -117,8 +117,9 @@ func (s *Store) fragmentsDir(who func(ctx context.Context) (principal, error)) *
 	return d
 }
 
-// A frag is a fragment or list as p sees it: held under key, and ro if
-// p may only read it (a list, or a fragment read by its verify cap).
+// A frag is a fragment or list as p sees it: held under key (a list:
+// written to p's copy, read as the latest of any key's), and ro if p
+// may only read it (another key's fragment, read by its file's key).
 type frag struct {
 	p    principal
 	key  string
