@@ -36,12 +36,12 @@ func (s *Store) Offering() bool {
 }
 
 // parseSize reads a number of bytes: digits, then optionally k, m, g
-// or t (powers of 1024, either case), then optionally "b" or "ib".
+// or t (powers of 1024, either case) and then optionally "b" or "ib",
+// or just "b".
 func parseSize(v string) (int64, error) {
 	bad := fmt.Errorf("store: bad size %q: want bytes, or a number and K, M, G or T", cut(v, 40))
-	t := strings.ToLower(v)
-	t = strings.TrimSuffix(t, "b")
-	t = strings.TrimSuffix(t, "i")
+	t := strings.TrimSuffix(strings.ToLower(v), "b")
+	t, ib := strings.CutSuffix(t, "i")
 	shift := 0
 	if t != "" {
 		switch t[len(t)-1] {
@@ -56,8 +56,8 @@ func parseSize(v string) (int64, error) {
 		}
 		if shift > 0 {
 			t = t[:len(t)-1]
-		} else if len(t) != len(strings.ToLower(v)) {
-			return 0, bad // "ib" or "b" after no unit but digits: "12ib"
+		} else if ib {
+			return 0, bad // "12ib"
 		}
 	}
 	if t == "" || strings.TrimLeft(t, "0123456789") != "" {

@@ -468,3 +468,18 @@ func TestListCopies(t *testing.T) {
 		t.Fatal("read after a stranger's copy of the list differs")
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"1": 1, "1b": 1, "1B": 1, "2k": 2 << 10, "2KiB": 2 << 10, "2kb": 2 << 10,
+		"3M": 3 << 20, "4g": 4 << 30, "5TiB": 5 << 40, "0": 0} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "b", "k", "12ib", "1.5G", "-1", "1 G", "0x10", "1P", "9223372036854775807k", "ib"} {
+		if n, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, n)
+		}
+	}
+}
