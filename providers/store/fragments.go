@@ -134,7 +134,7 @@ type frag struct {
 // none.
 func (s *Store) resolveFrag(p principal, name string) *frag {
 	if isListName(name) {
-		if _, err := s.disk.getList(name); err != nil {
+		if s.disk.owner(name) == "" {
 			return nil
 		}
 		return &frag{p: p, key: p.key, name: name, list: true}
