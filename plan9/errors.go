@@ -351,6 +351,7 @@ func errnoPhrases() []errnoEntry {
 		{"closed", syscall.EPIPE}, // "import closed"
 		{"forged", syscall.EBADMSG},
 		{"stale", syscall.ESTALE},
+		{"quota exceeded", syscall.EDQUOT}, // "store: quota exceeded for key x (...)"
 	}
 }
 

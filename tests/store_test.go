@@ -32,13 +32,14 @@ func storeMesh(t testing.TB, cl *cluster) {
 	}
 }
 
-// fragmentsOf lists the fragment files (not lists) m holds.
-func fragmentsOf(m *member) map[string]bool {
-	out := make(map[string]bool)
-	ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments"))
-	for _, e := range ents {
-		if n := e.Name(); len(n) == 64 {
-			out[n] = true
+// fragmentsOf lists the fragment files (not lists) m holds, for every
+// key (DIR/store/fragments/KEY/NAME), by name.
+func fragmentsOf(m *member) map[string]string {
+	out := make(map[string]string)
+	paths, _ := filepath.Glob(filepath.Join(m.dir, "store", "fragments", "*", "*"))
+	for _, p := range paths {
+		if n := filepath.Base(p); len(n) == 64 {
+			out[n] = p
 		}
 	}
 	return out
@@ -218,7 +219,7 @@ func TestStore(t *testing.T) {
 
 	// A holder that flips a byte: the read goes around it, verify and
 	// health name it.
-	before := make(map[*member]map[string]bool)
+	before := make(map[*member]map[string]string)
 	for _, m := range cl.nodes {
 		if !contains(killed, m) {
 			before[m] = fragmentsOf(m)
@@ -234,9 +235,8 @@ func TestStore(t *testing.T) {
 		if m == c {
 			continue
 		}
-		for name := range fragmentsOf(m) {
-			if !old[name] {
-				p := filepath.Join(m.dir, "store", "fragments", name)
+		for name, p := range fragmentsOf(m) {
+			if old[name] == "" {
 				b, err := os.ReadFile(p)
 				if err != nil {
 					t.Fatal(err)
@@ -377,7 +377,7 @@ func TestStoreWriterKilled(t *testing.T) {
 			if m == a {
 				continue
 			}
-			ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments"))
+			ents, _ := os.ReadDir(filepath.Join(m.dir, "store", "fragments", a.key))
 			for _, e := range ents {
 				if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".tmp-") && fi.Size() > 0 {
 					return true

@@ -283,6 +283,9 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 	}
 	if p.store, err = store.New(store.Options{Dir: nd.dir, Owner: nd.owner, Self: nd.id.ID(), Dial: p.storeDial,
 		Contracts: func() (active, ended map[string]bool) { return p.cluster.ledger.State().Holders(nd.id.ID()) },
+		Find:      func(ctx context.Context) ([]string, error) { return p.dhtFind(ctx, store.HoldersPath) },
+		Probe:     p.probeKey,
+		Advertise: p.dht.Readvertise,
 		Log:       nd.log.With("module", "store")}); err != nil {
 		p.im.Close()
 		p.cluster.close()
@@ -305,13 +308,19 @@ func (nd *runNode) openParts(o serveOptions, bound func() []string) (*parts, err
 		Counters: p.counters, Requests: p.reqs, Passwords: p.pws})
 	p.builtin = append(builtins(nd.owner, nd.dir, o.exposeData, n, p.ca, dnsMod, p.dht, p.git, p.store),
 		append(append(p.cluster.modules(), apps.NewModule(p.apps, version), p.findModule()), p.mc.modules()...)...)
-	p.ns = ns.NewManager(append(p.mc.keyServices(), ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
+	p.ns = ns.NewManager(append(append(p.mc.keyServices(), p.storeKeyService()), ns.WithDir(filepath.Join(nd.dir, "ns")), ns.WithDefaults(defaultNamespace(p.builtin)), ns.WithLog(nd.log),
 		ns.WithUsers(filepath.Join(nd.dir, "users")),
 		ns.WithDialer(func(ctx context.Context, addr, user string) (styx.Attacher, error) { return proxy.Dial(ctx, addr) }),
 		ns.WithImporter(p.im.ByText()), ns.WithExportsChanged(p.dht.Readvertise),
 		p.requestsOption(), ns.WithWatchService())...) // #watch: nodes that import this one watch its paths
 	adv := &remote.Advertiser{Advertise: o.advertise, Bound: bound, Exports: p.ns.PublicExports, Raft: p.cluster.raftAdvert, Log: nd.log}
-	p.dht.Advertise(adv.Advert)
+	p.dht.Advertise(func() dhtlib.Advert {
+		ad := adv.Advert()
+		if ad.Port != 0 && p.store.Offering() {
+			ad.Paths = append(ad.Paths, store.HoldersPath) // a holder for any node
+		}
+		return ad
+	})
 	return p, nil
 }
 
@@ -347,15 +356,51 @@ func (p *parts) gitAuthorize(r *http.Request, repo string, write bool) (string, 
 	}
 }
 
-// storeDial reaches /store/fragments of the node holding key: an
-// import by key, over mutual TLS, on the connection every import of the
-// key shares. There the key is whichever user DIR/users names it.
-func (p *parts) storeDial(ctx context.Context, key string) (styx.File, error) {
+// storeDial reaches the fragments of the node holding key (#store, its
+// key service): an import by key, over mutual TLS, on the connection
+// every import of the key shares, first at addr if the holder was found
+// there. There the store knows this node by its key (HolderAttach).
+func (p *parts) storeDial(ctx context.Context, key, addr string) (styx.File, error) {
 	pk, err := nodekey.Decode(key)
 	if err != nil {
 		return nil, err
 	}
-	return p.im.Import(ctx, pk, "/store/fragments", true)
+	return p.im.ImportAt(ctx, pk, addr, "#store", true)
+}
+
+// storeKeyService is #store: the store's fragments, for any node by the
+// key its connection proves.
+func (p *parts) storeKeyService() ns.Option {
+	return ns.WithKeyService("#store", func(ctx context.Context, key, rest string) (styx.File, error) {
+		return p.store.HolderAttach(ctx, key)
+	})
+}
+
+// dhtFind returns the addresses (tls!HOST!PORT) of the nodes that
+// announce path in the DHT.
+func (p *parts) dhtFind(ctx context.Context, path string) ([]string, error) {
+	n := p.dht.Node()
+	if n == nil {
+		return nil, fmt.Errorf("dht: %w", plan9.ErrModuleStopped)
+	}
+	aps, err := n.Find(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(aps))
+	for i, ap := range aps {
+		out[i] = "tls!" + ap.Addr().Unmap().String() + "!" + strconv.Itoa(int(ap.Port()))
+	}
+	return out, nil
+}
+
+// probeKey is the key the node at addr proves in a TLS handshake.
+func (p *parts) probeKey(ctx context.Context, addr string) (string, error) {
+	k, err := remote.KeyAt(ctx, p.id, addr)
+	if err != nil {
+		return "", err
+	}
+	return nodekey.Encode(k), nil
 }
 
 // counters are the node's running counts, for /node/stats.

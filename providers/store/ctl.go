@@ -32,6 +32,10 @@ func (s *Store) cmds(dir string) []synth.Cmd {
 			Run: func(ctx context.Context, args []string) error { return s.addHolder(args[0]) }},
 		{Name: "holders rm", Min: 1, Max: 1, Usage: "holders rm KEY",
 			Run: func(ctx context.Context, args []string) error { return s.rmHolder(args[0]) }},
+		{Name: "holders discover", Min: 1, Max: 1, Usage: "holders discover on|off",
+			Run: func(ctx context.Context, args []string) error { return s.setDiscover(args[0]) }},
+		{Name: "offer", Min: 1, Max: 3, Usage: "offer SIZE [per-key SIZE] | offer off",
+			Run: func(ctx context.Context, args []string) error { return s.setOffer(args) }},
 		{Name: "import-cap", Min: 2, Max: 2, Usage: "import-cap CAP PATH", Secret: true,
 			Run: func(ctx context.Context, args []string) error {
 				c, err := ParseCap(args[0])
@@ -182,7 +186,7 @@ func (s *Store) health(ctx context.Context, p string) fileHealth {
 	want := int64(l.Stripes()) * int64(l.Shard)
 	ok := make([]bool, len(l.Frags))
 	var wg sync.WaitGroup
-	for i, fr := range l.Frags {
+	for i := range l.Frags {
 		k := l.Holders[i]
 		if k == "" {
 			continue
@@ -193,7 +197,7 @@ func (s *Store) health(ctx context.Context, p string) fileHealth {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 			defer cancel()
-			n, err := s.holder(k).Size(cctx, fr.Name)
+			n, err := s.holder(k).Size(cctx, l.ref(i))
 			ok[i] = err == nil && n == want
 		}()
 	}
@@ -259,6 +263,8 @@ func (s *Store) statusText(ctx context.Context) string {
 	}
 	fmt.Fprintf(&b, "stored %d\n", stored)
 	s.mu.Unlock()
+	s.offerText(&b)
+	s.discoveredText(&b)
 	for _, k := range s.holderKeys() {
 		s.mu.Lock()
 		state, why := "up", s.lastFail[k]

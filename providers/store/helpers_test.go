@@ -65,7 +65,7 @@ func (c *cluster) add(shard int) *tnode {
 		c.writeUsers(o, nodes)
 	}
 	s, err := New(Options{Dir: nd.dir, Owner: owner, Self: nd.key, Shard: shard, RepairEvery: -1,
-		Dial: func(ctx context.Context, key string) (styx.File, error) { return c.dial(ctx, nd, key) }})
+		Dial: func(ctx context.Context, key, addr string) (styx.File, error) { return c.dial(ctx, nd, key) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,8 @@ func (c *cluster) writeUsers(o *tnode, nodes []*tnode) {
 	}
 }
 
-// dial attaches to key's /store/fragments as from's user there.
+// dial attaches to key's fragments as from's key, as a connection over
+// TLS does (HolderAttach).
 func (c *cluster) dial(ctx context.Context, from *tnode, key string) (styx.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,12 +98,7 @@ func (c *cluster) dial(ctx context.Context, from *tnode, key string) (styx.File,
 	}
 	for _, n := range c.nodes {
 		if n.key == key && n.s != nil {
-			root, err := n.s.Attach(ctx, userName(from.key), "", nil)
-			if err != nil {
-				return nil, err
-			}
-			defer root.Clunk()
-			f, err := styx.WalkFile(ctx, root, []string{"fragments"})
+			f, err := n.s.HolderAttach(ctx, from.key)
 			if err != nil {
 				return nil, err
 			}

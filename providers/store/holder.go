@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"cheshire/plan9"
@@ -45,20 +47,36 @@ type localHolder struct {
 
 func (h localHolder) Key() string { return h.key }
 func (h localHolder) Create(ctx context.Context, name string) (fragWriter, error) {
-	return h.d.create(name)
+	return h.d.create(h.key, name, nil)
 }
+
+// find is the key that holds name here (a reference NAME@PUB names
+// NAME), this node's first: this node's owner uses every key's.
+func (h localHolder) find(name string) (key, n string) {
+	n, _, _ = strings.Cut(name, "@")
+	if k := h.d.owner(n); k != "" {
+		return k, n
+	}
+	return h.key, n
+}
+
 func (h localHolder) Open(ctx context.Context, name string) (fragReader, error) {
-	return h.d.open(name)
+	k, n := h.find(name)
+	return h.d.open(k, n)
 }
 func (h localHolder) Size(ctx context.Context, name string) (int64, error) {
-	if n := h.d.size(name); n >= 0 {
-		return n, nil
+	k, n := h.find(name)
+	if sz := h.d.size(k, n); sz >= 0 {
+		return sz, nil
 	}
-	return 0, fmt.Errorf("store: no fragment %s: %w", cut(name, 8), plan9.ErrNotFound)
+	return 0, fmt.Errorf("store: no fragment %s: %w", cut(n, 8), plan9.ErrNotFound)
 }
-func (h localHolder) Remove(ctx context.Context, name string) error { return h.d.remove(name) }
+func (h localHolder) Remove(ctx context.Context, name string) error {
+	k, n := h.find(name)
+	return h.d.remove(k, n)
+}
 func (h localHolder) PutList(ctx context.Context, name string, data []byte) error {
-	return h.d.putList(name, data)
+	return h.d.putList(h.key, name, data, nil)
 }
 func (h localHolder) GetList(ctx context.Context, name string) ([]byte, error) {
 	return h.d.getList(name)
@@ -289,3 +307,9 @@ func (h remoteHolder) GetList(ctx context.Context, name string) ([]byte, error) 
 	}
 	return data, nil
 }
+
+// ref is how fragment i is asked of its holder: NAME@PUB, the file's
+// public key in hex, which lets a node that did not store the fragment
+// (a repairer with the verify cap) read it there, as the holder keeps a
+// list of the file naming it.
+func (l *List) ref(i int) string { return l.Frags[i].Name + "@" + hex.EncodeToString(l.Pub) }

@@ -127,7 +127,7 @@ func (f *fetcher) piece(ctx context.Context, i, st int, p []byte) error {
 		return fmt.Errorf("store: fragment %d has no holder", i)
 	}
 	if r == nil {
-		nr, err := f.s.holder(key).Open(ctx, f.l.Frags[i].Name)
+		nr, err := f.s.holder(key).Open(ctx, f.l.ref(i))
 		if err != nil {
 			f.kill(i, err)
 			return err

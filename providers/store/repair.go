@@ -123,7 +123,7 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 			defer cancel()
-			if n, err := s.holder(k).Size(cctx, fr.Name); err != nil || n != want {
+			if n, err := s.holder(k).Size(cctx, l.ref(i)); err != nil || n != want {
 				mu.Lock()
 				missing = append(missing, i)
 				avoid[k] = true
@@ -138,6 +138,22 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 	if len(l.Frags)-len(missing) < l.K {
 		return 0, fmt.Errorf("store: too few fragments to rebuild: %d of %d, want %d", len(l.Frags)-len(missing), len(l.Frags), l.K)
 	}
+	done, err := s.rebuild(ctx, l, missing, avoid, rate)
+	if err != nil {
+		return 0, err
+	}
+	s.spreadList(ctx, l)
+	if done < len(missing) {
+		return done, fmt.Errorf("store: only %d of %d fragments rebuilt: no holder acknowledged the rest", done, len(missing))
+	}
+	return done, nil
+}
+
+// rebuild rebuilds the fragments missing of l from k others, at
+// holders placed anew (not those of avoid), at most rate bytes a second
+// if rate is positive; l.Holders names the holders of those it stored,
+// which it counts.
+func (s *Store) rebuild(ctx context.Context, l *List, missing []int, avoid map[string]bool, rate int) (int, error) {
 	f, err := s.newFetcher(l, nil)
 	if err != nil {
 		return 0, err
@@ -155,6 +171,7 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 			ws[i].Abort()
 		}
 	}
+	lost := make(map[int]bool) // refused part way: the others go on
 	for st := range l.Stripes() {
 		shards, err := f.stripe(ctx, st, l.K)
 		if err == nil {
@@ -169,9 +186,16 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 				abort()
 				return 0, fmt.Errorf("store: rebuilt fragment %d does not match its hash", i)
 			}
+			if lost[i] {
+				continue
+			}
 			if err := ws[i].WriteAt(ctx, shards[i], int64(st)*int64(l.Shard)); err != nil {
-				abort()
-				return 0, err
+				ws[i].Abort()
+				s.noteFail(keys[i], err)
+				lost[i] = true
+				if len(lost) == len(missing) {
+					return 0, err
+				}
 			}
 		}
 		if rate > 0 {
@@ -186,10 +210,14 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 	}
 	done := 0
 	for _, i := range missing {
+		if lost[i] {
+			continue
+		}
 		if err := ws[i].Commit(); err != nil {
 			s.noteFail(keys[i], err)
 			continue
 		}
+		s.noteOK(keys[i])
 		l.Holders[i] = keys[i]
 		done++
 	}
@@ -200,10 +228,6 @@ func (s *Store) RepairCap(ctx context.Context, c Cap, rate int) (int, error) {
 		}
 	}
 	s.mu.Unlock()
-	s.spreadList(ctx, l)
-	if done < len(missing) {
-		return done, fmt.Errorf("store: only %d of %d fragments rebuilt: no holder acknowledged the rest", done, len(missing))
-	}
 	return done, nil
 }
 

@@ -11,7 +11,9 @@
 //	/store/ctl             policy, repair, verify, holders, import-cap
 //	/store/health          per file: fragments placed, reachable, acks, state
 //	/store/status          bytes held for others and by others; holders
-//	/store/fragments/      this node's fragments, for authorised peers only
+//	/store/fragments/      this node's fragments, for trusted peers only; any
+//	                       node reaches them by key (HolderAttach) while the
+//	                       node offers space, each key apart and within quota
 //	/store/DIR/            directories, each with a ctl
 //	/store/FILE            content: writes are coded as they arrive; the
 //	                       clunk returns once happy holders have synced
@@ -49,6 +51,8 @@ const (
 	DefaultM           = 2
 	DefaultRepairEvery = time.Minute
 	DefaultRepairRate  = 16 << 20 // bytes a second
+	// DefaultDiscoverEvery is how often the DHT is asked for holders.
+	DefaultDiscoverEvery = time.Minute
 	// ackTimeout bounds the wait for one holder's answer to a commit.
 	ackTimeout = 60 * time.Second
 	// hedge is how long a piece may take before the read asks another
@@ -65,10 +69,23 @@ type Options struct {
 	Owner string
 	// Self is this node's key (z-base-32), the holder its own disk is.
 	Self string
-	// Dial returns the root of /store/fragments on the node holding key
-	// (nil: this node holds every fragment itself).
-	Dial func(ctx context.Context, key string) (styx.File, error)
-	Log  *slog.Logger
+	// Dial returns the root of the fragments (HolderAttach) of the node
+	// holding key, at addr if not "" (where the node was found), on the
+	// connection shared by every import of key (nil: this node holds
+	// every fragment itself).
+	Dial func(ctx context.Context, key, addr string) (styx.File, error)
+	// Find, if set, returns the addresses (tls!HOST!PORT) of the nodes
+	// that announce they offer space (HoldersPath in the DHT), and Probe
+	// the key the node at an address proves: how holders are
+	// discovered. Advertise, if set, is called when the offer changes
+	// (the node's DHT advert then announces HoldersPath, or stops).
+	Find      func(ctx context.Context) ([]string, error)
+	Probe     func(ctx context.Context, addr string) (string, error)
+	Advertise func()
+	// DiscoverEvery is how often holders are looked up (0:
+	// DefaultDiscoverEvery).
+	DiscoverEvery time.Duration
+	Log           *slog.Logger
 	// Contracts, if set, returns the holders this node has an active
 	// storage contract with (the ledger's), which are candidates too,
 	// and those whose contracts have all ended, which are no longer
@@ -110,8 +127,9 @@ type Store struct {
 	srv   *synth.Server
 	ctx   context.Context
 	stop  context.CancelFunc
-	frags *synth.Dir // /store/fragments
+	held  *synth.Server // the fragments, for nodes by key (HolderAttach)
 	wg    sync.WaitGroup
+	wake  chan struct{} // a discovery round is wanted
 
 	saveMu sync.Mutex // serialises saves of the state file
 
@@ -126,6 +144,24 @@ type Store struct {
 	nodes    map[string]synth.Node // guarded by mu: the tree's nodes, by path
 	lastFail map[string]string     // guarded by mu: the last failure of each holder
 	badFrags map[string]string     // guarded by mu: fragment name → holder that gave a corrupt piece
+	offer    quota                 // guarded by mu: space offered to untrusted nodes; Total 0: none
+	discover bool                  // guarded by mu: holders are looked up in the DHT
+	discoSet bool                  // guarded by mu: discover was set by ctl (and is saved)
+	found    map[string]*found     // guarded by mu: holders discovered, by key
+	probed   map[string]probe      // guarded by mu: the key at each address found
+}
+
+// A found holder is one discovered in the DHT.
+type found struct {
+	addr string
+	seen time.Time // the last round that found it
+}
+
+// A probe is what dialing an address found said.
+type probe struct {
+	key string
+	err string
+	at  time.Time
 }
 
 // New opens the store of opts.Dir.
@@ -146,18 +182,24 @@ func New(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d, err := newDisk(filepath.Join(opts.Dir, "store", "fragments"))
+	if opts.DiscoverEvery <= 0 {
+		opts.DiscoverEvery = DefaultDiscoverEvery
+	}
+	d, err := newDisk(filepath.Join(opts.Dir, "store", "fragments"), opts.Self)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{opts: opts, log: log, disk: d, local: localHolder{key: opts.Self, d: d},
 		files: make(map[string]*entry), dirs: map[string]*policy{"/": nil}, bad: make(map[string]int),
-		nodes: make(map[string]synth.Node), lastFail: make(map[string]string), badFrags: make(map[string]string), roots: make(map[string]styx.File)}
+		nodes: make(map[string]synth.Node), lastFail: make(map[string]string), badFrags: make(map[string]string), roots: make(map[string]styx.File),
+		discover: opts.Find != nil, found: make(map[string]*found), probed: make(map[string]probe), wake: make(chan struct{}, 1)}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
+	d.trusted = s.trusted
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.srv = synth.NewServer(s.root(), synth.WithOwner(opts.Owner))
+	s.held = synth.NewServer(s.fragmentsDir(s.keyPrincipal), synth.WithOwner("none"))
 	return s, nil
 }
 
@@ -166,8 +208,24 @@ func (s *Store) Attach(ctx context.Context, uname, aname string, auth styx.File)
 	return s.srv.Attach(ctx, uname, aname, auth)
 }
 
-// Start starts the background repairer; Close stops it.
+// HolderAttach attaches the node of key (proven by its connection) to
+// this node's fragments: a trusted node (DIR/users, `holders add`, a
+// storage contract) uses them as it does /store/fragments; another,
+// while this node offers space, its own fragments within the offer.
+func (s *Store) HolderAttach(ctx context.Context, key string) (styx.File, error) {
+	if _, err := nodekey.Decode(key); err != nil {
+		return nil, fmt.Errorf("store: bad key: %w", err)
+	}
+	return s.held.Attach(ctx, key, "", nil)
+}
+
+// Start starts the background repairer and the discovery of holders;
+// Close stops them.
 func (s *Store) Start() {
+	if s.opts.Find != nil && s.opts.Probe != nil {
+		s.wg.Add(1)
+		go s.discoverer()
+	}
 	if s.opts.RepairEvery < 0 {
 		return
 	}
@@ -237,6 +295,15 @@ func (s *Store) load() error {
 			s.files[f[1]] = e
 		case f[0] == "holder" && len(f) == 2:
 			s.holders = append(s.holders, f[1])
+		case f[0] == "offer" && len(f) == 3:
+			var err1, err2 error
+			s.offer.Total, err1 = strconv.ParseInt(f[1], 10, 64)
+			s.offer.PerKey, err2 = strconv.ParseInt(f[2], 10, 64)
+			if errors.Join(err1, err2) != nil || s.offer.Total < 0 || s.offer.PerKey < 0 {
+				return bad
+			}
+		case f[0] == "discover" && len(f) == 2 && (f[1] == "on" || f[1] == "off"):
+			s.discover, s.discoSet = f[1] == "on", true
 		default:
 			return bad
 		}
@@ -265,6 +332,12 @@ func (s *Store) save() error {
 	}
 	for _, h := range s.holders {
 		fmt.Fprintf(&b, "holder %s\n", h)
+	}
+	if s.offer.Total > 0 {
+		fmt.Fprintf(&b, "offer %d %d\n", s.offer.Total, s.offer.PerKey)
+	}
+	if s.discoSet {
+		fmt.Fprintf(&b, "discover %s\n", onOff(s.discover))
 	}
 	s.mu.Unlock()
 	if err := atomicfile.Write(s.statePath(), b.Bytes(), 0600); err != nil {
@@ -323,22 +396,42 @@ func (s *Store) users() map[string]string {
 	return m
 }
 
-// authorised tells whether user may use /store/fragments: the owner, and
-// users that are keys of other nodes (DIR/users).
-func (s *Store) authorised(user string) bool {
-	if user == s.opts.Owner {
+// trusted tells whether the node of key uses this node's fragments
+// without a quota, and every key's: a key of DIR/users, added by
+// `holders add`, or with an active storage contract.
+func (s *Store) trusted(key string) bool {
+	s.mu.Lock()
+	added := slices.Contains(s.holders, key)
+	s.mu.Unlock()
+	if added {
 		return true
 	}
-	_, ok := s.users()[user]
-	return ok
+	for _, k := range s.users() {
+		if k == key {
+			return true
+		}
+	}
+	if s.opts.Contracts != nil {
+		active, _ := s.opts.Contracts()
+		return active[key]
+	}
+	return false
 }
 
 // holderKeys are the known holders: this node, the keys added by ctl,
-// those of DIR/users, and those with an active storage contract.
+// those of DIR/users, those with an active storage contract, and those
+// discovered in the DHT.
 func (s *Store) holderKeys() []string {
 	keys := []string{s.opts.Self}
 	s.mu.Lock()
 	keys = append(keys, s.holders...)
+	if s.discover {
+		for k, f := range s.found {
+			if s.probed[f.addr].err == "" { // not while its address does not answer
+				keys = append(keys, k)
+			}
+		}
+	}
 	s.mu.Unlock()
 	for _, k := range s.users() {
 		keys = append(keys, k)
@@ -383,7 +476,13 @@ func (s *Store) rootOf(ctx context.Context, key string) (styx.File, error) {
 	if r != nil {
 		return r, nil
 	}
-	r, err := s.opts.Dial(ctx, key)
+	s.mu.Lock()
+	var addr string
+	if f := s.found[key]; f != nil {
+		addr = f.addr
+	}
+	s.mu.Unlock()
+	r, err := s.opts.Dial(ctx, key, addr)
 	if err != nil {
 		return nil, fmt.Errorf("store: holder %s: %w", short(key), err)
 	}
@@ -433,6 +532,7 @@ func (s *Store) noteFail(key string, err error) {
 	s.mu.Unlock()
 }
 
+// noteOK forgets a holder's last failure: it just stored a fragment.
 func (s *Store) noteOK(key string) {
 	s.mu.Lock()
 	delete(s.lastFail, key)

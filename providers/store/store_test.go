@@ -128,7 +128,7 @@ func TestCorruptHolder(t *testing.T) {
 		i = 2
 	}
 	bad := c.node(l.Holders[i])
-	fp := filepath.Join(bad.dir, "store", "fragments", l.Frags[i].Name)
+	fp := filepath.Join(bad.dir, "store", "fragments", c.nodes[0].key, l.Frags[i].Name)
 	b, err := os.ReadFile(fp)
 	if err != nil {
 		t.Fatal(err)
@@ -487,8 +487,8 @@ func TestStalledHolder(t *testing.T) {
 
 // TestRefusingAndFullHolders: a holder that refuses (this node is not its
 // user) is passed over at placement; a holder whose disk is full loses
-// its fragment, which fails a write that wants every ack, with the
-// reason, and not one that wants fewer.
+// its fragment, which the commit rebuilds at another holder; with fewer
+// than k fragments left the write fails, with the reason.
 func TestRefusingAndFullHolders(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 5, shard)
@@ -523,25 +523,39 @@ func TestRefusingAndFullHolders(t *testing.T) {
 			break
 		}
 	}
-	err = styx.WriteFile(t.Context(), rootOf(t, w.s), "a", randomData(t, 3*3*shard), 0600)
-	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
-		t.Fatalf("write with a full holder, happy=5: %v", err)
-	}
-	if got := mustRead(t, w.s, "a"); got != string(data) {
-		t.Fatal("a failed write changed the file")
-	}
-	if err := ctl(t, w.s, "ctl", "policy k=3 m=2 happy=4"); err != nil {
-		t.Fatal(err)
+	full := ""
+	for k := range c.full {
+		full = k
 	}
 	data2 := randomData(t, 3*3*shard)
 	if err := styx.WriteFile(t.Context(), rootOf(t, w.s), "a", data2, 0600); err != nil {
-		t.Fatalf("write with a full holder, happy=4: %v", err)
+		t.Fatalf("write with a full holder, happy=5: %v", err)
 	}
-	if h := healthOf(t, w.s, "/a"); !strings.Contains(h, "acks 4 ") {
+	if h := healthOf(t, w.s, "/a"); !strings.Contains(h, "acks 5 ") || !strings.Contains(h, " healthy") {
 		t.Fatalf("health: %s", h)
+	}
+	if l, err = w.s.findList(t.Context(), w.s.files["/a"].cap); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(l.Holders, full) {
+		t.Fatalf("the full holder %s holds a fragment: %v", full, l.Holders)
 	}
 	if got := mustRead(t, w.s, "a"); got != string(data2) {
 		t.Fatal("read back differs")
+	}
+	// Every other node full: fewer than k fragments are left, and the
+	// write fails with the reason; the file is as it was.
+	c.mu.Lock()
+	for _, n := range c.nodes[1:4] {
+		c.full[n.key] = true
+	}
+	c.mu.Unlock()
+	err = styx.WriteFile(t.Context(), rootOf(t, w.s), "a", randomData(t, 3*3*shard), 0600)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("write with every other holder full: %v", err)
+	}
+	if got := mustRead(t, w.s, "a"); got != string(data2) {
+		t.Fatal("a failed write changed the file")
 	}
 }
 

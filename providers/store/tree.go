@@ -21,7 +21,7 @@ func (s *Store) root() *synth.Dir {
 	root := s.dirNode("/")
 	root.Add(synth.String("health", 0400, s.healthText))
 	root.Add(synth.String("status", 0444, s.statusText))
-	root.Add(s.fragmentsDir())
+	root.Add(s.fragmentsDir(s.userPrincipal))
 	return root
 }
 

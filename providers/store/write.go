@@ -91,7 +91,8 @@ func (s *Store) newWriter(ctx context.Context, path string, c Cap, pol policy, s
 
 // place opens fragment i of l, for each i in want (all if nil), at
 // holders: the reachable ones nearest the file id by XOR distance, one
-// fragment each while there are enough, skipping those in avoid.
+// fragment each while there are enough; those in avoid (holders that
+// lost or refused it) only when no other takes it.
 func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string]bool) ([]string, []fragWriter, error) {
 	if want == nil {
 		for i := range l.Frags {
@@ -109,13 +110,11 @@ func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string
 	keys := make([]string, len(l.Frags))
 	ws := make([]fragWriter, len(l.Frags))
 	dead := make(map[string]bool)
-	for k := range avoid {
-		used[k]++
-	}
 	for _, i := range want {
-		for round := 0; keys[i] == "" && round <= len(l.Frags); round++ {
+		// The holders of avoid only when no other takes the fragment.
+		for round := 0; keys[i] == "" && round <= 2*len(l.Frags)+1; round++ {
 			for _, k := range cands {
-				if dead[k] || used[k] > round {
+				if dead[k] || used[k] > round || avoid[k] && round <= len(l.Frags) {
 					continue
 				}
 				fw, err := s.holder(k).Create(ctx, l.Frags[i].Name)
@@ -232,8 +231,8 @@ func (w *writer) write(ctx context.Context, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// failed is the error that ends the write: too few fragments left to
-// meet the policy. w.mu is held.
+// failed is the error that ends the write: fewer than k fragments
+// left, too few to rebuild the others from at the commit. w.mu is held.
 func (w *writer) failed() error {
 	if err := w.codeErr(); err != nil {
 		return err
@@ -246,7 +245,7 @@ func (w *writer) failed() error {
 			last = e
 		}
 	}
-	if len(w.fails)-lost < w.pol.Happy {
+	if len(w.fails)-lost < w.pol.K {
 		return fmt.Errorf("store: %d of %d fragments lost, want %d acks: %w", lost, len(w.fails), w.pol.Happy, last)
 	}
 	return nil
@@ -415,6 +414,7 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 				w.lose(i, err)
 				return
 			}
+			w.s.noteOK(w.keys[i])
 			ok[i] = true
 		}()
 	}
@@ -427,6 +427,16 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 		} else if e := w.failErrs()[i]; e != nil && last == nil {
 			last = e
 		}
+	}
+	if synced < w.pol.Happy && synced >= w.pol.K {
+		// Holders that refused part way (over quota, disk full) or went
+		// away: their fragments are rebuilt from the others, elsewhere.
+		n, err := w.replace(ctx, ok)
+		synced += n
+		if err != nil {
+			last = err
+		}
+		data = w.list.Marshal() // the places changed; they are not signed
 	}
 	if synced < w.pol.Happy {
 		// The list goes nowhere: the version does not exist.
@@ -488,6 +498,32 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 		}
 	}
 	return acks, len(distinct), nil
+}
+
+// replace rebuilds the fragments not ok (lost during the write) from
+// those that are, at holders other than those that lost them, and
+// returns how many it stored (each then ok, at its new holder).
+func (w *writer) replace(ctx context.Context, ok []bool) (int, error) {
+	var lost []int
+	avoid := make(map[string]bool)
+	for i := range ok {
+		if !ok[i] {
+			lost = append(lost, i)
+			avoid[w.keys[i]] = true
+			w.list.Holders[i] = ""
+		}
+	}
+	n, err := w.s.rebuild(ctx, w.list, lost, avoid, 0)
+	for _, i := range lost {
+		if k := w.list.Holders[i]; k != "" {
+			w.keys[i], ok[i] = k, true
+		}
+	}
+	if err != nil {
+		return n, fmt.Errorf("store: lost fragments not placed again: %w", err)
+	}
+	w.s.log.Info("store: fragments lost during the write placed again", "file", w.path, "lost", len(lost), "placed", n)
+	return n, nil
 }
 
 // abort throws the version away.
