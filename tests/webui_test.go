@@ -567,9 +567,22 @@ func TestWebUIPasskey(t *testing.T) {
 		t.Fatalf("passkey files kept: %q", kept)
 	}
 
-	run("sign out", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
-	run("sign in with the passkey", chromedp.Click(chromedp.ID("passkey-signin")),
-		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	// A click that makes the page navigate is waited for in script,
+	// asked again until true: chromedp's WaitVisible may hold a node
+	// of the page that is going away ("Could not find node with given
+	// id", a flake in CI).
+	navigated := func(what, sel, cond string) {
+		t.Helper()
+		run(what, chromedp.Click(chromedp.CSS(sel)))
+		testutil.WaitFor(t, what, func() bool {
+			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+			return err == nil && ok
+		})
+	}
+	const signedOut = `document.readyState === "complete" && !!document.getElementById("passkey-signin")`
+	const signInEnded = `!!document.getElementById("entries") || !!(document.getElementById("passkey-error") && !document.getElementById("passkey-error").hidden)`
+	navigated("sign out", ".signout button", signedOut)
+	navigated("sign in with the passkey", "#passkey-signin", signInEnded)
 	user, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("span.user") ? document.querySelector("span.user").textContent : document.getElementById("passkey-error").textContent`))
 	shot(t, ctx, "passkey-signed-in")
 	if err != nil || user != owner {
@@ -582,9 +595,8 @@ func TestWebUIPasskey(t *testing.T) {
 	if b, err := os.ReadFile(kept[0]); err != nil || !strings.Contains(string(b), `"credentials": []`) {
 		t.Fatalf("the passkey file after removal: %s %v", b, err)
 	}
-	run("sign out again", chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
-	run("a removed passkey", chromedp.Click(chromedp.ID("passkey-signin")),
-		chromedp.WaitVisible(chromedp.CSS("#entries, #passkey-error:not([hidden])")))
+	navigated("sign out again", ".signout button", signedOut)
+	navigated("a removed passkey", "#passkey-signin", signInEnded)
 	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("passkey-error")))
 	shot(t, ctx, "passkey-removed")
 	if err != nil || !strings.Contains(msg, "passkey refused") {
