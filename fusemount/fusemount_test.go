@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"9fans.net/go/plan9"
+	"golang.org/x/sys/unix"
 )
 
 // mount serves m and mounts it on a fresh directory, unmounted when the
@@ -422,5 +424,39 @@ func TestShortReadRace(t *testing.T) {
 	}
 	if got := sh(t, mnt, `cat "$M/short"`); got != "8 bytes\n" {
 		t.Errorf("cat short again = %q, want %q", got, "8 bytes\n")
+	}
+}
+
+// TestReadAhead: as root, the mount raises the kernel's readahead to
+// Options.ReadAhead (the kernel offers FUSE 128 KiB), so a sequential
+// reader gets Treads of up to 1 MiB, several in flight; the file still
+// reads back whole.
+func TestReadAhead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may set a mount's readahead")
+	}
+	m := newMemFS()
+	mnt, _ := mountWith(t, m, Options{ReadAhead: 2 << 20})
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("no sysfs readahead for the mount: %v", err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "2048" {
+		t.Errorf("%s = %s, want 2048", p, got)
+	}
+	data := make([]byte, 8<<20+123)
+	rand.Read(data)
+	m.add("big", regular, 0644, string(data))
+	got, err := os.ReadFile(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes through the mount, not the file's %d", len(got), len(data))
 	}
 }
