@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -458,5 +459,82 @@ func TestReadAhead(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes through the mount, not the file's %d", len(got), len(data))
+	}
+}
+
+// TestOwnReadAhead: with the kernel's readahead at its default (128 KiB
+// READs), a sequential reader gets 1 MiB Treads read ahead; the file
+// reads back whole, and a write through the mount in the middle of a
+// read is seen by the rest of the read (the readahead read before it is
+// dropped).
+func TestOwnReadAhead(t *testing.T) {
+	m := newMemFS()
+	mnt, _ := mountWith(t, m, Options{ReadAhead: -1})
+	data := make([]byte, 8<<20+123)
+	rand.Read(data)
+	m.add("big", regular, 0644, string(data))
+	p := filepath.Join(mnt, "big")
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes through the mount, not the file's %d", len(got), len(data))
+	}
+	m.mu.Lock()
+	maxRead := m.maxRead
+	m.mu.Unlock()
+	if maxRead != 1<<20 {
+		t.Errorf("largest Tread %d bytes, want 1 MiB (readahead)", maxRead)
+	}
+
+	// Read 2 MiB (readahead runs ahead to 6 MiB), write 1 MiB at 3 MiB
+	// through another descriptor, read the rest.
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The kernel keeps the pages across opens: drop them.
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	var out []byte
+	for len(out) < 2<<20 {
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf[:n]...)
+	}
+	patch := bytes.Repeat([]byte{0xA5}, 1<<20)
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(patch, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The write left its pages in the kernel's cache: drop them, so
+	// that the rest is read through the mount.
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, rest...)
+	copy(data[3<<20:], patch)
+	if !bytes.Equal(out, data) {
+		i := 0
+		for i < min(len(out), len(data)) && out[i] == data[i] {
+			i++
+		}
+		t.Fatalf("read %d bytes, first difference at %d: the write was not seen", len(out), i)
 	}
 }
