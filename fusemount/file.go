@@ -30,11 +30,12 @@ var (
 // A handle is an open file: an open fid of its own.
 type handle struct {
 	n      *node
-	direct bool   // FOPEN_DIRECT_IO: one read(2) is one Tread
-	vers   uint32 // the qid version at open
-	length uint64 // the stat length at open
-	append bool   // O_APPEND: write at the server's length
-	mode   uint8  // to open the file again after a flush
+	direct bool       // FOPEN_DIRECT_IO: one read(2) is one Tread
+	vers   uint32     // the qid version at open
+	length uint64     // the stat length at open
+	append bool       // O_APPEND: write at the server's length
+	mode   uint8      // to open the file again after a flush
+	ra     *readAhead // nil for direct I/O
 
 	mu    sync.RWMutex // held to write the fields below, and for O_APPEND writes
 	fid   *styx.Fid    // nil if reopening after a flush failed
@@ -48,7 +49,9 @@ const errBadHandle = syscall.EBADF
 // Read reads at off. A direct file answers with one Tread, as short as the
 // server makes it (a read of an event file blocks until there is data);
 // a cached file fills dest up to end of file, since the kernel takes a
-// short read for the end.
+// short read for the end. A sequential READ of a cached file smaller
+// than the iounit is answered from the handle's readahead when it holds
+// the bytes (readahead.go).
 //
 // A cached file may end before its stat length (a synthetic file that
 // declares one): the kernel then shrinks the file to the read's end, as
@@ -71,6 +74,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 			return nil, toErrno(err)
 		}
 		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if res := h.ra.read(ctx, h.fid, dest, off); res != nil {
+		return res, 0
 	}
 	total := 0
 	for total < len(dest) {
@@ -107,6 +113,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 		return 0, errBadHandle
 	}
 	h.dirty.Store(true)
+	h.n.st.invalidateCache() // readahead from before the write is stale
 	if h.append {
 		d, err := h.fid.Stat(ctx)
 		if err != nil {
@@ -158,6 +165,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return
 
 // Release clunks the fid.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.ra.close()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fid != nil {

@@ -6,6 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"9fans.net/go/plan9"
+	"golang.org/x/sys/unix"
 )
 
 // mount serves m and mounts it on a fresh directory, unmounted when the
@@ -422,5 +425,116 @@ func TestShortReadRace(t *testing.T) {
 	}
 	if got := sh(t, mnt, `cat "$M/short"`); got != "8 bytes\n" {
 		t.Errorf("cat short again = %q, want %q", got, "8 bytes\n")
+	}
+}
+
+// TestReadAhead: as root, the mount raises the kernel's readahead to
+// Options.ReadAhead (the kernel offers FUSE 128 KiB), so a sequential
+// reader gets Treads of up to 1 MiB, several in flight; the file still
+// reads back whole.
+func TestReadAhead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root may set a mount's readahead")
+	}
+	m := newMemFS()
+	mnt, _ := mountWith(t, m, Options{ReadAhead: 2 << 20})
+	var st unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("no sysfs readahead for the mount: %v", err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "2048" {
+		t.Errorf("%s = %s, want 2048", p, got)
+	}
+	data := make([]byte, 8<<20+123)
+	rand.Read(data)
+	m.add("big", regular, 0644, string(data))
+	got, err := os.ReadFile(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes through the mount, not the file's %d", len(got), len(data))
+	}
+}
+
+// TestOwnReadAhead: with the kernel's readahead at its default (128 KiB
+// READs), a sequential reader gets 1 MiB Treads read ahead; the file
+// reads back whole, and a write through the mount in the middle of a
+// read is seen by the rest of the read (the readahead read before it is
+// dropped).
+func TestOwnReadAhead(t *testing.T) {
+	m := newMemFS()
+	mnt, _ := mountWith(t, m, Options{ReadAhead: -1})
+	data := make([]byte, 8<<20+123)
+	rand.Read(data)
+	m.add("big", regular, 0644, string(data))
+	p := filepath.Join(mnt, "big")
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes through the mount, not the file's %d", len(got), len(data))
+	}
+	m.mu.Lock()
+	maxRead := m.maxRead
+	m.mu.Unlock()
+	if maxRead != 1<<20 {
+		t.Errorf("largest Tread %d bytes, want 1 MiB (readahead)", maxRead)
+	}
+
+	// Read 2 MiB (readahead runs ahead to 6 MiB), write 1 MiB at 3 MiB
+	// through another descriptor, read the rest.
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The kernel keeps the pages across opens: drop them.
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	var out []byte
+	for len(out) < 2<<20 {
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf[:n]...)
+	}
+	patch := bytes.Repeat([]byte{0xA5}, 1<<20)
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(patch, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The write left its pages in the kernel's cache: drop them, so
+	// that the rest is read through the mount.
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, rest...)
+	copy(data[3<<20:], patch)
+	if !bytes.Equal(out, data) {
+		i := 0
+		for i < min(len(out), len(data)) && out[i] == data[i] {
+			i++
+		}
+		t.Fatalf("read %d bytes, first difference at %d: the write was not seen", len(out), i)
 	}
 }

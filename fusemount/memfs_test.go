@@ -23,6 +23,7 @@ type memFS struct {
 	nextPath uint64
 	changed  chan struct{} // closed and replaced when an event file grows
 	maxWrite int           // largest Twrite seen
+	maxRead  int           // largest Tread of a regular file seen
 
 	blocked chan string // an event read blocked (name)
 	flushed chan string // a blocked event read was flushed (name)
@@ -306,6 +307,9 @@ func (m *memFS) server() *srv9p.Server {
 						return 0, ctx.Err()
 					}
 				}
+			}
+			if f.kind == regular {
+				m.maxRead = max(m.maxRead, len(data))
 			}
 			return fid.ReadBytes(data, off, f.data)
 		},

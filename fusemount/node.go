@@ -22,7 +22,8 @@ type fsys struct {
 	entryTimeout time.Duration
 	blksize      uint32
 	log          *slog.Logger
-	attrWait     func() // Options.attrWait
+	attrWait     func()  // Options.attrWait
+	ra           *raPool // readahead buffers (readahead.go)
 
 	// nodes holds the live nodes by identity (the key the bridge
 	// deduplicates on), so that a lookup of a known file returns its
@@ -261,7 +262,9 @@ func (n *node) newHandle(ctx context.Context, fid *styx.Fid, flags uint32, d *st
 		h.direct = true
 		n.st.invalidateCache()
 		return h, fuse.FOPEN_DIRECT_IO
-	case n.st.keepCache(d):
+	}
+	h.ra = newReadAhead(n.fsys.ra, &n.st.gen)
+	if n.st.keepCache(d) {
 		return h, fuse.FOPEN_KEEP_CACHE
 	}
 	return h, 0

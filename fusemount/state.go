@@ -24,6 +24,11 @@ type nodeState struct {
 	// bytes up to the length it was told (see handle.Read).
 	rd sync.RWMutex
 
+	// gen counts the changes of the file's data this mount made or
+	// saw (a new qid version): readahead read before a change is not
+	// used after it.
+	gen atomic.Uint64
+
 	mu  sync.Mutex
 	ref *fidRef // nil: walk from the parent when next needed
 
@@ -148,6 +153,9 @@ func (s *nodeState) observe(d *styx.Dir) (changed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	changed = s.seen && s.vers != d.Qid.Vers
+	if changed {
+		s.gen.Add(1) // changed elsewhere: drop the readahead too
+	}
 	s.seen = true
 	s.vers = d.Qid.Vers
 	return changed
@@ -179,7 +187,9 @@ func (s *nodeState) isShort(vers uint32) bool {
 	return s.short && s.shortVers == vers
 }
 
+// invalidateCache records a change of the file's data by this mount.
 func (s *nodeState) invalidateCache() {
+	s.gen.Add(1)
 	s.mu.Lock()
 	s.cacheOK = false
 	s.mu.Unlock()

@@ -248,6 +248,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, t *connlimit.Ticket
 	if name == "" || name == "@" {
 		name = "unix"
 	}
+	sizeSendBuffer(nc, s.msize())
 	ci := &ConnInfo{Conn: nc, Remote: name}
 	cctx, cancel := context.WithCancelCause(context.WithValue(ctx, connInfoKey{}, ci))
 	inflight := s.MaxInflight

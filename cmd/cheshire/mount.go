@@ -61,6 +61,7 @@ func mountCmd(args []string) error {
 	if !*fg {
 		return mountBackground(args)
 	}
+	defer profileFromEnv()()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	m, err := fusemount.Mount(ctx, dir, fusemount.Options{Addr: *addr, Uname: *uname, Aname: *aname, Debug: *debug, Dial: waitNode(dialer(*key)),

@@ -8,8 +8,9 @@ import (
 	"runtime/pprof"
 )
 
-// profileFromEnv profiles the node when $CHESHIRE_PROFILE_DIR names a
-// directory (for benchmarks: tests/store_bench_test.go): a CPU profile
+// profileFromEnv profiles the node, or a foreground mount, when
+// $CHESHIRE_PROFILE_DIR names a directory (for benchmarks:
+// tests/store_bench_test.go, tests/bench_test.go): a CPU profile
 // from now on, and blocking and mutex profiles, written there as
 // cpu-PID.prof, block-PID.prof and mutex-PID.prof by the returned stop
 // (at a clean shutdown). Without the variable it does nothing.

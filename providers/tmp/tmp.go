@@ -46,7 +46,7 @@ type node struct {
 	muid     string
 	mtime    uint32
 	atime    uint32
-	data     []byte
+	data     fileData
 	children map[string]*node
 	// sorted holds the children in the order of their names, made by
 	// the first listing after a change (nil: to be made); a listing of
@@ -91,8 +91,8 @@ func member(user, group string) bool { return user == group }
 // release drops the data of a removed node once no fid is open on it.
 func (fs *FS) release(n *node) {
 	if n.removed && n.opens == 0 {
-		fs.used -= int64(len(n.data))
-		n.data = nil
+		fs.used -= n.data.size
+		n.data = fileData{}
 	}
 }
 
@@ -104,7 +104,7 @@ func (n *node) dir(now uint32) styx.Dir {
 	d := styx.Dir{Qid: n.qid, Mode: n.mode, Atime: n.atime, Mtime: n.mtime, Name: n.name,
 		Uid: n.uid, Gid: n.gid, Muid: n.muid}
 	if n.mode&styx.DMDIR == 0 {
-		d.Length = uint64(len(n.data))
+		d.Length = uint64(n.data.size)
 	}
 	return d
 }
@@ -176,8 +176,8 @@ func (f *file) Open(ctx context.Context, mode uint8) (uint32, error) {
 		return 0, plan9.ErrPerm
 	}
 	if mode&plan9.OTRUNC != 0 && n.mode&(styx.DMDIR|styx.DMAPPEND) == 0 {
-		fs.used -= int64(len(n.data))
-		n.data = nil
+		fs.used -= n.data.size
+		n.data = fileData{}
 		n.touch(uint32(fs.now().Unix()), f.user)
 	}
 	f.mode = mode
@@ -250,10 +250,7 @@ func qidType(mode uint32) uint8 {
 func (f *file) Read(ctx context.Context, p []byte, off int64) (int, error) {
 	f.fs.mu.RLock()
 	defer f.fs.mu.RUnlock()
-	if off >= int64(len(f.n.data)) {
-		return 0, nil
-	}
-	return copy(p, f.n.data[off:]), nil
+	return f.n.data.readAt(p, off), nil
 }
 
 func (f *file) ReadDir(ctx context.Context) ([]styx.Dir, error) {
@@ -278,26 +275,19 @@ func (f *file) Write(ctx context.Context, p []byte, off int64) (int, error) {
 	defer fs.mu.Unlock()
 	n := f.n
 	if n.mode&styx.DMAPPEND != 0 {
-		off = int64(len(n.data))
+		off = n.data.size
 	}
 	end := off + int64(len(p))
 	if end > fs.maxBytes || end < off {
 		return 0, plan9.ErrTooBig
 	}
-	if grow := end - int64(len(n.data)); grow > 0 {
+	if grow := end - n.data.size; grow > 0 {
 		if fs.used+grow > fs.maxBytes {
 			return 0, plan9.ErrNoSpace
 		}
 		fs.used += grow
-		if end > int64(cap(n.data)) {
-			nd := make([]byte, end, max(end, 2*int64(cap(n.data))))
-			copy(nd, n.data)
-			n.data = nd
-		} else {
-			n.data = n.data[:end]
-		}
 	}
-	copy(n.data[off:], p)
+	n.data.writeAt(p, off)
 	n.touch(uint32(fs.now().Unix()), f.user)
 	return len(p), nil
 }
@@ -352,11 +342,11 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 			if d.Length != 0 {
 				return plan9.ErrIsDir
 			}
-		} else if d.Length != uint64(len(n.data)) {
+		} else if d.Length != uint64(n.data.size) {
 			if !fs.allowed(n, f.user, plan9.OWRITE) {
 				return plan9.ErrPerm
 			}
-			if grow := int64(d.Length) - int64(len(n.data)); grow > 0 && fs.used+grow > fs.maxBytes {
+			if grow := int64(d.Length) - n.data.size; grow > 0 && fs.used+grow > fs.maxBytes {
 				return plan9.ErrNoSpace
 			}
 		}
@@ -381,20 +371,10 @@ func (f *file) Wstat(ctx context.Context, d styx.Dir) error {
 		n.parent.sorted.Store(nil)
 		n.parent.touch(uint32(fs.now().Unix()), f.user)
 	}
-	if d.Length != ^uint64(0) && n.mode&styx.DMDIR == 0 && d.Length != uint64(len(n.data)) {
+	if d.Length != ^uint64(0) && n.mode&styx.DMDIR == 0 && d.Length != uint64(n.data.size) {
 		l := int64(d.Length)
-		fs.used += l - int64(len(n.data))
-		if l <= int64(cap(n.data)) {
-			old := len(n.data)
-			n.data = n.data[:l]
-			if l > int64(old) {
-				clear(n.data[old:])
-			}
-		} else {
-			nd := make([]byte, l)
-			copy(nd, n.data)
-			n.data = nd
-		}
+		fs.used += l - n.data.size
+		n.data.truncate(l)
 		n.touch(uint32(fs.now().Unix()), f.user)
 	}
 	if d.Mode != ^uint32(0) {
