@@ -55,6 +55,7 @@ type Apps struct {
 	root *synth.Dir
 
 	fps     atomic.Int32 // the capture rate of encoders started from now on
+	playout playout      // the playout delay asked of browsers (playout.go)
 	audioOK bool         // pulseaudio and pactl are installed: apps have sound (audio.go)
 
 	mu   sync.Mutex
@@ -105,6 +106,7 @@ func New(dir string, o Options) (*Apps, error) {
 	_, err2 := exec.LookPath("pactl")
 	a.audioOK = err == nil && err2 == nil
 	a.fps.Store(DefaultFPS)
+	a.playout.set(0, 0)
 	a.root = synth.NewDir("apps", 0555)
 	a.root.Add(synth.Ctl("ctl", 0660, a.cmds(), a.ctlStatus))
 	specs, err := a.load()

@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"cheshire/internal/testutil"
+	"cheshire/module"
 	"cheshire/styx"
 	"cheshire/synth/synthtest"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -97,6 +99,9 @@ type viewer struct {
 	frames atomic.Int64
 	open   atomic.Bool
 	errs   chan string
+	// playout is the playout-delay extension of the last video packet
+	// (an empty string: none), as the browser would see it.
+	playout atomic.Value
 }
 
 // newViewer makes a viewer and its offer.
@@ -107,6 +112,10 @@ func newViewer(t *testing.T, video bool) (*viewer, string) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	// Offered as Chromium offers it.
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: playoutDelayURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
 	}
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
@@ -120,11 +129,20 @@ func newViewer(t *testing.T, video bool) (*viewer, string) {
 			t.Fatal(err)
 		}
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		id := 0
+		for _, e := range r.GetParameters().HeaderExtensions {
+			if e.URI == playoutDelayURI {
+				id = e.ID
+			}
+		}
 		for {
 			p, _, err := tr.ReadRTP()
 			if err != nil {
 				return
+			}
+			if id != 0 && tr.Kind() == webrtc.RTPCodecTypeVideo {
+				v.playout.Store(string(p.GetExtension(uint8(id))))
 			}
 			if p.Marker {
 				v.frames.Add(1)
@@ -386,4 +404,42 @@ func TestConformance(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustWrite("ctl", "register one xev")
 	synthtest.TestServer(t, e.a, "glenda")
+}
+
+// TestPlayoutDelay: every video packet carries the playout delay, 0/0
+// by default (show each frame at once), under the ID the viewer
+// negotiated, as configured; with playout-delay off, none.
+func TestPlayoutDelay(t *testing.T) {
+	need(t)
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustWrite("ctl", "register xev xev -geometry 320x240+0+0")
+	e.mustWrite("xev/ctl", "start")
+	v, _ := e.connect("xev")
+	want := func(what string, min, max uint16, none bool) {
+		t.Helper()
+		testutil.WaitFor(t, what, func() bool {
+			s, _ := v.playout.Load().(string)
+			if none {
+				return s == ""
+			}
+			var d rtp.PlayoutDelayExtension
+			return d.Unmarshal([]byte(s)) == nil && d.MinDelay == min && d.MaxDelay == max
+		})
+	}
+	want("playout delay 0/0", 0, 0, false)
+	reconf := func(text string) {
+		t.Helper()
+		cfg, err := module.ParseConfig(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := (instance{e.a}).Reconfigure(e.ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reconf("playout-delay 0 100\n")
+	want("playout delay 0/100 ms (0/10 in 10 ms units)", 0, 10, false)
+	reconf("playout-delay off\n")
+	want("no playout delay", 0, 0, true)
 }

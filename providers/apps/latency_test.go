@@ -59,8 +59,22 @@ const measureJS = `(async (n) => {
 // process: pion and the forwarding). Each iteration is one measurement;
 // run it with -benchtime=1x.
 //
+// It runs twice, as sub-benchmarks: with the playout delay at 0/0 (the
+// default) and with it off (the browser smooths as it likes). Each has
+// a browser of its own, for a browser keeps the last delay it was sent.
+//
 //	go test -run='^$' -bench=GlassToGlass -benchtime=1x ./providers/apps
 func BenchmarkGlassToGlass(b *testing.B) {
+	for _, off := range []bool{false, true} {
+		name := "playout=0"
+		if off {
+			name = "playout=off"
+		}
+		b.Run(name, func(b *testing.B) { glassToGlass(b, off) })
+	}
+}
+
+func glassToGlass(b *testing.B, playoutOff bool) {
 	exe := ""
 	for _, p := range []string{"chromium", "chromium-browser"} {
 		if path, err := exec.LookPath(p); err == nil {
@@ -80,6 +94,9 @@ func BenchmarkGlassToGlass(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.StopAll()
+	if playoutOff {
+		a.playout.off()
+	}
 	if err := a.Register("bench", []string{"xev", "-geometry", "1280x720+0+0"}); err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,14 @@ func TestModuleConfig(t *testing.T) {
 		{"fps 30\n", ""},
 		{"fps 61\n", "want fps N"},
 		{"fps\n", "want fps N"},
+		{"playout-delay 0 0\n", ""},
+		{"playout-delay 0 100\n", ""},
+		{"playout-delay off\n", ""},
+		{"playout-delay 20 10\n", "want playout-delay MIN MAX"},
+		{"playout-delay 5 10\n", "want playout-delay MIN MAX"},
+		{"playout-delay 0 50000\n", "want playout-delay MIN MAX"},
+		{"playout-delay 0\n", "want playout-delay MIN MAX"},
+		{"playout-delay on\n", "want playout-delay MIN MAX"},
 		{"frames 60\n", "unknown setting"},
 	} {
 		cfg, err := module.ParseConfig(c.text)

@@ -167,7 +167,7 @@ func (s *session) offer(ctx context.Context, offer string) (string, error) {
 		pc.Close()
 		return "", err
 	}
-	sender, err := pc.AddTrack(s.ap.track)
+	sender, err := pc.AddTrack(playoutTrack{s.ap.track, &s.ap.a.playout})
 	if err != nil {
 		return fail(fmt.Errorf("apps: add track: %w", err))
 	}
@@ -345,6 +345,10 @@ func (a *Apps) webrtcAPI() (*webrtc.API, error) {
 		m := &webrtc.MediaEngine{}
 		if err := m.RegisterDefaultCodecs(); err != nil {
 			a.apiErr = fmt.Errorf("apps: codecs: %w", err)
+			return
+		}
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: playoutDelayURI}, webrtc.RTPCodecTypeVideo); err != nil {
+			a.apiErr = fmt.Errorf("apps: playout delay extension: %w", err)
 			return
 		}
 		ir := &interceptor.Registry{}
