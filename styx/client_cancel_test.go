@@ -46,40 +46,16 @@ func TestCancelBeforeAfterFunc(t *testing.T) {
 	t.Cleanup(func() { cn.Close(); sn.Close() })
 	flushed := make(chan uint16, 1)
 	ctx := &lateCtx{Context: context.Background(), done: make(chan struct{})}
-	go func() {
-		for {
-			var hdr [4]byte
-			if _, err := io.ReadFull(sn, hdr[:]); err != nil {
-				return
-			}
-			b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-			copy(b, hdr[:])
-			if _, err := io.ReadFull(sn, b[4:]); err != nil {
-				return
-			}
-			var tx styx.Fcall
-			if err := tx.Unmarshal(b); err != nil {
-				return
-			}
-			var rx styx.Fcall
-			switch tx.Type {
-			case styx.Tversion:
-				rx = styx.Fcall{Type: styx.Rversion, Tag: tx.Tag, Msize: tx.Msize, Version: tx.Version}
-			case styx.Tflush: // the attach it names is never answered
-				flushed <- tx.Oldtag
-				rx = styx.Fcall{Type: styx.Rflush, Tag: tx.Tag}
-			default:
-				continue
-			}
-			out, err := rx.Bytes()
-			if err != nil {
-				return
-			}
-			if _, err := sn.Write(out); err != nil {
-				return
-			}
+	go fakeServer(sn, func(tx *styx.Fcall) (styx.Fcall, bool) {
+		switch tx.Type {
+		case styx.Tversion:
+			return styx.Fcall{Type: styx.Rversion, Msize: tx.Msize, Version: tx.Version}, true
+		case styx.Tflush: // the attach it names is never answered
+			flushed <- tx.Oldtag
+			return styx.Fcall{Type: styx.Rflush}, true
 		}
-	}()
+		return styx.Fcall{}, false
+	})
 	c, err := styx.NewClient(context.Background(), cn)
 	if err != nil {
 		t.Fatal(err)
@@ -103,39 +79,18 @@ func TestHeldClunkGoesOut(t *testing.T) {
 	cn, sn := net.Pipe()
 	t.Cleanup(func() { cn.Close(); sn.Close() })
 	clunked := make(chan uint32, 1)
-	go func() {
-		for {
-			var hdr [4]byte
-			if _, err := io.ReadFull(sn, hdr[:]); err != nil {
-				return
-			}
-			b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-			copy(b, hdr[:])
-			if _, err := io.ReadFull(sn, b[4:]); err != nil {
-				return
-			}
-			var tx styx.Fcall
-			if err := tx.Unmarshal(b); err != nil {
-				return
-			}
-			rx := styx.Fcall{Type: tx.Type + 1, Tag: tx.Tag}
-			switch tx.Type {
-			case styx.Tversion:
-				rx.Msize, rx.Version = tx.Msize, tx.Version
-			case styx.Tattach:
-				rx.Qid = styx.Qid{Type: styx.QTDIR}
-			case styx.Tclunk:
-				clunked <- tx.Fid
-			}
-			out, err := rx.Bytes()
-			if err != nil {
-				return
-			}
-			if _, err := sn.Write(out); err != nil {
-				return
-			}
+	go fakeServer(sn, func(tx *styx.Fcall) (styx.Fcall, bool) {
+		rx := styx.Fcall{Type: tx.Type + 1}
+		switch tx.Type {
+		case styx.Tversion:
+			rx.Msize, rx.Version = tx.Msize, tx.Version
+		case styx.Tattach:
+			rx.Qid = styx.Qid{Type: styx.QTDIR}
+		case styx.Tclunk:
+			clunked <- tx.Fid
 		}
-	}()
+		return rx, true
+	})
 	ctx := context.Background()
 	c, err := styx.NewClient(ctx, cn)
 	if err != nil {
@@ -150,4 +105,36 @@ func TestHeldClunkGoesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-clunked
+}
+
+// fakeServer answers the client at the far end of sn with what answer
+// makes of each request, and nothing when it says not to.
+func fakeServer(sn net.Conn, answer func(tx *styx.Fcall) (styx.Fcall, bool)) {
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(sn, hdr[:]); err != nil {
+			return
+		}
+		b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+		copy(b, hdr[:])
+		if _, err := io.ReadFull(sn, b[4:]); err != nil {
+			return
+		}
+		var tx styx.Fcall
+		if err := tx.Unmarshal(b); err != nil {
+			return
+		}
+		rx, ok := answer(&tx)
+		if !ok {
+			continue
+		}
+		rx.Tag = tx.Tag
+		out, err := rx.Bytes()
+		if err != nil {
+			return
+		}
+		if _, err := sn.Write(out); err != nil {
+			return
+		}
+	}
 }
