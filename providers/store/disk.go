@@ -217,14 +217,7 @@ type diskWriter struct {
 	mu   sync.Mutex
 	high int64 // bytes reserved: the end of the furthest write
 	done bool
-	// kicked is where the last writeback started (startWriteback) ended;
-	// unkicked counts the bytes written since.
-	kicked, unkicked int64
 }
-
-// writebackEvery is how many bytes a fragment takes between two starts
-// of its writeback.
-const writebackEvery = 8 << 20
 
 // create starts fragment name of key; q, if not nil, bounds what key
 // may hold.
@@ -334,18 +327,6 @@ func (w *diskWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 	w.mu.Unlock()
 	if _, err := w.f.WriteAt(p, off); err != nil {
 		return fmt.Errorf("store: fragment write: %w", diskErr(err))
-	}
-	// Pieces arrive a few at a time, in any order; one written below
-	// the range last started waits for the commit's fsync.
-	var from, to int64
-	w.mu.Lock()
-	if w.unkicked += int64(len(p)); w.unkicked >= writebackEvery && !w.done {
-		from, to = w.kicked, w.high
-		w.kicked, w.unkicked = w.high, 0
-	}
-	w.mu.Unlock()
-	if to > from {
-		startWriteback(w.f, from, to-from)
 	}
 	return nil
 }
