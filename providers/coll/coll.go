@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,7 +135,7 @@ func New(o Options) (*Coll, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		out := make([]synth.Node, 0, len(c.colls))
-		for _, n := range sortedKeys(c.colls) {
+		for _, n := range slices.Sorted(maps.Keys(c.colls)) {
 			out = append(out, c.colls[n].dir)
 		}
 		return out, nil
@@ -260,7 +261,7 @@ func (c *Coll) SetSchema(name string, fields []string) error {
 	if col == nil {
 		return fmt.Errorf("%w %s", ErrNoColl, name)
 	}
-	next := maps(col.fields)
+	next := maps.Clone(col.fields) // col.fields is never nil: made at creation
 	order := slices.Clone(col.order)
 	for _, s := range fields {
 		fname, f, err := parseField(s)
@@ -308,14 +309,6 @@ func (c *Coll) SetResolver(name, prop, resolver string) error {
 		return err
 	}
 	return nil
-}
-
-func maps(m map[string]field) map[string]field {
-	out := make(map[string]field, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // hasData reports whether col holds a delta of property prop.
@@ -572,15 +565,6 @@ func (col *collection) entities() []string {
 				break
 			}
 		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
 	}
 	slices.Sort(out)
 	return out

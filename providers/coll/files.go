@@ -3,6 +3,7 @@ package coll
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -81,7 +82,7 @@ func (c *Coll) collDir(col *collection) *synth.Dir {
 	hist.SetGen(synth.GenNames(func(ctx context.Context) []string {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return sortedKeys(col.byEnt)
+		return slices.Sorted(maps.Keys(col.byEnt))
 	}, func(id string) synth.Node { return c.historyDir(col, id) }))
 	d.Add(hist)
 	return d
@@ -108,7 +109,7 @@ func (c *Coll) historyDir(col *collection, id string) synth.Node {
 	d := synth.NewDir(id, 0555)
 	d.SetGen(func(ctx context.Context) ([]synth.Node, error) {
 		c.mu.Lock()
-		props := sortedKeys(col.byEnt[id])
+		props := slices.Sorted(maps.Keys(col.byEnt[id]))
 		c.mu.Unlock()
 		out := make([]synth.Node, 0, len(props))
 		for _, p := range props {
@@ -275,7 +276,7 @@ func (c *Coll) peerTree() *synth.Server {
 	root.SetGen(synth.GenNames(func(ctx context.Context) []string {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return sortedKeys(c.colls)
+		return slices.Sorted(maps.Keys(c.colls))
 	}, func(name string) synth.Node {
 		d := synth.NewDir(name, 0555)
 		d.Add(synth.Snapshot("deltas", 0444, func(ctx context.Context) ([]byte, error) { return c.deltasText(name), nil }))

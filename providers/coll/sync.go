@@ -1,6 +1,7 @@
 package coll
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func (c *Coll) syncLoop() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		names := sortedKeys(c.colls)
+		names := slices.Sorted(maps.Keys(c.colls))
 		c.mu.Unlock()
 		for _, n := range names {
 			c.queueSum(n, "*", false)

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,7 +169,7 @@ func (l *Ledger) status(ctx context.Context) string {
 	b.WriteString(l.st.Refused())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range sortedKeys(l.here) {
+	for _, k := range slices.Sorted(maps.Keys(l.here)) {
 		fmt.Fprintf(&b, "refusedhere %q %d\n", k, l.here[k])
 	}
 	return b.String()

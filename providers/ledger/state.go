@@ -4,8 +4,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/bits"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -357,16 +358,7 @@ func (st *State) Accounts() []string {
 	for k := range st.s.History {
 		seen[k] = true
 	}
-	return sortedKeys(seen)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // History is a key's transactions, one "INDEX LINE" a line.
@@ -433,7 +425,7 @@ func (st *State) Contract(id string) (string, bool) {
 func (st *State) Contracts() []string {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return sortedKeys(st.s.Contracts)
+	return slices.Sorted(maps.Keys(st.s.Contracts))
 }
 
 // ActiveContracts returns the active contracts' holders by id, for
@@ -489,7 +481,7 @@ func (st *State) Endpoint(key string) ([]string, string, bool) {
 func (st *State) Endpoints() []string {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
-	return sortedKeys(st.s.Endpoints)
+	return slices.Sorted(maps.Keys(st.s.Endpoints))
 }
 
 // Refused is the count of refused commands by reason, one a line.
@@ -497,7 +489,7 @@ func (st *State) Refused() string {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	var b strings.Builder
-	for _, k := range sortedKeys(st.s.Refused) {
+	for _, k := range slices.Sorted(maps.Keys(st.s.Refused)) {
 		fmt.Fprintf(&b, "refused %q %d\n", k, st.s.Refused[k])
 	}
 	return b.String()

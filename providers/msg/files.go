@@ -3,6 +3,8 @@ package msg
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"cheshire/plan9"
@@ -30,14 +32,14 @@ func (m *Msg) ctlStatus(ctx context.Context) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b strings.Builder
-	for _, k := range sortedKeys(m.peers) {
+	for _, k := range slices.Sorted(maps.Keys(m.peers)) {
 		b.WriteString("peer " + k)
-		for _, t := range sortedKeys(m.peers[k].subs) {
+		for _, t := range slices.Sorted(maps.Keys(m.peers[k].subs)) {
 			b.WriteString(" " + t)
 		}
 		b.WriteString("\n")
 	}
-	for _, n := range sortedKeys(m.topics) {
+	for _, n := range slices.Sorted(maps.Keys(m.topics)) {
 		b.WriteString("topic " + n + "\n")
 	}
 	return b.String()
@@ -48,7 +50,7 @@ func (m *Msg) statsText(ctx context.Context) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b strings.Builder
-	for _, k := range sortedKeys(m.peers) {
+	for _, k := range slices.Sorted(maps.Keys(m.peers)) {
 		s := m.peers[k].st
 		fmt.Fprintf(&b, "%s received %d sent %d failed %d dropped-rate %d dropped-size %d dropped-topic %d dropped-bad %d\n",
 			k, s.Received, s.Sent, s.Failed, s.DropRate, s.DropSize, s.DropTopic, s.DropBad)

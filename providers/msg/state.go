@@ -5,6 +5,7 @@ package msg
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,14 +53,14 @@ func (m *Msg) save() error {
 	defer m.saveMu.Unlock()
 	m.mu.Lock()
 	var b strings.Builder
-	for _, k := range sortedKeys(m.peers) {
+	for _, k := range slices.Sorted(maps.Keys(m.peers)) {
 		fmt.Fprintf(&b, "peer %s\n", k)
 	}
-	for _, n := range sortedKeys(m.topics) {
+	for _, n := range slices.Sorted(maps.Keys(m.topics)) {
 		fmt.Fprintf(&b, "topic %s\n", n)
 	}
-	for _, k := range sortedKeys(m.peers) {
-		for _, n := range sortedKeys(m.peers[k].subs) {
+	for _, k := range slices.Sorted(maps.Keys(m.peers)) {
+		for _, n := range slices.Sorted(maps.Keys(m.peers[k].subs)) {
 			fmt.Fprintf(&b, "sub %s %s\n", k, n)
 		}
 	}
@@ -68,13 +69,4 @@ func (m *Msg) save() error {
 		return fmt.Errorf("msg: %w", err)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

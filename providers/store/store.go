@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -317,14 +318,14 @@ func (s *Store) save() error {
 	defer s.saveMu.Unlock()
 	var b bytes.Buffer
 	s.mu.Lock()
-	for _, d := range sortedKeys(s.dirs) {
+	for _, d := range slices.Sorted(maps.Keys(s.dirs)) {
 		if p := s.dirs[d]; p != nil {
 			fmt.Fprintf(&b, "policy %s %d %d %d\n", d, p.K, p.M, p.Happy)
 		} else {
 			fmt.Fprintf(&b, "dir %s\n", d)
 		}
 	}
-	for _, p := range sortedKeys(s.files) {
+	for _, p := range slices.Sorted(maps.Keys(s.files)) {
 		e := s.files[p]
 		if !e.pending {
 			fmt.Fprintf(&b, "file %s %s %d %d %d %d %d\n", p, e.cap, e.size, e.acks, e.holders, e.k, e.m)
@@ -344,15 +345,6 @@ func (s *Store) save() error {
 		return fmt.Errorf("store: state: %w", err)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // policyOf is the policy of directory dir: its own or its nearest

@@ -9,7 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"cheshire/plan9"
@@ -34,21 +35,11 @@ func (a *applier) fail(rel string, err error) error {
 	return fmt.Errorf("git: %s: %s", nsJoin(a.path, rel), oneLine(plan9.Errstr(err)))
 }
 
-// sorted returns the keys of m, sorted.
-func sorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // plan is the first pass: it checks that every change can be tried
 // (changing nothing) and lists the changes in the order they are made.
 func (a *applier) plan(ctx context.Context, old, nw *flatTree) error {
 	var mkdirs, writes, creates, chmods, removes []change
-	for _, p := range sorted(nw.dirs) {
+	for _, p := range slices.Sorted(maps.Keys(nw.dirs)) {
 		if old.dirs[p] {
 			continue
 		}
@@ -67,7 +58,7 @@ func (a *applier) plan(ctx context.Context, old, nw *flatTree) error {
 			return a.fail(p, err)
 		}
 	}
-	for _, p := range sorted(nw.files) {
+	for _, p := range slices.Sorted(maps.Keys(nw.files)) {
 		ne := nw.files[p]
 		oe, had := old.files[p]
 		f, err := styx.WalkFile(ctx, a.top, styx.SplitPath(p))
@@ -111,7 +102,7 @@ func (a *applier) plan(ctx context.Context, old, nw *flatTree) error {
 			chmods = append(chmods, a.chmod(p, ne.exec))
 		}
 	}
-	for _, p := range sorted(old.files) {
+	for _, p := range slices.Sorted(maps.Keys(old.files)) {
 		if _, ok := nw.files[p]; ok {
 			continue
 		}
@@ -126,7 +117,7 @@ func (a *applier) plan(ctx context.Context, old, nw *flatTree) error {
 			return a.fail(p, err)
 		}
 	}
-	for _, p := range sorted(old.dirs) {
+	for _, p := range slices.Sorted(maps.Keys(old.dirs)) {
 		if !nw.dirs[p] {
 			a.rmdirs = append([]string{p}, a.rmdirs...)
 		}
