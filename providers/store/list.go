@@ -3,11 +3,14 @@ package store
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/zeebo/blake3"
 )
 
 // A List is a file's fragment list: what the write cap signs. It names
@@ -20,7 +23,7 @@ import (
 //
 // Text form, one field a line:
 //
-//	cheshire-store-list 1
+//	cheshire-store-list 2      (1: pieces hashed with SHA-256)
 //	pub BASE32                 the signing key
 //	seq N                      the version; a holder keeps the highest
 //	size N                     bytes of content
@@ -30,6 +33,7 @@ import (
 //	sig BASE32                 ed25519 over "cheshire store list\0" and all above
 //	at I KEY                   unsigned: holder of fragment I
 type List struct {
+	V       int // format: 2 hashes pieces with BLAKE3, 1 with SHA-256
 	Pub     ed25519.PublicKey
 	Seq     uint64
 	Size    int64
@@ -45,7 +49,7 @@ type List struct {
 // holder keeps, in one file named Name.
 type Frag struct {
 	Name   string     // 64 hex digits
-	Hashes [][32]byte // SHA-256 of each stripe's piece
+	Hashes [][32]byte // hash of each stripe's piece (List.sum)
 }
 
 // Limits of a List.
@@ -57,7 +61,23 @@ const (
 	maxKey     = 64
 )
 
-const listMagic = "cheshire-store-list 1"
+// listMagic is the first line of a list of format v (listV, or 1).
+func listMagic(v int) string { return "cheshire-store-list " + strconv.Itoa(v) }
+
+// listV is the format new lists are written in. Version 2 hashes pieces
+// with BLAKE3-256, twice as fast as SHA-256 here (3.2 against 1.6
+// GB/s a core on 256 KiB pieces, BENCHMARKS.md "Store: BLAKE3 pieces"): a write hashes
+// (k+m)/k of its bytes and a read all of them. Version 1 lists (SHA-256)
+// are still read, checked and repaired.
+const listV = 2
+
+// sum is the hash of a piece under l's format.
+func (l *List) sum(p []byte) [32]byte {
+	if l.V == 1 {
+		return sha256.Sum256(p)
+	}
+	return blake3.Sum256(p)
+}
 
 var errBadList = errors.New("store: bad fragment list")
 
@@ -72,7 +92,7 @@ func stripesOf(size int64, k, shard int) int {
 // body renders the signed part.
 func (l *List) body() []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s\npub %s\nseq %d\nsize %d\ncode %d %d %d\nnonce %x\n", listMagic,
+	fmt.Fprintf(&b, "%s\npub %s\nseq %d\nsize %d\ncode %d %d %d\nnonce %x\n", listMagic(l.V),
 		strings.ToLower(b32.EncodeToString(l.Pub)), l.Seq, l.Size, l.K, l.M, l.Shard, l.Nonce)
 	for i, f := range l.Frags {
 		fmt.Fprintf(&b, "frag %d %s", i, f.Name)
@@ -115,10 +135,17 @@ func ParseList(data []byte) (*List, error) {
 	}
 	bad := func(line int, why string) error { return fmt.Errorf("%w: line %d: %s", errBadList, line+1, why) }
 	lines := strings.Split(string(data), "\n")
-	if len(lines) < 8 || lines[0] != listMagic {
-		return nil, fmt.Errorf("%w: want %q first", errBadList, listMagic)
-	}
 	l := &List{}
+	switch {
+	case len(lines) < 8:
+		return nil, fmt.Errorf("%w: too short", errBadList)
+	case lines[0] == listMagic(2):
+		l.V = 2
+	case lines[0] == listMagic(1):
+		l.V = 1
+	default:
+		return nil, fmt.Errorf("%w: want %q first", errBadList, listMagic(listV))
+	}
 	field := func(i int, key string) (string, error) {
 		v, ok := strings.CutPrefix(lines[i], key+" ")
 		if !ok {

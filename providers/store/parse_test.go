@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"strings"
 	"testing"
+
+	"github.com/zeebo/blake3"
 )
 
 func testList(t testing.TB) (*List, ed25519.PrivateKey) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	l := &List{Seq: 3, Size: 100, K: 2, M: 1, Shard: 32}
+	l := &List{V: listV, Seq: 3, Size: 100, K: 2, M: 1, Shard: 32}
 	rand.Read(l.Nonce[:])
 	for range 3 {
 		f := Frag{Name: strings.Repeat("ab", 32)}
@@ -24,6 +27,45 @@ func testList(t testing.TB) (*List, ed25519.PrivateKey) {
 	l.Holders = []string{"k0", "", "k2"}
 	l.Sign(priv)
 	return l, priv
+}
+
+// TestListVersions checks that a version 1 list (SHA-256 pieces) is
+// still read and hashes with SHA-256, that new lists hash with BLAKE3,
+// and that the version is signed: relabelling a list fails its check.
+func TestListVersions(t *testing.T) {
+	piece := []byte("a piece of a stripe")
+	for _, tc := range []struct {
+		v    int
+		want [32]byte
+	}{
+		{1, sha256.Sum256(piece)},
+		{2, blake3.Sum256(piece)},
+	} {
+		l, priv := testList(t)
+		l.V = tc.v
+		l.Sign(priv)
+		data := l.Marshal()
+		got, err := ParseList(data)
+		if err != nil {
+			t.Fatalf("v%d: %v", tc.v, err)
+		}
+		if got.V != tc.v || got.sum(piece) != tc.want {
+			t.Fatalf("v%d: parsed as v%d, sum %x, want %x", tc.v, got.V, got.sum(piece), tc.want)
+		}
+		other := listMagic(3 - tc.v)
+		relabelled := append([]byte(other), data[len(listMagic(tc.v)):]...)
+		if _, err := ParseList(relabelled); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+			t.Fatalf("v%d relabelled as %q: %v, want a bad signature", tc.v, other, err)
+		}
+	}
+	if _, err := ParseList([]byte(strings.Replace(string(mustList(t).Marshal()), listMagic(listV), "cheshire-store-list 9", 1))); err == nil || !strings.Contains(err.Error(), `want "cheshire-store-list 2" first`) {
+		t.Fatalf("unknown version: %v", err)
+	}
+}
+
+func mustList(t *testing.T) *List {
+	l, _ := testList(t)
+	return l
 }
 
 func TestListRoundTrip(t *testing.T) {
@@ -112,7 +154,7 @@ func FuzzParseCap(f *testing.F) {
 func FuzzParseList(f *testing.F) {
 	l, _ := testList(f)
 	f.Add(l.Marshal())
-	f.Add([]byte(listMagic + "\npub a\nseq 1\nsize 0\ncode 1 0 16\nnonce 00\n"))
+	f.Add([]byte(listMagic(listV) + "\npub a\nseq 1\nsize 0\ncode 1 0 16\nnonce 00\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		l, err := ParseList(data)
 		if err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -152,7 +151,7 @@ func (f *fetcher) piece(ctx context.Context, i, st int, p []byte) error {
 		}
 		return err
 	}
-	if n != len(p) || sha256.Sum256(p) != f.l.Frags[i].Hashes[st] {
+	if n != len(p) || f.l.sum(p) != f.l.Frags[i].Hashes[st] {
 		f.s.noteBad(key, f.l.Frags[i].Name)
 		err := fmt.Errorf("store: fragment %d at %s does not match its hash", i, short(key))
 		f.kill(i, err)

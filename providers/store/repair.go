@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -182,7 +181,7 @@ func (s *Store) rebuild(ctx context.Context, l *List, missing []int, avoid map[s
 			return 0, err
 		}
 		for _, i := range missing {
-			if sha256.Sum256(shards[i]) != l.Frags[i].Hashes[st] {
+			if l.sum(shards[i]) != l.Frags[i].Hashes[st] {
 				abort()
 				return 0, fmt.Errorf("store: rebuilt fragment %d does not match its hash", i)
 			}

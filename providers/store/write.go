@@ -57,7 +57,7 @@ type stripeBuf struct {
 // newWriter places the fragments of a new version of the file at path
 // (seq after prev) and opens them at their holders.
 func (s *Store) newWriter(ctx context.Context, path string, c Cap, pol policy, seq uint64) (*writer, error) {
-	l := &List{K: pol.K, M: pol.M, Shard: s.opts.Shard, Seq: seq, Pub: c.Pub}
+	l := &List{V: listV, K: pol.K, M: pol.M, Shard: s.opts.Shard, Seq: seq, Pub: c.Pub}
 	if _, err := rand.Read(l.Nonce[:]); err != nil {
 		return nil, fmt.Errorf("store: nonce: %w", err)
 	}
@@ -329,7 +329,7 @@ func (w *writer) fragSender(i int, q chan *stripeBuf) {
 	sem := make(chan struct{}, pieceDepth)
 	var wg sync.WaitGroup
 	for b := range q {
-		*hashes = append(*hashes, sha256.Sum256(b.shards[i]))
+		*hashes = append(*hashes, w.list.sum(b.shards[i]))
 		w.s.mu.Lock()
 		lost := w.fails[i] != nil
 		w.s.mu.Unlock()
