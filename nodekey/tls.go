@@ -128,7 +128,7 @@ func (id *Identity) clientTLS(check func(ed25519.PublicKey) error) (*tls.Config,
 // Peer returns the ed25519 key the other side of a TLS connection
 // proved, after the handshake.
 func Peer(c net.Conn) (ed25519.PublicKey, bool) {
-	tc, ok := c.(*tls.Conn)
+	tc, ok := TLS(c)
 	if !ok {
 		return nil, false
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -95,7 +94,7 @@ type connAttacher struct{ m *Manager }
 
 func (c connAttacher) Attach(ctx context.Context, uname, aname string, auth styx.File) (styx.File, error) {
 	if ci := styx.ConnInfoFrom(ctx); ci != nil {
-		if _, isTLS := ci.Conn.(*tls.Conn); isTLS {
+		if _, isTLS := nodekey.TLS(ci.Conn); isTLS {
 			key, ok := nodekey.Peer(ci.Conn)
 			if !ok {
 				return nil, plan9.ErrPerm

@@ -378,7 +378,7 @@ func (c *Client) sendPost(tx *Fcall, hold bool) error {
 	if len(c.posts) > 0 {
 		bufs = append(net.Buffers{c.posts}, bufs...)
 	}
-	_, err := bufs.WriteTo(c.nc)
+	_, err := writeVector(c.nc, bufs)
 	c.posts = c.posts[:0]
 	c.wmu.Unlock()
 	if bp != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 
 	"cheshire/plan9"
 )
@@ -149,4 +150,20 @@ func (c *conn) write(r *req) {
 		return
 	}
 	r.respond(&Fcall{Type: Rwrite, Count: uint32(n)})
+}
+
+// A vectorWriter writes several buffers as one write of them joined
+// would, without joining them: nodekey.Conn, over TLS, gathers their
+// records into few writes to the socket, where net.Buffers would write
+// each buffer on its own.
+type vectorWriter interface {
+	WriteVector(bufs [][]byte) (int64, error)
+}
+
+// writeVector writes bufs to w, in one go where w can.
+func writeVector(w io.Writer, bufs net.Buffers) (int64, error) {
+	if vw, ok := w.(vectorWriter); ok {
+		return vw.WriteVector(bufs)
+	}
+	return bufs.WriteTo(w)
 }

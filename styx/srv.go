@@ -573,7 +573,7 @@ func (c *conn) writeLocked(b []byte) {
 	var err error
 	if len(c.pend) > 0 {
 		bufs := net.Buffers{c.pend, b}
-		_, err = bufs.WriteTo(c.nc)
+		_, err = writeVector(c.nc, bufs)
 		c.pend = c.pend[:0]
 	} else {
 		_, err = c.nc.Write(b)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -22,7 +21,7 @@ func listenTLS(addr string, id *nodekey.Identity) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tls.NewListener(l, cfg), nil
+	return nodekey.NewListener(l, cfg), nil
 }
 
 // dialer returns how the 9P clients reach addr: tls!HOST!PORT with the

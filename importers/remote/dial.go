@@ -27,7 +27,7 @@ func TLSDialer(id *nodekey.Identity) func(ctx context.Context, addr string, key 
 		if err != nil {
 			return nil, err
 		}
-		tc := tls.Client(c, cfg)
+		tc := nodekey.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("%s: %w", addr, err)
