@@ -22,7 +22,9 @@ import (
 // BenchmarkStore writes and reads a file of /store across 5 local node
 // processes, k=3 m=2, written and read through node A's unix socket,
 // against one-stream loopback TCP measured in the same run: write and
-// read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), node A's
+// read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), the
+// write's floor on this disk (diskFloor: the fragments' bytes written
+// and fsynced alone, as a ratio of TCP too, and the write against it), node A's
 // RSS above idle during the write (target ≤ 128 MiB), the time to the
 // first byte of a read against a read of the same file in /tmp, the
 // clunk's time, and the CPU the 5 nodes used a MiB written and read (the
@@ -52,9 +54,10 @@ func BenchmarkStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var wRate, rRate, tcp, rss, ttfb, ttfbLocal, wCPU, rCPU, commit float64
+	var wRate, rRate, tcp, disk, rss, ttfb, ttfbLocal, wCPU, rCPU, commit float64
 	for i := range b.N {
 		tcp += loopbackTCP(b, data)
+		disk += diskFloor(b, size, 3, 2)
 		idle := rssOf(a)
 		stop := make(chan struct{})
 		peak := make(chan int64)
@@ -139,6 +142,9 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(rRate/n/1e6, "read-MB/s")
 	b.ReportMetric(tcp/n/1e6, "tcp-MB/s")
 	b.ReportMetric(wRate/tcp, "write-ratio")
+	b.ReportMetric(disk/n/1e6, "disk-floor-MB/s")
+	b.ReportMetric(disk/tcp, "disk-floor-ratio")
+	b.ReportMetric(wRate/disk, "write-vs-disk")
 	b.ReportMetric(rRate/tcp, "read-ratio")
 	b.ReportMetric(rss/n/(1<<20), "rss-MiB-above-idle")
 	b.ReportMetric(ttfb/n*1e3, "ttfb-ms")
@@ -222,6 +228,48 @@ func loopbackTCP(b *testing.B, data []byte) float64 {
 		b.Fatalf("tcp: %d bytes of %d", got, len(data))
 	}
 	return float64(len(data)) / time.Since(start).Seconds()
+}
+
+// diskFloor is the floor of a durable write of size bytes coded k+m
+// here: the k+m fragments' bytes ((k+m)/k of size) written by k+m
+// writers at once, each to a file of its own in pieces of 256 KiB and
+// then fsynced, as the holders do, with no network, hashing or coding.
+// It returns content bytes a second (size over the time).
+func diskFloor(b *testing.B, size, k, m int) float64 {
+	dir := b.TempDir()
+	piece := make([]byte, 256<<10)
+	rand.Read(piece)
+	per := size / k
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, k+m)
+	for i := range k + m {
+		wg.Go(func() {
+			f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			for off := 0; off < per; off += len(piece) {
+				if _, err := f.WriteAt(piece[:min(len(piece), per-off)], int64(off)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := f.Sync(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	return float64(size) / el.Seconds()
 }
 
 // rssOf is m's resident set in bytes.
