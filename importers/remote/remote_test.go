@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,7 +50,7 @@ func serve(t testing.TB, id *nodekey.Identity, fs *tmp.FS) *server {
 	s := &server{t: t, id: id, fs: fs, srv: &styx.Server{Attacher: fs}}
 	a := l.Addr().(*net.TCPAddr)
 	s.addr = fmt.Sprintf("tls!127.0.0.1!%d", a.Port)
-	go s.srv.Serve(context.Background(), tls.NewListener(l, cfg))
+	go s.srv.Serve(context.Background(), nodekey.NewListener(l, cfg))
 	t.Cleanup(func() { s.srv.Close() })
 	return s
 }
