@@ -153,6 +153,21 @@ func BenchmarkSmallOp(b *testing.B) {
 					}
 				})
 			})
+			b.Run("canned", func(b *testing.B) {
+				s, err := bench.StartCanned(128)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				parallelOps(b, conns, func() func() error {
+					_, root := benchDial(b, s)
+					buf := make([]byte, 128)
+					return func() error {
+						_, err := bench.SmallOp(context.Background(), root, buf)
+						return err
+					}
+				})
+			})
 			b.Run("tcp-rtt", func(b *testing.B) {
 				addr, stop, err := bench.StartEcho()
 				if err != nil {
@@ -185,9 +200,50 @@ func BenchmarkSmallOp(b *testing.B) {
 
 // BenchmarkSmallOp9fans is BenchmarkSmallOp on one connection driven
 // by 9fans.net/go/plan9/client, a client we did not write (it reads
-// replies on the caller's goroutine, electing a reader among callers).
+// replies on the caller's goroutine, electing a reader among callers,
+// a frame in two reads from the socket). Its floors, in the same run:
+// the canned server (bench.StartCanned: replies made up on the reading
+// goroutine, nothing behind them) and four TCP round trips.
 func BenchmarkSmallOp9fans(b *testing.B) {
-	eachServer(b, bench.Tree{SmallSize: 128}, func(b *testing.B, s *bench.Server) {
+	eachServer(b, bench.Tree{SmallSize: 128}, smallOp9fans)
+	b.Run("canned", func(b *testing.B) {
+		s, err := bench.StartCanned(128)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		smallOp9fans(b, s)
+	})
+	b.Run("tcp-rtt", func(b *testing.B) {
+		addr, stop, err := bench.StartEcho()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stop()
+		parallelOps(b, 1, func() func() error {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { nc.Close() })
+			var p [1]byte
+			return func() error {
+				for range 4 {
+					if _, err := nc.Write(p[:]); err != nil {
+						return err
+					}
+					if _, err := io.ReadFull(nc, p[:]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		})
+	})
+}
+
+func smallOp9fans(b *testing.B, s *bench.Server) {
+	{
 		parallelOps(b, 1, func() func() error {
 			conn, err := client.Dial("tcp", s.Addr)
 			if err != nil {
@@ -214,7 +270,7 @@ func BenchmarkSmallOp9fans(b *testing.B) {
 				return err
 			}
 		})
-	})
+	}
 }
 
 // BenchmarkSeqRead reads /big from start to end with ReadAt (8 Treads
