@@ -223,29 +223,34 @@ func (r *remoteReader) ReadAt(ctx context.Context, p []byte, off int64) (int, er
 	chunks := (len(p) + r.iounit - 1) / r.iounit
 	ns := make([]int, chunks)
 	errs := make([]error, chunks)
-	sem := make(chan struct{}, readers)
-	var wg sync.WaitGroup
-	for c := range chunks {
-		lo, hi := c*r.iounit, min((c+1)*r.iounit, len(p))
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			for lo < hi {
-				n, err := r.f.Read(ctx, p[lo:hi], off+int64(lo))
-				ns[c] += n
-				lo += n
-				if err != nil && !errors.Is(err, io.EOF) {
-					errs[c] = err
-					return
-				}
-				if n == 0 {
-					return
-				}
+	read := func(c int) {
+		for lo, hi := c*r.iounit, min((c+1)*r.iounit, len(p)); lo < hi; {
+			n, err := r.f.Read(ctx, p[lo:hi], off+int64(lo))
+			ns[c] += n
+			lo += n
+			if err != nil && !errors.Is(err, io.EOF) {
+				errs[c] = err
+				return
 			}
-		}()
+			if n == 0 {
+				return
+			}
+		}
 	}
-	wg.Wait()
+	if chunks == 1 { // a piece within the iounit, the usual case: no goroutine
+		read(0)
+	} else {
+		sem := make(chan struct{}, readers)
+		var wg sync.WaitGroup
+		for c := range chunks {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				read(c)
+			})
+		}
+		wg.Wait()
+	}
 	n := 0
 	for c := range chunks {
 		if errs[c] != nil {
