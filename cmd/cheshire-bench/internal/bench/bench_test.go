@@ -168,32 +168,7 @@ func BenchmarkSmallOp(b *testing.B) {
 					}
 				})
 			})
-			b.Run("tcp-rtt", func(b *testing.B) {
-				addr, stop, err := bench.StartEcho()
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer stop()
-				parallelOps(b, conns, func() func() error {
-					nc, err := net.Dial("tcp", addr)
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { nc.Close() })
-					var p [1]byte
-					return func() error {
-						for range 4 {
-							if _, err := nc.Write(p[:]); err != nil {
-								return err
-							}
-							if _, err := io.ReadFull(nc, p[:]); err != nil {
-								return err
-							}
-						}
-						return nil
-					}
-				})
-			})
+			b.Run("tcp-rtt", func(b *testing.B) { fourRTT(b, conns) })
 		})
 	}
 }
@@ -214,31 +189,35 @@ func BenchmarkSmallOp9fans(b *testing.B) {
 		defer s.Close()
 		smallOp9fans(b, s)
 	})
-	b.Run("tcp-rtt", func(b *testing.B) {
-		addr, stop, err := bench.StartEcho()
+	b.Run("tcp-rtt", func(b *testing.B) { fourRTT(b, 1) })
+}
+
+// fourRTT is the floor of the small op: four 1-byte ping-pongs with
+// an echo server an op, on conns connections.
+func fourRTT(b *testing.B, conns int) {
+	addr, stop, err := bench.StartEcho()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	parallelOps(b, conns, func() func() error {
+		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer stop()
-		parallelOps(b, 1, func() func() error {
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { nc.Close() })
-			var p [1]byte
-			return func() error {
-				for range 4 {
-					if _, err := nc.Write(p[:]); err != nil {
-						return err
-					}
-					if _, err := io.ReadFull(nc, p[:]); err != nil {
-						return err
-					}
+		b.Cleanup(func() { nc.Close() })
+		var p [1]byte
+		return func() error {
+			for range 4 {
+				if _, err := nc.Write(p[:]); err != nil {
+					return err
 				}
-				return nil
+				if _, err := io.ReadFull(nc, p[:]); err != nil {
+					return err
+				}
 			}
-		})
+			return nil
+		}
 	})
 }
 
