@@ -22,7 +22,7 @@ const batchSize = 4 * (16<<10 + 256)
 type Conn struct {
 	*tls.Conn
 	b   *batcher
-	wmu sync.Mutex // one Write or WriteVector at a time: they share b's batch
+	wmu sync.Mutex // one Write or WriteVector at a time: a vector's buffers stay together, and they share b's batch
 }
 
 // Client returns the client side of a TLS connection over c, as
@@ -60,11 +60,11 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // Write writes p, as tls.Conn.Write does, its records gathered.
 func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock() // even for one record: it must not fall inside a WriteVector
+	defer c.wmu.Unlock()
 	if len(p) <= 16<<10 { // one record: nothing to gather
 		return c.Conn.Write(p)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	c.b.start()
 	n, err := c.Conn.Write(p)
 	if ferr := c.b.flush(); err == nil && ferr != nil {

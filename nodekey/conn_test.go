@@ -77,7 +77,8 @@ func pair(t *testing.T) (cli, srv *nodekey.Conn, sock *countingConn) {
 // order in about 1 MiB / 64 KiB socket writes, where crypto/tls alone
 // makes one a 16 KiB record; the peer's key is still known through the
 // wrapper; and writes from several goroutines at once, each a header
-// and a body by WriteVector, arrive unmixed.
+// and a body, by WriteVector or joined by Write (one record or many),
+// arrive unmixed.
 func TestGatheredWrites(t *testing.T) {
 	t.Parallel()
 	cli, srv, sock := pair(t)
@@ -104,8 +105,8 @@ func TestGatheredWrites(t *testing.T) {
 		t.Fatalf("1 MiB went out in %d socket writes, want at most 20 (64 records ungathered)", w)
 	}
 
-	// Concurrent vectors: each message is an 8-byte header (writer,
-	// length) and a body of that writer's byte.
+	// Concurrent messages: each is an 8-byte header (writer, length)
+	// and a body of that writer's byte.
 	const writers, each = 4, 25
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -115,7 +116,13 @@ func TestGatheredWrites(t *testing.T) {
 				var h [8]byte
 				binary.LittleEndian.PutUint32(h[:], uint32(w))
 				binary.LittleEndian.PutUint32(h[4:], uint32(len(body)))
-				if _, err := cli.WriteVector([][]byte{h[:], body}); err != nil {
+				var err error
+				if w%2 == 0 {
+					_, err = cli.WriteVector([][]byte{h[:], body})
+				} else { // joined: the small ones are one record, written straight
+					_, err = cli.Write(append(h[:], body...))
+				}
+				if err != nil {
 					t.Error(err)
 					return
 				}
