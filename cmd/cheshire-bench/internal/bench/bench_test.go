@@ -136,11 +136,12 @@ func parallelOps(b *testing.B, conns int, newOp func() func() error) {
 }
 
 // BenchmarkSmallOp: walk to /small, open, read 128 bytes, clunk. The
-// tcp-rtt sub-benchmark is the floor: four 1-byte ping-pongs a op.
+// floors: the canned server (nothing behind its replies) and tcp-rtt,
+// four 1-byte ping-pongs a op.
 func BenchmarkSmallOp(b *testing.B) {
 	for _, conns := range []int{1, 8} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			eachServer(b, bench.Tree{SmallSize: 128}, func(b *testing.B, s *bench.Server) {
+			op := func(b *testing.B, s *bench.Server) {
 				parallelOps(b, conns, func() func() error {
 					_, root := benchDial(b, s)
 					buf := make([]byte, 128)
@@ -152,22 +153,9 @@ func BenchmarkSmallOp(b *testing.B) {
 						return err
 					}
 				})
-			})
-			b.Run("canned", func(b *testing.B) {
-				s, err := bench.StartCanned(128)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				parallelOps(b, conns, func() func() error {
-					_, root := benchDial(b, s)
-					buf := make([]byte, 128)
-					return func() error {
-						_, err := bench.SmallOp(context.Background(), root, buf)
-						return err
-					}
-				})
-			})
+			}
+			eachServer(b, bench.Tree{SmallSize: 128}, op)
+			b.Run("canned", func(b *testing.B) { onCanned(b, op) })
 			b.Run("tcp-rtt", func(b *testing.B) { fourRTT(b, conns) })
 		})
 	}
@@ -181,15 +169,18 @@ func BenchmarkSmallOp(b *testing.B) {
 // goroutine, nothing behind them) and four TCP round trips.
 func BenchmarkSmallOp9fans(b *testing.B) {
 	eachServer(b, bench.Tree{SmallSize: 128}, smallOp9fans)
-	b.Run("canned", func(b *testing.B) {
-		s, err := bench.StartCanned(128)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer s.Close()
-		smallOp9fans(b, s)
-	})
+	b.Run("canned", func(b *testing.B) { onCanned(b, smallOp9fans) })
 	b.Run("tcp-rtt", func(b *testing.B) { fourRTT(b, 1) })
+}
+
+// onCanned runs op against the canned server, serving 128 bytes.
+func onCanned(b *testing.B, op func(b *testing.B, s *bench.Server)) {
+	s, err := bench.StartCanned(128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	op(b, s)
 }
 
 // fourRTT is the floor of the small op: four 1-byte ping-pongs with
@@ -221,35 +212,34 @@ func fourRTT(b *testing.B, conns int) {
 	})
 }
 
+// smallOp9fans is the small op by the 9fans client, on one connection.
 func smallOp9fans(b *testing.B, s *bench.Server) {
-	{
-		parallelOps(b, 1, func() func() error {
-			conn, err := client.Dial("tcp", s.Addr)
+	parallelOps(b, 1, func() func() error {
+		conn, err := client.Dial("tcp", s.Addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		root, err := conn.Attach(nil, bench.User, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 128)
+		return func() error {
+			f, err := root.Open("small", plan9.OREAD) // walk, open
 			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { conn.Close() })
-			root, err := conn.Attach(nil, bench.User, "")
-			if err != nil {
-				b.Fatal(err)
-			}
-			buf := make([]byte, 128)
-			return func() error {
-				f, err := root.Open("small", plan9.OREAD) // walk, open
-				if err != nil {
-					return err
-				}
-				n, err := f.ReadAt(buf, 0)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err == nil && n != 128 {
-					err = fmt.Errorf("read %d bytes", n)
-				}
 				return err
 			}
-		})
-	}
+			n, err := f.ReadAt(buf, 0)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil && n != 128 {
+				err = fmt.Errorf("read %d bytes", n)
+			}
+			return err
+		}
+	})
 }
 
 // BenchmarkSeqRead reads /big from start to end with ReadAt (8 Treads

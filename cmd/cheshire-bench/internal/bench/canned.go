@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 
 	"cheshire/styx"
 )
@@ -42,8 +43,8 @@ func serveCanned(nc net.Conn, data []byte) {
 		if size < 7 || size > 1<<20 {
 			return
 		}
-		in = append(in[:0], hdr[:]...)
-		in = append(in, make([]byte, size-4)...)
+		in = slices.Grow(in[:0], int(size))[:size]
+		copy(in, hdr[:])
 		if _, err := io.ReadFull(br, in[4:]); err != nil {
 			return
 		}
