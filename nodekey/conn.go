@@ -60,17 +60,13 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // Write writes p, as tls.Conn.Write does, its records gathered.
 func (c *Conn) Write(p []byte) (int, error) {
-	c.wmu.Lock() // even for one record: it must not fall inside a WriteVector
+	if len(p) > 16<<10 {
+		n, err := c.WriteVector([][]byte{p})
+		return int(n), err
+	}
+	c.wmu.Lock() // one record, nothing to gather; but not inside a WriteVector
 	defer c.wmu.Unlock()
-	if len(p) <= 16<<10 { // one record: nothing to gather
-		return c.Conn.Write(p)
-	}
-	c.b.start()
-	n, err := c.Conn.Write(p)
-	if ferr := c.b.flush(); err == nil && ferr != nil {
-		n, err = 0, ferr
-	}
-	return n, err
+	return c.Conn.Write(p)
 }
 
 // WriteVector writes bufs in order, as one Write of them joined would,
