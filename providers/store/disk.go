@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,14 +287,8 @@ func (d *disk) reserve(key string, n int64, q *quota) error {
 	return nil
 }
 
-func (d *disk) release(key string, n int64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.reserved[key] -= n
-	if d.reserved[key] == 0 {
-		delete(d.reserved, key)
-	}
-}
+// release gives back n bytes reserved for key.
+func (d *disk) release(key string, n int64) { d.account(key, n, 0) }
 
 // account moves n bytes of key from reserved to used, and adds delta
 // to used.
@@ -610,9 +605,5 @@ func (d *disk) usage() (bytes int64, n int) {
 func (d *disk) usedBy() map[string]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]int64, len(d.used))
-	for k, v := range d.used {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(d.used)
 }

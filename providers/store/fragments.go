@@ -205,7 +205,7 @@ func (h fragHandler) Open(ctx context.Context, mode uint8) (synth.Handle, error)
 			if err != nil {
 				return nil, err
 			}
-			return &listReadHandle{data: data}, nil
+			return synth.Contents(data), nil
 		}
 		r, err := h.s.disk.open(h.f.key, h.f.name)
 		if err != nil {
@@ -238,19 +238,6 @@ func (f *fragReadHandle) Write(ctx context.Context, p []byte, off int64) (int, e
 	return 0, plan9.ErrPerm
 }
 func (f *fragReadHandle) Close(ctx context.Context) error { f.r.Close(); return nil }
-
-type listReadHandle struct{ data []byte }
-
-func (l *listReadHandle) Read(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= int64(len(l.data)) {
-		return 0, nil
-	}
-	return copy(p, l.data[off:]), nil
-}
-func (l *listReadHandle) Write(ctx context.Context, p []byte, off int64) (int, error) {
-	return 0, plan9.ErrPerm
-}
-func (l *listReadHandle) Close(ctx context.Context) error { return nil }
 
 // fragWriteHandle writes a fragment. The writer seals it with a write
 // of no bytes at its final length; Close (the clunk) then syncs it and

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -103,7 +104,7 @@ func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string
 	cands := byDistance(s.placementKeys(), id)
 	used := make(map[string]int)
 	for i, h := range l.Holders {
-		if h != "" && !slices_contains(want, i) {
+		if h != "" && !slices.Contains(want, i) {
 			used[h]++
 		}
 	}
@@ -138,15 +139,6 @@ func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string
 		}
 	}
 	return keys, ws, nil
-}
-
-func slices_contains(xs []int, x int) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // maxGap is how far ahead of the content taken a write may come: a
@@ -402,8 +394,9 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	data := w.list.Marshal()
 	ok := make([]bool, len(w.ws))
 	var wg sync.WaitGroup
+	lost := w.failErrs() // the senders are done: only the commits below lose more
 	for i, fw := range w.ws {
-		if w.failErrs()[i] != nil {
+		if lost[i] != nil {
 			fw.Abort()
 			continue
 		}
@@ -421,10 +414,11 @@ func (w *writer) commit(ctx context.Context) (acks, holders int, err error) {
 	wg.Wait()
 	synced := 0
 	var last error
+	lost = w.failErrs()
 	for i := range ok {
 		if ok[i] {
 			synced++
-		} else if e := w.failErrs()[i]; e != nil && last == nil {
+		} else if e := lost[i]; e != nil && last == nil {
 			last = e
 		}
 	}
