@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,9 +29,11 @@ import (
 // RSS above idle during the write (target ≤ 128 MiB), the time to the
 // first byte of a read against a read of the same file in /tmp, the
 // clunk's time, and the CPU the 5 nodes used a MiB written and read (the
-// steadier figure on a shared machine). STORE_BENCH_MIB sets the size
+// steadier figure on a shared machine), and that the whole machine
+// used (with the client and the kernel's writeback). STORE_BENCH_MIB sets the size
 // (default 64); CHESHIRE_PROFILE_DIR=DIR has each node write CPU,
-// blocking and mutex profiles there as it stops. Run:
+// blocking and mutex profiles there as it stops, its CPU profile cut
+// into phases: cpu-PID.1.prof is the write, cpu-PID.2.prof the read. Run:
 //
 //	STORE_BENCH_MIB=256 go test -run '^$' -bench Store -benchtime 1x ./tests
 func BenchmarkStore(b *testing.B) {
@@ -54,7 +57,7 @@ func BenchmarkStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var wRate, rRate, tcp, disk, rss, ttfb, ttfbLocal, wCPU, rCPU, commit float64
+	var wRate, rRate, tcp, disk, rss, ttfb, ttfbLocal, wCPU, rCPU, wAll, rAll, commit float64
 	for i := range b.N {
 		tcp += loopbackTCP(b, data)
 		disk += diskFloor(b, size, 3, 2)
@@ -78,7 +81,8 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}()
 		name := fmt.Sprintf("/store/big%d", i)
-		cpu0 := cpuOf(cl)
+		phase(cl)
+		cpu0, all0 := cpuOf(cl), machineCPU()
 		start := time.Now()
 		clunk, err := storeWriteTimed(b, a, name, data)
 		if err != nil {
@@ -86,10 +90,12 @@ func BenchmarkStore(b *testing.B) {
 		}
 		wRate += float64(size) / time.Since(start).Seconds()
 		commit += clunk.Seconds()
-		cpu1 := cpuOf(cl)
+		cpu1, all1 := cpuOf(cl), machineCPU()
 		wCPU += cpu1 - cpu0
+		wAll += all1 - all0
 		close(stop)
 		rss += float64(<-peak - idle)
+		phase(cl)
 
 		f, err := a.client(userName(b)).WalkPath(ctx, name)
 		if err != nil {
@@ -124,6 +130,8 @@ func BenchmarkStore(b *testing.B) {
 		}
 		rRate += float64(size) / time.Since(start).Seconds()
 		rCPU += cpuOf(cl) - cpu1
+		rAll += machineCPU() - all1
+		phase(cl)
 		f.Clunk(ctx)
 		if total != size {
 			b.Fatalf("read %d bytes of %d", total, size)
@@ -152,6 +160,44 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(commit/n*1e3, "write-clunk-ms")
 	b.ReportMetric(wCPU/n/float64(size>>20)*1e3, "write-node-cpu-ms/MiB")
 	b.ReportMetric(rCPU/n/float64(size>>20)*1e3, "read-node-cpu-ms/MiB")
+	b.ReportMetric(wAll/n/float64(size>>20)*1e3, "write-all-cpu-ms/MiB")
+	b.ReportMetric(rAll/n/float64(size>>20)*1e3, "read-all-cpu-ms/MiB")
+}
+
+// phase starts the next CPU profile of each node when they profile
+// (CHESHIRE_PROFILE_DIR; cmd/cheshire/profile.go).
+func phase(cl *cluster) {
+	if os.Getenv("CHESHIRE_PROFILE_DIR") == "" {
+		return
+	}
+	for _, m := range cl.nodes {
+		m.cmd.Process.Signal(syscall.SIGUSR1)
+	}
+}
+
+// machineCPU is the CPU time the whole machine has used, in seconds:
+// every process (the nodes, the benchmark's client, the kernel's
+// threads that write to disk) and interrupts, all but idle and iowait
+// (the cpu line of /proc/stat).
+func machineCPU() float64 {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 7 { // guest time is counted in user already
+			break
+		}
+		t, _ := strconv.ParseInt(v, 10, 64)
+		ticks += t
+	}
+	return float64(ticks) / 100 // USER_HZ
 }
 
 // cpuOf is the CPU time, user and system, the nodes of cl have used, in
