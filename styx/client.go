@@ -261,7 +261,7 @@ func (c *Client) readOne() bool {
 			c.fail(fmt.Errorf("%w: Rread of %d bytes for a read of %d", plan9.ErrHungup, n, len(cl.rbuf)))
 			return false
 		}
-		if _, err := io.ReadFull(br, cl.rbuf[:n]); err != nil {
+		if err := readFull(br, c.nc, cl.rbuf[:n]); err != nil {
 			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
 			return false
 		}
@@ -269,7 +269,7 @@ func (c *Client) readOne() bool {
 	} else {
 		bp := c.pool.get(int(size))
 		copy(*bp, hdr[:])
-		if _, err := io.ReadFull(br, (*bp)[7:]); err != nil {
+		if err := readFull(br, c.nc, (*bp)[7:]); err != nil {
 			c.fail(fmt.Errorf("%w: %v", plan9.ErrHungup, err))
 			return false
 		}

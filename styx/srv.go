@@ -380,7 +380,7 @@ func (c *conn) readLoop() error {
 			c.nc.SetReadDeadline(time.Now().Add(timeout))
 			deadline = true
 		}
-		if _, err := io.ReadFull(br, buf[4:]); err != nil {
+		if err := readFull(br, c.nc, buf[4:]); err != nil {
 			c.srv.pool.put(bp)
 			c.mem.Release(held)
 			return fmt.Errorf("reading frame of %d bytes: %w", size, err)
