@@ -57,7 +57,7 @@ func BenchmarkStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var wRate, rRate, tcp, disk, rss, ttfb, ttfbLocal, wCPU, rCPU, wAll, rAll, commit, wFloor, rFloor float64
+	var wRate, rRate, tcp, disk, rss, ttfb, ttfbLocal, wCPU, rCPU, wAll, rAll, commit, wFloor, rFloor, wFloorCPU, rFloorCPU float64
 	for i := range b.N {
 		tcp += loopbackTCP(b, data)
 		disk += diskFloor(b, size, 3, 2)
@@ -146,8 +146,12 @@ func BenchmarkStore(b *testing.B) {
 		lf.Close()
 		// The floors last, so that the bytes they leave in the page cache
 		// are no burden to the store's write and read.
-		wFloor += writeFloor(b, data, 3, 2)
-		rFloor += readFloor(b, data, 3)
+		rate, cpu := writeFloor(b, data, 3, 2)
+		wFloor += rate
+		wFloorCPU += cpu
+		rate, cpu = readFloor(b, data, 3)
+		rFloor += rate
+		rFloorCPU += cpu
 	}
 	n := float64(b.N)
 	b.ReportMetric(wRate/n/1e6, "write-MB/s")
@@ -172,6 +176,8 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(rCPU/n/float64(size>>20)*1e3, "read-node-cpu-ms/MiB")
 	b.ReportMetric(wAll/n/float64(size>>20)*1e3, "write-all-cpu-ms/MiB")
 	b.ReportMetric(rAll/n/float64(size>>20)*1e3, "read-all-cpu-ms/MiB")
+	b.ReportMetric(wFloorCPU/n/float64(size>>20)*1e3, "write-floor-cpu-ms/MiB")
+	b.ReportMetric(rFloorCPU/n/float64(size>>20)*1e3, "read-floor-cpu-ms/MiB")
 }
 
 // phase starts the next CPU profile of each node when they profile

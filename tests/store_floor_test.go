@@ -128,10 +128,10 @@ func ctr(block cipher.Block, off int) cipher.Stream {
 }
 
 // readFloor is the floor of a read of data stored k-of-(k+m), in content
-// bytes a second: the holders' pieces (ciphertext, hashed) are on disk
+// bytes a second, and the CPU seconds the machine spent on it: the holders' pieces (ciphertext, hashed) are on disk
 // before the clock starts, in the page cache as the store's are when
 // BenchmarkStore reads.
-func readFloor(b *testing.B, data []byte, k int) float64 {
+func readFloor(b *testing.B, data []byte, k int) (rate, cpu float64) {
 	block, srv, cli := floorKeys(b)
 	stripe := k * floorShard
 	stripes := (len(data) + stripe - 1) / stripe
@@ -213,6 +213,7 @@ func readFloor(b *testing.B, data []byte, k int) float64 {
 		}()
 	}
 	got := make(chan error, 1)
+	cpu0 := machineCPU()
 	start := time.Now()
 	go func() {
 		out := make([]byte, stripe)
@@ -253,13 +254,13 @@ func readFloor(b *testing.B, data []byte, k int) float64 {
 	case err := <-errs:
 		b.Fatal(err)
 	}
-	return float64(len(data)) / time.Since(start).Seconds()
+	return float64(len(data)) / time.Since(start).Seconds(), machineCPU() - cpu0
 }
 
 // writeFloor is the floor of a durable write of data coded k+m, in
-// content bytes a second: from the client's first byte to the last
+// content bytes a second, and the CPU seconds the machine spent on it: from the client's first byte to the last
 // holder's fsync.
-func writeFloor(b *testing.B, data []byte, k, m int) float64 {
+func writeFloor(b *testing.B, data []byte, k, m int) (rate, cpu float64) {
 	block, srv, cli := floorKeys(b)
 	rs, err := reedsolomon.New(k, m)
 	if err != nil {
@@ -366,6 +367,7 @@ func writeFloor(b *testing.B, data []byte, k, m int) float64 {
 			}
 		}()
 	}
+	cpu0 := machineCPU()
 	start := time.Now()
 	go func() {
 		for off := 0; off < len(data); off += 1 << 20 {
@@ -411,7 +413,7 @@ func writeFloor(b *testing.B, data []byte, k, m int) float64 {
 	if err := errors.Join(drain(errs)...); err != nil {
 		b.Fatal(err)
 	}
-	return float64(len(data)) / time.Since(start).Seconds()
+	return float64(len(data)) / time.Since(start).Seconds(), machineCPU() - cpu0
 }
 
 // drain is what errs holds now.

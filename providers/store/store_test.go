@@ -57,6 +57,11 @@ func TestWriteReadRepair(t *testing.T) {
 		}
 		seen[k] = true
 	}
+	// The writer is one of the 5 holders, and keeps a data fragment:
+	// its reads take that third from its disk.
+	if l.Holders[0] != c.nodes[0].key {
+		t.Fatalf("fragment 0 on %s, want the writer %s: %v", short(l.Holders[0]), short(c.nodes[0].key), l.Holders)
+	}
 	// Kill two holders other than the writer.
 	var killed []string
 	for _, k := range l.Holders {

@@ -92,8 +92,9 @@ func (s *Store) newWriter(ctx context.Context, path string, c Cap, pol policy, s
 
 // place opens fragment i of l, for each i in want (all if nil), at
 // holders: the reachable ones nearest the file id by XOR distance, one
-// fragment each while there are enough; those in avoid (holders that
-// lost or refused it) only when no other takes it.
+// fragment each while there are enough (this node, if among them,
+// keeping fragment 0); those in avoid (holders that lost or refused it)
+// only when no other takes it.
 func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string]bool) ([]string, []fragWriter, error) {
 	if want == nil {
 		for i := range l.Frags {
@@ -102,6 +103,15 @@ func (s *Store) place(ctx context.Context, l *List, want []int, avoid map[string
 	}
 	id := (Cap{Pub: l.Pub}).ID()
 	cands := byDistance(s.placementKeys(), id)
+	if len(want) == len(l.Frags) {
+		// A whole placement takes the nearest holders in any order: this
+		// node, when it is one of them, keeps fragment 0, a data
+		// fragment, so that its own reads take a k-th of the content
+		// from its disk rather than over TLS.
+		if i := slices.Index(cands, s.opts.Self); i > 0 && i < len(l.Frags) {
+			cands = slices.Insert(slices.Delete(cands, i, i+1), 0, s.opts.Self)
+		}
+	}
 	used := make(map[string]int)
 	for i, h := range l.Holders {
 		if h != "" && !slices.Contains(want, i) {
