@@ -54,13 +54,9 @@ func (c *coder) newShards() (stripe []byte, shards [][]byte) {
 	return buf[:c.k*c.shard], shards
 }
 
-// crypt XORs p, the content at stripe s starting at its first byte, with
-// the key stream.
-func (c *coder) crypt(s int, p []byte) { c.cryptAt(s, 0, p) }
-
-// cryptAt XORs p, the content of stripe s from off (a multiple of 16),
-// with the key stream.
-func (c *coder) cryptAt(s, off int, p []byte) {
+// stream is the key stream of stripe s's content from off (a multiple
+// of 16): the content there is encrypted or decrypted by XORing it.
+func (c *coder) stream(s, off int) cipher.Stream {
 	var iv [16]byte
 	hi := binary.BigEndian.Uint64(c.nonce[:8])
 	lo := binary.BigEndian.Uint64(c.nonce[8:])
@@ -71,15 +67,27 @@ func (c *coder) cryptAt(s, off int, p []byte) {
 	}
 	binary.BigEndian.PutUint64(iv[:8], hi)
 	binary.BigEndian.PutUint64(iv[8:], nlo)
-	cipher.NewCTR(c.block, iv[:]).XORKeyStream(p, p)
+	return cipher.NewCTR(c.block, iv[:])
 }
 
-// encode encrypts the n bytes of content at the start of stripe (the
-// stripe buffer of shards, from newShards), zeroes the rest, and
-// computes parity. The pieces' hashes are the caller's (the writer
+// xorAt puts into dst the content of stripe s from off (any offset)
+// XORed with the key stream: src decrypted, or encrypted. dst and src
+// may be the same bytes; a copy and a decryption in one pass.
+func (c *coder) xorAt(s, off int, dst, src []byte) {
+	ks := c.stream(s, off&^15)
+	if skip := off & 15; skip != 0 {
+		var junk [16]byte
+		ks.XORKeyStream(junk[:skip], junk[:skip])
+	}
+	ks.XORKeyStream(dst, src)
+}
+
+// encode completes stripe (the stripe buffer of shards, from newShards)
+// whose first n bytes are content already encrypted (the writer
+// encrypts as it takes the content, with stream): it zeroes the rest
+// and computes parity. The pieces' hashes are the caller's (the writer
 // hashes each fragment's pieces on that fragment's own goroutine).
-func (c *coder) encode(s int, stripe []byte, n int, shards [][]byte) error {
-	c.crypt(s, stripe[:n])
+func (c *coder) encode(stripe []byte, n int, shards [][]byte) error {
 	clear(stripe[n:])
 	if c.rs != nil {
 		if err := c.rs.Encode(shards); err != nil {

@@ -292,12 +292,14 @@ type reader struct {
 	reading map[int]int           // guarded by mu: the stripes Reads are at, and how many
 }
 
-// A stripeResult is a stripe fetched: its k data pieces, decrypted in
-// place (buffers of the fetcher's pool), hold its n bytes of content.
-// The cache holds a reference, the fetch one until it is done, and each
-// Read copying from it one; the last gives the pieces back to the pool.
+// A stripeResult is a stripe fetched: its k data pieces (buffers of the
+// fetcher's pool) hold its n bytes of content, encrypted: a Read
+// decrypts what it takes as it copies it. The cache holds a reference,
+// the fetch one until it is done, and each Read copying from it one;
+// the last gives the pieces back to the pool.
 type stripeResult struct {
 	f      *fetcher
+	st     int
 	done   chan struct{}
 	pieces [][]byte
 	n      int
@@ -311,13 +313,14 @@ func (sr *stripeResult) release() {
 	}
 }
 
-// copyAt copies the content from off into p.
+// copyAt puts the content from off into p, decrypted.
 func (sr *stripeResult) copyAt(p []byte, off int) int {
 	shard := sr.f.l.Shard
 	n := 0
 	for n < len(p) && off < sr.n {
 		j, o := off/shard, off%shard
-		c := copy(p[n:], sr.pieces[j][o:min(shard, sr.n-j*shard)])
+		c := min(len(p)-n, min(shard, sr.n-j*shard)-o)
+		sr.f.c.xorAt(sr.st, off, p[n:n+c], sr.pieces[j][o:o+c])
 		n += c
 		off += c
 	}
@@ -365,7 +368,7 @@ func (r *reader) getLocked(st, lo int) *stripeResult {
 			sr.release()
 		}
 	}
-	sr := &stripeResult{f: r.f, done: make(chan struct{})}
+	sr := &stripeResult{f: r.f, st: st, done: make(chan struct{})}
 	sr.refs.Store(2) // the cache's and the fetch's
 	r.cache[st] = sr
 	go func() {
@@ -381,15 +384,10 @@ func (r *reader) getLocked(st, lo int) *stripeResult {
 			sr.err = err
 			return
 		}
-		k, shard := r.f.l.K, r.f.l.Shard
+		k := r.f.l.K
 		sb := int64(r.f.c.stripeBytes())
 		sr.n = int(min(sb, r.f.l.Size-int64(st)*sb))
 		sr.pieces = shards[:k:k]
-		for j, p := range sr.pieces {
-			if lo := j * shard; lo < sr.n {
-				r.f.c.cryptAt(st, lo, p[:min(shard, sr.n-lo)])
-			}
-		}
 		r.f.putPieces(shards[k:]) // parity, used only to rebuild
 	}()
 	return sr

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -50,6 +51,7 @@ type writer struct {
 type stripeBuf struct {
 	s       int
 	n       int
+	ks      cipher.Stream // the key stream from data[n]
 	data    []byte
 	shards  [][]byte
 	pending atomic.Int32 // pieces not yet sent
@@ -218,9 +220,13 @@ func (w *writer) write(ctx context.Context, p []byte, off int64) (int, error) {
 				return n, ctx.Err()
 			}
 			w.cur.s, w.cur.n = w.stripe, 0
+			w.cur.ks = w.c.stream(w.stripe, 0)
 			w.stripe++
 		}
-		c := copy(w.cur.data[w.cur.n:], p[n:])
+		// Encrypted as it is taken: a copy and an encryption in one
+		// pass over the bytes, not two.
+		c := min(len(w.cur.data)-w.cur.n, len(p)-n)
+		w.cur.ks.XORKeyStream(w.cur.data[w.cur.n:w.cur.n+c], p[n:n+c])
 		w.cur.n += c
 		n += c
 		w.off += int64(c)
@@ -278,7 +284,7 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 }
 
-// sender codes each stripe (encrypts it and computes its parity), off
+// sender codes each stripe (computes its parity), off
 // the writes' lock, so that the content of the next stripes is taken
 // meanwhile, and hands its pieces to the fragments' senders, which hash
 // them and send them; a stripe's buffer is free again once every piece
@@ -296,7 +302,7 @@ func (w *writer) sender() {
 		}()
 	}
 	for b := range w.send {
-		if err := w.c.encode(b.s, b.data, b.n, b.shards); err != nil {
+		if err := w.c.encode(b.data, b.n, b.shards); err != nil {
 			// Not w.mu: a write holding it may wait for this loop.
 			w.s.mu.Lock()
 			if w.coded == nil {
