@@ -137,10 +137,15 @@ func readFloor(b *testing.B, data []byte, k int) (rate, cpu float64) {
 	stripes := (len(data) + stripe - 1) / stripe
 	// The fragments: fragment i is piece i of every stripe.
 	enc := make([]byte, stripes*stripe)
-	ctr(block, 0).XORKeyStream(enc, data)
+	ks := ctr(block, 0)
+	for off := 0; off < len(data); off += stripe { // a call a stripe: the GC can stop it between
+		ks.XORKeyStream(enc[off:min(off+stripe, len(data))], data[off:min(off+stripe, len(data))])
+	}
 	dir := b.TempDir()
 	sums := make([][][32]byte, k)
 	files := make([]*os.File, k)
+	defer os.RemoveAll(dir) // its pages free again for what comes next
+	defer closeAll(files)
 	for i := range k {
 		frag := make([]byte, 0, stripes*floorShard)
 		for s := range stripes {
@@ -159,7 +164,6 @@ func readFloor(b *testing.B, data []byte, k int) (rate, cpu float64) {
 			b.Fatal(err)
 		}
 		files[i] = f
-		b.Cleanup(func() { f.Close() })
 	}
 	enc = nil
 	node, holders := floorLinks(b, k-1, srv, cli)
@@ -270,16 +274,17 @@ func writeFloor(b *testing.B, data []byte, k, m int) (rate, cpu float64) {
 	stripe := k * floorShard
 	stripes := (len(data) + stripe - 1) / stripe
 	dir := b.TempDir()
+	defer os.RemoveAll(dir) // its pages free again for what comes next
 	node, holders := floorLinks(b, n-1, srv, cli)
 	client, server := unixPair(b)
 	files := make([]*os.File, n)
+	defer closeAll(files)
 	for i := range files {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		files[i] = f
-		b.Cleanup(func() { f.Close() })
 	}
 	errs := make(chan error, 2*n+2)
 	synced := make(chan struct{}, n)
@@ -414,6 +419,14 @@ func writeFloor(b *testing.B, data []byte, k, m int) (rate, cpu float64) {
 		b.Fatal(err)
 	}
 	return float64(len(data)) / time.Since(start).Seconds(), machineCPU() - cpu0
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // drain is what errs holds now.
