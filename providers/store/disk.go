@@ -224,6 +224,20 @@ type diskWriter struct {
 	syncing chan struct{} // holds a token while a background sync runs
 	bg      sync.WaitGroup
 	behind  int // guarded by mu: background syncs started
+	// bgErr is the first failure of a background sync, guarded by bgMu.
+	// Commit must report it: Linux tells each open file of a failed
+	// writeback once, so the fsync after it may well succeed.
+	bgMu  sync.Mutex
+	bgErr error
+	// syncFile syncs f (nil: f.Sync); tests make it fail.
+	syncFile func(f *os.File) error
+}
+
+func (w *diskWriter) sync() error {
+	if w.syncFile != nil {
+		return w.syncFile(w.f)
+	}
+	return w.f.Sync()
 }
 
 // syncAfter is how many bytes a fragment takes before its holder syncs
@@ -346,7 +360,7 @@ func (w *diskWriter) WriteAt(ctx context.Context, p []byte, off int64) error {
 }
 
 // syncBehind syncs what w has written so far, in the background, unless
-// a sync is running or w is done. Its error is the Commit's to find.
+// a sync is running or w is done. Its error is kept for Commit.
 func (w *diskWriter) syncBehind() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -361,7 +375,13 @@ func (w *diskWriter) syncBehind() {
 	w.dirty.Store(0)
 	w.behind++
 	w.bg.Go(func() {
-		w.f.Sync()
+		if err := w.sync(); err != nil {
+			w.bgMu.Lock()
+			if w.bgErr == nil {
+				w.bgErr = err
+			}
+			w.bgMu.Unlock()
+		}
 		<-w.syncing
 	})
 }
@@ -377,7 +397,12 @@ func (w *diskWriter) Commit() error {
 	w.done = true
 	w.bg.Wait()
 	var size, old int64
-	err := w.f.Sync()
+	err := w.sync()
+	if err == nil {
+		w.bgMu.Lock()
+		err = w.bgErr
+		w.bgMu.Unlock()
+	}
 	if err == nil {
 		var fi os.FileInfo
 		if fi, err = w.f.Stat(); err == nil {

@@ -3,10 +3,13 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -90,5 +93,42 @@ func TestSyncBehind(t *testing.T) {
 	}
 	if _, err := os.Stat(d.path(self, name2)); !os.IsNotExist(err) {
 		t.Errorf("aborted fragment exists: %v", err)
+	}
+}
+
+// TestSyncBehindFailure: a background sync that fails fails the commit,
+// though the fsync after it succeeds (Linux reports a failed writeback
+// to each open file once), and the fragment is not stored.
+func TestSyncBehindFailure(t *testing.T) {
+	t.Parallel()
+	self := strings.Repeat("ab", 32)
+	d, err := newDisk(t.TempDir(), self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("e", 64)
+	w, err := d.create(self, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	w.syncFile = func(f *os.File) error {
+		if calls.Add(1) == 1 {
+			return syscall.EIO // the background sync's
+		}
+		return f.Sync()
+	}
+	if err := w.WriteAt(t.Context(), make([]byte, syncAfter), 0); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Commit()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("commit after a failed background sync: %v, want EIO", err)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d syncs, want 2 (the background one, the commit's)", calls.Load())
+	}
+	if _, err := os.Stat(d.path(self, name)); !os.IsNotExist(err) {
+		t.Errorf("fragment stored after a failed sync: %v", err)
 	}
 }
