@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 )
 
@@ -91,7 +92,7 @@ func BenchmarkStore(b *testing.B) {
 		}()
 		name := fmt.Sprintf("/store/big%d", i)
 		phase(cl)
-		cpu0, all0, self0 := cpuOf(cl), machineCPU(), selfCPU()
+		cpu0, all0, self0 := cpuOf(cl), machineCPU(), testutil.SelfCPU().Seconds()
 		start := time.Now()
 		clunk, err := storeWriteTimed(b, a, name, data)
 		if err != nil {
@@ -99,7 +100,7 @@ func BenchmarkStore(b *testing.B) {
 		}
 		wRate += float64(size) / time.Since(start).Seconds()
 		commit += clunk.Seconds()
-		cpu1, all1, self1 := cpuOf(cl), machineCPU(), selfCPU()
+		cpu1, all1, self1 := cpuOf(cl), machineCPU(), testutil.SelfCPU().Seconds()
 		wCPU += cpu1 - cpu0
 		wAll += all1 - all0
 		wSelf += self1 - self0
@@ -147,7 +148,7 @@ func BenchmarkStore(b *testing.B) {
 		rRate += float64(size) / time.Since(start).Seconds()
 		rCPU += cpuOf(cl) - cpu1
 		rAll += machineCPU() - all1
-		rSelf += selfCPU() - self1
+		rSelf += testutil.SelfCPU().Seconds() - self1
 		phase(cl)
 		f.Clunk(ctx)
 		if total != size {
@@ -225,14 +226,6 @@ func machineCPU() float64 {
 		ticks += t
 	}
 	return float64(ticks) / 100 // USER_HZ
-}
-
-// selfCPU is the CPU time this process (the benchmark's client) has
-// used, in seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // cpuOf is the CPU time, user and system, the nodes of cl have used, in

@@ -1,12 +1,14 @@
 // Package testutil holds the helpers the project's tests share: walking
-// to, reading and writing files through a styx.File, loopback ports, and
+// to, reading and writing files through a styx.File, loopback ports,
 // waiting on a condition until the test's own deadline (never on a
-// wall-clock budget of its own).
+// wall-clock budget of its own), and the process's CPU time for
+// benchmarks.
 package testutil
 
 import (
 	"context"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +81,14 @@ func FreeUDPPort(t testing.TB) int {
 func PortOf(a net.Addr) string {
 	_, p, _ := net.SplitHostPort(a.String())
 	return p
+}
+
+// SelfCPU is the CPU time, user and system, this process has used: for
+// benchmarks that report CPU beside time.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // poll is how often WaitFor asks again.

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -144,11 +143,11 @@ func glassToGlass(b *testing.B, playoutOff bool) {
 		ap.mu.Unlock()
 		f0, _ := eval(fpsJS)
 		c0, _ := procCPU(enc.cmd.Process.Pid)
-		s0, t0 := selfCPU(), time.Now()
+		s0, t0 := testutil.SelfCPU(), time.Now()
 		time.Sleep(5 * time.Second)
 		f1, _ := eval(fpsJS)
 		c1, _ := procCPU(enc.cmd.Process.Pid)
-		s1, el := selfCPU(), time.Since(t0)
+		s1, el := testutil.SelfCPU(), time.Since(t0)
 
 		lat, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](measureJS+"(40)", chromedp.EvalAwaitPromise))
 		if err != nil {
@@ -185,11 +184,4 @@ func fmtMs(v []float64) string {
 		s = append(s, strconv.FormatFloat(x, 'f', 0, 64))
 	}
 	return strings.Join(s, " ")
-}
-
-// selfCPU is the CPU time this process has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

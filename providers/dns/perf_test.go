@@ -11,9 +11,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"cheshire/internal/testutil"
 
 	"github.com/miekg/dns"
 )
@@ -110,7 +111,7 @@ func TestDNSPerf(t *testing.T) {
 		}
 		var res result
 		res.nsd, res.nsdCPU = dnsperf(nsdPort, func() time.Duration { return treeCPU(nsdPid) })
-		res.ours, res.oursCPU = dnsperf(ourPort, selfCPU)
+		res.ours, res.oursCPU = dnsperf(ourPort, testutil.SelfCPU)
 		results[signed] = res
 	}
 	for _, signed := range []bool{false, true} {
@@ -155,13 +156,6 @@ func signedText(z *zone) string {
 		}
 	}
 	return b.String()
-}
-
-// selfCPU is the CPU time this process has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // treeCPU is the CPU time used by process pid and its descendants

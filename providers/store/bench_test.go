@@ -2,10 +2,10 @@ package store
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
+	"cheshire/internal/testutil"
 	"cheshire/styx"
 )
 
@@ -26,15 +26,15 @@ func BenchmarkInProcess(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c0 := cpuTime()
+		c0 := testutil.SelfCPU()
 		if err := styx.WriteFile(b.Context(), root, "big", data, 0600); err != nil {
 			b.Fatal(err)
 		}
-		c1 := cpuTime()
+		c1 := testutil.SelfCPU()
 		if n, err := readInto(b.Context(), root, "big", got); err != nil || n != size {
 			b.Fatalf("read %d bytes of %d: %v", n, size, err)
 		}
-		wCPU, rCPU = wCPU+c1-c0, rCPU+cpuTime()-c1
+		wCPU, rCPU = wCPU+c1-c0, rCPU+testutil.SelfCPU()-c1
 		root.Clunk()
 	}
 	mib := float64(b.N) * size / (1 << 20)
@@ -63,13 +63,6 @@ func readInto(ctx context.Context, root styx.File, name string, p []byte) (int, 
 		}
 	}
 	return n, nil
-}
-
-// cpuTime is the CPU time, user and system, this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkWriteRoutedAround writes 32 MiB (k=3 m=2, 256 KiB pieces)
