@@ -27,8 +27,9 @@ func profileFromEnv() (stop func()) {
 	}
 	name := func(kind string) string { return filepath.Join(dir, fmt.Sprintf("%s-%d.prof", kind, os.Getpid())) }
 	var (
-		mu  sync.Mutex
-		cpu *os.File
+		mu      sync.Mutex
+		cpu     *os.File // guarded by mu
+		stopped bool     // guarded by mu: no profile starts after stop
 	)
 	start := func(path string) {
 		f, err := os.Create(path)
@@ -64,8 +65,10 @@ func profileFromEnv() (stop func()) {
 			case <-usr1:
 			}
 			mu.Lock()
-			end()
-			start(filepath.Join(dir, fmt.Sprintf("cpu-%d.%d.prof", os.Getpid(), n)))
+			if !stopped {
+				end()
+				start(filepath.Join(dir, fmt.Sprintf("cpu-%d.%d.prof", os.Getpid(), n)))
+			}
 			mu.Unlock()
 		}
 	}()
@@ -73,6 +76,7 @@ func profileFromEnv() (stop func()) {
 		signal.Stop(usr1)
 		close(done)
 		mu.Lock()
+		stopped = true
 		end()
 		mu.Unlock()
 		for _, kind := range []string{"block", "mutex"} {
