@@ -24,18 +24,20 @@ import (
 
 // BenchmarkStore writes and reads a file of /store across 5 local node
 // processes, k=3 m=2, written and read through node A's unix socket,
-// against one-stream loopback TCP measured in the same run: write and
-// read as ratios of the TCP rate (targets ≥ 0.35 and ≥ 0.5), the
-// write's floor on this disk (diskFloor: the fragments' bytes written
-// and fsynced alone, as a ratio of TCP too, and the write against it), node A's
-// RSS above idle during the write (target ≤ 128 MiB), the time to the
-// first byte of a read against a read of the same file in /tmp, the
-// clunk's time, and the CPU the 5 nodes used a MiB written and read (the
-// steadier figure on a shared machine), and that the whole machine
-// used (with the client and the kernel's writeback). STORE_BENCH_MIB sets the size
-// (default 64); CHESHIRE_PROFILE_DIR=DIR has each node write CPU,
-// blocking and mutex profiles there as it stops, its CPU profile cut
-// into phases: cpu-PID.1.prof is the write, cpu-PID.2.prof the read. Run:
+// against one-stream loopback TCP measured in the same run. It reports
+// the write and the read as ratios of the TCP rate (targets ≥ 0.35 and
+// ≥ 0.5); the floors of this machine beside them, as ratios of TCP and
+// of the store to them (diskFloor: the fragments' bytes written and
+// synced alone; writeFloor and readFloor: the work alone,
+// store_floor_test.go); node A's RSS above idle during the write
+// (target ≤ 128 MiB); the time to the first byte of a read against a
+// read of the same file in /tmp; the clunk's time; and the CPU a MiB
+// written and read that the 5 nodes, the benchmark's client and the
+// whole machine (with the kernel's writeback) used, the steadier
+// figures on a shared machine. STORE_BENCH_MIB sets the size (default
+// 64); CHESHIRE_PROFILE_DIR=DIR has each node write CPU, blocking and
+// mutex profiles there as it stops, its CPU profile cut into phases:
+// cpu-PID.1.prof is the write, cpu-PID.2.prof the read. Run:
 //
 //	STORE_BENCH_MIB=256 go test -run '^$' -bench Store -benchtime 1x ./tests
 func BenchmarkStore(b *testing.B) {
@@ -182,14 +184,15 @@ func BenchmarkStore(b *testing.B) {
 	b.ReportMetric(ttfb/n*1e3, "ttfb-ms")
 	b.ReportMetric(ttfbLocal/n*1e3, "ttfb-tmp-ms")
 	b.ReportMetric(commit/n*1e3, "write-clunk-ms")
-	b.ReportMetric(wCPU/n/float64(size>>20)*1e3, "write-node-cpu-ms/MiB")
-	b.ReportMetric(rCPU/n/float64(size>>20)*1e3, "read-node-cpu-ms/MiB")
-	b.ReportMetric(wAll/n/float64(size>>20)*1e3, "write-all-cpu-ms/MiB")
-	b.ReportMetric(rAll/n/float64(size>>20)*1e3, "read-all-cpu-ms/MiB")
-	b.ReportMetric(wSelf/n/float64(size>>20)*1e3, "write-client-cpu-ms/MiB")
-	b.ReportMetric(rSelf/n/float64(size>>20)*1e3, "read-client-cpu-ms/MiB")
-	b.ReportMetric(wFloorCPU/n/float64(size>>20)*1e3, "write-floor-cpu-ms/MiB")
-	b.ReportMetric(rFloorCPU/n/float64(size>>20)*1e3, "read-floor-cpu-ms/MiB")
+	perMiB := func(seconds float64) float64 { return seconds / n / float64(size>>20) * 1e3 }
+	b.ReportMetric(perMiB(wCPU), "write-node-cpu-ms/MiB")
+	b.ReportMetric(perMiB(rCPU), "read-node-cpu-ms/MiB")
+	b.ReportMetric(perMiB(wAll), "write-all-cpu-ms/MiB")
+	b.ReportMetric(perMiB(rAll), "read-all-cpu-ms/MiB")
+	b.ReportMetric(perMiB(wSelf), "write-client-cpu-ms/MiB")
+	b.ReportMetric(perMiB(rSelf), "read-client-cpu-ms/MiB")
+	b.ReportMetric(perMiB(wFloorCPU), "write-floor-cpu-ms/MiB")
+	b.ReportMetric(perMiB(rFloorCPU), "read-floor-cpu-ms/MiB")
 }
 
 // phase starts the next CPU profile of each node when they profile

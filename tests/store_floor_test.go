@@ -262,8 +262,8 @@ func readFloor(b *testing.B, data []byte, k int) (rate, cpu float64) {
 }
 
 // writeFloor is the floor of a durable write of data coded k+m, in
-// content bytes a second, and the CPU seconds the machine spent on it: from the client's first byte to the last
-// holder's fsync.
+// content bytes a second, and the CPU seconds the machine spent on it:
+// from the client's first byte to the last holder's fsync.
 func writeFloor(b *testing.B, data []byte, k, m int) (rate, cpu float64) {
 	block, srv, cli := floorKeys(b)
 	rs, err := reedsolomon.New(k, m)
@@ -421,6 +421,7 @@ func writeFloor(b *testing.B, data []byte, k, m int) (rate, cpu float64) {
 	return float64(len(data)) / time.Since(start).Seconds(), machineCPU() - cpu0
 }
 
+// closeAll closes the files opened of files.
 func closeAll(files []*os.File) {
 	for _, f := range files {
 		if f != nil {
